@@ -1,0 +1,53 @@
+"""The values that flow through the pipeline: file events in, upload jobs out.
+
+Plain frozen dataclasses, so they compare by value in marble tests and pickle to the sink process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+
+
+class EventKind(StrEnum):
+    """What happened to a path. `FOUND` is the backfill scan's: the file was there at a scan."""
+
+    CREATED = "created"
+    MODIFIED = "modified"
+    CLOSED = "closed"
+    MOVED = "moved"
+    DELETED = "deleted"
+    FOUND = "found"
+
+
+class Priority(IntEnum):
+    """Live files go to the sink's primary queue, backfill to the secondary (the original's 0 / 1)."""
+
+    LIVE = 0
+    BACKFILL = 1
+
+
+@dataclass(frozen=True, slots=True)
+class FileEvent:
+    """One filesystem event. `path` is the file it is about now (a move's destination)."""
+
+    kind: EventKind
+    path: str
+    is_directory: bool = False
+    src_path: str = ""
+    priority: Priority = Priority.LIVE
+
+
+@dataclass(frozen=True, slots=True)
+class UploadJob:
+    """One file to deliver: where it is, where it goes, and what it was when the job was made.
+
+    `size` and `mtime_ns` let the sink verify the server's copy and refuse to delete a local file
+    that changed after the job was taken.
+    """
+
+    local_path: str
+    remote_path: str
+    size: int
+    mtime_ns: int
+    priority: Priority = Priority.LIVE

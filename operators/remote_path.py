@@ -1,0 +1,96 @@
+"""The remote-path model: where a file from the outbox lands on the server.
+
+`<remote_root>/<station>/<date>/<sensor>/<name>`, computed from the local path alone (plus the
+file's modification time, only when neither the name nor the folders carry a date). Pure.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from datetime import date, datetime
+from pathlib import PurePosixPath
+
+#: `<station>@<YYYY-MM-DD>[@HH-MM-SS].<ext>`: the station is the first `@` field.
+STATION_DATE_NAME = re.compile(r"^(?P<station>[^@]+)@(?P<date>\d{4}-\d{2}-\d{2})(?=[@.]|$)")
+DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+SENSOR_BY_EXTENSION = {".wav": "audio", ".h264": "video", ".mp4": "video", ".csv": "temp"}
+FINAL_SUFFIX = ".csv.final"
+#: Control characters, path separators and the NUL byte never reach the server.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def safe_segment(segment: str) -> str:
+    """One remote path segment: unsafe characters become `_`; `.`, `..` and empty become `_`.
+
+    Replacing (rather than rejecting) keeps the file flowing; the mapping stays readable and a
+    name that was safe is unchanged.
+    """
+    cleaned = _UNSAFE.sub("_", segment)
+    if cleaned in ("", ".", ".."):
+        return "_"
+    return cleaned
+
+
+def _parse_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def remote_name(local_name: str) -> str | None:
+    """The name on the server: `X.csv.final` -> `X.csv`; a bare `.csv` -> None (still growing)."""
+    if local_name.endswith(FINAL_SUFFIX):
+        return local_name[: -len(".final")]
+    if local_name.endswith(".csv"):
+        return None
+    return local_name
+
+
+def sensor_of(parts: tuple[str, ...], name: str) -> str:
+    """The first folder of the relative path, else by extension, else `misc`."""
+    if len(parts) > 1:
+        return parts[0]
+    return SENSOR_BY_EXTENSION.get(PurePosixPath(name).suffix.lower(), "misc")
+
+
+def date_of(parts: tuple[str, ...], name: str, mtime: float) -> str:
+    """The name's date field, else a `YYYY-MM-DD` folder, else the modification date (local time)."""
+    match = STATION_DATE_NAME.match(name)
+    if match and _parse_date(match["date"]):
+        return match["date"]
+    for folder in parts[:-1]:
+        if DATE_FOLDER.match(folder) and _parse_date(folder):
+            return folder
+    return datetime.fromtimestamp(mtime).date().isoformat()
+
+
+def station_of(name: str, default_station: str) -> str:
+    """The name's first `@` field when the name follows the convention, else the setting."""
+    match = STATION_DATE_NAME.match(name)
+    if match and _parse_date(match["date"]):
+        return match["station"]
+    return default_station
+
+
+def remote_path_for(relative: str, *, remote_root: str, station: str, mtime: float) -> str | None:
+    """The remote path for `relative` (a path inside the outbox, `/`-separated), or None if not yet uploadable.
+
+    The result always lies under `remote_root`: every segment is passed through `safe_segment`.
+    """
+    parts = tuple(p for p in PurePosixPath(relative).parts if p not in ("", "/"))
+    if not parts:
+        return None
+    local_name = parts[-1]
+    name = remote_name(local_name)
+    if name is None:
+        return None
+    root = posixpath.normpath("/" + remote_root.strip("/")) if remote_root.strip("/") else "/"
+    segments = [
+        station_of(local_name, station),
+        date_of(parts, local_name, mtime),
+        sensor_of(parts, name),
+        name,
+    ]
+    return posixpath.join(root, *(safe_segment(s) for s in segments))

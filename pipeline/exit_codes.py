@@ -1,0 +1,5 @@
+"""The documented exit codes of `beemon-uploader`."""
+
+OK = 0  #: success: everything asked for was done
+FAILURES_REMAIN = 1  #: the run worked, but some files were not delivered (or a check failed)
+BAD_USAGE = 2  #: bad command line or settings; nothing was attempted

@@ -1,0 +1,102 @@
+"""Build the one dynaconf settings object: packaged defaults, site files, secrets, environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from dynaconf import Dynaconf, ValidationError
+from dynaconf.utils.inspect import get_history
+
+from settings.legacy_ini import LegacyIniError, read_legacy_ini
+from settings.validators import envvar, validators_for
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULTS_FILE = PACKAGE_DIR / "settings.toml"
+#: Where a deployment keeps its settings; `BEEMON_CONFIG_DIR` moves it (tests, containers).
+SITE_DIR_DEFAULT = "/etc/beemon-uploader"
+ENVIRONMENTS = ("development", "testing", "production")
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message is one line for the user (exit code 2)."""
+
+
+def settings_files(config_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """Files in the order they are layered: later files override earlier ones."""
+    site = Path(config_dir or os.environ.get("BEEMON_CONFIG_DIR") or SITE_DIR_DEFAULT)
+    return [
+        str(DEFAULTS_FILE),
+        str(site / "settings.toml"),
+        str(site / ".secrets.toml"),
+        str(Path.cwd() / ".secrets.toml"),
+    ]
+
+
+def build_settings(
+    env: str | None = None,
+    *,
+    config_dir: str | os.PathLike[str] | None = None,
+    legacy_ini: str | os.PathLike[str] | None = None,
+    validate: bool = True,
+) -> Dynaconf:
+    """A fresh, isolated, validated settings object for `env` (default: `BEEMON_ENV`, else development).
+
+    Layers, lowest first: packaged defaults, `<config_dir>/settings.toml`, secrets files, the
+    legacy INI (when given), `BEEMON_*` environment variables. Tests call this instead of
+    mutating a global; the command line calls it once at start. Raises `SettingsError`.
+    """
+    env = (env or os.environ.get("BEEMON_ENV") or "development").lower()
+    if env not in ENVIRONMENTS:
+        raise SettingsError(f"environment {env!r} is unknown: set BEEMON_ENV to one of {', '.join(ENVIRONMENTS)}")
+    settings = Dynaconf(
+        envvar_prefix="BEEMON",
+        environments=True,
+        env_switcher="BEEMON_ENV",
+        env=env,
+        settings_files=settings_files(config_dir),
+        root_path=str(PACKAGE_DIR),
+        load_dotenv=False,
+    )
+    if legacy_ini is not None:
+        _apply_legacy_ini(settings, legacy_ini)
+    if not settings.get("station"):
+        settings.set("station", socket.gethostname(), loader_identifier="host name")
+    if validate:
+        validate_settings(settings, env)
+    return settings
+
+
+def validate_settings(settings: Dynaconf, env: str) -> None:
+    """Run every rule; the first failure becomes a `SettingsError` with one line."""
+    settings.validators.register(*validators_for(env))
+    try:
+        settings.validators.validate_all()
+    except ValidationError as error:
+        raise SettingsError(str(error.details[0][1] if error.details else error).splitlines()[0]) from None
+    if settings.upload.retry_base_seconds > settings.upload.retry_max_seconds:
+        raise SettingsError(
+            f"setting upload.retry_base_seconds = {settings.upload.retry_base_seconds!r} is above "
+            f"upload.retry_max_seconds = {settings.upload.retry_max_seconds!r}: make the base the smaller"
+        )
+    if not settings.get("ftp.password"):
+        return
+    for entry in get_history(settings, key="ftp.password"):
+        source = str(entry.get("identifier", ""))
+        if entry.get("loader") == "toml" and Path(source).name == "settings.toml" and entry.get("value"):
+            raise SettingsError(
+                f"ftp.password is set in {source}: move it to .secrets.toml (mode 600) or BEEMON_FTP__PASSWORD"
+            )
+
+
+def _apply_legacy_ini(settings: Dynaconf, path: str | os.PathLike[str]) -> None:
+    """Layer the INI's values over the files but under `BEEMON_*` variables, which still win."""
+    try:
+        values = read_legacy_ini(path)
+    except LegacyIniError as error:
+        raise SettingsError(str(error)) from None
+    for key, value in values.items():
+        if envvar(key) in os.environ:
+            continue
+        settings.set(key, value, loader_identifier=f"legacy INI {path}")

@@ -1,0 +1,112 @@
+"""The remote-path model: every mapping rule, with exact expected paths, plus properties."""
+
+from __future__ import annotations
+
+import posixpath
+from datetime import datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from operators.remote_path import remote_name, remote_path_for, safe_segment
+
+ROOT = "/usr/local/bee/appmais"
+# Noon UTC on 2022-07-19: the same local date in every time zone from UTC-11 to UTC+11.
+NOON_0719 = datetime.fromisoformat("2022-07-19T12:00:00+00:00").timestamp()
+
+
+def rp(relative: str, station: str = "fallback", mtime: float = NOON_0719, root: str = ROOT) -> str | None:
+    return remote_path_for(relative, remote_root=root, station=station, mtime=mtime)
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [
+        (
+            "audio/2022-07-19/rpi4-11@2022-07-19@14-30-00.wav",
+            f"{ROOT}/rpi4-11/2022-07-19/audio/rpi4-11@2022-07-19@14-30-00.wav",
+        ),
+        (
+            "video/2022-07-19/rpi4-11@2022-07-19@14-30-00.h264",
+            f"{ROOT}/rpi4-11/2022-07-19/video/rpi4-11@2022-07-19@14-30-00.h264",
+        ),
+        ("temp/2022-07-19/rpi4-11@2022-07-19.csv.final", f"{ROOT}/rpi4-11/2022-07-19/temp/rpi4-11@2022-07-19.csv"),
+        ("cpu/2022-07-19/rpi4-12@2022-07-19.csv.final", f"{ROOT}/rpi4-12/2022-07-19/cpu/rpi4-12@2022-07-19.csv"),
+        # The name's date wins over the folder's.
+        (
+            "audio/2022-07-20/rpi4-11@2022-07-19@23-59-59.wav",
+            f"{ROOT}/rpi4-11/2022-07-19/audio/rpi4-11@2022-07-19@23-59-59.wav",
+        ),
+        # No convention in the name: station from the setting, date from the folder.
+        ("scale/2022-07-18/reading.bin", f"{ROOT}/fallback/2022-07-18/scale/reading.bin"),
+        # No date anywhere: the modification date.
+        ("scale/reading.bin", f"{ROOT}/fallback/2022-07-19/scale/reading.bin"),
+        # Directly in the outbox: sensor by extension.
+        ("rpi4-11@2022-07-19@01-00-00.wav", f"{ROOT}/rpi4-11/2022-07-19/audio/rpi4-11@2022-07-19@01-00-00.wav"),
+        ("clip.h264", f"{ROOT}/fallback/2022-07-19/video/clip.h264"),
+        ("clip.mp4", f"{ROOT}/fallback/2022-07-19/video/clip.mp4"),
+        ("rpi4-11@2022-07-19.csv.final", f"{ROOT}/rpi4-11/2022-07-19/temp/rpi4-11@2022-07-19.csv"),
+        ("notes.txt", f"{ROOT}/fallback/2022-07-19/misc/notes.txt"),
+        # An invalid date in the name is no convention: station and date fall back.
+        ("audio/2022-07-19/rpi4-11@2022-13-45.wav", f"{ROOT}/fallback/2022-07-19/audio/rpi4-11@2022-13-45.wav"),
+    ],
+)
+def test_mapping_rules(relative: str, expected: str) -> None:
+    assert rp(relative) == expected
+
+
+def test_bare_csv_maps_to_nothing_yet() -> None:
+    assert rp("temp/2022-07-19/rpi4-11@2022-07-19.csv") is None
+    assert rp("rpi4-11@2022-07-19.csv") is None
+    assert remote_name("x.csv") is None
+    assert remote_name("x.csv.final") == "x.csv"
+
+
+def test_remote_root_is_normalized() -> None:
+    assert rp("audio/x.wav", root="/srv/bee/") == "/srv/bee/fallback/2022-07-19/audio/x.wav"
+    assert rp("audio/x.wav", root="/srv/../bee") == "/bee/fallback/2022-07-19/audio/x.wav"
+
+
+@pytest.mark.parametrize(
+    ("segment", "expected"),
+    [
+        ("..", "_"),
+        (".", "_"),
+        ("", "_"),
+        ("a/b", "a_b"),
+        ("a\\b", "a_b"),
+        ("line\nbreak", "line_break"),
+        ("tab\there", "tab_here"),
+        ("del\x7f", "del_"),
+        ("with space.wav", "with space.wav"),
+        ("-leading-dash.wav", "-leading-dash.wav"),
+        ("ünïcödé.wav", "ünïcödé.wav"),
+    ],
+)
+def test_unsafe_characters_are_replaced(segment: str, expected: str) -> None:
+    assert safe_segment(segment) == expected
+
+
+def test_dotdot_names_and_station_cannot_escape() -> None:
+    assert rp("../../etc/passwd", station="..") == f"{ROOT}/_/2022-07-19/_/passwd"
+    assert rp("audio/..", station="st") == f"{ROOT}/st/2022-07-19/audio/_"
+
+
+names = st.text(min_size=1, max_size=30)
+
+
+@given(st.lists(names, min_size=1, max_size=4), names, st.floats(0, 4e9))
+def test_result_always_lies_under_remote_root(parts: list[str], station: str, mtime: float) -> None:
+    relative = "/".join(parts)
+    result = rp(relative, station=station, mtime=mtime)
+    if result is None:
+        assert relative.rstrip("/").endswith(".csv") or not [p for p in relative.split("/") if p]
+        return
+    assert posixpath.normpath(result) == result
+    assert result.startswith(ROOT + "/")
+    segments = result[len(ROOT) + 1 :].split("/")
+    assert len(segments) == 4
+    for segment in segments:
+        assert segment not in ("", ".", "..")
+        assert not any(ord(c) < 0x20 or c == "\x7f" or c == "\\" for c in segment)
