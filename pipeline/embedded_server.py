@@ -1,0 +1,114 @@
+"""An FTP(S) server on loopback, in a thread: the development default, the demo, and the tests' server.
+
+pyftpdlib is a real, standards-following server, so what works against it exercises the same
+protocol paths (EPSV/PASV, REST, RNFR/RNTO, SIZE, TLS) as a station's real server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.ioloop import IOLoop
+from pyftpdlib.servers import FTPServer
+
+#: Read and write everything under the home folder (no site commands).
+FULL_PERMISSIONS = "elradfmwMT"
+
+
+def _quiet_pyftpdlib() -> None:
+    """Keep pyftpdlib's per-command INFO lines out of the uploader's log (it configures stderr otherwise)."""
+    logger = logging.getLogger("pyftpdlib")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+
+class EmbeddedFtpServer:
+    """A pyftpdlib server rooted at `root`, serving one user, until `stop()` (or the `with` block ends).
+
+    `handler_class` may be a fault-injecting subclass of `FTPHandler` or `TLS_FTPHandler`; it is
+    subclassed again here so that class attributes set for this server never leak to another.
+    `port=0` picks a free port; read it from `.port` after `start()`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        username: str,
+        password: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        handler_class: type[FTPHandler] = FTPHandler,
+        handler_attributes: dict[str, object] | None = None,
+        max_cons_per_ip: int = 0,
+    ) -> None:
+        self.root = Path(root)
+        self.host = host
+        self._requested_port = port
+        self._username = username
+        self._password = password
+        self._handler_class = handler_class
+        self._handler_attributes = dict(handler_attributes or {})
+        self._max_cons_per_ip = max_cons_per_ip
+        self._server: FTPServer | None = None
+        self._port = port
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"EmbeddedFtpServer(root={str(self.root)!r}, host={self.host!r}, port={self.port!r})"
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> EmbeddedFtpServer:
+        """Bind and serve in a daemon thread; returns once the port is open."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        authorizer = DummyAuthorizer()
+        authorizer.add_user(self._username, self._password, str(self.root), perm=FULL_PERMISSIONS)
+        attributes: dict[str, object] = {"authorizer": authorizer, "banner": "beemon embedded FTP server ready."}
+        attributes.update(self._handler_attributes)
+        handler = type("EmbeddedHandler", (self._handler_class,), attributes)
+        _quiet_pyftpdlib()
+        server = FTPServer((self.host, self._requested_port), handler, ioloop=IOLoop())
+        server.max_cons_per_ip = self._max_cons_per_ip
+        self._server = server
+        self._port = int(server.socket.getsockname()[1])
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._serve, name="embedded-ftp", daemon=True)
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        server = self._server
+        assert server is not None
+        while not self._stopping.is_set():
+            server.ioloop.loop(timeout=0.05, blocking=False)
+        server.close_all()
+
+    def stop(self) -> None:
+        """Close every connection and the listening socket; the port is free on return."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._thread = None
+
+    def __enter__(self) -> EmbeddedFtpServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
