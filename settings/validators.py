@@ -105,8 +105,8 @@ def _message(key: str, allowed: str) -> str:
 
 
 def validators_for(env: str) -> list[Validator]:
-    """The validators in force for `env`: every key typed, and credentials required outside development."""
-    validators = [
+    """The validators in force for `env`: credentials required outside development, every key typed."""
+    validators = _required(env) + [
         Validator(
             key,
             must_exist=True,
@@ -131,20 +131,23 @@ def validators_for(env: str) -> list[Validator]:
             },
         )
     )
-    if env != "development":
-        for key in REQUIRED_OUTSIDE_DEVELOPMENT:
-            where = (
-                ".secrets.toml or BEEMON_FTP__PASSWORD" if key == "ftp.password" else f"settings.toml or {envvar(key)}"
+    return validators
+
+
+def _required(env: str) -> list[Validator]:
+    """Checked first, so a missing credential is reported as missing rather than as a bad value."""
+    if env == "development":
+        return []
+    validators = []
+    for key in REQUIRED_OUTSIDE_DEVELOPMENT:
+        where = ".secrets.toml or BEEMON_FTP__PASSWORD" if key == "ftp.password" else f"settings.toml or {envvar(key)}"
+        message = f"setting {key} is required in the {env} environment: set it in {where}"
+        validators.append(
+            Validator(
+                key,
+                must_exist=True,
+                condition=_non_empty_str,
+                messages={"must_exist_true": message, "condition": message},
             )
-            validators.append(
-                Validator(
-                    key,
-                    must_exist=True,
-                    condition=_non_empty_str,
-                    messages={
-                        "must_exist_true": f"setting {key} is required in the {env} environment: set it in {where}",
-                        "condition": f"setting {key} is required in the {env} environment: set it in {where}",
-                    },
-                )
-            )
+        )
     return validators
