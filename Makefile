@@ -21,8 +21,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint docs
 	$(BIN)/python -m pytest
+
+docs: $(STAMP)
+	$(BIN)/sphinx-build -q -W --keep-going -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache .ruff_cache docs/_build

@@ -1,0 +1,50 @@
+"""The Prometheus endpoint (`metrics.port`): the statistics line's figures, read at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pipeline.stats import UploadStats
+
+
+class StatsCollector:
+    """A custom collector: every scrape takes one snapshot, so the figures agree with each other."""
+
+    def __init__(self, stats: UploadStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        snap = self._stats.snapshot()
+        queued = GaugeMetricFamily("beemon_uploader_queued_files", "Files waiting for upload", labels=["queue"])
+        queued.add_metric(["primary"], snap.queued_primary)
+        queued.add_metric(["secondary"], snap.queued_secondary)
+        yield queued
+        yield GaugeMetricFamily("beemon_uploader_in_flight_files", "Files being uploaded", value=snap.in_flight)
+        yield CounterMetricFamily(
+            "beemon_uploader_delivered_files", "Files delivered and verified", value=snap.delivered
+        )
+        yield CounterMetricFamily("beemon_uploader_failed_attempts", "Upload attempts that failed", value=snap.failed)
+        yield CounterMetricFamily("beemon_uploader_delivered_bytes", "Bytes delivered", value=snap.bytes_delivered)
+        yield GaugeMetricFamily(
+            "beemon_uploader_rate_bytes_per_second",
+            "Delivery rate over the last minute",
+            value=snap.rate_bytes_per_second,
+        )
+        yield GaugeMetricFamily(
+            "beemon_uploader_oldest_waiting_seconds",
+            "Age of the oldest file waiting for upload",
+            value=snap.oldest_waiting_seconds,
+        )
+
+
+def serve_metrics(stats: UploadStats, port: int, address: str = "0.0.0.0") -> Any:
+    """Start the endpoint on its own registry; returns the server (call `.shutdown()` to stop it)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry()
+    registry.register(StatsCollector(stats))
+    server, _thread = start_http_server(port, addr=address, registry=registry)
+    return server

@@ -1,0 +1,106 @@
+"""Running figures of an uploader: what is queued, in flight, delivered and failed, and how fast.
+
+Fed by the composition root (jobs submitted, results and sink counts received); read by the
+periodic statistics line and the Prometheus endpoint, so both always show the same numbers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from operators.model import Priority, UploadJob
+
+#: Outcomes after which a file is no longer waiting.
+FINAL_OUTCOMES = frozenset({"delivered", "gone"})
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    queued_primary: int
+    queued_secondary: int
+    in_flight: int
+    delivered: int
+    failed: int
+    bytes_delivered: int
+    rate_bytes_per_second: float
+    oldest_waiting_seconds: float
+
+    def line(self) -> str:
+        """The statistics line of the log."""
+        return (
+            f"queued {self.queued_primary} live + {self.queued_secondary} backfill, in flight {self.in_flight}, "
+            f"delivered {self.delivered}, failed {self.failed}, {format_bytes(self.bytes_delivered)}, "
+            f"{format_bytes(self.rate_bytes_per_second)}/s, oldest waiting {self.oldest_waiting_seconds:.0f} s"
+        )
+
+
+def format_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(count) < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} GB"
+
+
+class UploadStats:
+    """Thread-safe counters; the rate is over the last `window` seconds of deliveries."""
+
+    def __init__(self, window: float = 60.0) -> None:
+        self._lock = threading.Lock()
+        self._window = window
+        self._waiting: dict[str, tuple[int, Priority]] = {}
+        self._in_flight: set[str] = set()
+        self._recent: deque[tuple[float, int]] = deque()
+        self.delivered = 0
+        self.failed = 0
+        self.bytes_delivered = 0
+
+    def submitted(self, job: UploadJob) -> None:
+        with self._lock:
+            self._waiting[job.local_path] = (job.mtime_ns, job.priority)
+
+    def started(self, local_path: str) -> None:
+        with self._lock:
+            self._in_flight.add(local_path)
+
+    def finished(self, local_path: str, outcome: str, size: int) -> None:
+        """One attempt ended; a delivered or vanished file stops waiting."""
+        with self._lock:
+            self._in_flight.discard(local_path)
+            if outcome == "delivered":
+                self.delivered += 1
+                self.bytes_delivered += size
+                self._recent.append((time.monotonic(), size))
+            elif outcome not in FINAL_OUTCOMES:
+                self.failed += 1
+            if outcome in FINAL_OUTCOMES:
+                self._waiting.pop(local_path, None)
+
+    def waiting(self) -> list[str]:
+        with self._lock:
+            return sorted(self._waiting)
+
+    def snapshot(self) -> Snapshot:
+        now = time.monotonic()
+        with self._lock:
+            while self._recent and self._recent[0][0] < now - self._window:
+                self._recent.popleft()
+            span = min(self._window, max(now - self._recent[0][0], 1.0)) if self._recent else 1.0
+            rate = sum(size for _, size in self._recent) / span
+            waiting = [p for p in self._waiting if p not in self._in_flight]
+            primary = sum(1 for p in waiting if self._waiting[p][1] == Priority.LIVE)
+            oldest_ns = min((mtime for mtime, _ in self._waiting.values()), default=None)
+            oldest = max(0.0, time.time() - oldest_ns / 1e9) if oldest_ns is not None else 0.0
+            return Snapshot(
+                queued_primary=primary,
+                queued_secondary=len(waiting) - primary,
+                in_flight=len(self._in_flight),
+                delivered=self.delivered,
+                failed=self.failed,
+                bytes_delivered=self.bytes_delivered,
+                rate_bytes_per_second=rate,
+                oldest_waiting_seconds=oldest,
+            )
