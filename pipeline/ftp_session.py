@@ -1,0 +1,571 @@
+"""UploadSession: one authenticated, persistent FTP(S) session that delivers files atomically.
+
+Round trips are the currency on a station's link, so a session logs in once, sets TYPE I once,
+never changes directory per file (every path is absolute) and creates each remote folder at most
+once. One small file costs EPSV, STOR, RNFR, RNTO and SIZE.
+
+One upload: STOR to `.<name>.part` beside the target, RNFR/RNTO onto the final name, SIZE of the
+final name against the local size. Decisions worth knowing:
+
+- Rename onto an existing file: most servers (pyftpdlib, vsftpd, proftpd on POSIX) replace it.
+  When RNTO is refused, the session deletes the old final file and renames again, once.
+- A refused RNFR/RNTO (550/553) is a permanent failure for that file: the complete `.part` stays
+  on the server and the file is parked. Set `upload.atomic_rename = false` for servers that never
+  allow renames; files are then stored under their final name directly.
+- Servers without SIZE: the size comes from MLST instead; with neither, the session logs once that
+  it trusts the "226 Transfer complete" reply and reports the upload as unverified (`verified=None`).
+- Resume: when the caller says the local file is the one an earlier attempt was sending (`resume`)
+  and a shorter `.part` is on the server, the upload continues with REST + STOR (APPE if REST is
+  refused). A `.part` of unknown origin is overwritten, never trusted.
+- TLS: certificates are verified by default; data connections reuse the control connection's TLS
+  session (vsftpd and FileZilla Server refuse them otherwise). Plain FTP sends with
+  `socket.sendfile` (zero-copy); TLS, and plain FTP with sendfile off, send 1 MiB blocks.
+- Passive mode: EPSV, falling back to PASV for the session's life when refused; the address PASV
+  announces is ignored in favour of the control connection's peer (NAT'd servers announce private ones).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ftplib
+import logging
+import posixpath
+import re
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import BinaryIO
+
+from pipeline.bandwidth import TokenBucket
+from pipeline.ftp_errors import (
+    ConnectionLost,
+    FtpFailure,
+    LocalFileChanged,
+    LocalFileGone,
+    PermanentFailure,
+    SessionFailure,
+    TransientFailure,
+    classify,
+    reply_code,
+)
+from pipeline.ftp_params import FtpParams
+
+log = logging.getLogger("beemon.sink.session")
+
+#: Reply codes meaning "this server does not know or allow that command".
+UNSUPPORTED = frozenset({500, 501, 502, 504})
+_MLST_SIZE = re.compile(r"(?:^|;)\s*size=(\d+)", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadReport:
+    """What one successful upload did: bytes sent now, where it resumed, the last reply, the check."""
+
+    bytes_sent: int
+    resumed_from: int
+    reply: str
+    verified: bool | None
+    seconds: float
+
+
+def temp_name(remote_path: str) -> str:
+    """The hidden temporary name beside the target: `dir/.name.part`."""
+    directory, name = posixpath.split(remote_path)
+    return posixpath.join(directory, f".{name}.part")
+
+
+class _Client(ftplib.FTP_TLS):
+    """ftplib's FTP_TLS with what real servers need: TLS session reuse, implicit TLS, EPSV/PASV fallback.
+
+    Used for plain FTP too (it never sends AUTH then), so one class covers the three modes.
+    """
+
+    def __init__(self, *, implicit: bool, context: ssl.SSLContext, timeout: float) -> None:
+        super().__init__(context=context, timeout=timeout)
+        self.implicit = implicit
+        self.use_epsv = True
+        self.data_socket: socket.socket | None = None
+        self.last_data_session_reused: bool | None = None
+
+    def connect(
+        self, host: str = "", port: int = 0, timeout: float = -999, source_address: tuple[str, int] | None = None
+    ) -> str:
+        if not self.implicit:
+            return super().connect(host, port, timeout, source_address)
+        self.host, self.port = host, port
+        if timeout != -999:
+            self.timeout = timeout
+        raw = socket.create_connection((host, port), self.timeout)
+        try:
+            self.sock = self.context.wrap_socket(raw, server_hostname=host)
+        except BaseException:
+            raw.close()
+            raise
+        self.af = self.sock.family
+        self.file = self.sock.makefile("r", encoding=self.encoding)
+        self.welcome = self.getresp()
+        return self.welcome
+
+    def makepasv(self) -> tuple[str, int]:
+        peer = self.sock.getpeername()
+        if self.use_epsv:
+            try:
+                return ftplib.parse229(self.sendcmd("EPSV"), peer)
+            except ftplib.error_perm as error:
+                if reply_code(error) not in (*UNSUPPORTED, 522):
+                    raise
+                self.use_epsv = False
+                log.debug("server refused EPSV (%s); using PASV", error)
+        announced, port = ftplib.parse227(self.sendcmd("PASV"))
+        if announced != peer[0]:
+            log.debug("PASV announced %s; connecting to the control peer %s instead", announced, peer[0])
+        return peer[0], port
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            control = self.sock
+            session = control.session if isinstance(control, ssl.SSLSocket) else None
+            try:
+                conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
+            except BaseException:
+                conn.close()
+                raise
+            self.last_data_session_reused = conn.session_reused
+        return conn, size
+
+
+def _make_context(params: FtpParams) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=params.ca_file or None)
+    if not params.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class UploadSession:
+    """One authenticated session under `params.remote_root`; a context manager (connect, then QUIT).
+
+    Not thread-safe: one worker thread owns a session. `abort()` is the one method another thread
+    may call: it cuts the sockets so that a transfer stuck past a stop deadline ends now.
+    """
+
+    def __init__(
+        self,
+        params: FtpParams,
+        *,
+        throttle: TokenBucket | None = None,
+        use_sendfile: bool = True,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.params = params
+        self._throttle = throttle
+        self._use_sendfile = use_sendfile
+        self._stop = stop or threading.Event()
+        self._client: _Client | None = None
+        self._dirs: set[str] = set()
+        self._root = posixpath.normpath("/" + params.remote_root.strip("/")) if params.remote_root else "/"
+        self._size_command = True
+        self._mlst_command = True
+        self._warned_unverified = False
+        self.welcome = ""
+
+    @classmethod
+    def original(
+        cls, username: str, password: str, host_ip: str, host_port: int, remote_directory: str
+    ) -> UploadSession:
+        """The original API's constructor arguments, plain FTP."""
+        return cls(FtpParams(host_ip, host_port, username, password, remote_directory))
+
+    def __repr__(self) -> str:
+        p = self.params
+        state = "connected" if self.connected else "closed"
+        return f"UploadSession({p.username}@{p.host}:{p.port}{self._root}, tls={p.tls}, {state})"
+
+    # --- connection
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.sock is not None
+
+    @property
+    def last_data_session_reused(self) -> bool | None:
+        """Whether the last TLS data connection resumed the control connection's TLS session."""
+        return self._client.last_data_session_reused if self._client else None
+
+    def __enter__(self) -> UploadSession:
+        self.connect()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def connect(self) -> str:
+        """Connect, secure (per `tls`), log in, PROT P, TYPE I. Raises an `FtpFailure` subclass."""
+        self.close()
+        p = self.params
+        client = _Client(implicit=p.tls == "implicit", context=_make_context(p), timeout=p.timeout)
+        step = "CONNECT"
+        try:
+            self.welcome = client.connect(p.host, p.port)
+            self._client = client
+            if p.tls == "explicit":
+                step = "AUTH"
+                client.auth()
+            step = "USER"
+            client.login(p.username, p.password, secure=False)
+            if p.secure:
+                step = "PROT"
+                client.prot_p()
+            step = "TYPE"
+            client.voidcmd("TYPE I")
+        except Exception as error:
+            self._discard()
+            failure = self._classify(error, step)
+            if isinstance(failure, SessionFailure) or failure.command in ("CONNECT", "AUTH"):
+                failure.reply = f"{p.host}:{p.port}: {failure.reply}"
+            raise failure from None
+        self._dirs.clear()
+        log.debug("session open: %r", self)
+        return self.welcome
+
+    def close(self) -> None:
+        """QUIT politely when the connection is still in step, then close. Never raises."""
+        client = self._client
+        if client is None:
+            return
+        with contextlib.suppress(Exception):  # the connection is going away either way
+            if client.sock is not None:
+                client.sock.settimeout(min(self.params.timeout, 2.0))
+                client.quit()
+        self._discard()
+
+    def _discard(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def abort(self) -> None:
+        """Cut the data and control sockets (from another thread): the owner's call fails at once."""
+        self._stop.set()
+        client = self._client
+        if client is None:
+            return
+        for sock in (client.data_socket, client.sock):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def noop(self) -> str:
+        """Keep an idle session alive (servers drop silent ones)."""
+        return self._command("NOOP")
+
+    # --- commands
+
+    def _classify(self, error: BaseException, command: str) -> FtpFailure:
+        return classify(error, command=command, secret=self.params.password)
+
+    def _require(self) -> _Client:
+        if self._client is None:
+            raise ConnectionLost("not connected")
+        return self._client
+
+    def _command(self, line: str) -> str:
+        """Send one command and return its reply; failures are classified; a lost connection is closed."""
+        client = self._require()
+        try:
+            return client.voidcmd(line) if not line.startswith(("RNFR", "REST")) else client.sendcmd(line)
+        except Exception as error:
+            failure = self._classify(error, line)
+            if not failure.session_usable:
+                self._discard()
+            raise failure from None
+
+    def absolute(self, remote_path: str) -> str:
+        """A remote path made absolute: relative paths are taken under `remote_root`."""
+        if remote_path.startswith("/"):
+            return posixpath.normpath(remote_path)
+        return posixpath.normpath(posixpath.join(self._root, remote_path))
+
+    # --- directories
+
+    def make_directory(self, name: str) -> None:
+        """Create one remote directory unless it exists ("already exists" is success); cached per session.
+
+        The original API returned an error string; this raises `PermanentFailure` with the reply.
+        """
+        path = self.absolute(name)
+        if path in self._dirs or path == "/":
+            return
+        try:
+            self._command(f"MKD {path}")
+        except PermanentFailure as failure:
+            if not self._exists_after_refusal(path, failure):
+                raise PermanentFailure(f"cannot create {path}: {failure.reply}", command="MKD") from None
+        self._remember(path)
+
+    def make_remote_directories(self, remote_dir: str) -> None:
+        """Make `remote_dir` and any missing parents (`<root>/<station>/<date>/<sensor>`), once per session.
+
+        Walks up from the deepest folder to the first that exists, then creates downwards: a new
+        folder in an existing tree costs one MKD, a new date with its sensor folder four round trips.
+        """
+        path = self.absolute(remote_dir)
+        missing: list[str] = []
+        current = path
+        while current != "/" and current not in self._dirs:
+            try:
+                self._command(f"MKD {current}")
+                break
+            except PermanentFailure as failure:
+                if self._exists_after_refusal(current, failure):
+                    break
+            missing.append(current)
+            current = posixpath.dirname(current)
+        self._remember(current)
+        for directory in reversed(missing):
+            self.make_directory(directory)
+
+    def _exists_after_refusal(self, path: str, failure: PermanentFailure) -> bool:
+        """Whether a refused MKD means "already exists": 521 says so; a 550 needs one CWD to tell."""
+        if reply_code(failure.reply) == 521:
+            return True
+        try:
+            self._command(f"CWD {path}")
+        except PermanentFailure:
+            return False
+        return True
+
+    def _remember(self, path: str) -> None:
+        """`path` exists, so do all its parents."""
+        while path != "/" and path not in self._dirs:
+            self._dirs.add(path)
+            path = posixpath.dirname(path)
+
+    def forget_directories(self, path: str) -> None:
+        """Drop `path` and its parents from the cache (the server lost them behind the session's back)."""
+        path = self.absolute(path)
+        while path != "/":
+            self._dirs.discard(path)
+            path = posixpath.dirname(path)
+
+    # --- sizes
+
+    def remote_size(self, path: str) -> int | None:
+        """The size of a remote file, None when it does not exist or the server cannot tell.
+
+        SIZE first; MLST when SIZE is unsupported; `self.can_size` turns False when neither works.
+        """
+        path = self.absolute(path)
+        if self._size_command:
+            try:
+                return int(self._command(f"SIZE {path}").split()[1])
+            except PermanentFailure as failure:
+                if reply_code(failure.reply) not in UNSUPPORTED:
+                    return None
+                self._size_command = False
+                log.debug("server has no SIZE command (%s); trying MLST", failure.reply)
+            except (IndexError, ValueError):
+                return None
+        if self._mlst_command:
+            client = self._require()
+            try:
+                reply = client.sendcmd(f"MLST {path}")
+            except ftplib.error_perm as error:
+                if reply_code(error) not in UNSUPPORTED:
+                    return None
+                self._mlst_command = False
+                log.debug("server has no MLST command either (%s)", error)
+            except Exception as error:
+                failure = self._classify(error, "MLST")
+                if not failure.session_usable:
+                    self._discard()
+                raise failure from None
+            else:
+                match = _MLST_SIZE.search(reply)
+                return int(match.group(1)) if match else None
+        return None
+
+    @property
+    def can_size(self) -> bool:
+        """Whether this server can tell a file's size (SIZE or MLST) as far as the session knows."""
+        return self._size_command or self._mlst_command
+
+    # --- upload
+
+    def upload(
+        self,
+        local_path: str,
+        remote_path: str,
+        size: int,
+        *,
+        resume: bool = False,
+        atomic_rename: bool = True,
+        verify_size: bool = True,
+    ) -> UploadReport:
+        """Deliver `size` bytes of `local_path` to `remote_path` (absolute, or relative to the root).
+
+        Raises `LocalFileGone`, `LocalFileChanged` or an `FtpFailure` subclass; on success the final
+        name holds the whole file (checked by size unless the server cannot tell).
+        """
+        started = time.monotonic()
+        target = self.absolute(remote_path)
+        staging = temp_name(target) if atomic_rename else target
+        try:
+            local = open(local_path, "rb")  # noqa: SIM115 - closed below, after the transfer
+        except FileNotFoundError:
+            raise LocalFileGone(local_path) from None
+        with local:
+            self.make_remote_directories(posixpath.dirname(target))
+            offset = 0
+            if resume and atomic_rename:
+                existing = self.remote_size(staging)
+                if existing is not None and 0 < existing <= size:
+                    offset = existing
+            reply = ""
+            sent = 0
+            if offset < size or size == 0:
+                sent, reply = self._store_with_retry_on_missing_dir(local, staging, offset, size)
+            else:
+                log.debug("%s is already complete on the server; renaming it", staging)
+        if atomic_rename:
+            reply = self._rename(staging, target)
+        verified: bool | None = None
+        if verify_size:
+            verified = self._verify(target, size)
+        return UploadReport(sent, offset, reply, verified, time.monotonic() - started)
+
+    def _store_with_retry_on_missing_dir(self, local: BinaryIO, path: str, offset: int, size: int) -> tuple[int, str]:
+        try:
+            return self._store(local, path, offset, size)
+        except PermanentFailure as failure:
+            if reply_code(failure.reply) != 550 or failure.command not in ("STOR", "APPE"):
+                raise
+            # The folder may have been removed on the server after this session cached it.
+            self.forget_directories(posixpath.dirname(path))
+            self.make_remote_directories(posixpath.dirname(path))
+            return self._store(local, path, offset, size)
+
+    def _store(self, local: BinaryIO, path: str, offset: int, size: int) -> tuple[int, str]:
+        """One STOR (or REST + STOR, or APPE) of `local[offset:size]`; returns (bytes sent, 226 reply)."""
+        client = self._require()
+        command, rest = f"STOR {path}", (offset or None)
+        try:
+            try:
+                conn, _ = client.ntransfercmd(command, rest)
+            except ftplib.error_perm as error:
+                if rest is None or reply_code(error) not in UNSUPPORTED:
+                    raise
+                command, rest = f"APPE {path}", None  # REST refused: append to the partial file instead
+                conn, _ = client.ntransfercmd(command)
+        except Exception as error:
+            failure = self._classify(error, command)
+            if not failure.session_usable:
+                self._discard()
+            raise failure from None
+        client.data_socket = conn
+        sent = 0
+        try:
+            with conn:
+                sent = self._send(conn, local, offset, size - offset)
+                if isinstance(conn, ssl.SSLSocket):
+                    conn.unwrap()
+        except LocalFileChanged:
+            client.data_socket = None
+            self._drain_reply()
+            raise
+        except Exception as error:
+            client.data_socket = None
+            failure = self._classify(error, command)
+            self._discard()
+            raise ConnectionLost(failure.reply, command=failure.command) from None
+        client.data_socket = None
+        try:
+            return sent, client.voidresp()
+        except Exception as error:
+            failure = self._classify(error, command)
+            if not failure.session_usable:
+                self._discard()
+            raise failure from None
+
+    def _drain_reply(self) -> None:
+        """Read the reply to a transfer we cut short ourselves, to keep the session in step."""
+        client = self._client
+        if client is None:
+            return
+        try:
+            client.getresp()
+        except ftplib.Error:
+            pass
+        except Exception:
+            self._discard()
+
+    def _send(self, conn: socket.socket, local: BinaryIO, offset: int, count: int) -> int:
+        """Send `count` bytes of `local` from `offset`: sendfile on plain sockets, 1 MiB blocks otherwise."""
+        chunk = self.params.blocksize
+        if self._throttle is not None:
+            chunk = min(chunk, self._throttle.chunk_size)
+        zero_copy = self._use_sendfile and not isinstance(conn, ssl.SSLSocket)
+        buffer = None if zero_copy else memoryview(bytearray(min(chunk, max(count, 1))))
+        local.seek(offset)
+        sent = 0
+        while sent < count:
+            want = min(chunk, count - sent)
+            if self._throttle is not None:
+                self._throttle.acquire(want, wait=self._stop.wait)
+            if buffer is None:
+                got = conn.sendfile(local, offset + sent, want)
+            else:
+                got = local.readinto(buffer[:want])
+                if got:
+                    conn.sendall(buffer[:got])
+            sent += got
+            if got < want:
+                raise LocalFileChanged(f"{local.name} shrank to {offset + sent} bytes while it was sent")
+        return sent
+
+    def _rename(self, source: str, target: str) -> str:
+        """RNFR/RNTO; when RNTO is refused, delete an existing target and rename once more."""
+        try:
+            self._command(f"RNFR {source}")
+        except PermanentFailure as failure:
+            if reply_code(failure.reply) == 550 and self.remote_size(source) is None and self.can_size:
+                raise TransientFailure(f"{source} vanished on the server: {failure.reply}", command="RNFR") from None
+            raise PermanentFailure(f"rename refused: {failure.reply}", command="RNFR") from None
+        try:
+            return self._command(f"RNTO {target}")
+        except PermanentFailure as failure:
+            first = failure
+        try:
+            self._command(f"DELE {target}")
+        except PermanentFailure:
+            raise PermanentFailure(f"rename refused: {first.reply}", command="RNTO") from None
+        log.debug("replaced %s: the server would not rename onto an existing file", target)
+        try:
+            self._command(f"RNFR {source}")
+            return self._command(f"RNTO {target}")
+        except PermanentFailure as failure:
+            raise PermanentFailure(f"rename refused: {failure.reply}", command="RNTO") from None
+
+    def _verify(self, target: str, size: int) -> bool | None:
+        remote = self.remote_size(target)
+        if remote is None:
+            if self.can_size:
+                raise TransientFailure(f"{target} is not on the server after the upload", command="SIZE")
+            if not self._warned_unverified:
+                self._warned_unverified = True
+                log.warning(
+                    "%s:%s has neither SIZE nor MLST: uploads are trusted on the server's 226 reply",
+                    self.params.host,
+                    self.params.port,
+                )
+            return None
+        if remote != size:
+            raise TransientFailure(f"size mismatch: the server has {remote} bytes, local {size}", command="SIZE")
+        return True
