@@ -1,0 +1,140 @@
+"""Fault-injecting pyftpdlib handlers: a real server that misbehaves on cue, instead of a mocked client.
+
+One `Faults` object per test holds the knobs, the counters and a journal of every command the
+server received; pass it to `EmbeddedFtpServer(..., handler_attributes={"faults": faults})` with
+`FaultyHandler` (plain) or `FaultyTLSHandler` (FTPS). Every knob defaults to "behave".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
+from pyftpdlib.log import logger
+
+
+@dataclass
+class Faults:
+    """What the server should get wrong. Counters count down as faults fire (the server's thread only)."""
+
+    #: (command, argument) of every command received, in arrival order; ("CUT", bytes) for each cut.
+    journal: list[tuple[str, str]] = field(default_factory=list)
+    #: answer "421 Too many connections" to this many PASS commands, then behave.
+    logins_421: int = 0
+    #: replies for the next STOR/APPE commands, one each (e.g. "452 No space left on device.").
+    stor_replies: list[str] = field(default_factory=list)
+    #: answer 550 to every STOR whose path contains one of these strings.
+    deny_stor: tuple[str, ...] = ()
+    #: answer every RNFR with this reply (e.g. "553 Renaming not allowed.").
+    rnfr_reply: str = ""
+    #: behave as if SIZE (and, with `no_mlst`, MLST) were not implemented (500).
+    no_size: bool = False
+    no_mlst: bool = False
+    #: cut the data connection once `cut_after_bytes` arrived, this many times.
+    cut_after_bytes: int = 0
+    cuts: int = 0
+    #: hold the reply to a command (by name) this many seconds, once per entry.
+    stall: dict[str, float] = field(default_factory=dict)
+    #: hold every PASS until this event is set (lets a test fill queues before any upload starts).
+    gate: threading.Event | None = None
+
+    def commands(self, name: str) -> list[str]:
+        """The arguments of every `name` command received, in order."""
+        return [arg for cmd, arg in list(self.journal) if cmd == name]
+
+
+class _FaultMixin:
+    """The command-channel side of the faults, for FTPHandler and TLS_FTPHandler alike."""
+
+    faults: Faults = Faults()
+
+    def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
+        faults = self.faults
+        faults.journal.append((cmd, arg))
+        if (cmd == "SIZE" and faults.no_size) or (cmd == "MLST" and faults.no_mlst):
+            self.respond(f'500 Command "{cmd}" not understood.')
+            return
+        if cmd in faults.stall:
+            delay = faults.stall.pop(cmd)
+            self.ioloop.call_later(delay, self._resume_command, line, cmd, arg)
+            return
+        super().pre_process_command(line, cmd, arg)  # type: ignore[misc]
+
+    def _resume_command(self, line: str, cmd: str, arg: str) -> None:
+        if not self._closed:
+            super().pre_process_command(line, cmd, arg)  # type: ignore[misc]
+
+    def ftp_PASS(self, line: str) -> None:
+        faults = self.faults
+        if faults.gate is not None and not faults.gate.is_set():
+            self._later(0.02, self.ftp_PASS, line)
+            return
+        if faults.logins_421 > 0:
+            faults.logins_421 -= 1
+            self.respond("421 Too many connections. Service temporarily unavailable.")
+            self.close_when_done()
+            return
+        super().ftp_PASS(line)  # type: ignore[misc]
+
+    def _later(self, delay: float, function: Callable[..., None], *args: object) -> None:
+        def run() -> None:
+            if not self._closed:
+                function(*args)
+
+        self.ioloop.call_later(delay, run)
+
+    def ftp_STOR(self, file: str, mode: str = "w") -> str | None:
+        faults = self.faults
+        if any(name in file for name in faults.deny_stor):
+            self.respond("550 Permission denied by the test server.")
+            return None
+        if faults.stor_replies:
+            self.respond(faults.stor_replies.pop(0))
+            return None
+        return super().ftp_STOR(file, mode)  # type: ignore[misc]
+
+    def ftp_RNFR(self, path: str) -> None:
+        if self.faults.rnfr_reply:
+            self.respond(self.faults.rnfr_reply)
+            return
+        super().ftp_RNFR(path)  # type: ignore[misc]
+
+
+class _CuttingMixin:
+    """The data-channel side: close the connection in the middle of an upload."""
+
+    def handle_read(self) -> None:
+        super().handle_read()  # type: ignore[misc]
+        faults: Faults = self.cmd_channel.faults  # type: ignore[attr-defined]
+        received = self.tot_bytes_received  # type: ignore[attr-defined]
+        if faults.cuts > 0 and faults.cut_after_bytes and received >= faults.cut_after_bytes:
+            faults.cuts -= 1
+            faults.journal.append(("CUT", str(received)))
+            self._resp = ("426 Data connection cut by the test server.", logger.info)
+            self.close()  # type: ignore[attr-defined]
+
+
+class CuttingDTPHandler(_CuttingMixin, DTPHandler):
+    pass
+
+
+class CuttingTLSDTPHandler(_CuttingMixin, TLS_DTPHandler):
+    pass
+
+
+class FaultyHandler(_FaultMixin, FTPHandler):
+    dtp_handler = CuttingDTPHandler
+
+
+class FaultyTLSHandler(_FaultMixin, TLS_FTPHandler):
+    dtp_handler = CuttingTLSDTPHandler
+
+
+class ImplicitTLSHandler(FaultyTLSHandler):
+    """Implicit FTPS: TLS from the first byte (no AUTH), as on port 990."""
+
+    def handle(self) -> None:
+        self.secure_connection(self.ssl_context)
+        super().handle()
