@@ -1,0 +1,71 @@
+"""Log formats and the statistics figures: exact lines and fields."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+
+from operators.model import Priority, UploadJob
+from pipeline.logs import configure_logging
+from pipeline.stats import UploadStats, format_bytes
+
+
+def job(path: str, priority: Priority, mtime_ns: int) -> UploadJob:
+    return UploadJob(path, "/r/" + path, 100, mtime_ns, priority)
+
+
+def test_json_log_lines_carry_the_upload_fields() -> None:
+    stream = io.StringIO()
+    configure_logging("json", stream=stream)
+    try:
+        logging.getLogger("beemon.sink").info(
+            "delivered %s", "a.wav", extra={"file": "a.wav", "size": 12, "seconds": 0.5, "reply": "226 ok"}
+        )
+    finally:
+        configure_logging("text")
+    entry = json.loads(stream.getvalue())
+    assert {k: entry[k] for k in ("level", "logger", "message", "file", "size", "seconds", "reply")} == {
+        "level": "INFO",
+        "logger": "beemon.sink",
+        "message": "delivered a.wav",
+        "file": "a.wav",
+        "size": 12,
+        "seconds": 0.5,
+        "reply": "226 ok",
+    }
+
+
+def test_text_log_line_is_readable() -> None:
+    stream = io.StringIO()
+    configure_logging("text", stream=stream)
+    try:
+        logging.getLogger("beemon.cli").warning("plain FTP to %s", "ftp.example.org")
+    finally:
+        configure_logging("text")
+    assert stream.getvalue().endswith(" WARNING beemon.cli: plain FTP to ftp.example.org\n")
+
+
+def test_stats_snapshot_counts_queues_flight_and_deliveries() -> None:
+    stats = UploadStats()
+    now_ns = time.time_ns()
+    stats.submitted(job("a", Priority.LIVE, now_ns))
+    stats.submitted(job("b", Priority.BACKFILL, now_ns - 3_600 * 10**9))
+    stats.submitted(job("c", Priority.BACKFILL, now_ns))
+    stats.started("c")
+    stats.finished("a", "delivered", 1_500)
+    stats.finished("c", "retry", 0)
+    snap = stats.snapshot()
+    assert (snap.queued_primary, snap.queued_secondary, snap.in_flight) == (0, 2, 0)
+    assert (snap.delivered, snap.failed, snap.bytes_delivered) == (1, 1, 1_500)
+    assert 3_599 <= snap.oldest_waiting_seconds <= 3_700
+    assert snap.rate_bytes_per_second == 1_500.0
+    assert snap.line().startswith("queued 0 live + 2 backfill, in flight 0, delivered 1, failed 1, 1.5 KB, 1.5 KB/s")
+    stats.finished("b", "gone", 0)
+    stats.finished("c", "delivered", 100)
+    assert stats.waiting() == []
+
+
+def test_format_bytes() -> None:
+    assert [format_bytes(n) for n in (0, 999, 1_000, 2_500_000, 3e9)] == ["0 B", "999 B", "1.0 KB", "2.5 MB", "3.0 GB"]
