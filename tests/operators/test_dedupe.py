@@ -1,0 +1,71 @@
+"""dedupe_jobs: live + backfill of the same file give one job; a change gives a new one; release forgets."""
+
+from __future__ import annotations
+
+import reactivex
+from reactivex.testing.marbles import marbles_testing
+
+from operators.dedupe import dedupe_jobs
+from operators.model import Priority
+from tests.operators.events import OUTBOX, job
+
+A = job("audio/a.wav", size=10, mtime_ns=1)
+A_BACKFILL = job("audio/a.wav", size=10, mtime_ns=1, priority=Priority.BACKFILL)
+A_GROWN = job("audio/a.wav", size=20, mtime_ns=2)
+A_GROWN_BACKFILL = job("audio/a.wav", size=20, mtime_ns=2, priority=Priority.BACKFILL)
+B = job("video/b.h264")
+JOBS = {"a": A, "A": A_BACKFILL, "g": A_GROWN, "G": A_GROWN_BACKFILL, "b": B}
+PATHS = {"x": f"{OUTBOX}/audio/a.wav", "y": f"{OUTBOX}/video/b.h264"}
+
+
+def test_backfill_plus_live_of_the_same_file_is_one_job():
+    with marbles_testing() as (start, cold, _hot, exp):
+        backfill = cold("-A-b----|", lookup=JOBS)
+        live = cold("---a--b--|", lookup=JOBS)
+        expected = exp("-A-b-----|", lookup=JOBS)
+        assert start(reactivex.merge(live, backfill).pipe(dedupe_jobs())) == expected
+
+
+def test_a_changed_file_gives_a_new_job_and_a_rescan_of_it_does_not():
+    with marbles_testing() as (start, cold, _hot, exp):
+        jobs = cold("-a-A-g-G-g-|", lookup=JOBS)
+        expected = exp("-a---g-----|", lookup=JOBS)
+        assert start(jobs.pipe(dedupe_jobs())) == expected
+
+
+def test_released_paths_are_forgotten_so_a_later_event_makes_a_job_again():
+    with marbles_testing() as (start, cold, hot, exp):
+        jobs = cold("-a-b-a-----a-b-|", lookup=JOBS)
+        released = hot("--------x-------", lookup=PATHS)
+        expected = exp("-a-b-------a---|", lookup=JOBS)
+        assert start(jobs.pipe(dedupe_jobs(released))) == expected
+
+
+def test_the_completion_of_released_does_not_end_the_jobs():
+    with marbles_testing() as (start, cold, hot, exp):
+        jobs = cold("-a-----a-|", lookup=JOBS)
+        released = hot("---x-|", lookup=PATHS)
+        expected = exp("-a-----a-|", lookup=JOBS)
+        assert start(jobs.pipe(dedupe_jobs(released))) == expected
+
+
+def test_errors_propagate_from_jobs_and_from_released():
+    error = RuntimeError("sink gone")
+    with marbles_testing() as (start, cold, _hot, exp):
+        jobs = cold("-a-#", lookup=JOBS, error=error)
+        expected = exp("-a-#", lookup=JOBS, error=error)
+        assert start(jobs.pipe(dedupe_jobs())) == expected
+    with marbles_testing() as (start, cold, hot, exp):
+        jobs = cold("-a------b-|", lookup=JOBS)
+        released = hot("----#", error=error)
+        expected = exp("-a--#", lookup=JOBS, error=error)
+        assert start(jobs.pipe(dedupe_jobs(released))) == expected
+
+
+def test_memory_holds_only_unreleased_paths():
+    """After every path is released, the next round emits them all again (nothing kept)."""
+    with marbles_testing() as (start, cold, hot, exp):
+        jobs = cold("-a-b-----a-b-|", lookup=JOBS)
+        released = hot("------x-y-----", lookup=PATHS)
+        expected = exp("-a-b-----a-b-|", lookup=JOBS)
+        assert start(jobs.pipe(dedupe_jobs(released))) == expected

@@ -1,0 +1,90 @@
+"""to_upload_jobs: ready files become UploadJobs with the remote mapping, a stat injected."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from types import SimpleNamespace
+
+from reactivex.testing.marbles import marbles_testing
+
+from operators.model import Priority, UploadJob
+from operators.upload_jobs import regular_file_stat, to_upload_jobs
+from tests.operators.events import OUTBOX, closed, found, moved
+
+ROOT = "/usr/local/bee/appmais"
+NOON_0719 = datetime.fromisoformat("2022-07-19T12:00:00+00:00").timestamp()
+WAV = "audio/2022-07-19/rpi4-11@2022-07-19@14-30-00.wav"
+FINAL = "temp/2022-07-19/rpi4-11@2022-07-19.csv.final"
+
+
+def fake_stat(files: dict[str, int]):
+    """A stat over an imaginary outbox: path -> size, all modified at noon on 2022-07-19."""
+
+    def stat(path: str) -> SimpleNamespace | None:
+        if path not in files:
+            return None
+        return SimpleNamespace(st_size=files[path], st_mtime=NOON_0719, st_mtime_ns=int(NOON_0719 * 1e9))
+
+    return stat
+
+
+def jobs(stat):
+    return to_upload_jobs(OUTBOX, remote_root=ROOT, station="fallback", stat=stat)
+
+
+def test_each_ready_file_becomes_a_job_with_size_mtime_priority_and_remote_path():
+    stat = fake_stat({f"{OUTBOX}/{WAV}": 1234, f"{OUTBOX}/{FINAL}": 56, f"{OUTBOX}/scale/reading.bin": 7})
+    events = {
+        "w": closed(WAV),
+        "f": moved("temp/2022-07-19/rpi4-11@2022-07-19.csv", FINAL),
+        "b": found("scale/reading.bin"),
+    }
+    mtime_ns = int(NOON_0719 * 1e9)
+    results = {
+        "W": UploadJob(f"{OUTBOX}/{WAV}", f"{ROOT}/rpi4-11/2022-07-19/audio/{os.path.basename(WAV)}", 1234, mtime_ns),
+        "F": UploadJob(f"{OUTBOX}/{FINAL}", f"{ROOT}/rpi4-11/2022-07-19/temp/rpi4-11@2022-07-19.csv", 56, mtime_ns),
+        "B": UploadJob(
+            f"{OUTBOX}/scale/reading.bin",
+            f"{ROOT}/fallback/2022-07-19/scale/reading.bin",
+            7,
+            mtime_ns,
+            Priority.BACKFILL,
+        ),
+    }
+    with marbles_testing() as (start, cold, _hot, exp):
+        source = cold("-w-f-b-|", lookup=events)
+        expected = exp("-W-F-B-|", lookup=results)
+        assert start(source.pipe(jobs(stat))) == expected
+
+
+def test_vanished_files_unmappable_names_and_paths_outside_the_outbox_are_skipped():
+    stat = fake_stat({f"{OUTBOX}/audio/x.csv": 1, "/elsewhere/y.wav": 1, f"{OUTBOX}/audio/z.wav": 3})
+    events = {
+        "g": closed("audio/gone.wav"),
+        "c": closed("audio/x.csv"),
+        "o": closed("/elsewhere/y.wav"),
+        "z": closed("audio/z.wav"),
+    }
+    z = UploadJob(f"{OUTBOX}/audio/z.wav", f"{ROOT}/fallback/2022-07-19/audio/z.wav", 3, int(NOON_0719 * 1e9))
+    with marbles_testing() as (start, cold, _hot, exp):
+        source = cold("-g-c-o-z-|", lookup=events)
+        expected = exp("-------z-|", lookup={"z": z})
+        assert start(source.pipe(jobs(stat))) == expected
+
+
+def test_errors_propagate():
+    error = RuntimeError("upstream")
+    with marbles_testing() as (start, cold, _hot, exp):
+        source = cold("-g-#", lookup={"g": closed("audio/gone.wav")}, error=error)
+        expected = exp("---#", error=error)
+        assert start(source.pipe(jobs(fake_stat({})))) == expected
+
+
+def test_regular_file_stat_refuses_symlinks_directories_and_missing_files(tmp_path):
+    (tmp_path / "f.wav").write_bytes(b"abc")
+    (tmp_path / "link.wav").symlink_to(tmp_path / "f.wav")
+    assert regular_file_stat(str(tmp_path / "f.wav")).st_size == 3
+    assert regular_file_stat(str(tmp_path / "link.wav")) is None
+    assert regular_file_stat(str(tmp_path)) is None
+    assert regular_file_stat(str(tmp_path / "missing.wav")) is None
