@@ -7,11 +7,12 @@ server received; pass it to `EmbeddedFtpServer(..., handler_attributes={"faults"
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
+from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_FTPHandler
 from pyftpdlib.log import logger
 
 
@@ -27,8 +28,10 @@ class Faults:
     stor_replies: list[str] = field(default_factory=list)
     #: answer 550 to every STOR whose path contains one of these strings.
     deny_stor: tuple[str, ...] = ()
-    #: answer every RNFR with this reply (e.g. "553 Renaming not allowed.").
-    rnfr_reply: str = ""
+    #: answer every command named here with its reply, e.g. {"RNFR": "553 Renaming not allowed."}.
+    refuse: dict[str, str] = field(default_factory=dict)
+    #: refuse RNTO onto an existing file (as some servers do) instead of replacing it.
+    rnto_no_replace: bool = False
     #: behave as if SIZE (and, with `no_mlst`, MLST) were not implemented (500).
     no_size: bool = False
     no_mlst: bool = False
@@ -55,6 +58,9 @@ class _FaultMixin:
         faults.journal.append((cmd, arg))
         if (cmd == "SIZE" and faults.no_size) or (cmd == "MLST" and faults.no_mlst):
             self.respond(f'500 Command "{cmd}" not understood.')
+            return
+        if cmd in faults.refuse:
+            self.respond(faults.refuse[cmd])
             return
         if cmd in faults.stall:
             delay = faults.stall.pop(cmd)
@@ -95,33 +101,28 @@ class _FaultMixin:
             return None
         return super().ftp_STOR(file, mode)  # type: ignore[misc]
 
-    def ftp_RNFR(self, path: str) -> None:
-        if self.faults.rnfr_reply:
-            self.respond(self.faults.rnfr_reply)
-            return
-        super().ftp_RNFR(path)  # type: ignore[misc]
+    def ftp_RNTO(self, path: str) -> object:
+        if self.faults.rnto_no_replace and os.path.exists(path):
+            self._rnfr = None
+            self.respond("550 File exists.")
+            return None
+        return super().ftp_RNTO(path)  # type: ignore[misc]
 
 
-class _CuttingMixin:
-    """The data-channel side: close the connection in the middle of an upload."""
+class CuttingDTPHandler(DTPHandler):
+    """The data-channel side (plain FTP): close the connection in the middle of an upload."""
 
     def handle_read(self) -> None:
-        super().handle_read()  # type: ignore[misc]
-        faults: Faults = self.cmd_channel.faults  # type: ignore[attr-defined]
-        received = self.tot_bytes_received  # type: ignore[attr-defined]
+        super().handle_read()
+        faults: Faults = self.cmd_channel.faults
+        received = self.tot_bytes_received
         if faults.cuts > 0 and faults.cut_after_bytes and received >= faults.cut_after_bytes:
             faults.cuts -= 1
             faults.journal.append(("CUT", str(received)))
             self._resp = ("426 Data connection cut by the test server.", logger.info)
-            self.close()  # type: ignore[attr-defined]
+            self.close()
 
-
-class CuttingDTPHandler(_CuttingMixin, DTPHandler):
-    pass
-
-
-class CuttingTLSDTPHandler(_CuttingMixin, TLS_DTPHandler):
-    pass
+    handle_read_event = handle_read  # pyftpdlib's ioloop calls this alias, not handle_read
 
 
 class FaultyHandler(_FaultMixin, FTPHandler):
@@ -129,7 +130,7 @@ class FaultyHandler(_FaultMixin, FTPHandler):
 
 
 class FaultyTLSHandler(_FaultMixin, TLS_FTPHandler):
-    dtp_handler = CuttingTLSDTPHandler
+    """FTPS with the command-channel faults (no data-connection cuts)."""
 
 
 class ImplicitTLSHandler(FaultyTLSHandler):
