@@ -197,7 +197,8 @@ class UploadSession:
         return self._client.last_data_session_reused if self._client else None
 
     def __enter__(self) -> UploadSession:
-        self.connect()
+        if not self.connected:
+            self.connect()
         return self
 
     def __exit__(
@@ -265,6 +266,10 @@ class UploadSession:
     def noop(self) -> str:
         """Keep an idle session alive (servers drop silent ones)."""
         return self._command("NOOP")
+
+    def delete(self, remote_path: str) -> str:
+        """DELE one remote file (absolute, or relative to the root)."""
+        return self._command(f"DELE {self.absolute(remote_path)}")
 
     # --- commands
 

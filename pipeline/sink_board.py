@@ -1,0 +1,224 @@
+"""JobBoard: the sink's in-memory queues, shared by its worker threads.
+
+Two ready queues, primary (live) and secondary (backfill): a worker takes from the primary while it
+has anything. A path is on the board at most once: a newer job for a queued path replaces the old
+one in place; a job for a path in flight is kept as its follow-up and decided on when the attempt
+ends. Failed jobs wait out their own backoff beside the queues (never blocking other jobs); parked
+ones wait `retry_max`. Idle workers block on one condition variable: no polling.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from operators.model import Priority, UploadJob
+from pipeline.backoff import full_jitter
+from pipeline.sink_model import Outcome, SinkCounters
+
+
+@dataclass(eq=False)
+class Entry:
+    """One path's life on the board: its current job and its history of attempts."""
+
+    job: UploadJob
+    attempts: int = 0
+    failures: int = 0
+    parked: bool = False
+    due: float = 0.0
+    #: (remote path, size, mtime_ns) of the version an interrupted attempt left as `.part`.
+    partial: tuple[str, int, int] | None = None
+
+    @property
+    def path(self) -> str:
+        return self.job.local_path
+
+
+def _queue_index(priority: int) -> int:
+    """The original's rule: priority 0 is the primary queue, anything else the secondary."""
+    return 0 if priority == Priority.LIVE else 1
+
+
+def _same_version(a: UploadJob, b: UploadJob) -> bool:
+    return (a.remote_path, a.size, a.mtime_ns) == (b.remote_path, b.size, b.mtime_ns)
+
+
+def _merge(old: UploadJob, new: UploadJob) -> UploadJob:
+    """The newer job, at the more urgent of the two priorities (a live file never drops to backfill)."""
+    priority = Priority(min(_queue_index(old.priority), _queue_index(new.priority)))
+    return new if _queue_index(new.priority) == priority else replace(new, priority=priority)
+
+
+class JobBoard:
+    """Ready queues, waiting (backoff/parked) jobs and jobs in flight, keyed by local path."""
+
+    def __init__(
+        self,
+        retry_base: float,
+        retry_max: float,
+        counters: SinkCounters | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] | None = None,
+    ) -> None:
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self._counters = counters
+        self._clock = clock
+        self._rand = rand or random.random
+        self._cond = threading.Condition()
+        self._ready: tuple[OrderedDict[str, Entry], OrderedDict[str, Entry]] = (OrderedDict(), OrderedDict())
+        self._waiting: dict[str, Entry] = {}
+        self._parked = 0
+        self._timers: list[tuple[float, int, str]] = []
+        self._sequence = 0
+        self._in_flight: dict[str, Entry] = {}
+        self._follow_ups: dict[str, UploadJob] = {}
+        self._closed = False
+
+    # --- producers
+
+    def put(self, job: UploadJob) -> None:
+        """Queue `job`, replacing any job for the same path (see the module docstring)."""
+        with self._cond:
+            path = job.local_path
+            if path in self._in_flight:
+                earlier = self._follow_ups.get(path)
+                self._follow_ups[path] = _merge(earlier, job) if earlier else job
+                return
+            for index, queue in enumerate(self._ready):
+                entry = queue.get(path)
+                if entry is None:
+                    continue
+                entry.job = _merge(entry.job, job)
+                if _queue_index(entry.job.priority) != index:
+                    del queue[path]
+                    self._ready[0][path] = entry
+                self._publish()
+                return
+            entry = self._waiting.get(path)
+            if entry is not None:
+                if _same_version(entry.job, job):  # a rescan found it again: keep its backoff
+                    entry.job = _merge(entry.job, job)
+                    return
+                self._unwait(path)  # the file changed: try the new version now
+                entry.job, entry.failures, entry.parked = _merge(entry.job, job), 0, False
+                self._make_ready(entry)
+            else:
+                self._make_ready(Entry(job))
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Stop handing out jobs: every `take` returns None from now on (what is queued stays on disk)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    # --- workers
+
+    def take(self, timeout: float | None = None) -> Entry | None:
+        """The next ready job (primary first), or None after `timeout` seconds idle or once closed."""
+        with self._cond:
+            deadline = None if timeout is None else self._clock() + timeout
+            while not self._closed:
+                now = self._clock()
+                self._release_due(now)
+                for queue in self._ready:
+                    if queue:
+                        _, entry = queue.popitem(last=False)
+                        entry.attempts += 1
+                        self._in_flight[entry.path] = entry
+                        self._publish()
+                        return entry
+                if deadline is not None and now >= deadline:
+                    return None
+                wait = None if deadline is None else deadline - now
+                if self._timers:  # after _release_due, the first timer lies in the future
+                    until_due = self._timers[0][0] - now
+                    wait = until_due if wait is None else min(wait, until_due)
+                self._cond.wait(wait)
+            return None
+
+    def finish(self, entry: Entry, outcome: Outcome, job: UploadJob | None = None) -> float:
+        """Record how `entry`'s attempt ended; returns the seconds it now waits (0 when ready or done).
+
+        `job` is the file's new state for `changed` (queued again at once).
+        """
+        with self._cond:
+            path = entry.path
+            self._in_flight.pop(path, None)
+            follow_up = self._follow_ups.pop(path, None)
+            delay = 0.0
+            if outcome in (Outcome.DELIVERED, Outcome.GONE):
+                if follow_up is not None and (outcome == Outcome.GONE or not _same_version(follow_up, entry.job)):
+                    self._make_ready(Entry(follow_up))
+            elif outcome == Outcome.CHANGED:
+                newest = job or entry.job
+                entry.job = _merge(follow_up, newest) if follow_up else newest
+                entry.partial = None
+                self._make_ready(entry)
+            elif follow_up is not None and not _same_version(follow_up, entry.job):
+                entry.job, entry.failures, entry.parked = _merge(entry.job, follow_up), 0, False
+                self._make_ready(entry)
+            else:
+                if follow_up is not None:
+                    entry.job = _merge(entry.job, follow_up)
+                entry.failures += 1
+                entry.parked = outcome == Outcome.PARKED
+                if entry.parked:
+                    delay = self.retry_max
+                else:
+                    delay = full_jitter(entry.failures, self.retry_base, self.retry_max, self._rand)
+                self._wait(entry, delay)
+            self._publish()
+            self._cond.notify()
+            return delay
+
+    # --- inspection
+
+    def counts(self) -> dict[str, int]:
+        with self._cond:
+            return self._counts()
+
+    def _counts(self) -> dict[str, int]:
+        return {
+            "queued_primary": len(self._ready[0]),
+            "queued_secondary": len(self._ready[1]),
+            "waiting": len(self._waiting),
+            "parked": self._parked,
+            "in_flight": len(self._in_flight),
+        }
+
+    # --- internals (called with the condition held)
+
+    def _make_ready(self, entry: Entry) -> None:
+        self._ready[_queue_index(entry.job.priority)][entry.path] = entry
+        self._publish()
+
+    def _wait(self, entry: Entry, delay: float) -> None:
+        entry.due = self._clock() + delay
+        self._waiting[entry.path] = entry
+        self._parked += entry.parked
+        self._sequence += 1
+        heapq.heappush(self._timers, (entry.due, self._sequence, entry.path))
+
+    def _release_due(self, now: float) -> None:
+        """Move waiting jobs whose time has come back to their queue (stale timers are skipped)."""
+        while self._timers and self._timers[0][0] <= now:
+            due, _, path = heapq.heappop(self._timers)
+            entry = self._waiting.get(path)
+            if entry is not None and entry.due == due:
+                self._make_ready(self._unwait(path))
+
+    def _unwait(self, path: str) -> Entry:
+        entry = self._waiting.pop(path)
+        self._parked -= entry.parked
+        return entry
+
+    def _publish(self) -> None:
+        if self._counters is not None:
+            self._counters.set(**self._counts())

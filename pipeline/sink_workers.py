@@ -1,0 +1,338 @@
+"""Sink: the inside of the sink process, a pool of worker threads each owning one persistent session.
+
+A worker connects first (admitted by the `SessionPool`, backing off with full jitter after any
+failure) and only then takes a job, so jobs never wait on a dead connection. Each attempt ends in
+exactly one `UploadResult`; the `JobBoard` decides what happens to the job next. A local file is
+deleted only after the server's copy was verified (or, on servers that cannot tell sizes, after
+the 226 reply) and only if it still has the size and mtime it had when the attempt began.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from operators.model import UploadJob
+from pipeline.backoff import Backoff
+from pipeline.bandwidth import TokenBucket
+from pipeline.ftp_errors import (
+    FtpFailure,
+    LocalFileChanged,
+    LocalFileGone,
+    PermanentFailure,
+    SessionFailure,
+    TooManyConnections,
+    TransientFailure,
+    scrub,
+)
+from pipeline.ftp_params import FtpParams, UploadPolicy
+from pipeline.ftp_session import UploadSession
+from pipeline.local_files import file_version, remove_local_file
+from pipeline.sink_board import Entry, JobBoard
+from pipeline.sink_model import Outcome, SinkCounters, UploadResult
+from pipeline.sink_pool import SessionPool
+
+log = logging.getLogger("beemon.sink")
+#: After the stop deadline cut the transfers, how long workers get to report and close.
+ABORT_GRACE_SECONDS = 5.0
+
+
+class _Outage:
+    """One warning when the server becomes unreachable and one line when it is back, not one per worker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.down_since: float | None = None
+
+    def failed(self) -> bool:
+        """Record a failed connect; True for the first failure of an outage."""
+        with self._lock:
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+                return True
+            return False
+
+    def recovered(self) -> float | None:
+        """Record a successful connect; the outage's length when this ends one."""
+        with self._lock:
+            since, self.down_since = self.down_since, None
+            return None if since is None else time.monotonic() - since
+
+
+class Sink:
+    """Workers, their sessions, the board and the pool; `put` jobs in, `stop` to end."""
+
+    def __init__(
+        self,
+        params: FtpParams,
+        policy: UploadPolicy,
+        emit: Callable[[UploadResult], None] = lambda result: None,
+        counters: SinkCounters | None = None,
+    ) -> None:
+        self.params = params
+        self.policy = policy
+        self._emit = emit
+        self._counters = counters
+        self.board = JobBoard(policy.retry_base, policy.retry_max, counters)
+        self.pool = SessionPool(policy.connections, regrow_seconds=policy.retry_max)
+        self.stopping = threading.Event()
+        self.aborting = threading.Event()
+        rate = policy.bandwidth_bytes_per_second
+        throttle = TokenBucket(rate) if rate > 0 else None
+        self.sessions = [
+            UploadSession(params, throttle=throttle, use_sendfile=policy.use_sendfile, stop=self.aborting)
+            for _ in range(policy.connections)
+        ]
+        self._threads: list[threading.Thread] = []
+        self._outage = _Outage()
+        self._parked_replies: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._open_sessions = 0
+
+    def start(self) -> None:
+        for index, session in enumerate(self.sessions):
+            thread = threading.Thread(target=self._work, args=(session,), name=f"ftp-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def put(self, job: UploadJob) -> None:
+        self.board.put(job)
+
+    def stop(self, deadline: float) -> bool:
+        """Take no new jobs, let transfers in flight finish within `deadline` s, then cut them.
+
+        Returns True when every worker finished within the deadline. Queued jobs are dropped here:
+        their files are still in the outbox for the next start.
+        """
+        self.stopping.set()
+        self.board.close()
+        self.pool.close()
+        end = time.monotonic() + deadline
+        for thread in self._threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        busy = [t for t in self._threads if t.is_alive()]
+        if busy:
+            log.warning(
+                "stop deadline (%.1f s) passed with %d transfer(s) in flight: cut; their files stay in the outbox",
+                deadline,
+                len(busy),
+            )
+            self.aborting.set()
+            for session in self.sessions:
+                session.abort()
+            for thread in busy:
+                thread.join(ABORT_GRACE_SECONDS)
+        return not busy
+
+    # --- one worker
+
+    def _work(self, session: UploadSession) -> None:
+        backoff = Backoff(self.policy.retry_base, self.policy.retry_max)
+        admitted = False
+        while not self.stopping.is_set():
+            if not admitted:
+                admitted = self._open(session, backoff)
+                continue
+            entry = self.board.take(timeout=self.policy.idle_noop_seconds)
+            if entry is not None:
+                self._attempt(session, entry)
+            elif not self.stopping.is_set():
+                try:
+                    session.noop()
+                except FtpFailure as failure:
+                    log.debug("idle session lost (%s): reconnecting", failure)
+            if not session.connected:
+                admitted = False
+                self._session_closed()
+        session.close()
+        if admitted:
+            self._session_closed()
+
+    def _open(self, session: UploadSession, backoff: Backoff) -> bool:
+        """Connect once (if the pool admits it); on failure wait the backoff. True when connected."""
+        if not self.pool.admit():
+            return False
+        try:
+            session.connect()
+        except FtpFailure as failure:
+            self.pool.release()
+            self._connect_failed(failure, backoff)
+            return False
+        backoff.reset()
+        with self._lock:
+            self._open_sessions += 1
+            self._publish_sessions()
+        down_for = self._outage.recovered()
+        if down_for is not None:
+            log.info("connected to %s:%d again after %.1f s", self.params.host, self.params.port, down_for)
+        return True
+
+    def _session_closed(self) -> None:
+        self.pool.release()
+        with self._lock:
+            self._open_sessions -= 1
+            self._publish_sessions()
+
+    def _publish_sessions(self) -> None:
+        if self._counters is not None:
+            self._counters.set(sessions=self._open_sessions)
+
+    def _connect_failed(self, failure: FtpFailure, backoff: Backoff) -> None:
+        delay = backoff.next_delay()
+        first = self._outage.failed()
+        where = f"{self.params.host}:{self.params.port}"
+        if isinstance(failure, TooManyConnections):
+            limit = self.pool.too_many()
+            log.warning(
+                "%s answered 421 (too many connections): using at most %d session(s), trying more again in %.0f s",
+                where,
+                limit,
+                self.pool.regrow_seconds,
+                extra={"reply": failure.reply},
+            )
+        elif first and isinstance(failure, SessionFailure):
+            log.error(
+                "cannot log in to %s: %s (check ftp.username, the password, ftp.tls, ftp.ca_file); retrying",
+                where,
+                failure,
+                extra={"reply": failure.reply},
+            )
+        elif first:
+            log.warning(
+                "cannot reach %s: %s; retrying with backoff (at most %.0f s apart)",
+                where,
+                failure,
+                self.policy.retry_max,
+                extra={"reply": failure.reply},
+            )
+        log.debug("connect attempt %d failed: %s; next try in %.2f s", backoff.failures, failure, delay)
+        self.stopping.wait(delay)
+
+    # --- one attempt
+
+    def _attempt(self, session: UploadSession, entry: Entry) -> None:
+        started = time.monotonic()
+        version = file_version(entry.job.local_path)
+        if version is None:
+            self._finish(entry, Outcome.GONE, started, "the local file is gone")
+            return
+        if version != (entry.job.size, entry.job.mtime_ns):
+            entry.job = replace(entry.job, size=version[0], mtime_ns=version[1])
+        job = entry.job
+        policy = self.policy
+        resume = entry.partial == (job.remote_path, job.size, job.mtime_ns)
+        try:
+            report = session.upload(
+                job.local_path,
+                job.remote_path,
+                job.size,
+                resume=resume,
+                atomic_rename=policy.atomic_rename,
+                verify_size=policy.verify_size,
+            )
+        except LocalFileGone:
+            self._finish(entry, Outcome.GONE, started, "the local file is gone")
+        except LocalFileChanged as error:
+            self._changed(entry, started, str(error))
+        except PermanentFailure as failure:
+            self._finish(entry, Outcome.PARKED, started, str(failure))
+        except SessionFailure as failure:
+            session.close()
+            self._finish(entry, Outcome.RETRY, started, str(failure))
+        except TransientFailure as failure:
+            if policy.atomic_rename:
+                entry.partial = (job.remote_path, job.size, job.mtime_ns)
+            self._finish(entry, Outcome.RETRY, started, str(failure))
+        except OSError as error:  # reading the local file failed
+            self._finish(entry, Outcome.RETRY, started, f"local read failed: {error}")
+        except Exception as error:  # a bug: keep the file, keep the worker, say what happened
+            log.exception("unexpected error while uploading %s", job.local_path)
+            session.close()
+            self._finish(entry, Outcome.RETRY, started, f"{type(error).__name__}: {error}")
+        else:
+            now = file_version(job.local_path)
+            if now is not None and now != version:
+                self._changed(entry, started, report.reply, sent=report.bytes_sent)
+                return
+            removed = remove_local_file(job.local_path) if policy.delete_after_upload else []
+            reply = report.reply if report.verified is not None else f"{report.reply} (size not checked)"
+            self._finish(entry, Outcome.DELIVERED, started, reply, sent=report.bytes_sent, removed=removed)
+
+    def _changed(self, entry: Entry, started: float, reply: str, sent: int = 0) -> None:
+        version = file_version(entry.job.local_path)
+        if version is None:
+            self._finish(entry, Outcome.GONE, started, "the local file is gone")
+            return
+        newer = replace(entry.job, size=version[0], mtime_ns=version[1])
+        self._finish(entry, Outcome.CHANGED, started, reply, sent=sent, job=newer)
+
+    def _finish(
+        self,
+        entry: Entry,
+        outcome: Outcome,
+        started: float,
+        reply: str,
+        *,
+        sent: int = 0,
+        job: UploadJob | None = None,
+        removed: list[str] | None = None,
+    ) -> None:
+        """Tell the board, the parent and the log how the attempt ended."""
+        attempted = entry.job
+        seconds = time.monotonic() - started
+        reply = scrub(reply, self.params.password)
+        delay = self.board.finish(entry, outcome, job)
+        result = UploadResult(
+            attempted.local_path, attempted.remote_path, sent, seconds, entry.attempts, outcome.value, reply
+        )
+        if self._counters is not None:
+            self._counters.add("delivered" if outcome == Outcome.DELIVERED else "failed", 1)
+        self._emit(result)
+        self._log(result, delay, removed or [])
+
+    def _log(self, result: UploadResult, delay: float, removed: list[str]) -> None:
+        extra = {
+            "file": result.local_path,
+            "remote": result.remote_path,
+            "size": result.bytes,
+            "seconds": round(result.seconds, 3),
+            "attempt": result.attempt,
+            "outcome": result.outcome,
+            "reply": result.reply,
+        }
+        path = result.local_path
+        if result.outcome == Outcome.DELIVERED:
+            self._parked_replies.pop(path, None)
+            log.info(
+                "delivered %s -> %s (%d B, %.2f s)", path, result.remote_path, result.bytes, result.seconds, extra=extra
+            )
+            if removed:
+                log.debug("removed %s", ", ".join(removed), extra=extra)
+        elif result.outcome == Outcome.PARKED:
+            if self._parked_replies.get(path) != result.reply:
+                self._parked_replies[path] = result.reply
+                hint = (
+                    "; if this server never allows renames, set upload.atomic_rename = false"
+                    if "rename refused" in result.reply
+                    else ""
+                )
+                log.warning(
+                    "parked %s -> %s: the server answered %r; retrying every %.0f s%s",
+                    path,
+                    result.remote_path,
+                    result.reply,
+                    delay,
+                    hint,
+                    extra=extra,
+                )
+            else:
+                log.debug("still refused: %s: %s", path, result.reply, extra=extra)
+        elif result.outcome == Outcome.RETRY:
+            log.info("retrying %s in %.1f s (attempt %d): %s", path, delay, result.attempt, result.reply, extra=extra)
+        elif result.outcome == Outcome.CHANGED:
+            log.info("%s changed while it was uploaded: kept, uploading it again", path, extra=extra)
+        else:
+            log.info("%s is gone from the outbox: nothing to upload", path, extra=extra)
