@@ -1,0 +1,162 @@
+"""The whole stream core from plain values: outbox events and the backfill become upload jobs.
+
+::
+
+    watch_source ─► observe_on ─► watched_files ─► debounce_per_path ─► ready_files ─► to_upload_jobs ─┐
+                                                                                               merge ─► dedupe_jobs
+    backfill_source (FOUND, priority 1) ─────────────────────────────► ready_files ─► to_upload_jobs ─┘
+
+The backfill skips the debounce: its files were quiet for `min_age_seconds` already. Everything
+runs on one scheduler (by default a thread per subscription), so the operators' state is never
+touched by two threads at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+from collections.abc import Iterator, Sequence
+
+import reactivex
+from reactivex import Observable, abc
+from reactivex import operators as ops
+from reactivex.disposable import CompositeDisposable
+from reactivex.scheduler import EventLoopScheduler
+
+from operators.debounce import debounce_per_path
+from operators.dedupe import dedupe_jobs
+from operators.model import UploadJob
+from operators.ready_files import is_ready, ready_files, watched_files
+from operators.upload_jobs import StatFn, job_for, regular_file_stat, to_upload_jobs
+from pipeline.backfill_source import ORDERS, backfill_source, scan_outbox
+from pipeline.watch_source import OBSERVER_KINDS, watch_source
+
+DEFAULT_IGNORE_PATTERNS = (".*", "*.part", "*.tmp", "*~", "*.swp")
+
+
+def finished_file_stat(path: str) -> os.stat_result | None:
+    """`regular_file_stat`, or None while some process has the file open for writing.
+
+    Events cannot tell a pause in the writing from the end of it when inotify saw only Created
+    (a file written into a folder made a moment before, whose watch came late). The kernel can:
+    it refuses a read lease on a file open for writing. The lease is dropped at once, and its
+    break signal is SIGURG (ignored by default) rather than SIGIO, which would end the process.
+    Where leases are unsupported or not permitted (another owner), the file counts as finished.
+    """
+    st = regular_file_stat(path)
+    if st is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return st  # unreadable: let the sink say so
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    except OSError as error:
+        return None if error.errno == errno.EAGAIN else st
+    finally:
+        os.close(fd)
+    return st
+
+
+def quiet_period(observer: str, debounce_seconds: float, polling_interval: float) -> float:
+    """The debounce actually used: with polling, at least two polls, so "quiet" means a size that stopped changing.
+
+    A poll only sees a change at its next turn; a debounce shorter than that would call a file
+    that is still growing quiet.
+    """
+    if observer == "polling":
+        return max(debounce_seconds, 2 * polling_interval)
+    return debounce_seconds
+
+
+def build_job_stream(
+    outbox: str,
+    *,
+    remote_root: str,
+    station: str,
+    observer: str = "inotify",
+    polling_interval: float = 1.0,
+    debounce_seconds: float = 2.0,
+    ignore_patterns: Sequence[str] = DEFAULT_IGNORE_PATTERNS,
+    backfill_order: str = "newest",
+    rescan_interval: float = 0.0,
+    released: Observable[str] | None = None,
+    scheduler: abc.SchedulerBase | None = None,
+) -> Observable[UploadJob]:
+    """Upload jobs for every finished file in `outbox`: those there at start, then each as it is finished.
+
+    Subscribing starts the observer before the initial scan, so nothing written in between is
+    missed (a file seen by both gives one job). `rescan_interval` > 0 repeats the scan, the safety
+    net for dropped events. `released` carries the local paths the sink is done with (delivered,
+    or gone), so that a later change of the same path makes a job again. Disposing stops the
+    observer (joined), the scans and the timers. Reads no settings.
+    """
+    if observer not in OBSERVER_KINDS:
+        raise ValueError(f"observer must be one of {OBSERVER_KINDS}, not {observer!r}")
+    if backfill_order not in ORDERS:
+        raise ValueError(f"backfill_order must be one of {ORDERS}, not {backfill_order!r}")
+    root = os.path.abspath(outbox)
+    patterns = tuple(ignore_patterns)
+    polling = observer == "polling"
+    quiet = quiet_period(observer, debounce_seconds, polling_interval)
+
+    def subscribe(
+        downstream: abc.ObserverBase[UploadJob], _scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        own_loop = EventLoopScheduler() if scheduler is None else None
+        loop = scheduler or own_loop
+        assert loop is not None
+        # Polling serves network mounts, where leases mean nothing (CIFS even refuses them all).
+        stat: StatFn = regular_file_stat if polling else finished_file_stat
+        jobs = to_upload_jobs(root, remote_root=remote_root, station=station, stat=stat)
+        live = watch_source(root, observer, polling_interval).pipe(
+            ops.observe_on(loop),
+            watched_files(patterns, root=root),
+            debounce_per_path(quiet, loop),
+            ready_files(patterns, root=root, polling=polling),
+            jobs,
+        )
+        backfill = backfill_source(
+            root,
+            order=backfill_order,
+            ignore_patterns=patterns,
+            min_age_seconds=quiet,
+            rescan_interval=rescan_interval,
+            scheduler=loop,
+        ).pipe(ready_files(patterns, root=root), jobs)
+        forget = released.pipe(ops.observe_on(loop)) if released is not None else None
+        # merge subscribes in order: the observer is running before the backfill's scan is scheduled.
+        subscription = reactivex.merge(live, backfill).pipe(dedupe_jobs(forget)).subscribe(downstream)
+        return CompositeDisposable(subscription, *([own_loop] if own_loop else []))
+
+    return Observable(subscribe)
+
+
+def scan_jobs(
+    outbox: str,
+    *,
+    remote_root: str,
+    station: str,
+    ignore_patterns: Sequence[str] = DEFAULT_IGNORE_PATTERNS,
+    backfill_order: str = "newest",
+    min_age_seconds: float = 0.0,
+) -> Iterator[UploadJob]:
+    """The backfill jobs for the files in `outbox` now, lazily, in `backfill_order`; no watching.
+
+    For `run --once` and the original API's `populate_secondary_queue`: the same scan, readiness
+    rule and mapping as the stream's backfill.
+    """
+    root = os.path.abspath(outbox)
+    patterns = tuple(ignore_patterns)
+    for event in scan_outbox(root, order=backfill_order, ignore_patterns=patterns, min_age_seconds=min_age_seconds):
+        if is_ready(event, patterns, root):
+            job = job_for(event, outbox=root, remote_root=remote_root, station=station)
+            if job is not None:
+                yield job

@@ -1,0 +1,147 @@
+"""The watch source: a watchdog observer on the outbox, as an `Observable[FileEvent]`.
+
+`UploadHandler` keeps the original API's name and methods; instead of queueing uploads itself it
+forwards every event into the stream, where the operators decide what is ready.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from operators.model import EventKind, FileEvent
+
+log = logging.getLogger(__name__)
+
+OBSERVER_KINDS = ("inotify", "polling")
+#: inotify_add_watch / inotify_init errors that mean "too many watches or instances": poll instead.
+WATCH_LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})
+#: How long the inotify observer's dispatcher waits per turn; stopping does not wait for it.
+_DISPATCH_TIMEOUT = 0.5
+
+
+class UploadHandler(FileSystemEventHandler):
+    """The original API's watchdog handler: forwards file events into the stream and never raises.
+
+    An exception escaping a watchdog handler kills the observer thread, and with it every later
+    event; so a failure is logged and handed to the stream's `on_error` instead.
+    """
+
+    def __init__(self, observer: abc.ObserverBase[FileEvent]) -> None:
+        super().__init__()
+        self._observer = observer
+
+    def on_closed(self, event: FileSystemEvent) -> None:
+        """A file opened for writing was closed: usually the moment it is finished."""
+        self._forward(EventKind.CLOSED, event)
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        """A file or folder appeared (also a file moved in from outside the outbox)."""
+        self._forward(EventKind.CREATED, event)
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        """A rename inside the outbox, e.g. the atomic save of a finished file into place."""
+        self._forward(EventKind.MOVED, event)
+
+    def on_modified(self, event: FileSystemEvent) -> None:
+        """Written to; with the polling observer the only sign that a file is still growing."""
+        self._forward(EventKind.MODIFIED, event)
+
+    def on_deleted(self, event: FileSystemEvent) -> None:
+        """Gone: cancels an upload still waiting for its quiet period."""
+        self._forward(EventKind.DELETED, event)
+
+    def _forward(self, kind: EventKind, event: FileSystemEvent) -> None:
+        try:
+            if kind is EventKind.MOVED:
+                file_event = FileEvent(
+                    kind, os.fsdecode(event.dest_path), event.is_directory, src_path=os.fsdecode(event.src_path)
+                )
+            else:
+                file_event = FileEvent(kind, os.fsdecode(event.src_path), event.is_directory)
+            self._observer.on_next(file_event)
+        except Exception as error:
+            log.exception("failed to forward %s", event)
+            try:
+                self._observer.on_error(error)
+            except Exception:
+                log.exception("the stream's on_error failed too")
+
+
+def ensure_outbox(outbox: str) -> None:
+    """Create the outbox if it is missing: the station may not have written anything yet."""
+    if not os.path.isdir(outbox):
+        os.makedirs(outbox, exist_ok=True)
+        log.info("created the outbox %s", outbox)
+
+
+def _new_observer(kind: str, polling_interval: float) -> BaseObserver:
+    if kind == "polling":
+        return PollingObserver(timeout=polling_interval)
+    from watchdog.observers.inotify import InotifyObserver  # Linux only
+
+    return InotifyObserver(timeout=_DISPATCH_TIMEOUT)
+
+
+def _start(kind: str, outbox: str, handler: UploadHandler, polling_interval: float) -> BaseObserver:
+    observer = _new_observer(kind, polling_interval)
+    observer.schedule(handler, outbox, recursive=True)
+    observer.start()
+    return observer
+
+
+def start_observer(kind: str, outbox: str, handler: UploadHandler, polling_interval: float) -> BaseObserver:
+    """Start a recursive observer; if inotify's watch or instance limit is hit, poll instead (with a warning).
+
+    A missed limit would otherwise mean a silent outbox; polling is slower but sees everything.
+    """
+    if kind not in OBSERVER_KINDS:
+        raise ValueError(f"observer must be one of {OBSERVER_KINDS}, not {kind!r}")
+    try:
+        return _start(kind, outbox, handler, polling_interval)
+    except OSError as error:
+        if kind != "inotify" or error.errno not in WATCH_LIMIT_ERRNOS:
+            raise
+        log.warning(
+            "inotify cannot watch %s (%s): polling every %g s instead; raise fs.inotify.max_user_watches to fix",
+            outbox,
+            error.strerror or error,
+            polling_interval,
+        )
+        return _start("polling", outbox, handler, polling_interval)
+
+
+def stop_observer(observer: BaseObserver) -> None:
+    """Stop the observer and wait for its threads, unless called from the observer's own thread."""
+    observer.stop()
+    if observer.is_alive() and threading.current_thread() is not observer:
+        observer.join()
+
+
+def watch_source(outbox: str, observer_kind: str = "inotify", polling_interval: float = 1.0) -> Observable[FileEvent]:
+    """File events under `outbox` (recursive), from subscription until disposal.
+
+    Subscribing creates the outbox if needed and starts the observer before it returns, so that a
+    scan started afterwards misses nothing; disposing stops the observer and joins its threads.
+    Paths are absolute (`outbox` is made absolute), matching the backfill's.
+    """
+    if observer_kind not in OBSERVER_KINDS:
+        raise ValueError(f"observer must be one of {OBSERVER_KINDS}, not {observer_kind!r}")
+    root = os.path.abspath(outbox)
+
+    def subscribe(
+        observer: abc.ObserverBase[FileEvent], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        ensure_outbox(root)
+        watchdog_observer = start_observer(observer_kind, root, UploadHandler(observer), polling_interval)
+        return Disposable(lambda: stop_observer(watchdog_observer))
+
+    return Observable(subscribe)

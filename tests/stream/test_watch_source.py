@@ -1,0 +1,118 @@
+"""The watch source on real observers: events flow from subscription, disposal joins, limits fall back."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+
+import pytest
+from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent
+from watchdog.observers.inotify import InotifyObserver
+
+from operators.model import EventKind, FileEvent
+from pipeline.watch_source import UploadHandler, watch_source
+from tests.stream.conftest import wait_until, write_file
+
+
+class ListObserver:
+    def __init__(self, fail: bool = False) -> None:
+        self.items: list[FileEvent] = []
+        self.errors: list[Exception] = []
+        self.fail = fail
+
+    def on_next(self, item: FileEvent) -> None:
+        if self.fail:
+            raise RuntimeError("downstream bug")
+        self.items.append(item)
+
+    def on_error(self, error: Exception) -> None:
+        self.errors.append(error)
+
+    def on_completed(self) -> None:
+        pass
+
+
+def test_handler_translates_watchdog_events():
+    sink = ListObserver()
+    handler = UploadHandler(sink)
+    handler.dispatch(FileClosedEvent("/o/a.wav"))
+    handler.dispatch(FileMovedEvent("/o/a.part", "/o/a.wav"))
+    handler.dispatch(FileCreatedEvent("/o/b.wav"))
+    assert sink.items == [
+        FileEvent(EventKind.CLOSED, "/o/a.wav"),
+        FileEvent(EventKind.MOVED, "/o/a.wav", src_path="/o/a.part"),
+        FileEvent(EventKind.CREATED, "/o/b.wav"),
+    ]
+
+
+def test_handler_never_raises_it_hands_the_failure_to_on_error(caplog):
+    sink = ListObserver(fail=True)
+    UploadHandler(sink).on_closed(FileClosedEvent("/o/a.wav"))
+    assert [str(e) for e in sink.errors] == ["downstream bug"]
+    assert "failed to forward" in caplog.text
+
+
+def watchdog_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if "watchdog" in type(t).__module__}
+
+
+@pytest.mark.parametrize("kind", ["inotify", "polling"])
+def test_events_flow_from_subscription_and_disposal_stops_and_joins(box, record, kind):
+    before = watchdog_threads()
+    recorder = record(watch_source(str(box), kind, 0.05))
+    # No sleep: subscribing returned with the observer running.
+    target = write_file(box / "audio" / "a.wav", b"abc")
+    wait_until(lambda: any(e.path == str(target) and not e.is_directory for e in recorder.items))
+    assert watchdog_threads() - before
+    recorder.dispose()
+    assert not watchdog_threads() - before
+    count = len(recorder.items)
+    write_file(box / "after.wav", b"x")
+    write_file(box / "sentinel.wav", b"x")
+    assert len(recorder.items) == count
+
+
+def test_inotify_reports_closed_and_the_move_into_place(box, record):
+    recorder = record(watch_source(str(box), "inotify", 1.0))
+    write_file(box / "a.wav.part", b"abc")
+    os.replace(box / "a.wav.part", box / "a.wav")
+    wait_until(lambda: any(e.kind is EventKind.MOVED for e in recorder.items))
+    files = [e for e in recorder.items if not e.is_directory]
+    assert FileEvent(EventKind.CLOSED, str(box / "a.wav.part")) in files
+    assert files[-1] == FileEvent(EventKind.MOVED, str(box / "a.wav"), src_path=str(box / "a.wav.part"))
+
+
+def test_a_missing_outbox_is_created_and_logged(tmp_path, record, caplog):
+    missing = tmp_path / "not" / "yet"
+    with caplog.at_level(logging.INFO, logger="pipeline.watch_source"):
+        record(watch_source(str(missing), "inotify", 1.0))
+    assert missing.is_dir()
+    assert f"created the outbox {missing}" in caplog.text
+
+
+def test_the_inotify_watch_limit_falls_back_to_polling_with_a_warning(box, record, caplog, monkeypatch):
+    def limit_reached(self):
+        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+    monkeypatch.setattr(InotifyObserver, "start", limit_reached)
+    with caplog.at_level(logging.WARNING, logger="pipeline.watch_source"):
+        recorder = record(watch_source(str(box), "inotify", 0.05))
+    assert "polling every 0.05 s instead" in caplog.text
+    target = write_file(box / "a.wav", b"abc")
+    wait_until(lambda: any(e.path == str(target) for e in recorder.items))
+
+
+def test_other_os_errors_are_not_hidden(box, monkeypatch):
+    def denied(self):
+        raise OSError(errno.EACCES, "permission denied")
+
+    monkeypatch.setattr(InotifyObserver, "start", denied)
+    with pytest.raises(OSError, match="permission denied"):
+        watch_source(str(box), "inotify", 1.0).subscribe()
+
+
+def test_an_unknown_observer_kind_is_refused_at_once(box):
+    with pytest.raises(ValueError, match="observer must be one of"):
+        watch_source(str(box), "fsevents", 1.0)
