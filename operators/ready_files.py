@@ -33,6 +33,11 @@ def is_ignored_name(name: str, patterns: Iterable[str]) -> bool:
 
 def parts_below(path: str, root: str) -> tuple[str, ...] | None:
     """The segments of `path` below `root`, or None if it does not lie below it."""
+    prefix = root if root.endswith(os.sep) else root + os.sep
+    if os.path.isabs(root) and path.startswith(prefix):  # the common case, without relpath's cost
+        parts = tuple(path[len(prefix) :].split(os.sep))
+        if all(part not in ("", os.curdir, os.pardir) for part in parts):
+            return parts
     relative = os.path.relpath(path, root)
     if relative in (os.curdir, os.pardir) or relative.startswith(os.pardir + os.sep):
         return None

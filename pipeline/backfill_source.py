@@ -97,11 +97,14 @@ def iter_outbox(root: str, *, order: str = "newest", ignore_patterns: Sequence[s
     """(date, mtime_ns, path) of every wanted file in the outbox, lazily, in `order` ("newest" or "oldest").
 
     The date is the mapping's (`date_of`): the name's, else the date folder's, else the mtime's.
+    Nothing is read before the first item is asked for.
     """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
-    newest = order == "newest"
-    patterns = tuple(ignore_patterns)
+    return _ordered_files(root, order == "newest", tuple(ignore_patterns))
+
+
+def _ordered_files(root: str, newest: bool, patterns: tuple[str, ...]) -> Iterator[Entry]:
     folders = _folders(root, patterns)
     dated = sorted((f for f in folders if f.date), key=lambda f: f.date, reverse=newest)
     loose = sorted(
@@ -112,7 +115,7 @@ def iter_outbox(root: str, *, order: str = "newest", ignore_patterns: Sequence[s
         for _date, group in itertools.groupby(dated, key=lambda f: f.date):
             yield from heapq.merge(*(_files(f, root, patterns, newest) for f in group), reverse=newest)
 
-    return heapq.merge(loose, by_date(), reverse=newest)
+    yield from heapq.merge(loose, by_date(), reverse=newest)
 
 
 def _is_young(mtime: float, now: float, min_age_seconds: float) -> bool:

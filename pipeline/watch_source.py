@@ -13,7 +13,15 @@ import threading
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
@@ -24,6 +32,10 @@ log = logging.getLogger(__name__)
 OBSERVER_KINDS = ("inotify", "polling")
 #: inotify_add_watch / inotify_init errors that mean "too many watches or instances": poll instead.
 WATCH_LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})
+#: The events the stream uses. Leaving out opens, read-only closes and folder changes keeps them
+#: out of the kernel queue: the sink's reads and the scans' listings would otherwise double it.
+#: (New folders are still watched: watchdog adds IN_CREATE for recursive watches.)
+EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent]
 #: How long the inotify observer's dispatcher waits per turn; stopping does not wait for it.
 _DISPATCH_TIMEOUT = 0.5
 
@@ -93,7 +105,7 @@ def _new_observer(kind: str, polling_interval: float) -> BaseObserver:
 
 def _start(kind: str, outbox: str, handler: UploadHandler, polling_interval: float) -> BaseObserver:
     observer = _new_observer(kind, polling_interval)
-    observer.schedule(handler, outbox, recursive=True)
+    observer.schedule(handler, outbox, recursive=True, event_filter=EVENT_FILTER)
     observer.start()
     return observer
 
