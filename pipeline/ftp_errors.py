@@ -91,7 +91,8 @@ def classify(error: BaseException, *, command: str = "", secret: str = "") -> Ft
     text = scrub(first_line(str(error)) or type(error).__name__, secret)
     verb = command.split(" ", 1)[0].upper()
     if isinstance(error, ssl.SSLCertVerificationError):
-        return SessionFailure(f"TLS certificate verification failed: {error.verify_message or text}", command=verb)
+        reason = getattr(error, "verify_message", None) or text
+        return SessionFailure(f"TLS certificate verification failed: {reason}", command=verb)
     if isinstance(error, ftplib.error_temp):
         code = reply_code(error)
         if code == 421:

@@ -159,12 +159,12 @@ class UploadSession:
         *,
         throttle: TokenBucket | None = None,
         use_sendfile: bool = True,
-        stop: threading.Event | None = None,
+        aborted: threading.Event | None = None,
     ) -> None:
         self.params = params
         self._throttle = throttle
         self._use_sendfile = use_sendfile
-        self._stop = stop or threading.Event()
+        self._aborted = aborted or threading.Event()
         self._client: _Client | None = None
         self._dirs: set[str] = set()
         self._root = posixpath.normpath("/" + params.remote_root.strip("/")) if params.remote_root else "/"
@@ -253,15 +253,18 @@ class UploadSession:
                 client.close()
 
     def abort(self) -> None:
-        """Cut the data and control sockets (from another thread): the owner's call fails at once."""
-        self._stop.set()
+        """Cut the data and control sockets (from another thread): the owner's call fails at once.
+
+        Sets `aborted` (shared by the sink's sessions) after the cut, so a sender woken from a
+        bandwidth wait finds its socket closed rather than racing to finish the file.
+        """
         client = self._client
-        if client is None:
-            return
-        for sock in (client.data_socket, client.sock):
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        if client is not None:
+            for sock in (client.data_socket, client.sock):
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        self._aborted.set()
 
     def noop(self) -> str:
         """Keep an idle session alive (servers drop silent ones)."""
@@ -523,7 +526,9 @@ class UploadSession:
         while sent < count:
             want = min(chunk, count - sent)
             if self._throttle is not None:
-                self._throttle.acquire(want, wait=self._stop.wait)
+                self._throttle.acquire(want, wait=self._aborted.wait)
+            if self._aborted.is_set():
+                raise ConnectionLost("transfer aborted at the stop deadline")
             if buffer is None:
                 got = conn.sendfile(local, offset + sent, want)
             else:

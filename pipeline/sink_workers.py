@@ -83,7 +83,7 @@ class Sink:
         rate = policy.bandwidth_bytes_per_second
         throttle = TokenBucket(rate) if rate > 0 else None
         self.sessions = [
-            UploadSession(params, throttle=throttle, use_sendfile=policy.use_sendfile, stop=self.aborting)
+            UploadSession(params, throttle=throttle, use_sendfile=policy.use_sendfile, aborted=self.aborting)
             for _ in range(policy.connections)
         ]
         self._threads: list[threading.Thread] = []

@@ -40,8 +40,8 @@ class Faults:
     cuts: int = 0
     #: hold the reply to a command (by name) this many seconds, once per entry.
     stall: dict[str, float] = field(default_factory=dict)
-    #: hold every PASS until this event is set (lets a test fill queues before any upload starts).
-    gate: threading.Event | None = None
+    #: hold every command named here until its event is set (e.g. PASS, to fill queues before uploads).
+    hold: dict[str, threading.Event] = field(default_factory=dict)
 
     def commands(self, name: str) -> list[str]:
         """The arguments of every `name` command received, in order."""
@@ -54,8 +54,15 @@ class _FaultMixin:
     faults: Faults = Faults()
 
     def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
+        self.faults.journal.append((cmd, arg))
+        self._misbehave(line, cmd, arg)
+
+    def _misbehave(self, line: str, cmd: str, arg: str) -> None:
         faults = self.faults
-        faults.journal.append((cmd, arg))
+        gate = faults.hold.get(cmd)
+        if gate is not None and not gate.is_set():
+            self._later(0.02, self._misbehave, line, cmd, arg)
+            return
         if (cmd == "SIZE" and faults.no_size) or (cmd == "MLST" and faults.no_mlst):
             self.respond(f'500 Command "{cmd}" not understood.')
             return
@@ -74,9 +81,6 @@ class _FaultMixin:
 
     def ftp_PASS(self, line: str) -> None:
         faults = self.faults
-        if faults.gate is not None and not faults.gate.is_set():
-            self._later(0.02, self.ftp_PASS, line)
-            return
         if faults.logins_421 > 0:
             faults.logins_421 -= 1
             self.respond("421 Too many connections. Service temporarily unavailable.")

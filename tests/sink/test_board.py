@@ -1,0 +1,166 @@
+"""JobBoard: priorities, one entry per path, follow-ups, backoff and parking, on a fake clock."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from operators.model import Priority, UploadJob
+from pipeline.sink_board import JobBoard
+from pipeline.sink_model import Outcome
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def job(name: str, priority: Priority = Priority.LIVE, size: int = 10, mtime: int = 1) -> UploadJob:
+    return UploadJob(f"/out/{name}", f"/up/{name}", size, mtime, priority)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def board(clock: Clock) -> JobBoard:
+    return JobBoard(retry_base=1.0, retry_max=8.0, clock=clock, rand=lambda: 1.0)
+
+
+def take_all(board: JobBoard) -> list[str]:
+    names = []
+    while (entry := board.take(timeout=0)) is not None:
+        names.append(entry.job.local_path.rsplit("/", 1)[1])
+    return names
+
+
+def test_primary_is_served_before_secondary_in_arrival_order(board):
+    board.put(job("b1", Priority.BACKFILL))
+    board.put(job("l1"))
+    board.put(job("b2", Priority.BACKFILL))
+    board.put(job("l2"))
+    assert take_all(board) == ["l1", "l2", "b1", "b2"]
+
+
+def test_a_newer_job_for_a_queued_path_replaces_it_in_place(board):
+    board.put(job("a"))
+    board.put(job("b"))
+    board.put(job("a", size=20))
+    entries = [board.take(timeout=0), board.take(timeout=0)]
+    assert [(e.job.local_path, e.job.size) for e in entries] == [("/out/a", 20), ("/out/b", 10)]
+    assert board.take(timeout=0) is None
+
+
+def test_a_backfill_file_found_live_moves_to_the_primary_and_never_back(board):
+    board.put(job("x", Priority.BACKFILL))
+    board.put(job("y", Priority.BACKFILL))
+    board.put(job("y", Priority.LIVE))
+    board.put(job("y", Priority.BACKFILL))
+    assert board.counts()["queued_primary"] == 1
+    assert take_all(board) == ["y", "x"]
+
+
+def test_a_failed_job_waits_its_own_backoff_without_blocking_others(board, clock):
+    board.put(job("a"))
+    board.put(job("b"))
+    a = board.take(timeout=0)
+    assert board.finish(a, Outcome.RETRY) == 1.0  # rand=1: the cap of the first failure
+    assert take_all(board) == ["b"]
+    clock.now += 1.0
+    a = board.take(timeout=0)
+    assert (a.job.local_path, a.attempts, a.failures) == ("/out/a", 2, 1)
+    assert board.finish(a, Outcome.RETRY) == 2.0
+    for _ in range(5):
+        clock.now += 10
+        a = board.take(timeout=0)
+        delay = board.finish(a, Outcome.RETRY)
+    assert delay == 8.0  # capped at retry_max
+
+
+def test_a_parked_job_comes_back_after_retry_max(board, clock):
+    board.put(job("a"))
+    a = board.take(timeout=0)
+    assert board.finish(a, Outcome.PARKED) == 8.0
+    assert board.counts() == {"queued_primary": 0, "queued_secondary": 0, "waiting": 1, "parked": 1, "in_flight": 0}
+    clock.now += 7.9
+    assert board.take(timeout=0) is None
+    clock.now += 0.1
+    assert board.take(timeout=0) is a
+    assert board.counts()["parked"] == 0
+
+
+def test_rescanning_a_waiting_file_keeps_its_backoff_but_a_changed_file_goes_now(board, clock):
+    board.put(job("a"))
+    board.finish(board.take(timeout=0), Outcome.PARKED)
+    board.put(job("a"))  # the periodic rescan finds the same version
+    assert board.take(timeout=0) is None
+    board.put(job("a", size=11))  # the file changed
+    entry = board.take(timeout=0)
+    assert (entry.job.size, entry.failures, entry.parked) == (11, 0, False)
+
+
+def test_a_job_for_a_path_in_flight_is_decided_when_the_attempt_ends(board):
+    board.put(job("a"))
+    entry = board.take(timeout=0)
+    board.put(job("a"))  # same version: already being delivered
+    board.finish(entry, Outcome.DELIVERED)
+    assert board.take(timeout=0) is None
+
+    board.put(job("b"))
+    entry = board.take(timeout=0)
+    board.put(job("b", size=99))  # a newer version arrived meanwhile
+    board.finish(entry, Outcome.DELIVERED)
+    assert board.take(timeout=0).job.size == 99
+
+    board.put(job("c"))
+    entry = board.take(timeout=0)
+    board.put(job("c", size=5))
+    assert board.finish(entry, Outcome.RETRY) == 0.0  # the new version goes at once
+    assert board.take(timeout=0).job.size == 5
+
+
+def test_changed_goes_back_at_once_with_the_new_version_and_no_resume(board):
+    board.put(job("a"))
+    entry = board.take(timeout=0)
+    entry.partial = ("/up/a", 10, 1)
+    board.finish(entry, Outcome.CHANGED, job("a", size=30, mtime=2))
+    again = board.take(timeout=0)
+    assert (again.job.size, again.job.mtime_ns, again.partial, again.attempts) == (30, 2, None, 2)
+
+
+def test_gone_is_final(board):
+    board.put(job("a"))
+    board.finish(board.take(timeout=0), Outcome.GONE)
+    assert board.counts() == {"queued_primary": 0, "queued_secondary": 0, "waiting": 0, "parked": 0, "in_flight": 0}
+
+
+def test_take_blocks_until_a_job_arrives_and_close_wakes_everyone():
+    board = JobBoard(1.0, 8.0)
+    got = []
+    worker = threading.Thread(target=lambda: got.append(board.take(timeout=5)))
+    worker.start()
+    board.put(job("a"))
+    worker.join(2)
+    assert got[0].job.local_path == "/out/a"
+
+    waiters = [threading.Thread(target=lambda: got.append(board.take())) for _ in range(3)]
+    for waiter in waiters:
+        waiter.start()
+    board.close()
+    for waiter in waiters:
+        waiter.join(2)
+        assert not waiter.is_alive()
+    assert got[1:] == [None, None, None]
+    board.put(job("b"))
+    assert board.take(timeout=0) is None
+
+
+def test_take_returns_none_when_idle_for_the_timeout():
+    board = JobBoard(1.0, 8.0)
+    assert board.take(timeout=0.05) is None

@@ -1,0 +1,433 @@
+"""UploadHelper as a real spawned process against a real (sometimes faulty) loopback server."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from operators.model import Priority, UploadJob
+from pipeline.ftp_params import UploadPolicy
+from pipeline.sink_model import UploadResult
+from pipeline.upload_helper import UploadHelper
+from tests.conftest import params_for, wait_until
+from tests.ftp_faults import Faults, FaultyTLSHandler
+
+FAST = UploadPolicy(connections=2, retry_base=0.05, retry_max=0.5, idle_noop_seconds=5, stop_deadline_seconds=2)
+
+
+class Run:
+    """A started helper, its results as they arrive, and the server's journal."""
+
+    def __init__(self, helper: UploadHelper, results: queue.Queue) -> None:
+        self.helper = helper
+        self.results = results
+        self.collected: list[UploadResult] = []
+
+    def until(self, predicate: Callable[[list[UploadResult]], object], timeout: float = 15.0) -> list[UploadResult]:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.collected):
+            try:
+                self.collected.append(self.results.get(timeout=0.05))
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"results so far: {self.collected}") from None
+        return self.collected
+
+    def delivered(self, count: int, timeout: float = 15.0) -> list[UploadResult]:
+        self.until(lambda results: sum(r.outcome == "delivered" for r in results) >= count, timeout)
+        return [r for r in self.collected if r.outcome == "delivered"]
+
+    def outcomes(self, path: Path | str) -> list[str]:
+        return [r.outcome for r in self.collected if r.local_path == str(path)]
+
+
+@pytest.fixture
+def start_sink(credentials, caplog) -> Iterator[Callable[..., Run]]:
+    caplog.set_level(logging.DEBUG, logger="beemon.sink")
+    runs: list[Run] = []
+
+    def start(server, *, policy: UploadPolicy = FAST, jobs: tuple[UploadJob, ...] = (), **params) -> Run:
+        results = UploadHelper.new_queue()
+        helper = UploadHelper(params_for(server, credentials, **params), policy, results)
+        for job in jobs:  # queued before the child starts
+            helper.submit(job)
+        helper.start()
+        runs.append(Run(helper, results))
+        return runs[-1]
+
+    yield start
+    for run in runs:
+        run.helper.stop(1.0)
+
+
+def write(path: Path, size: int) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return data
+
+
+def job_for(path: Path, remote: str, priority: Priority = Priority.LIVE) -> UploadJob:
+    stat = path.stat()
+    return UploadJob(str(path), remote, stat.st_size, stat.st_mtime_ns, priority)
+
+
+def server_files(root: Path) -> dict[str, bytes]:
+    return {"/" + str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def messages(caplog, level: int = logging.DEBUG) -> list[str]:
+    return [r.getMessage() for r in list(caplog.records) if r.levelno >= level and r.name.startswith("beemon.sink")]
+
+
+def test_a_mixed_set_arrives_byte_identical_where_it_belongs(make_server, start_sink, outbox, ftp_root):
+    server = make_server()
+    files = {
+        "audio/st1@2024-05-01@10-00-00.wav": ("/upload/st1/2024-05-01/audio/st1@2024-05-01@10-00-00.wav", 300_000),
+        "video/st1@2024-05-01@10-00-00.h264": ("/upload/st1/2024-05-01/video/st1@2024-05-01@10-00-00.h264", 1_200_000),
+        "temp/st1@2024-05-01.csv.final": ("/upload/st1/2024-05-01/temp/st1@2024-05-01.csv", 4_000),
+        "2024-05-02/audio/loose.wav": ("/upload/st9/2024-05-02/audio/loose.wav", 20_000),
+    }
+    contents = {remote: write(outbox / relative, size) for relative, (remote, size) in files.items()}
+    write(outbox / "temp/st1@2024-05-01.csv", 3_000)  # the growing file the .final replaces
+    growing = outbox / "temp/st1@2024-05-02.csv"
+    contents["/upload/st1/2024-05-02/temp/st1@2024-05-02.csv"] = write(growing, 2_000)
+    run = start_sink(server)
+    for relative, (remote, _) in files.items():
+        run.helper.submit(job_for(outbox / relative, remote))
+    run.helper.queue_upload(str(growing), "st1/2024-05-02/temp/st1@2024-05-02.csv")  # the original API
+
+    delivered = run.delivered(5)
+    assert server_files(ftp_root) == contents
+    assert {r.local_path for r in delivered} == {str(outbox / f) for f in files} | {str(growing)}
+    assert all(r.attempt == 1 and r.reply.startswith("250") for r in delivered)
+    remaining = sorted(str(p.relative_to(outbox)) for p in outbox.rglob("*") if p.is_file())
+    assert remaining == ["temp/st1@2024-05-02.csv"]  # a bare .csv is never deleted; X.csv went with X.csv.final
+    stats = run.helper.stats()
+    assert (stats.delivered, stats.failed, stats.queued_primary, stats.in_flight) == (5, 0, 0, 0)
+
+
+def test_the_primary_queue_is_served_before_the_secondary(make_server, start_sink, outbox):
+    gate = threading.Event()
+    faults = Faults(hold={"PASS": gate})
+    server = make_server(faults=faults)
+    paths = {name: outbox / f"{name}.wav" for name in ("b1", "b2", "b3", "l1", "l2", "l3")}
+    for path in paths.values():
+        write(path, 100)
+
+    def job(name: str, priority: Priority) -> UploadJob:
+        return job_for(paths[name], f"s/{name}.wav", priority)
+
+    run = start_sink(server, policy=UploadPolicy(connections=1, retry_base=0.05, retry_max=0.5))
+    for name in ("b1", "b2", "b3"):
+        run.helper.submit(job(name, Priority.BACKFILL))
+    run.helper.submit(job("l1", Priority.LIVE))
+    run.helper.submit(job("l2", Priority.LIVE))
+    run.helper.submit(job("b2", Priority.LIVE))  # found live while queued as backfill: one job, promoted
+    run.helper.submit(job("l3", Priority.LIVE))
+    wait_until(lambda: (run.helper.stats().queued_primary, run.helper.stats().queued_secondary) == (4, 2))
+    gate.set()
+
+    run.delivered(6)
+    arrivals = [Path(p).name for p in faults.commands("RNTO")]
+    assert arrivals == ["l1.wav", "l2.wav", "b2.wav", "l3.wav", "b1.wav", "b3.wav"]
+    assert len(faults.commands("STOR")) == 6
+
+
+def test_a_cut_data_connection_is_resumed_and_the_local_file_kept_until_whole(
+    make_server, start_sink, outbox, ftp_root
+):
+    resume_gate = threading.Event()
+    faults = Faults(cut_after_bytes=1_500_000, cuts=1, hold={"REST": resume_gate})
+    server = make_server(faults=faults)
+    data = write(outbox / "big.h264", 4_000_000)
+    run = start_sink(server, jobs=(job_for(outbox / "big.h264", "v/big.h264"),), blocksize=256 * 1024)
+
+    wait_until(lambda: faults.commands("REST"))  # the second attempt is resuming, held at REST
+    partial = ftp_root / "upload/v/.big.h264.part"
+    assert (outbox / "big.h264").exists()
+    assert not (ftp_root / "upload/v/big.h264").exists()
+    assert 1_500_000 <= partial.stat().st_size < len(data)
+    assert faults.commands("REST") == [str(partial.stat().st_size)]
+    resume_gate.set()
+
+    run.delivered(1)
+    assert (ftp_root / "upload/v/big.h264").read_bytes() == data
+    assert not partial.exists()
+    assert not (outbox / "big.h264").exists()
+    assert run.outcomes(outbox / "big.h264") == ["retry", "delivered"]
+    delivered = run.collected[1]
+    assert delivered.bytes == len(data) - int(faults.commands("REST")[0])
+    assert faults.commands("RNTO") == ["/upload/v/big.h264"]
+
+
+def test_421_on_the_first_logins_shrinks_the_pool_and_everything_arrives(
+    make_server, start_sink, outbox, ftp_root, caplog
+):
+    faults = Faults(logins_421=3)
+    server = make_server(faults=faults)
+    jobs = tuple(job_for(outbox / f"{i}.wav", f"a/{i}.wav") for i in range(4) if write(outbox / f"{i}.wav", 1000))
+    run = start_sink(server, jobs=jobs)
+
+    run.delivered(4)
+    assert sorted(server_files(ftp_root)) == [f"/upload/a/{i}.wav" for i in range(4)]
+    assert all(r.outcome == "delivered" for r in run.collected)  # connection trouble never fails a job
+    wait_until(lambda: any("answered 421" in m for m in messages(caplog, logging.WARNING)))  # logs trail results
+    assert faults.logins_421 == 0
+
+
+@pytest.mark.parametrize("reply", ["452 No space left on device.", "552 Exceeded storage allocation."])
+def test_no_space_on_stor_is_retried_until_delivered(make_server, start_sink, outbox, ftp_root, reply):
+    server = make_server(faults=Faults(stor_replies=[reply, reply]))
+    data = write(outbox / "a.wav", 5000)
+    run = start_sink(server, jobs=(job_for(outbox / "a.wav", "a.wav"),))
+
+    run.delivered(1)
+    assert run.outcomes(outbox / "a.wav") == ["retry", "retry", "delivered"]
+    assert [r.reply for r in run.collected[:2]] == [f"STOR: {reply}"] * 2
+    assert [r.attempt for r in run.collected] == [1, 2, 3]
+    assert (ftp_root / "upload/a.wav").read_bytes() == data
+    assert not (outbox / "a.wav").exists()
+
+
+def test_550_on_one_file_parks_it_while_the_others_are_delivered(make_server, start_sink, outbox, ftp_root, caplog):
+    server = make_server(faults=Faults(deny_stor=("refused",)))
+    names = ["one.wav", "refused.wav", "two.wav"]
+    for name in names:
+        write(outbox / name, 100)
+    run = start_sink(server, jobs=tuple(job_for(outbox / n, n) for n in names))
+
+    run.delivered(2)
+    run.until(lambda results: run.outcomes(outbox / "refused.wav") == ["parked", "parked"])  # retried at retry_max
+    assert sorted(server_files(ftp_root)) == ["/upload/one.wav", "/upload/two.wav"]
+    assert (outbox / "refused.wav").exists()
+    parked = [r for r in run.collected if r.outcome == "parked"]
+    assert parked[0].reply == "STOR: 550 Permission denied by the test server."
+    lines = wait_until(lambda: [m for m in messages(caplog, logging.WARNING) if "refused.wav" in m])
+    assert len(lines) == 1  # one clear line; the later refusals are DEBUG
+    assert "parked" in lines[0] and "550 Permission denied" in lines[0] and "retrying every" in lines[0]
+    wait_until(lambda: run.helper.stats().parked == 1 or run.helper.stats().in_flight == 1)
+
+
+def test_553_on_rnfr_parks_the_file_and_atomic_rename_false_delivers_it(
+    make_server, start_sink, outbox, ftp_root, caplog
+):
+    server = make_server(faults=Faults(refuse={"RNFR": "553 Renaming not allowed."}))
+    data = write(outbox / "a.wav", 100)
+    run = start_sink(server, jobs=(job_for(outbox / "a.wav", "a.wav"),))
+
+    run.until(lambda results: results)
+    assert run.collected[0].outcome == "parked"
+    assert run.collected[0].reply == "RNFR: rename refused: 553 Renaming not allowed."
+    assert (outbox / "a.wav").exists()
+    assert not (ftp_root / "upload/a.wav").exists()
+    wait_until(lambda: any("upload.atomic_rename = false" in m for m in messages(caplog, logging.WARNING)))
+    run.helper.stop(1.0)
+
+    direct = start_sink(
+        server,
+        policy=UploadPolicy(connections=1, atomic_rename=False, retry_base=0.05, retry_max=0.5),
+        jobs=(job_for(outbox / "a.wav", "a.wav"),),
+    )
+    direct.delivered(1)
+    assert (ftp_root / "upload/a.wav").read_bytes() == data
+    assert not (outbox / "a.wav").exists()
+
+
+def test_a_server_without_size_or_mlst_gets_files_trusted_on_226(make_server, start_sink, outbox, ftp_root, caplog):
+    server = make_server(faults=Faults(no_size=True, no_mlst=True))
+    data = write(outbox / "a.wav", 1000)
+    run = start_sink(server, jobs=(job_for(outbox / "a.wav", "a.wav"),))
+
+    (result,) = run.delivered(1)
+    assert result.reply == "250 Renaming ok. (size not checked)"
+    assert (ftp_root / "upload/a.wav").read_bytes() == data
+    assert not (outbox / "a.wav").exists()
+    wait_until(lambda: any("neither SIZE nor MLST" in m for m in messages(caplog, logging.WARNING)))
+
+
+def test_a_server_stopped_and_started_again_on_the_same_port(make_server, start_sink, outbox, ftp_root, caplog):
+    server = make_server()
+    first = write(outbox / "first.wav", 1000)
+    run = start_sink(server, jobs=(job_for(outbox / "first.wav", "first.wav"),))
+    run.delivered(1)
+
+    port = server.port
+    server.stop()
+    later = {name: write(outbox / name, 50_000) for name in ("second.wav", "third.wav")}
+    for name in later:
+        run.helper.submit(job_for(outbox / name, name))
+    wait_until(lambda: sum("connect attempt" in m for m in messages(caplog)) >= 6, timeout=20)
+    assert all((outbox / name).exists() for name in later)
+    assert sorted(server_files(ftp_root)) == ["/upload/first.wav"]
+    assert any("cannot reach" in m for m in messages(caplog, logging.WARNING))
+
+    make_server(port=port)
+    run.delivered(3)
+    assert server_files(ftp_root) == {"/upload/first.wav": first} | {f"/upload/{n}": d for n, d in later.items()}
+    assert list(outbox.iterdir()) == []
+    wait_until(lambda: any("again after" in m for m in messages(caplog, logging.INFO)))
+
+
+def tls_server(make_server, tls_files):
+    return make_server(
+        FaultyTLSHandler,
+        certfile=tls_files.cert_file,
+        tls_control_required=True,
+        tls_data_required=True,
+        ssl_context=None,
+    )
+
+
+def test_explicit_ftps_delivers(make_server, start_sink, tls_files, outbox, ftp_root):
+    server = tls_server(make_server, tls_files)
+    data = write(outbox / "a.wav", 200_000)
+    run = start_sink(server, jobs=(job_for(outbox / "a.wav", "a.wav"),), tls="explicit", ca_file=tls_files.ca_file)
+    run.delivered(1)
+    assert (ftp_root / "upload/a.wav").read_bytes() == data
+    assert not (outbox / "a.wav").exists()
+
+
+def test_a_wrong_ca_fails_with_a_clear_error_and_uploads_nothing(
+    make_server, start_sink, tls_files, outbox, ftp_root, caplog
+):
+    server = tls_server(make_server, tls_files)
+    write(outbox / "a.wav", 100)
+    run = start_sink(
+        server, jobs=(job_for(outbox / "a.wav", "a.wav"),), tls="explicit", ca_file=tls_files.other_ca_file
+    )
+    wait_until(lambda: [m for m in messages(caplog, logging.ERROR) if "TLS certificate verification failed" in m])
+    (line,) = [m for m in messages(caplog, logging.ERROR) if "certificate" in m]
+    assert f"cannot log in to 127.0.0.1:{server.port}" in line and "ftp.ca_file" in line
+    assert run.helper.stop(1.0)
+    assert list(ftp_root.iterdir()) == []
+    assert (outbox / "a.wav").exists()
+    assert run.collected == [] and run.results.empty()
+
+
+def test_a_file_modified_while_uploading_is_kept_and_uploaded_again(make_server, start_sink, outbox, ftp_root):
+    rename_gate = threading.Event()
+    faults = Faults(hold={"RNFR": rename_gate})
+    server = make_server(faults=faults)
+    path = outbox / "a.wav"
+    first = write(path, 50_000)
+    run = start_sink(server, jobs=(job_for(path, "a.wav"),))
+
+    wait_until(lambda: faults.commands("RNFR"))  # sent, not yet renamed
+    with path.open("ab") as growing:
+        growing.write(b"more samples")
+    rename_gate.set()
+
+    run.delivered(1)
+    assert run.outcomes(path) == ["changed", "delivered"]
+    changed = run.collected[0]
+    assert changed.bytes == len(first)
+    assert (ftp_root / "upload/a.wav").read_bytes() == first + b"more samples"
+    assert not path.exists()
+    assert len(faults.commands("STOR")) == 2
+
+
+def test_bandwidth_limit_caps_the_total_rate(make_server, start_sink, outbox, ftp_root):
+    server = make_server()
+    paths = [outbox / f"{i}.wav" for i in range(2)]
+    for path in paths:
+        write(path, 60_000)
+    policy = UploadPolicy(connections=2, retry_base=0.05, retry_max=0.5, bandwidth_limit_kbps=800)  # 100 kB/s
+    run = start_sink(server, policy=policy)
+    wait_until(lambda: run.helper.stats().sessions == 2)
+    started = time.monotonic()
+    for path in paths:
+        run.helper.submit(job_for(path, path.name))
+    run.delivered(2)
+    elapsed = time.monotonic() - started
+    assert elapsed >= 0.8  # 120 kB at 100 kB/s, less one quarter-second burst: ~0.95 s
+    assert len(server_files(ftp_root)) == 2
+
+
+def test_stop_cuts_a_transfer_past_the_deadline_and_leaves_no_final_file(make_server, start_sink, outbox, ftp_root):
+    faults = Faults()
+    server = make_server(faults=faults)
+    write(outbox / "slow.h264", 400_000)
+    write(outbox / "queued.wav", 100)
+    policy = UploadPolicy(connections=1, retry_base=0.05, retry_max=0.5, bandwidth_limit_kbps=400)  # 8 s of work
+    run = start_sink(
+        server,
+        policy=policy,
+        jobs=(job_for(outbox / "slow.h264", "slow.h264"), job_for(outbox / "queued.wav", "queued.wav")),
+    )
+    wait_until(lambda: faults.commands("STOR") and run.helper.stats().in_flight == 1)
+
+    began = time.monotonic()
+    assert run.helper.stop(0.3) is True  # the process exited on its own, after cutting the transfer
+    assert time.monotonic() - began < 5
+    assert not run.helper.is_alive()
+    assert (outbox / "slow.h264").exists() and (outbox / "queued.wav").exists()
+    assert "RNFR" not in [cmd for cmd, _ in faults.journal]
+    assert sorted(server_files(ftp_root)) == ["/upload/.slow.h264.part"]
+    run.until(lambda results: results)
+    assert run.collected[0].outcome == "retry"
+
+
+def test_stop_lets_a_transfer_in_flight_finish(make_server, start_sink, outbox, ftp_root):
+    rename_gate = threading.Event()
+    faults = Faults(hold={"RNFR": rename_gate})
+    server = make_server(faults=faults)
+    data = write(outbox / "a.wav", 1000)
+    run = start_sink(server, jobs=(job_for(outbox / "a.wav", "a.wav"),))
+    wait_until(lambda: faults.commands("RNFR"))
+
+    stopping = threading.Thread(target=run.helper.stop, args=(10.0,))
+    stopping.start()
+    rename_gate.set()
+    stopping.join(15)
+    assert not run.helper.is_alive()
+    assert (ftp_root / "upload/a.wav").read_bytes() == data
+    assert not (outbox / "a.wav").exists()
+    assert run.until(lambda results: results)[0].outcome == "delivered"
+
+
+def test_a_vanished_file_is_gone_without_retry_and_keep_mode_deletes_nothing(make_server, start_sink, outbox, ftp_root):
+    server = make_server()
+    write(outbox / "kept.wav", 10)
+    policy = UploadPolicy(connections=1, retry_base=0.05, retry_max=0.5, delete_after_upload=False)
+    run = start_sink(server, policy=policy)
+    run.helper.queue_upload(str(outbox / "never-there.wav"), "never-there.wav", priority=1)
+    run.helper.queue_upload(str(outbox / "kept.wav"), "kept.wav")
+    run.until(lambda results: len(results) >= 2)
+    assert sorted((Path(r.local_path).name, r.outcome) for r in run.collected) == [
+        ("kept.wav", "delivered"),
+        ("never-there.wav", "gone"),
+    ]
+    assert run.helper.stop(1.0)
+    assert (outbox / "kept.wav").exists()
+    assert sorted(server_files(ftp_root)) == ["/upload/kept.wav"]
+    assert run.results.empty()
+
+
+def test_the_password_never_reaches_logs_results_or_reprs(make_server, start_sink, outbox, caplog, credentials):
+    server = make_server(faults=Faults(deny_stor=("refused",)))
+    write(outbox / "refused.wav", 10)
+    write(outbox / "fine.wav", 10)
+    run = start_sink(
+        server, jobs=(job_for(outbox / "refused.wav", "refused.wav"), job_for(outbox / "fine.wav", "f.wav"))
+    )
+    run.until(lambda results: {"parked", "delivered"} <= {r.outcome for r in results})
+    wrong = start_sink(server, password="not-" + credentials.password)
+    wait_until(lambda: any("cannot log in" in m for m in messages(caplog, logging.ERROR)))
+    run.helper.stop(1.0)
+    wrong.helper.stop(1.0)
+
+    texts = [repr(run.helper), repr(wrong.helper), str(run.helper.stats())]
+    texts += [repr(r) for r in run.collected]
+    for record in caplog.records:
+        texts.append(record.getMessage())
+        texts.extend(str(value) for value in record.__dict__.values())
+    assert texts
+    assert not [t for t in texts if credentials.password in t]
