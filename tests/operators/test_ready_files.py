@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from reactivex.testing.marbles import marbles_testing
 
 from operators.debounce import debounce_per_path
 from operators.model import EventKind, FileEvent
-from operators.ready_files import is_wanted, ready_files, watched_files
+from operators.ready_files import is_wanted, parts_below, ready_files, watched_files
 from tests.operators.events import OUTBOX, closed, created, deleted, found, modified, moved
 
 PATTERNS = (".*", "*.part", "*.tmp", "*~", "*.swp")
@@ -157,3 +161,14 @@ def test_a_write_resumed_after_close_waits_for_the_next_close():
 def test_is_wanted(path, wanted):
     root = "/home/bee/.local/outbox" if path.startswith("/home") else OUTBOX
     assert is_wanted(path, PATTERNS, root) is wanted
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b.wav", ".h", "..", ".", "", "x y"]), max_size=5),
+    st.sampled_from(["/o", "/o/", "/"]),
+)
+def test_parts_below_agrees_with_relpath(segments, root):
+    path = root.rstrip("/") + "/" + "/".join(segments)
+    relative = os.path.relpath(path, root)
+    outside = relative in (".", "..") or relative.startswith("../")
+    assert parts_below(path, root) == (None if outside else tuple(relative.split("/")))
