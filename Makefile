@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/beemon-uploader config
+	$(BIN)/beemon-uploader run --simulate-station --stats-interval 10
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

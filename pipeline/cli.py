@@ -1,13 +1,32 @@
-"""The `beemon-uploader` command line: parse, load settings once, dispatch, map errors to exit codes."""
+"""The `beemon-uploader` command line: parse, load settings once, dispatch, map errors to exit codes.
+
+Exit codes: 0 success, 1 failures remain (or a check failed), 2 bad usage or settings.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import queue
+import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
 
 from pipeline import exit_codes
+from pipeline.logs import configure_logging
 from settings import SettingsError, build_settings, describe_settings
+
+log = logging.getLogger("beemon.cli")
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,19 +38,94 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--env", help="settings environment (development, testing, production); default BEEMON_ENV")
     parser.add_argument("--legacy-ini", metavar="PATH", help="read a legacy beemon-config.ini over the settings")
     parser.add_argument("--config-dir", metavar="DIR", help="site settings folder (default /etc/beemon-uploader)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines for people or JSON")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="watch the outbox and upload until stopped (SIGTERM/SIGINT: exit 0)")
+    run.add_argument("--once", action="store_true", help="upload what is ready now, then exit (no watching)")
+    run.add_argument("--max-retries", type=int, default=5, help="with --once: attempts after the first (default 5)")
+    run.add_argument("--stats-interval", type=_positive, default=60.0, help="seconds between statistics lines (0: off)")
+    run.add_argument(
+        "--simulate-station",
+        action="store_true",
+        help="also run a simulated station writing into the outbox (to watch files arrive; not for a real station)",
+    )
+
+    commands.add_parser("check", help="validate settings, connect, log in, write and remove a probe file")
+
+    demo = commands.add_parser("demo", help="embedded server + simulated station + the real uploader, then a summary")
+    demo.add_argument("--duration", type=_positive, default=30.0, help="seconds the station writes (default 30)")
+    demo.add_argument("--var", default="./var", help="folder for outbox/ and ftp-root/ (default ./var)")
+
     commands.add_parser("config", help="print the effective settings, the layer that set each, secrets masked")
     return parser
 
 
+def _settings(args: argparse.Namespace):  # noqa: ANN202 - a dynaconf object
+    return build_settings(args.env, config_dir=args.config_dir, legacy_ini=args.legacy_ini)
+
+
 def _config(args: argparse.Namespace) -> int:
-    settings = build_settings(args.env, config_dir=args.config_dir, legacy_ini=args.legacy_ini)
+    settings = _settings(args)
     rows = describe_settings(settings)
     width = max(len(key) for key, _, _ in rows)
     print(f"environment: {settings.current_env.lower()}")
     for key, shown, layer in rows:
         print(f"{key:<{width}}  {shown}  <- {layer}")
     return exit_codes.OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline.options import options_from_settings
+
+    options = replace(options_from_settings(_settings(args)), stats_interval=args.stats_interval)
+    if args.once:
+        from pipeline.once import upload_once
+
+        return upload_once(options, max_retries=args.max_retries, progress=sys.stderr.isatty())
+
+    from pipeline.uploader import Uploader
+
+    commands: queue.Queue[str] = queue.Queue()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        commands.put("stop")
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    station = None
+    if args.simulate_station:
+        from pipeline.station_simulator import StationSimulator
+
+        station = StationSimulator(Path(options.outbox)).start()
+        log.info(
+            "a simulated station writes into %s (audio every 3 s, video every 5 s, a CSV line a second)", options.outbox
+        )
+    try:
+        Uploader(commands, options).run()
+    finally:
+        if station is not None:
+            station.stop()
+    log.info("stopped")
+    return exit_codes.OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from pipeline.check import run_check
+    from pipeline.options import options_from_settings
+
+    return run_check(options_from_settings(_settings(args)))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+    from pipeline.options import options_from_settings
+
+    var = Path(args.var)
+    options = options_from_settings(_settings(args))
+    return run_demo(options, var=var, duration=args.duration)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return exit_codes.OK if exit_.code in (0, None) else exit_codes.BAD_USAGE
-    handlers = {"config": _config}
+    configure_logging(args.log_format, args.log_level)
+    handlers = {"config": _config, "run": _run, "check": _check, "demo": _demo}
     try:
         return handlers[args.command](args)
     except SettingsError as error:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from operators.model import Priority, UploadJob
 
@@ -49,6 +51,8 @@ class UploadStats:
     """Thread-safe counters; the rate is over the last `window` seconds of deliveries."""
 
     def __init__(self, window: float = 60.0) -> None:
+        #: The sink's live counts (`UploadHelper.stats`), when a sink runs: queues and flight come from it.
+        self.sink: Callable[[], Any] | None = None
         self._lock = threading.Lock()
         self._window = window
         self._waiting: dict[str, tuple[int, Priority]] = {}
@@ -94,10 +98,16 @@ class UploadStats:
             primary = sum(1 for p in waiting if self._waiting[p][1] == Priority.LIVE)
             oldest_ns = min((mtime for mtime, _ in self._waiting.values()), default=None)
             oldest = max(0.0, time.time() - oldest_ns / 1e9) if oldest_ns is not None else 0.0
+            secondary, in_flight = len(waiting) - primary, len(self._in_flight)
+        if self.sink is not None:
+            counts = self.sink()
+            primary, secondary = counts.queued_primary, counts.queued_secondary + counts.waiting
+            in_flight = counts.in_flight
+        with self._lock:
             return Snapshot(
                 queued_primary=primary,
-                queued_secondary=len(waiting) - primary,
-                in_flight=len(self._in_flight),
+                queued_secondary=secondary,
+                in_flight=in_flight,
                 delivered=self.delivered,
                 failed=self.failed,
                 bytes_delivered=self.bytes_delivered,

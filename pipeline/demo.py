@@ -1,0 +1,79 @@
+"""`demo`: an embedded server, a simulated station and the real uploader between them, then a summary."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from pipeline import exit_codes
+from pipeline.options import EMBEDDED, UploaderOptions
+from pipeline.station_simulator import StationSimulator
+from pipeline.stats import UploadStats, format_bytes
+from pipeline.uploader import RunningPipeline
+
+log = logging.getLogger("beemon.demo")
+#: How long the demo waits, after the station stops, for the last files to arrive.
+DRAIN_SECONDS = 60.0
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_demo(options: UploaderOptions, *, var: Path, duration: float) -> int:
+    """Exit 0 when every file the station wrote arrived byte-identical, 1 otherwise."""
+    outbox = var / "outbox"
+    ftp_root = var / "ftp-root"
+    options = replace(
+        options,
+        outbox=str(outbox),
+        station="rpi4-demo",
+        embedded_root=str(ftp_root),
+        debounce_seconds=min(options.debounce_seconds, 1.0),
+        ftp=replace(options.ftp, host=EMBEDDED, port=options.ftp.port, password=secrets.token_urlsafe(16), tls="none"),
+    )
+    stats = UploadStats()
+    station = StationSimulator(outbox, station="rpi4-demo")
+    log.info("demo: station writing into %s for %.0f s; server storing into %s", outbox, duration, ftp_root)
+    with RunningPipeline(options, stats) as running:
+        station.start()
+        time.sleep(duration)
+        written = station.stop()
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while time.monotonic() < deadline and any(p.exists() for p in written):
+            time.sleep(0.2)
+        del running
+    missing = []
+    for path, digest in written.items():
+        remote = _remote_file(ftp_root, options, path, outbox)
+        if not remote.is_file() or _digest(remote) != digest:
+            missing.append(path)
+    print(f"\nremote tree under {ftp_root}:")
+    for remote in sorted(ftp_root.rglob("*")):
+        if remote.is_file():
+            print(f"  {remote.relative_to(ftp_root)}  {remote.stat().st_size} B")
+    snapshot = stats.snapshot()
+    print(
+        f"\nsummary: station wrote {len(written)} files; {len(written) - len(missing)} arrived byte-identical; "
+        f"{format_bytes(snapshot.bytes_delivered)} delivered; {len(missing)} missing"
+    )
+    for path in missing:
+        print(f"  missing: {path}")
+    return exit_codes.FAILURES_REMAIN if missing else exit_codes.OK
+
+
+def _remote_file(ftp_root: Path, options: UploaderOptions, local: Path, outbox: Path) -> Path:
+    from operators.remote_path import remote_path_for
+
+    remote = remote_path_for(
+        local.relative_to(outbox).as_posix(),
+        remote_root=options.ftp.remote_root,
+        station=options.station,
+        mtime=time.time(),  # every simulated name carries its date
+    )
+    assert remote is not None
+    return ftp_root / remote.lstrip("/")

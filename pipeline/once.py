@@ -1,0 +1,95 @@
+"""`run --once`: deliver everything ready in the outbox now, without watching, then report."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from pipeline import exit_codes
+from pipeline.job_stream import scan_jobs
+from pipeline.options import UploaderOptions
+from pipeline.stats import UploadStats, format_bytes
+from pipeline.upload_helper import UploadResult
+from pipeline.uploader import RunningPipeline
+
+log = logging.getLogger("beemon.once")
+
+
+@dataclass
+class OnceProgress:
+    """Which jobs are still open, which failed for good, and the figures of the progress bar."""
+
+    max_retries: int
+    open_jobs: dict[str, int] = field(default_factory=dict)  # local path -> size
+    failures: dict[str, int] = field(default_factory=dict)
+    undelivered: dict[str, str] = field(default_factory=dict)  # local path -> last reply
+    delivered_files: int = 0
+    delivered_bytes: int = 0
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def result(self, result: UploadResult) -> None:
+        with self.changed:
+            if result.local_path not in self.open_jobs:
+                return
+            if result.outcome == "delivered":
+                self.delivered_files += 1
+                self.delivered_bytes += self.open_jobs.pop(result.local_path)
+            elif result.outcome == "gone":
+                self.open_jobs.pop(result.local_path)
+            elif result.outcome in ("retry", "parked", "changed"):
+                failures = self.failures.get(result.local_path, 0) + 1
+                self.failures[result.local_path] = failures
+                if failures > self.max_retries or result.outcome == "parked":
+                    self.open_jobs.pop(result.local_path)
+                    self.undelivered[result.local_path] = result.reply
+            self.changed.notify_all()
+
+
+def upload_once(options: UploaderOptions, *, max_retries: int = 5, progress: bool = False) -> int:
+    """Exit code 0 when every ready file was delivered, 1 (listing the rest) otherwise."""
+    jobs = list(
+        scan_jobs(
+            options.outbox,
+            remote_root=options.ftp.remote_root,
+            station=options.station,
+            ignore_patterns=options.ignore_patterns,
+            backfill_order=options.backfill_order,
+        )
+    )
+    state = OnceProgress(max_retries=max_retries, open_jobs={job.local_path: job.size for job in jobs})
+    total_bytes = sum(job.size for job in jobs)
+    log.info("%d files ready (%s) in %s", len(jobs), format_bytes(total_bytes), options.outbox)
+    bar = _progress_bar(len(jobs), total_bytes) if progress and jobs else None
+    started = time.monotonic()
+    with RunningPipeline(options, UploadStats(), on_result=state.result, watch=False) as running:
+        for job in jobs:
+            running.submit(job)
+        with state.changed:
+            while state.open_jobs:
+                state.changed.wait(0.5)
+                if bar is not None:
+                    bar.n = state.delivered_bytes
+                    bar.set_postfix_str(f"{state.delivered_files}/{len(jobs)} files", refresh=True)
+    if bar is not None:
+        bar.close()
+    seconds = time.monotonic() - started
+    log.info(
+        "delivered %d of %d files (%s) in %.1f s",
+        state.delivered_files,
+        len(jobs),
+        format_bytes(state.delivered_bytes),
+        seconds,
+    )
+    if state.undelivered:
+        for path, reply in sorted(state.undelivered.items()):
+            log.error("not delivered: %s (%s)", path, reply)
+        return exit_codes.FAILURES_REMAIN
+    return exit_codes.OK
+
+
+def _progress_bar(files: int, total_bytes: int):  # noqa: ANN202 - tqdm's type
+    from tqdm import tqdm
+
+    return tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1000, desc=f"uploading {files} files")

@@ -1,0 +1,159 @@
+"""`run --once`, `check`, `demo` and the orchestrator's `"stop"`, end to end on loopback."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import socket
+from pathlib import Path
+
+from pyftpdlib.handlers import FTPHandler
+
+from pipeline.uploader import Uploader
+from settings import build_settings
+from tests.e2e.conftest import STATION, run_cli, uploader_env, wait_until, write_file
+
+DAY = "2022-07-19"
+
+
+class RefusesOneFile(FTPHandler):
+    """Answers 550 to any STOR whose name contains "forbidden", as a server with a bad permission would."""
+
+    def ftp_STOR(self, file: str, mode: str = "w") -> object:
+        if "forbidden" in os.path.basename(file):
+            self.respond("550 Permission denied.")
+            return None
+        return super().ftp_STOR(file, mode)
+
+
+def test_once_delivers_everything_ready_and_exits_0(make_server, outbox, tmp_path):
+    server = make_server()
+    files = {
+        write_file(outbox / "audio" / DAY / f"{STATION}@{DAY}@01-00-00.wav", os.urandom(70_000)): f"{DAY}/audio",
+        write_file(outbox / "video" / DAY / f"{STATION}@{DAY}@01-00-00.h264", os.urandom(300_000)): f"{DAY}/video",
+        write_file(outbox / "temp" / DAY / f"{STATION}@{DAY}.csv.final", b"t,c\n1,20.5\n"): f"{DAY}/temp",
+    }
+    growing = write_file(outbox / "temp" / "2022-07-20" / f"{STATION}@2022-07-20.csv", b"t,c\n")
+    partner = write_file(outbox / "temp" / DAY / f"{STATION}@{DAY}.csv", b"t,c\n1,20.5\n")
+    contents = {path: path.read_bytes() for path in files}
+    done = run_cli(uploader_env(server, outbox, tmp_path), "run", "--once")
+    assert done.returncode == 0, done.stderr
+    for path, folder in files.items():
+        remote_name = path.name.removesuffix(".final")
+        assert server.remote(f"{folder}/{remote_name}").read_bytes() == contents[path]
+        assert not path.exists()
+    assert not partner.exists()  # X.csv goes with its X.csv.final
+    assert growing.read_bytes() == b"t,c\n"  # today's growing .csv stays
+    assert "delivered 3 of 3 files" in done.stderr
+    assert server.password not in done.stderr + done.stdout
+
+
+def test_once_exits_1_listing_what_was_not_delivered(make_server, outbox, tmp_path):
+    server = make_server(RefusesOneFile)
+    good = write_file(outbox / "audio" / DAY / f"{STATION}@{DAY}@02-00-00.wav", b"good")
+    bad = write_file(outbox / "audio" / DAY / "forbidden.wav", b"bad")
+    done = run_cli(uploader_env(server, outbox, tmp_path), "run", "--once", "--max-retries", "1")
+    assert done.returncode == 1, done.stderr
+    assert server.remote(f"{DAY}/audio/{good.name}").read_bytes() == b"good"
+    assert not good.exists()
+    assert bad.read_bytes() == b"bad"
+    assert re.search(rf"not delivered: {re.escape(str(bad))} \(.*550", done.stderr), done.stderr
+    assert "delivered 1 of 2 files" in done.stderr
+
+
+def test_once_with_nothing_ready_exits_0(make_server, outbox, tmp_path):
+    server = make_server()
+    write_file(outbox / "temp" / DAY / f"{STATION}@{DAY}.csv", b"growing")
+    done = run_cli(uploader_env(server, outbox, tmp_path), "run", "--once")
+    assert done.returncode == 0, done.stderr
+    assert "0 files ready" in done.stderr
+
+
+def test_check_against_a_good_server(make_server, outbox, tmp_path):
+    server = make_server()
+    done = run_cli(uploader_env(server, outbox, tmp_path), "check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["settings", "resolve", "connect", "login", "write", "remove"]
+    assert all(" ok" in line for line in lines), lines
+    # The probe is gone; the remote root exists.
+    assert [p for p in (server.root / "data").rglob("*") if p.is_file()] == []
+
+
+def test_check_with_a_wrong_password(make_server, outbox, tmp_path):
+    server = make_server()
+    env = uploader_env(server, outbox, tmp_path, BEEMON_FTP__PASSWORD="not-the-password")
+    done = run_cli(env, "check")
+    assert done.returncode == 1
+    last = done.stdout.splitlines()[-1]
+    assert last.startswith("login: failed: ") and " 530 " in last, done.stdout
+    assert done.stdout.splitlines()[-2].startswith("connect: ok")
+    assert "not-the-password" not in done.stdout + done.stderr
+
+
+def test_check_with_a_closed_port(make_server, outbox, tmp_path):
+    server = make_server()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    env = uploader_env(server, outbox, tmp_path, BEEMON_FTP__PORT=str(closed_port))
+    done = run_cli(env, "check")
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[-1].startswith(f"connect: failed: connection refused by 127.0.0.1:{closed_port}"), (
+        done.stdout
+    )
+
+
+def test_check_with_an_unresolvable_host(make_server, outbox, tmp_path):
+    server = make_server()
+    env = uploader_env(server, outbox, tmp_path, BEEMON_FTP__HOST="no-such-host.invalid")
+    done = run_cli(env, "check")
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[-1].startswith("resolve: failed: no-such-host.invalid"), done.stdout
+
+
+def test_orchestrator_stops_the_uploader_over_a_multiprocessing_queue(make_server, outbox, tmp_path, monkeypatch):
+    server = make_server()
+    for key, value in uploader_env(server, outbox, tmp_path).items():
+        if key.startswith("BEEMON_"):
+            monkeypatch.setenv(key, value)
+    commands: multiprocessing.Queue[str] = multiprocessing.get_context("spawn").Queue()
+    uploader = Uploader(commands, build_settings())
+    uploader.start()
+    try:
+        path = write_file(outbox / "audio" / DAY / f"{STATION}@{DAY}@03-00-00.wav", b"from the orchestrator")
+        wait_until(lambda: server.remote(f"{DAY}/audio/{path.name}").is_file() and not path.exists(), timeout=30)
+        commands.put("stop")
+        uploader.join(timeout=30)
+    finally:
+        if uploader.is_alive():
+            uploader.terminate()
+    assert uploader.exitcode == 0
+    assert server.remote(f"{DAY}/audio/{path.name}").read_bytes() == b"from the orchestrator"
+
+
+def test_unknown_command_is_an_error_message(make_server, outbox, tmp_path, monkeypatch):
+    server = make_server()
+    for key, value in uploader_env(server, outbox, tmp_path).items():
+        if key.startswith("BEEMON_"):
+            monkeypatch.setenv(key, value)
+    uploader = Uploader(multiprocessing.get_context("spawn").Queue())
+    assert uploader._handle_command("pause") == "unknown command 'pause': the uploader understands only 'stop'"
+    assert uploader._handle_command("stop") is None
+
+
+def test_demo_delivers_every_file_it_wrote(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEEMON_")}
+    env["BEEMON_CONFIG_DIR"] = str(tmp_path / "site")
+    done = run_cli(env, "demo", "--duration", "5", "--var", str(tmp_path / "var"), timeout=90, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = [line for line in done.stdout.splitlines() if line.startswith("summary:")]
+    assert len(summary) == 1
+    match = re.match(r"summary: station wrote (\d+) files; (\d+) arrived byte-identical; .* 0 missing$", summary[0])
+    assert match, summary
+    assert int(match[1]) == int(match[2]) >= 4  # 2 WAV, 1 H.264, the .csv.final
+    remote_files = [p for p in (tmp_path / "var" / "ftp-root").rglob("*") if p.is_file()]
+    assert len(remote_files) == int(match[1])
+    assert {p.suffix for p in remote_files} == {".wav", ".h264", ".csv"}
+    assert [p for p in (tmp_path / "var" / "outbox").rglob("*") if p.is_file()] == []
