@@ -94,9 +94,13 @@ def watched_files(
             observer: abc.ObserverBase[FileEvent], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
             def on_next(event: FileEvent) -> None:
-                for part in _split_move(event):
-                    if keep(part):
-                        observer.on_next(part)
+                try:
+                    parts = [part for part in _split_move(event) if keep(part)]
+                except Exception as error:
+                    observer.on_error(error)
+                    return
+                for part in parts:
+                    observer.on_next(part)
 
             return source.subscribe(on_next, observer.on_error, observer.on_completed, scheduler=scheduler)
 

@@ -2,9 +2,9 @@
 
 ::
 
-    watch_source ─► observe_on ─► watched_files ─► debounce_per_path ─► ready_files ─► to_upload_jobs ─┐
-                                                                                               merge ─► dedupe_jobs
-    backfill_source (FOUND, priority 1) ─────────────────────────────► ready_files ─► to_upload_jobs ─┘
+    watch ─► observe_on ─► watched_files ─► debounce_per_path ─► ready_files ─► to_upload_jobs ─┐
+                                                                                                merge ─► dedupe_jobs
+    backfill (FOUND, priority 1) ─────────────────────────────► ready_files ─► to_upload_jobs ─┘
 
 The backfill skips the debounce: its files were quiet for `min_age_seconds` already. Everything
 runs on one scheduler (by default a thread per subscription), so the operators' state is never
@@ -97,6 +97,9 @@ def build_job_stream(
     net for dropped events. `released` carries the local paths the sink is done with (delivered,
     or gone), so that a later change of the same path makes a job again. Disposing stops the
     observer (joined), the scans and the timers. Reads no settings.
+
+    Everything runs on `scheduler`, which must run one action at a time (the default, an
+    `EventLoopScheduler` per subscription, does; a thread pool would not).
     """
     if observer not in OBSERVER_KINDS:
         raise ValueError(f"observer must be one of {OBSERVER_KINDS}, not {observer!r}")

@@ -172,3 +172,11 @@ def test_parts_below_agrees_with_relpath(segments, root):
     relative = os.path.relpath(path, root)
     outside = relative in (".", "..") or relative.startswith("../")
     assert parts_below(path, root) == (None if outside else tuple(relative.split("/")))
+
+
+def test_watched_files_turns_a_failure_into_on_error_not_an_exception():
+    """An exception escaping on_next would kill the scheduler thread that delivered the event."""
+    broken = FileEvent(EventKind.CLOSED, None)  # type: ignore[arg-type]
+    with marbles_testing() as (start, cold, _hot, _exp):
+        results = start(cold("-c-x-c-|", lookup={**EVENTS, "x": broken}).pipe(watched_files(PATTERNS, root=OUTBOX)))
+    assert [(m.time, m.value.kind) for m in results] == [(201.0, "N"), (203.0, "E")]
