@@ -22,7 +22,7 @@ from pipeline.backoff import full_jitter
 from pipeline.sink_model import Outcome, SinkCounters
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Entry:
     """One path's life on the board: its current job and its history of attempts."""
 

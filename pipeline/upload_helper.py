@@ -11,6 +11,9 @@ shared-memory array. How things come back:
 - results: one `UploadResult` per attempt on the `results` queue, when one is given. Make it with
   `UploadHelper.new_queue()` (or any `spawn`-context queue) and keep reading it.
 - counts: `stats()` returns a `SinkStats` from shared memory the child keeps current.
+- signals: the child ignores SIGINT (a terminal's Ctrl-C reaches the whole process group; the
+  parent decides) and treats a first SIGTERM (systemd stops every process of the unit) like
+  `stop()` with the policy's deadline; once stopping, SIGTERM ends it at once (`terminate()`).
 - logs: the child's records (loggers under "beemon.sink") travel on a log queue; the parent
   replays each one through its own logger of the same name, so they land in the parent's handlers
   and formats as if logged there. Pass `log_queue` to receive the raw records yourself instead.
@@ -24,6 +27,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import threading
 from logging.handlers import QueueHandler, QueueListener
 from multiprocessing.context import SpawnProcess
@@ -173,6 +177,7 @@ class UploadHelper(SpawnProcess):
 
     def run(self) -> None:
         """The child's main: workers and feeders, then wait for the stop message or the parent's exit."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         _log_to_queue(self._log_queue, self._log_level, self.ftp.password)
         emit = self.results.put if self.results is not None else (lambda result: None)
         sink = Sink(self.ftp, self.policy, emit, self._counters)
@@ -180,7 +185,14 @@ class UploadHelper(SpawnProcess):
         for queue, label in ((self._primary, "primary"), (self._secondary, "secondary")):
             threading.Thread(target=_feed, args=(queue, sink), name=f"feed-{label}", daemon=True).start()
         log.debug("sink started (pid %d, %d session(s))", os.getpid(), self.policy.connections)
-        deadline = self._wait_for_stop()
+        try:
+            signal.signal(signal.SIGTERM, _raise_terminated)
+            deadline = self._wait_for_stop()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except _Terminated:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            log.info("SIGTERM: finishing transfers in flight, then stopping")
+            deadline = self.policy.stop_deadline_seconds
         clean = sink.stop(deadline)
         log.debug("sink stopped (%s)", "clean" if clean else "transfers cut at the deadline")
         for queue in (self.results, self._log_queue):
@@ -199,6 +211,14 @@ class UploadHelper(SpawnProcess):
                 return float(self._control_reader.recv())
         log.warning("the parent process is gone: stopping")
         return self.policy.stop_deadline_seconds
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived while the child waited for its stop message."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def _feed(queue: Queue[Any], sink: Sink) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -431,3 +432,36 @@ def test_the_password_never_reaches_logs_results_or_reprs(make_server, start_sin
         texts.extend(str(value) for value in record.__dict__.values())
     assert texts
     assert not [t for t in texts if credentials.password in t]
+
+
+def test_idle_sessions_send_noop(make_server, start_sink):
+    faults = Faults()
+    server = make_server(faults=faults)
+    policy = UploadPolicy(connections=1, retry_base=0.05, retry_max=0.5, idle_noop_seconds=0.1)
+    start_sink(server, policy=policy)
+    wait_until(lambda: len(faults.commands("NOOP")) >= 2)
+    assert [cmd for cmd, _ in faults.journal].count("PASS") == 1  # the same session, kept alive
+
+
+def test_sigterm_finishes_the_transfer_in_flight_then_exits(make_server, start_sink, outbox, ftp_root):
+    rename_gate = threading.Event()
+    faults = Faults(hold={"RNFR": rename_gate})
+    server = make_server(faults=faults)
+    data = write(outbox / "a.wav", 1000)
+    run = start_sink(server, jobs=(job_for(outbox / "a.wav", "a.wav"),))
+    wait_until(lambda: faults.commands("RNFR"))
+
+    os.kill(run.helper.pid, signal.SIGTERM)
+    rename_gate.set()
+    run.helper.join(10)
+    assert run.helper.exitcode == 0
+    assert (ftp_root / "upload/a.wav").read_bytes() == data
+    assert run.until(lambda results: results)[0].outcome == "delivered"
+
+
+def test_stop_before_start_and_submit_after_stop_are_harmless(ftp_server, credentials, outbox):
+    helper = UploadHelper(params_for(ftp_server, credentials))
+    assert helper.stop() is True
+    helper.submit(UploadJob(str(outbox / "a.wav"), "a.wav", 1, 1))
+    assert helper.stats().queued_primary == 0
+    assert "not running" not in repr(helper) and "stopped" in repr(helper)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -73,6 +74,15 @@ def test_folders_are_created_once_and_existing_ones_are_fine(ftp_server, ftp_roo
     mkds = [arg for cmd, arg in journal if cmd == "MKD"]
     assert mkds.count("/upload/st/2024-05-02/video") == 2  # first try (no parent), then after MKD of the date
     assert mkds.count("/upload/st/2024-05-01/audio") == 1
+
+
+def test_a_folder_removed_on_the_server_after_caching_is_made_again(ftp_server, ftp_root, outbox, credentials):
+    data = write(outbox / "a.wav", 100)
+    with UploadSession(params_for(ftp_server, credentials)) as session:
+        session.upload(str(outbox / "a.wav"), "st/d/audio/a.wav", 100)
+        shutil.rmtree(ftp_root / "upload/st")
+        session.upload(str(outbox / "a.wav"), "st/d/audio/b.wav", 100)
+    assert (ftp_root / "upload/st/d/audio/b.wav").read_bytes() == data
 
 
 def test_an_existing_final_file_is_replaced(ftp_server, ftp_root, outbox, credentials):
