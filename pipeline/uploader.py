@@ -210,15 +210,30 @@ class RunningPipeline:
             log.info("watching %s (%s)", options.outbox, options.observer)
 
     def submit(self, job: UploadJob) -> None:
+        """Hand one job to the sink. Never raises: an exception here would end the stream's thread."""
         assert self.helper is not None
-        self.stats.submitted(job)
-        self.helper.submit(job)
+        try:
+            self.stats.submitted(job)
+            self.helper.submit(job)
+        except Exception:
+            log.exception("could not queue %s (it stays in the outbox for the next start)", job.local_path)
+            return
         log.debug(
             "queued %s -> %s (%s)",
             job.local_path,
             job.remote_path,
             "live" if job.priority == Priority.LIVE else "backfill",
         )
+
+    def _releases(self, outcome: str) -> bool:
+        """Whether the stream may forget the path: it is gone, or delivered and deleted.
+
+        With `delete_after_upload = false` a delivered file stays in the outbox; releasing it would
+        make every rescan upload it again. It stays remembered, so only a change uploads it anew.
+        """
+        if outcome == "delivered":
+            return self.options.policy.delete_after_upload
+        return outcome in FINAL_OUTCOMES
 
     def _pump_results(self) -> None:
         while True:
@@ -228,7 +243,7 @@ class RunningPipeline:
             if not isinstance(message, UploadResult):
                 continue
             self.stats.finished(message.local_path, message.outcome, message.bytes)
-            if message.outcome in FINAL_OUTCOMES:
+            if self._releases(message.outcome):
                 self._released.on_next(message.local_path)
             if self.on_result is not None:
                 self.on_result(message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import re
@@ -157,3 +158,29 @@ def test_demo_delivers_every_file_it_wrote(tmp_path: Path):
     assert len(remote_files) == int(match[1])
     assert {p.suffix for p in remote_files} == {".wav", ".h264", ".csv"}
     assert [p for p in (tmp_path / "var" / "outbox").rglob("*") if p.is_file()] == []
+
+
+def test_kept_files_are_not_uploaded_again_by_rescans(make_server, outbox, tmp_path, monkeypatch):
+    """With delete_after_upload = false a delivered file stays; rescans must not send it again, a change must."""
+    from dataclasses import replace
+
+    from pipeline.options import options_from_settings
+    from pipeline.stats import UploadStats
+    from pipeline.uploader import RunningPipeline
+
+    server = make_server()
+    for key, value in uploader_env(server, outbox, tmp_path, BEEMON_UPLOAD__DELETE_AFTER_UPLOAD="false").items():
+        if key.startswith("BEEMON_"):
+            monkeypatch.setenv(key, value)
+    options = replace(options_from_settings(build_settings()), rescan_interval=0.2)
+    path = write_file(outbox / "audio" / DAY / f"{STATION}@{DAY}@04-00-00.wav", b"first")
+    with RunningPipeline(options, UploadStats()):
+        wait_until(lambda: server.arrivals.snapshot() == [path.name], timeout=20)
+        # Several rescans (every 0.2 s) find the kept file: none may send it again.
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: len(server.arrivals.snapshot()) > 1, timeout=1.5)
+        assert server.arrivals.snapshot() == [path.name]
+        path.write_bytes(b"second version")
+        wait_until(lambda: len(server.arrivals.snapshot()) == 2, timeout=20)
+        wait_until(lambda: server.remote(f"{DAY}/audio/{path.name}").read_bytes() == b"second version", timeout=10)
+    assert path.read_bytes() == b"second version"
