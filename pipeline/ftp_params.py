@@ -20,7 +20,10 @@ class FtpParams:
 
     `tls`: "none" (plain FTP), "explicit" (AUTH TLS on the control port, then PROT P) or "implicit"
     (TLS from the first byte, usually port 990). Certificates are verified unless `verify` is False,
-    against `ca_file` when set, else the system's authorities.
+    against `ca_file` when set, else the system's authorities. `pipelining` lets a session send
+    commands that need no answer in between together (STOR while the data connection opens;
+    RNFR, RNTO and SIZE in one flight): three round trips fewer per file; turn it off for a
+    server or middlebox that mishandles it.
     """
 
     host: str
@@ -33,6 +36,7 @@ class FtpParams:
     verify: bool = True
     timeout: float = 30.0
     blocksize: int = 1 << 20
+    pipelining: bool = True
 
     def __post_init__(self) -> None:
         if self.tls not in TLS_MODES:

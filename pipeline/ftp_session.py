@@ -37,7 +37,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from pipeline.bandwidth import TokenBucket
 from pipeline.ftp_errors import (
@@ -83,9 +83,10 @@ class _Client(ftplib.FTP_TLS):
     Used for plain FTP too (it never sends AUTH then), so one class covers the three modes.
     """
 
-    def __init__(self, *, implicit: bool, context: ssl.SSLContext, timeout: float) -> None:
+    def __init__(self, *, implicit: bool, context: ssl.SSLContext, timeout: float, pipelining: bool) -> None:
         super().__init__(context=context, timeout=timeout)
         self.implicit = implicit
+        self.pipelining = pipelining
         self.use_epsv = True
         self.data_socket: socket.socket | None = None
         self.last_data_session_reused: bool | None = None
@@ -125,7 +126,10 @@ class _Client(ftplib.FTP_TLS):
         return peer[0], port
 
     def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self.pipelining and rest is None and self.passiveserver:
+            conn, size = self._overlapped_transfer(cmd), None
+        else:
+            conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
         if self._prot_p:
             control = self.sock
             session = control.session if isinstance(control, ssl.SSLSocket) else None
@@ -136,6 +140,39 @@ class _Client(ftplib.FTP_TLS):
                 raise
             self.last_data_session_reused = conn.session_reused
         return conn, size
+
+    def _overlapped_transfer(self, cmd: str) -> socket.socket:
+        """Send the transfer command, then open the data connection while the server answers (one round trip)."""
+        host, port = self.makepasv()
+        self.putcmd(cmd)
+        conn = socket.create_connection((host, port), self.timeout, source_address=self.source_address)
+        try:
+            resp = self.getresp()
+            if resp[0] == "2":  # some servers send a 200 before the 150
+                resp = self.getresp()
+            if resp[0] != "1":
+                raise ftplib.error_reply(resp)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def batch(self, lines: list[str]) -> list[str]:
+        """Send `lines` in one write and return their replies, raw and in order (never raises on a reply)."""
+        if any("\r" in line or "\n" in line for line in lines):
+            raise ValueError("an illegal newline character should not be contained")
+        self.sock.sendall("".join(f"{line}\r\n" for line in lines).encode(self.encoding))
+        return [self.getmultiline() for _ in lines]
+
+
+def _reply_error(reply: str) -> ftplib.Error:
+    """The ftplib exception `voidcmd` would have raised for `reply`."""
+    line = reply.strip()
+    if line[:1] == "4":
+        return ftplib.error_temp(line)
+    if line[:1] == "5":
+        return ftplib.error_perm(line)
+    return ftplib.error_reply(line)
 
 
 def _make_context(params: FtpParams) -> ssl.SSLContext:
@@ -210,7 +247,9 @@ class UploadSession:
         """Connect, secure (per `tls`), log in, PROT P, TYPE I. Raises an `FtpFailure` subclass."""
         self.close()
         p = self.params
-        client = _Client(implicit=p.tls == "implicit", context=_make_context(p), timeout=p.timeout)
+        client = _Client(
+            implicit=p.tls == "implicit", context=_make_context(p), timeout=p.timeout, pipelining=p.pipelining
+        )
         step = "CONNECT"
         try:
             self.welcome = client.connect(p.host, p.port)
@@ -400,6 +439,19 @@ class UploadSession:
                 return int(match.group(1)) if match else None
         return None
 
+    def _size_from_reply(self, path: str, reply: str) -> int | None:
+        """Read a SIZE reply that came in a pipelined flight, as `remote_size` would read its own."""
+        code = reply_code(reply)
+        if code == 213:
+            with contextlib.suppress(IndexError, ValueError):
+                return int(reply.split()[1])
+            return None
+        if code in UNSUPPORTED:
+            self._size_command = False
+            log.debug("server has no SIZE command (%s); trying MLST", reply.strip())
+            return self.remote_size(path)
+        return None
+
     @property
     def can_size(self) -> bool:
         """Whether this server can tell a file's size (SIZE or MLST) as far as the session knows."""
@@ -442,11 +494,12 @@ class UploadSession:
                 sent, reply = self._store_with_retry_on_missing_dir(local, staging, offset, size)
             else:
                 log.debug("%s is already complete on the server; renaming it", staging)
+        size_reply = None
         if atomic_rename:
-            reply = self._rename(staging, target)
+            reply, size_reply = self._rename(staging, target, ask_size=verify_size)
         verified: bool | None = None
         if verify_size:
-            verified = self._verify(target, size)
+            verified = self._verify(target, size, size_reply)
         return UploadReport(sent, offset, reply, verified, time.monotonic() - started)
 
     def _store_with_retry_on_missing_dir(self, local: BinaryIO, path: str, offset: int, size: int) -> tuple[int, str]:
@@ -540,18 +593,35 @@ class UploadSession:
                 raise LocalFileChanged(f"{local.name} shrank to {offset + sent} bytes while it was sent")
         return sent
 
-    def _rename(self, source: str, target: str) -> str:
-        """RNFR/RNTO; when RNTO is refused, delete an existing target and rename once more."""
-        try:
-            self._command(f"RNFR {source}")
-        except PermanentFailure as failure:
-            if reply_code(failure.reply) == 550 and self.remote_size(source) is None and self.can_size:
-                raise TransientFailure(f"{source} vanished on the server: {failure.reply}", command="RNFR") from None
-            raise PermanentFailure(f"rename refused: {failure.reply}", command="RNFR") from None
-        try:
-            return self._command(f"RNTO {target}")
-        except PermanentFailure as failure:
-            first = failure
+    def _rename(self, source: str, target: str, *, ask_size: bool) -> tuple[str, str | None]:
+        """RNFR/RNTO (with SIZE of the target in the same flight when pipelining); returns (RNTO reply, SIZE reply).
+
+        When RNTO is refused, delete an existing target and rename once more.
+        """
+        size_reply = None
+        if self.params.pipelining:
+            lines = [f"RNFR {source}", f"RNTO {target}"]
+            if ask_size and self._size_command:
+                lines.append(f"SIZE {target}")
+            replies = self._batch(lines)
+            rnfr, rnto = replies[0], replies[1]
+            size_reply = replies[2] if len(replies) > 2 else None
+            if not rnfr.startswith("3"):
+                self._rename_refused(source, _reply_error(rnfr), "RNFR")
+            if rnto.startswith("2"):
+                return rnto, size_reply
+            first: FtpFailure = self._classify(_reply_error(rnto), "RNTO")
+        else:
+            try:
+                self._command(f"RNFR {source}")
+            except FtpFailure as failure:
+                self._rename_refused(source, failure, "RNFR")
+            try:
+                return self._command(f"RNTO {target}"), None
+            except FtpFailure as failure:
+                first = failure
+        if not isinstance(first, PermanentFailure):
+            raise first
         try:
             self._command(f"DELE {target}")
         except PermanentFailure:
@@ -559,12 +629,32 @@ class UploadSession:
         log.debug("replaced %s: the server would not rename onto an existing file", target)
         try:
             self._command(f"RNFR {source}")
-            return self._command(f"RNTO {target}")
+            return self._command(f"RNTO {target}"), None
         except PermanentFailure as failure:
             raise PermanentFailure(f"rename refused: {failure.reply}", command="RNTO") from None
 
-    def _verify(self, target: str, size: int) -> bool | None:
-        remote = self.remote_size(target)
+    def _rename_refused(self, source: str, error: BaseException, command: str) -> NoReturn:
+        """Raise the right failure for a refused RNFR: transient, vanished temp file, or refused rename."""
+        failure = self._classify(error, command)
+        if not isinstance(failure, PermanentFailure):
+            raise failure
+        if reply_code(failure.reply) == 550 and self.can_size and self.remote_size(source) is None:
+            raise TransientFailure(f"{source} vanished on the server: {failure.reply}", command=command)
+        raise PermanentFailure(f"rename refused: {failure.reply}", command=command)
+
+    def _batch(self, lines: list[str]) -> list[str]:
+        client = self._require()
+        try:
+            return client.batch(lines)
+        except Exception as error:
+            failure = self._classify(error, lines[0])
+            if not failure.session_usable:
+                self._discard()
+            raise failure from None
+
+    def _verify(self, target: str, size: int, size_reply: str | None = None) -> bool | None:
+        """Compare the target's size with `size`; `size_reply` is a SIZE answer already received."""
+        remote = self._size_from_reply(target, size_reply) if size_reply is not None else self.remote_size(target)
         if remote is None:
             if self.can_size:
                 raise TransientFailure(f"{target} is not on the server after the upload", command="SIZE")

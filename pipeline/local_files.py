@@ -46,4 +46,3 @@ def remove_local_file(filepath: str) -> list[str]:
             continue
         removed.append(target)
     return removed
-

@@ -22,6 +22,9 @@ class Faults:
 
     #: (command, argument) of every command received, in arrival order; ("CUT", bytes) for each cut.
     journal: list[tuple[str, str]] = field(default_factory=list)
+    #: for each command in `journal`, the number of the socket read it arrived in (same number: one flight).
+    flights: list[int] = field(default_factory=list)
+    reads: int = 0
     #: answer "421 Too many connections" to this many PASS commands, then behave.
     logins_421: int = 0
     #: replies for the next STOR/APPE commands, one each (e.g. "452 No space left on device.").
@@ -54,30 +57,38 @@ class _FaultMixin:
     faults: Faults = Faults()
 
     def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
+        """Journal the command, then handle it in arrival order: a held or stalled command holds up
+        the ones pipelined behind it, as a real server's single command stream would."""
         self.faults.journal.append((cmd, arg))
-        self._misbehave(line, cmd, arg)
+        self.faults.flights.append(self.faults.reads)
+        backlog: list[tuple[str, str, str]] = self.__dict__.setdefault("_backlog", [])
+        backlog.append((line, cmd, arg))
+        if len(backlog) == 1:
+            self._drain()
 
-    def _misbehave(self, line: str, cmd: str, arg: str) -> None:
+    def handle_read(self) -> None:
+        self.faults.reads += 1
+        super().handle_read()  # type: ignore[misc]
+
+    def _drain(self) -> None:
         faults = self.faults
-        gate = faults.hold.get(cmd)
-        if gate is not None and not gate.is_set():
-            self._later(0.02, self._misbehave, line, cmd, arg)
-            return
-        if (cmd == "SIZE" and faults.no_size) or (cmd == "MLST" and faults.no_mlst):
-            self.respond(f'500 Command "{cmd}" not understood.')
-            return
-        if cmd in faults.refuse:
-            self.respond(faults.refuse[cmd])
-            return
-        if cmd in faults.stall:
-            delay = faults.stall.pop(cmd)
-            self.ioloop.call_later(delay, self._resume_command, line, cmd, arg)
-            return
-        super().pre_process_command(line, cmd, arg)  # type: ignore[misc]
-
-    def _resume_command(self, line: str, cmd: str, arg: str) -> None:
-        if not self._closed:
-            super().pre_process_command(line, cmd, arg)  # type: ignore[misc]
+        backlog: list[tuple[str, str, str]] = self.__dict__["_backlog"]
+        while backlog and not self._closed:
+            line, cmd, arg = backlog[0]
+            gate = faults.hold.get(cmd)
+            if gate is not None and not gate.is_set():
+                self._later(0.02, self._drain)
+                return
+            if cmd in faults.stall:
+                self._later(faults.stall.pop(cmd), self._drain)
+                return
+            backlog.pop(0)
+            if (cmd == "SIZE" and faults.no_size) or (cmd == "MLST" and faults.no_mlst):
+                self.respond(f'500 Command "{cmd}" not understood.')
+            elif cmd in faults.refuse:
+                self.respond(faults.refuse[cmd])
+            else:
+                super().pre_process_command(line, cmd, arg)  # type: ignore[misc]
 
     def ftp_PASS(self, line: str) -> None:
         faults = self.faults
@@ -123,6 +134,7 @@ class CuttingDTPHandler(DTPHandler):
         if faults.cuts > 0 and faults.cut_after_bytes and received >= faults.cut_after_bytes:
             faults.cuts -= 1
             faults.journal.append(("CUT", str(received)))
+            faults.flights.append(-1)
             self._resp = ("426 Data connection cut by the test server.", logger.info)
             self.close()
 

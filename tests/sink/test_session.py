@@ -23,7 +23,7 @@ from pipeline.ftp_errors import (
 )
 from pipeline.ftp_params import FtpParams
 from pipeline.ftp_session import UploadSession, temp_name
-from tests.conftest import params_for
+from tests.conftest import params_for, wait_until
 from tests.ftp_faults import Faults, FaultyTLSHandler, ImplicitTLSHandler
 
 
@@ -56,6 +56,23 @@ def test_upload_goes_through_a_temp_name_and_costs_five_commands(ftp_server, ftp
     assert after(journal, mark) == ["EPSV", "STOR", "RNFR", "RNTO", "SIZE", "QUIT"]
     assert ("STOR", "/upload/st/2024-05-01/audio/.b.wav.part") in journal
     assert [cmd for cmd, _ in journal].count("TYPE") == 1
+
+
+@pytest.mark.parametrize(("pipelining", "flights"), [(True, 3), (False, 5)])
+def test_pipelining_sends_rename_and_size_in_one_flight(make_server, outbox, credentials, pipelining, flights):
+    faults = Faults()
+    server = make_server(faults=faults)
+    write(outbox / "a.wav", 100)
+    with UploadSession(params_for(server, credentials, pipelining=pipelining)) as session:
+        session.upload(str(outbox / "a.wav"), "a.wav", 100)
+        mark = len(faults.journal)
+        report = session.upload(str(outbox / "a.wav"), "b.wav", 100)
+        wait_until(lambda: len(faults.journal) >= mark + 5)
+        commands = faults.journal[mark : mark + 5]
+        reads = faults.flights[mark : mark + 5]
+    assert [cmd for cmd, _ in commands] == ["EPSV", "STOR", "RNFR", "RNTO", "SIZE"]
+    assert len(set(reads)) == flights  # client waits: EPSV, 150, 226, then one per flight after it
+    assert report.verified is True
 
 
 def test_folders_are_created_once_and_existing_ones_are_fine(ftp_server, ftp_root, outbox, credentials):
@@ -95,14 +112,17 @@ def test_an_existing_final_file_is_replaced(ftp_server, ftp_root, outbox, creden
     assert target.read_bytes() == data
 
 
-def test_a_server_that_will_not_rename_onto_a_file_gets_it_deleted_first(make_server, ftp_root, outbox, credentials):
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_server_that_will_not_rename_onto_a_file_gets_it_deleted_first(
+    make_server, ftp_root, outbox, credentials, pipelining
+):
     faults = Faults(rnto_no_replace=True)
     server = make_server(faults=faults)
     target = ftp_root / "upload/a.wav"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"old")
     data = write(outbox / "a.wav", 1000)
-    with UploadSession(params_for(server, credentials)) as session:
+    with UploadSession(params_for(server, credentials, pipelining=pipelining)) as session:
         session.upload(str(outbox / "a.wav"), "a.wav", 1000)
     assert target.read_bytes() == data
     assert [cmd for cmd, _ in faults.journal if cmd in ("RNFR", "RNTO", "DELE")] == [
@@ -189,11 +209,12 @@ def test_epsv_refused_falls_back_to_pasv_and_ignores_the_announced_address(make_
     assert [cmd for cmd, _ in faults.journal].count("PASV") == 2
 
 
-def test_without_size_the_check_uses_mlst(make_server, ftp_root, outbox, credentials):
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_without_size_the_check_uses_mlst(make_server, ftp_root, outbox, credentials, pipelining):
     faults = Faults(no_size=True)
     server = make_server(faults=faults)
     write(outbox / "a.wav", 777)
-    with UploadSession(params_for(server, credentials)) as session:
+    with UploadSession(params_for(server, credentials, pipelining=pipelining)) as session:
         first = session.upload(str(outbox / "a.wav"), "a.wav", 777)
         second = session.upload(str(outbox / "a.wav"), "b.wav", 777)
     assert first.verified is True and second.verified is True
@@ -255,10 +276,13 @@ def test_no_space_on_stor_is_transient_and_the_session_carries_on(make_server, f
     assert (ftp_root / "upload/a.wav").read_bytes() == data
 
 
-def test_553_on_rnfr_is_a_permanent_rename_refusal_and_leaves_no_final_file(make_server, ftp_root, outbox, credentials):
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_553_on_rnfr_is_a_permanent_rename_refusal_and_leaves_no_final_file(
+    make_server, ftp_root, outbox, credentials, pipelining
+):
     server = make_server(faults=Faults(refuse={"RNFR": "553 Renaming not allowed."}))
     data = write(outbox / "a.wav", 10)
-    session = UploadSession(params_for(server, credentials))
+    session = UploadSession(params_for(server, credentials, pipelining=pipelining))
     with session, pytest.raises(PermanentFailure, match="rename refused: 553"):
         session.upload(str(outbox / "a.wav"), "a.wav", 10)
     assert not (ftp_root / "upload/a.wav").exists()
@@ -368,13 +392,14 @@ def tls_server(make_server, tls_files, handler=FaultyTLSHandler, faults: Faults 
     )
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
 def test_explicit_ftps_uploads_and_reuses_the_tls_session_on_data_connections(
-    make_server, tls_files, ftp_root, outbox, credentials
+    make_server, tls_files, ftp_root, outbox, credentials, pipelining
 ):
     faults = Faults()
     server = tls_server(make_server, tls_files, faults=faults)
     data = write(outbox / "a.wav", 300_000)
-    params = params_for(server, credentials, tls="explicit", ca_file=tls_files.ca_file)
+    params = params_for(server, credentials, tls="explicit", ca_file=tls_files.ca_file, pipelining=pipelining)
     with UploadSession(params) as session:
         session.upload(str(outbox / "a.wav"), "a.wav", len(data))
         assert session.last_data_session_reused is True
