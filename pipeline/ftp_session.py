@@ -266,6 +266,8 @@ class UploadSession:
             client.voidcmd("TYPE I")
         except Exception as error:
             self._discard()
+            with contextlib.suppress(Exception):
+                client.close()
             failure = self._classify(error, step)
             if isinstance(failure, SessionFailure) or failure.command in ("CONNECT", "AUTH"):
                 failure.reply = f"{p.host}:{p.port}: {failure.reply}"

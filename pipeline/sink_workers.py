@@ -158,8 +158,10 @@ class Sink:
         try:
             session.connect()
         except FtpFailure as failure:
+            # Shrink while this worker still counts as active: the limit is "the others that got in".
+            limit = self.pool.too_many() if isinstance(failure, TooManyConnections) else None
             self.pool.release()
-            self._connect_failed(failure, backoff)
+            self._connect_failed(failure, backoff, limit)
             return False
         backoff.reset()
         with self._lock:
@@ -180,12 +182,12 @@ class Sink:
         if self._counters is not None:
             self._counters.set(sessions=self._open_sessions)
 
-    def _connect_failed(self, failure: FtpFailure, backoff: Backoff) -> None:
+    def _connect_failed(self, failure: FtpFailure, backoff: Backoff, limit: int | None) -> None:
+        """Log the failure (once per outage, or per 421) and wait out this worker's backoff."""
         delay = backoff.next_delay()
         first = self._outage.failed()
         where = f"{self.params.host}:{self.params.port}"
-        if isinstance(failure, TooManyConnections):
-            limit = self.pool.too_many()
+        if limit is not None:
             log.warning(
                 "%s answered 421 (too many connections): using at most %d session(s), trying more again in %.0f s",
                 where,

@@ -108,10 +108,14 @@ class UploadHelper(SpawnProcess):
         self._control_reader.close()
 
     def queue_upload(self, source_filepath: str, dest_filepath: str, priority: int | None = 0) -> None:
-        """The original API: queue `source_filepath` for `dest_filepath` (absolute, or under the remote root).
+        """The original API: queue `source_filepath` for `dest_filepath` (absolute, or under the remote root;
+        a path ending in "/" is a folder and the file keeps its name).
 
-        Priority 0 (or None) goes to the primary queue, anything else to the secondary.
+        Priority 0 (or None) goes to the primary queue, anything else to the secondary. The file is
+        stat'ed now; one that is missing is reported as "gone" by the sink.
         """
+        if dest_filepath.endswith("/"):
+            dest_filepath += os.path.basename(source_filepath)
         version = local_files.file_version(source_filepath) or (0, 0)
         queue = Priority.LIVE if not priority else Priority.BACKFILL
         self.submit(UploadJob(source_filepath, dest_filepath, version[0], version[1], queue))

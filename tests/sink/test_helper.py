@@ -265,7 +265,8 @@ def test_a_server_stopped_and_started_again_on_the_same_port(make_server, start_
     later = {name: write(outbox / name, 50_000) for name in ("second.wav", "third.wav")}
     for name in later:
         run.helper.submit(job_for(outbox / name, name))
-    wait_until(lambda: sum("connect attempt" in m for m in messages(caplog)) >= 6, timeout=20)
+    # Down long enough for backoffs to reach retry_max (0.5 s): about two seconds.
+    wait_until(lambda: sum("connect attempt" in m for m in messages(caplog)) >= 12, timeout=20)
     assert all((outbox / name).exists() for name in later)
     assert sorted(server_files(ftp_root)) == ["/upload/first.wav"]
     assert any("cannot reach" in m for m in messages(caplog, logging.WARNING))
@@ -400,7 +401,7 @@ def test_a_vanished_file_is_gone_without_retry_and_keep_mode_deletes_nothing(mak
     policy = UploadPolicy(connections=1, retry_base=0.05, retry_max=0.5, delete_after_upload=False)
     run = start_sink(server, policy=policy)
     run.helper.queue_upload(str(outbox / "never-there.wav"), "never-there.wav", priority=1)
-    run.helper.queue_upload(str(outbox / "kept.wav"), "kept.wav")
+    run.helper.queue_upload(str(outbox / "kept.wav"), "/upload/")  # a folder: the file keeps its name
     run.until(lambda results: len(results) >= 2)
     assert sorted((Path(r.local_path).name, r.outcome) for r in run.collected) == [
         ("kept.wav", "delivered"),
