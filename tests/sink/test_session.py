@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from pyftpdlib.handlers import FTPHandler
 
 from pipeline.bandwidth import TokenBucket
 from pipeline.ftp_errors import (
@@ -38,10 +37,12 @@ def after(journal: list[tuple[str, str]], start: int) -> list[str]:
     return [cmd for cmd, _ in journal[start:]]
 
 
-def test_upload_goes_through_a_temp_name_and_costs_five_commands(ftp_server, ftp_root, outbox, credentials):
+def test_upload_goes_through_a_temp_name_and_costs_five_commands(make_server, ftp_root, outbox, credentials):
+    faults = Faults()
+    ftp_server = make_server(faults=faults)
     data = write(outbox / "a.wav", 300_000)
     small = write(outbox / "b.wav", 10)
-    journal = ftp_server._handler_attributes["faults"].journal
+    journal = faults.journal
     with UploadSession(params_for(ftp_server, credentials)) as session:
         report = session.upload(str(outbox / "a.wav"), "/upload/st/2024-05-01/audio/a.wav", len(data))
         mark = len(journal)
@@ -75,10 +76,12 @@ def test_pipelining_sends_rename_and_size_in_one_flight(make_server, outbox, cre
     assert report.verified is True
 
 
-def test_folders_are_created_once_and_existing_ones_are_fine(ftp_server, ftp_root, outbox, credentials):
+def test_folders_are_created_once_and_existing_ones_are_fine(make_server, ftp_root, outbox, credentials):
+    faults = Faults()
+    ftp_server = make_server(faults=faults)
     (ftp_root / "upload/st/2024-05-01/audio").mkdir(parents=True)
     write(outbox / "x.wav", 100)
-    journal = ftp_server._handler_attributes["faults"].journal
+    journal = faults.journal
     with UploadSession(params_for(ftp_server, credentials)) as session:
         session.make_remote_directories("st/2024-05-01/audio")  # exists: tolerated
         session.make_remote_directories("/upload/st/2024-05-02/video")  # new date and sensor
@@ -134,9 +137,11 @@ def test_a_server_that_will_not_rename_onto_a_file_gets_it_deleted_first(
     ]
 
 
-def test_without_atomic_rename_the_file_is_stored_under_its_name(ftp_server, ftp_root, outbox, credentials):
+def test_without_atomic_rename_the_file_is_stored_under_its_name(make_server, ftp_root, outbox, credentials):
+    faults = Faults()
+    ftp_server = make_server(faults=faults)
     data = write(outbox / "a.h264", 5000)
-    journal = ftp_server._handler_attributes["faults"].journal
+    journal = faults.journal
     with UploadSession(params_for(ftp_server, credentials)) as session:
         session.upload(str(outbox / "a.h264"), "v/a.h264", 5000, atomic_rename=False)
     assert (ftp_root / "upload/v/a.h264").read_bytes() == data
@@ -444,7 +449,3 @@ def test_plain_ftp_against_a_server_requiring_tls_is_a_session_failure(make_serv
     server = tls_server(make_server, tls_files)
     with pytest.raises(SessionFailure, match="550"):
         UploadSession(params_for(server, credentials)).connect()
-
-
-def test_plain_handler_fixture_is_a_real_ftp_handler(ftp_server):
-    assert issubclass(ftp_server._handler_class, FTPHandler)
