@@ -2,7 +2,8 @@
 
 Round trips are the currency on a station's link, so a session logs in once, sets TYPE I once,
 never changes directory per file (every path is absolute) and creates each remote folder at most
-once. One small file costs EPSV, STOR, RNFR, RNTO and SIZE.
+once. One small file costs EPSV, STOR, RNFR, RNTO and SIZE: four round trips with pipelining
+(EPSV; STOR while the data connection opens; the 226; RNFR+RNTO+SIZE in one flight), six without.
 
 One upload: STOR to `.<name>.part` beside the target, RNFR/RNTO onto the final name, SIZE of the
 final name against the local size. Decisions worth knowing:
@@ -18,10 +19,8 @@ final name against the local size. Decisions worth knowing:
   and a shorter `.part` is on the server, the upload continues with REST + STOR (APPE if REST is
   refused). A `.part` of unknown origin is overwritten, never trusted.
 - TLS: certificates are verified by default; data connections reuse the control connection's TLS
-  session (vsftpd and FileZilla Server refuse them otherwise). Plain FTP sends with
-  `socket.sendfile` (zero-copy); TLS, and plain FTP with sendfile off, send 1 MiB blocks.
-- Passive mode: EPSV, falling back to PASV for the session's life when refused; the address PASV
-  announces is ignored in favour of the control connection's peer (NAT'd servers announce private ones).
+  session (see `ftp_client`). Plain FTP sends with `socket.sendfile` (zero-copy); TLS, and plain
+  FTP with sendfile off (or a bandwidth limit's smaller chunks), send blocks of `blocksize`.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from types import TracebackType
 from typing import BinaryIO, NoReturn
 
 from pipeline.bandwidth import TokenBucket
+from pipeline.ftp_client import UNSUPPORTED, FtpClient, make_context, reply_error
 from pipeline.ftp_errors import (
     ConnectionLost,
     FtpFailure,
@@ -55,8 +55,6 @@ from pipeline.ftp_params import FtpParams
 
 log = logging.getLogger("beemon.sink.session")
 
-#: Reply codes meaning "this server does not know or allow that command".
-UNSUPPORTED = frozenset({500, 501, 502, 504})
 _MLST_SIZE = re.compile(r"(?:^|;)\s*size=(\d+)", re.IGNORECASE | re.MULTILINE)
 
 
@@ -75,112 +73,6 @@ def temp_name(remote_path: str) -> str:
     """The hidden temporary name beside the target: `dir/.name.part`."""
     directory, name = posixpath.split(remote_path)
     return posixpath.join(directory, f".{name}.part")
-
-
-class _Client(ftplib.FTP_TLS):
-    """ftplib's FTP_TLS with what real servers need: TLS session reuse, implicit TLS, EPSV/PASV fallback.
-
-    Used for plain FTP too (it never sends AUTH then), so one class covers the three modes.
-    """
-
-    def __init__(self, *, implicit: bool, context: ssl.SSLContext, timeout: float, pipelining: bool) -> None:
-        super().__init__(context=context, timeout=timeout)
-        self.implicit = implicit
-        self.pipelining = pipelining
-        self.use_epsv = True
-        self.data_socket: socket.socket | None = None
-        self.last_data_session_reused: bool | None = None
-
-    def connect(
-        self, host: str = "", port: int = 0, timeout: float = -999, source_address: tuple[str, int] | None = None
-    ) -> str:
-        if not self.implicit:
-            return super().connect(host, port, timeout, source_address)
-        self.host, self.port = host, port
-        if timeout != -999:
-            self.timeout = timeout
-        raw = socket.create_connection((host, port), self.timeout)
-        try:
-            self.sock = self.context.wrap_socket(raw, server_hostname=host)
-        except BaseException:
-            raw.close()
-            raise
-        self.af = self.sock.family
-        self.file = self.sock.makefile("r", encoding=self.encoding)
-        self.welcome = self.getresp()
-        return self.welcome
-
-    def makepasv(self) -> tuple[str, int]:
-        peer = self.sock.getpeername()
-        if self.use_epsv:
-            try:
-                return ftplib.parse229(self.sendcmd("EPSV"), peer)
-            except ftplib.error_perm as error:
-                if reply_code(error) not in (*UNSUPPORTED, 522):
-                    raise
-                self.use_epsv = False
-                log.debug("server refused EPSV (%s); using PASV", error)
-        announced, port = ftplib.parse227(self.sendcmd("PASV"))
-        if announced != peer[0]:
-            log.debug("PASV announced %s; connecting to the control peer %s instead", announced, peer[0])
-        return peer[0], port
-
-    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
-        if self.pipelining and rest is None and self.passiveserver:
-            conn, size = self._overlapped_transfer(cmd), None
-        else:
-            conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:
-            control = self.sock
-            session = control.session if isinstance(control, ssl.SSLSocket) else None
-            try:
-                conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
-            except BaseException:
-                conn.close()
-                raise
-            self.last_data_session_reused = conn.session_reused
-        return conn, size
-
-    def _overlapped_transfer(self, cmd: str) -> socket.socket:
-        """Send the transfer command, then open the data connection while the server answers (one round trip)."""
-        host, port = self.makepasv()
-        self.putcmd(cmd)
-        conn = socket.create_connection((host, port), self.timeout, source_address=self.source_address)
-        try:
-            resp = self.getresp()
-            if resp[0] == "2":  # some servers send a 200 before the 150
-                resp = self.getresp()
-            if resp[0] != "1":
-                raise ftplib.error_reply(resp)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def batch(self, lines: list[str]) -> list[str]:
-        """Send `lines` in one write and return their replies, raw and in order (never raises on a reply)."""
-        if any("\r" in line or "\n" in line for line in lines):
-            raise ValueError("an illegal newline character should not be contained")
-        self.sock.sendall("".join(f"{line}\r\n" for line in lines).encode(self.encoding))
-        return [self.getmultiline() for _ in lines]
-
-
-def _reply_error(reply: str) -> ftplib.Error:
-    """The ftplib exception `voidcmd` would have raised for `reply`."""
-    line = reply.strip()
-    if line[:1] == "4":
-        return ftplib.error_temp(line)
-    if line[:1] == "5":
-        return ftplib.error_perm(line)
-    return ftplib.error_reply(line)
-
-
-def _make_context(params: FtpParams) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=params.ca_file or None)
-    if not params.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class UploadSession:
@@ -202,7 +94,7 @@ class UploadSession:
         self._throttle = throttle
         self._use_sendfile = use_sendfile
         self._aborted = aborted or threading.Event()
-        self._client: _Client | None = None
+        self._client: FtpClient | None = None
         self._dirs: set[str] = set()
         self._root = posixpath.normpath("/" + params.remote_root.strip("/")) if params.remote_root else "/"
         self._size_command = True
@@ -247,8 +139,8 @@ class UploadSession:
         """Connect, secure (per `tls`), log in, PROT P, TYPE I. Raises an `FtpFailure` subclass."""
         self.close()
         p = self.params
-        client = _Client(
-            implicit=p.tls == "implicit", context=_make_context(p), timeout=p.timeout, pipelining=p.pipelining
+        client = FtpClient(
+            implicit=p.tls == "implicit", context=make_context(p), timeout=p.timeout, pipelining=p.pipelining
         )
         step = "CONNECT"
         try:
@@ -320,7 +212,7 @@ class UploadSession:
     def _classify(self, error: BaseException, command: str) -> FtpFailure:
         return classify(error, command=command, secret=self.params.password)
 
-    def _require(self) -> _Client:
+    def _require(self) -> FtpClient:
         if self._client is None:
             raise ConnectionLost("not connected")
         return self._client
@@ -609,10 +501,10 @@ class UploadSession:
             rnfr, rnto = replies[0], replies[1]
             size_reply = replies[2] if len(replies) > 2 else None
             if not rnfr.startswith("3"):
-                self._rename_refused(source, _reply_error(rnfr), "RNFR")
+                self._rename_refused(source, reply_error(rnfr), "RNFR")
             if rnto.startswith("2"):
                 return rnto, size_reply
-            first: FtpFailure = self._classify(_reply_error(rnto), "RNTO")
+            first: FtpFailure = self._classify(reply_error(rnto), "RNTO")
         else:
             try:
                 self._command(f"RNFR {source}")

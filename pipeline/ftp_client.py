@@ -1,0 +1,130 @@
+"""FtpClient: ftplib's FTP_TLS with what real servers and slow links need.
+
+- TLS session reuse: data connections resume the control connection's TLS session (vsftpd's
+  `require_ssl_reuse` and FileZilla Server refuse them otherwise; stock ftplib does not).
+- Implicit TLS: the socket is wrapped before the welcome is read.
+- Passive mode: EPSV, falling back to PASV for the client's life when refused; the address PASV
+  announces is ignored for the control connection's peer (NAT'd servers announce private ones).
+- Pipelining (optional): the transfer command goes out before the data connection is opened,
+  and `batch` sends several commands in one write and reads their replies in order.
+
+Used for plain FTP too (it never sends AUTH then), so one class covers the three modes.
+"""
+
+from __future__ import annotations
+
+import ftplib
+import logging
+import socket
+import ssl
+
+from pipeline.ftp_errors import reply_code
+from pipeline.ftp_params import FtpParams
+
+log = logging.getLogger("beemon.sink.session")
+
+#: Reply codes meaning "this server does not know or allow that command".
+UNSUPPORTED = frozenset({500, 501, 502, 504})
+
+
+class FtpClient(ftplib.FTP_TLS):
+    """One control connection (see the module docstring); `data_socket` is the transfer in progress."""
+
+    def __init__(self, *, implicit: bool, context: ssl.SSLContext, timeout: float, pipelining: bool) -> None:
+        super().__init__(context=context, timeout=timeout)
+        self.implicit = implicit
+        self.pipelining = pipelining
+        self.use_epsv = True
+        self.data_socket: socket.socket | None = None
+        self.last_data_session_reused: bool | None = None
+
+    def connect(
+        self, host: str = "", port: int = 0, timeout: float = -999, source_address: tuple[str, int] | None = None
+    ) -> str:
+        if not self.implicit:
+            return super().connect(host, port, timeout, source_address)
+        self.host, self.port = host, port
+        if timeout != -999:
+            self.timeout = timeout
+        raw = socket.create_connection((host, port), self.timeout)
+        try:
+            self.sock = self.context.wrap_socket(raw, server_hostname=host)
+        except BaseException:
+            raw.close()
+            raise
+        self.af = self.sock.family
+        self.file = self.sock.makefile("r", encoding=self.encoding)
+        self.welcome = self.getresp()
+        return self.welcome
+
+    def makepasv(self) -> tuple[str, int]:
+        peer = self.sock.getpeername()
+        if self.use_epsv:
+            try:
+                return ftplib.parse229(self.sendcmd("EPSV"), peer)
+            except ftplib.error_perm as error:
+                if reply_code(error) not in (*UNSUPPORTED, 522):
+                    raise
+                self.use_epsv = False
+                log.debug("server refused EPSV (%s); using PASV", error)
+        announced, port = ftplib.parse227(self.sendcmd("PASV"))
+        if announced != peer[0]:
+            log.debug("PASV announced %s; connecting to the control peer %s instead", announced, peer[0])
+        return peer[0], port
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
+        if self.pipelining and rest is None and self.passiveserver:
+            conn, size = self._overlapped_transfer(cmd), None
+        else:
+            conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            control = self.sock
+            session = control.session if isinstance(control, ssl.SSLSocket) else None
+            try:
+                conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
+            except BaseException:
+                conn.close()
+                raise
+            self.last_data_session_reused = conn.session_reused
+        return conn, size
+
+    def _overlapped_transfer(self, cmd: str) -> socket.socket:
+        """Send the transfer command, then open the data connection while the server answers (one round trip)."""
+        host, port = self.makepasv()
+        self.putcmd(cmd)
+        conn = socket.create_connection((host, port), self.timeout, source_address=self.source_address)
+        try:
+            resp = self.getresp()
+            if resp[0] == "2":  # some servers send a 200 before the 150
+                resp = self.getresp()
+            if resp[0] != "1":
+                raise ftplib.error_reply(resp)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def batch(self, lines: list[str]) -> list[str]:
+        """Send `lines` in one write and return their replies, raw and in order (never raises on a reply)."""
+        if any("\r" in line or "\n" in line for line in lines):
+            raise ValueError("an illegal newline character should not be contained")
+        self.sock.sendall("".join(f"{line}\r\n" for line in lines).encode(self.encoding))
+        return [self.getmultiline() for _ in lines]
+
+
+def reply_error(reply: str) -> ftplib.Error:
+    """The ftplib exception `voidcmd` would have raised for `reply`."""
+    line = reply.strip()
+    if line[:1] == "4":
+        return ftplib.error_temp(line)
+    if line[:1] == "5":
+        return ftplib.error_perm(line)
+    return ftplib.error_reply(line)
+
+
+def make_context(params: FtpParams) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=params.ca_file or None)
+    if not params.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
