@@ -312,7 +312,7 @@ class Sink:
                 "delivered %s -> %s (%d B, %.2f s)", path, result.remote_path, result.bytes, result.seconds, extra=extra
             )
             if removed:
-                log.debug("removed %s", ", ".join(removed), extra=extra)
+                log.info("removed %s from the outbox (verified on the server)", ", ".join(removed), extra=extra)
         elif result.outcome == Outcome.PARKED:
             if self._parked_replies.get(path) != result.reply:
                 self._parked_replies[path] = result.reply

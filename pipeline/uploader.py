@@ -29,8 +29,6 @@ from pipeline.upload_helper import UploadHelper, UploadResult
 
 log = logging.getLogger("beemon.uploader")
 SPAWN = multiprocessing.get_context("spawn")
-#: How long `stop` lets in-flight transfers finish before the sink is ended.
-STOP_DEADLINE_SECONDS = 20.0
 
 
 class CommandQueue(Protocol):
@@ -260,7 +258,7 @@ class RunningPipeline:
             self._subscription = None
         if self.helper is not None:
             self.stats.sink = None
-            self.helper.stop(STOP_DEADLINE_SECONDS)  # joins; ends the child itself past the deadline
+            self.helper.stop()  # policy.stop_deadline_seconds for in-flight transfers; joins, ends it past that
             self.helper = None
         if self._pump is not None and self._results is not None:
             self._results.put(None)

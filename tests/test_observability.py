@@ -7,9 +7,24 @@ import json
 import logging
 import time
 
+import pytest
+
 from operators.model import Priority, UploadJob
 from pipeline.logs import configure_logging
 from pipeline.stats import UploadStats, format_bytes
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logging():
+    """configure_logging replaces the root handlers: put pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
 
 
 def job(path: str, priority: Priority, mtime_ns: int) -> UploadJob:
@@ -19,12 +34,9 @@ def job(path: str, priority: Priority, mtime_ns: int) -> UploadJob:
 def test_json_log_lines_carry_the_upload_fields() -> None:
     stream = io.StringIO()
     configure_logging("json", stream=stream)
-    try:
-        logging.getLogger("beemon.sink").info(
-            "delivered %s", "a.wav", extra={"file": "a.wav", "size": 12, "seconds": 0.5, "reply": "226 ok"}
-        )
-    finally:
-        configure_logging("text")
+    logging.getLogger("beemon.sink").info(
+        "delivered %s", "a.wav", extra={"file": "a.wav", "size": 12, "seconds": 0.5, "reply": "226 ok"}
+    )
     entry = json.loads(stream.getvalue())
     assert {k: entry[k] for k in ("level", "logger", "message", "file", "size", "seconds", "reply")} == {
         "level": "INFO",
@@ -40,10 +52,7 @@ def test_json_log_lines_carry_the_upload_fields() -> None:
 def test_text_log_line_is_readable() -> None:
     stream = io.StringIO()
     configure_logging("text", stream=stream)
-    try:
-        logging.getLogger("beemon.cli").warning("plain FTP to %s", "ftp.example.org")
-    finally:
-        configure_logging("text")
+    logging.getLogger("beemon.cli").warning("plain FTP to %s", "ftp.example.org")
     assert stream.getvalue().endswith(" WARNING beemon.cli: plain FTP to ftp.example.org\n")
 
 
