@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ def upload_once(options: UploaderOptions, *, max_retries: int = 5, progress: boo
     total_bytes = sum(job.size for job in jobs)
     log.info("%d files ready (%s) in %s", len(jobs), format_bytes(total_bytes), options.outbox)
     bar = _progress_bar(len(jobs), total_bytes) if progress and jobs else None
+    if bar is not None:
+        # The bar replaces the per-file lines on a terminal; warnings and errors still print.
+        logging.getLogger("beemon.sink").setLevel(logging.WARNING)
     started = time.monotonic()
     with RunningPipeline(options, UploadStats(), on_result=state.result, watch=False) as running:
         for job in jobs:
@@ -90,6 +94,19 @@ def upload_once(options: UploaderOptions, *, max_retries: int = 5, progress: boo
 
 
 def _progress_bar(files: int, total_bytes: int):  # noqa: ANN202 - tqdm's type
+    """Files, bytes, rate and time left on one line.
+
+    The terminal's size is passed in: a terminal reporting 0 rows (a fresh pty) makes tqdm print nothing.
+    """
     from tqdm import tqdm
 
-    return tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1000, desc=f"uploading {files} files")
+    size = shutil.get_terminal_size((80, 24))
+    return tqdm(
+        total=total_bytes,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1000,
+        desc=f"uploading {files} files",
+        ncols=size.columns,
+        nrows=size.lines,
+    )
