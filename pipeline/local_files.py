@@ -28,13 +28,16 @@ def file_version(path: str) -> tuple[int, int] | None:
 def remove_local_file(filepath: str) -> list[str]:
     """Remove an uploaded file by the outbox's rules; returns the paths actually removed.
 
-    A bare `.csv` is kept; `X.csv.final` takes `X.csv` with it. A file already gone is not an error.
+    A bare `.csv` is kept; `X.csv.final` takes `X.csv` with it, and `X.csv` goes first: a crash
+    between the two removals then leaves `X.csv.final` (uploaded again at the next start, then
+    removed with nothing left), never a bare `X.csv` of a finished day that nothing would ever
+    upload or remove. A file already gone is not an error.
     """
     if filepath.endswith(".csv"):
         return []
     targets = [filepath]
     if filepath.endswith(FINAL_SUFFIX):
-        targets.append(filepath[: -len(".final")])
+        targets.insert(0, filepath[: -len(".final")])
     removed = []
     for target in targets:
         try:

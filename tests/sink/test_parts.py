@@ -116,7 +116,7 @@ def test_remove_local_file_keeps_bare_csv_and_takes_the_csv_with_its_final(tmp_p
         path.write_text("x")
     assert remove_local_file(str(wav)) == [str(wav)]
     assert remove_local_file(str(tmp_path / "other.csv")) == []
-    assert remove_local_file(str(final)) == [str(final), str(bare)]
+    assert remove_local_file(str(final)) == [str(bare), str(final)]  # the bare .csv first
     assert list(tmp_path.iterdir()) == []
     assert remove_local_file(str(wav)) == []  # already gone: not an error
 
