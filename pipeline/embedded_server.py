@@ -34,7 +34,9 @@ class EmbeddedFtpServer:
 
     `handler_class` may be a fault-injecting subclass of `FTPHandler` or `TLS_FTPHandler`; it is
     subclassed again here so that class attributes set for this server never leak to another.
-    `port=0` picks a free port; read it from `.port` after `start()`.
+    `port=0` picks a free port; read it from `.port` after `start()`. `poll_timeout` bounds one
+    wait of the server loop (how soon `stop()` is noticed); scheduled callbacks, such as a reply
+    held back on purpose, run on time regardless, since each wait also ends at the next one due.
     """
 
     def __init__(
@@ -48,7 +50,10 @@ class EmbeddedFtpServer:
         handler_class: type[FTPHandler] = FTPHandler,
         handler_attributes: dict[str, object] | None = None,
         max_cons_per_ip: int = 0,
+        poll_timeout: float = 0.05,
     ) -> None:
+        if poll_timeout <= 0:
+            raise ValueError(f"poll_timeout must be positive, not {poll_timeout}")
         self.root = Path(root)
         self.host = host
         self._requested_port = port
@@ -57,6 +62,7 @@ class EmbeddedFtpServer:
         self._handler_class = handler_class
         self._handler_attributes = dict(handler_attributes or {})
         self._max_cons_per_ip = max_cons_per_ip
+        self._poll_timeout = poll_timeout
         self._server: FTPServer | None = None
         self._port = port
         self._thread: threading.Thread | None = None
@@ -94,8 +100,11 @@ class EmbeddedFtpServer:
     def _serve(self) -> None:
         server = self._server
         assert server is not None
+        timeout = self._poll_timeout
         while not self._stopping.is_set():
-            server.ioloop.loop(timeout=0.05, blocking=False)
+            # loop() returns the delay to the next scheduled callback (None if none): wait no longer.
+            next_due = server.ioloop.loop(timeout=timeout, blocking=False)
+            timeout = self._poll_timeout if next_due is None else max(0.0, min(self._poll_timeout, next_due))
         server.close_all()
 
     def stop(self) -> None:
