@@ -1,11 +1,12 @@
-# Two entry points for a fresh machine with Python 3.11+ and make: `make run` and `make test`.
+# Two entry points for a fresh machine with Python 3.11+ and make: `make run` and `make test`
+# (and `make bench`, the benchmarks against baselines, writing docs/benchmarks.md).
 # Each creates the virtual environment it needs on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint docs clean
+.PHONY: run test lint docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -23,6 +24,10 @@ lint: $(STAMP)
 
 test: lint docs
 	$(BIN)/python -m pytest
+
+# About 10 minutes; lftp's rows need `lftp` installed (apt-get install lftp), else they say n/a.
+bench: $(STAMP)
+	$(BIN)/python -m tests.benchmarks
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -q -W --keep-going -b html docs docs/_build/html

@@ -1,0 +1,96 @@
+"""The machine's description, the table, and docs/benchmarks.md (generated part between markers)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+BEGIN = "<!-- bench:begin (written by `make bench`; edit outside these markers) -->"
+END = "<!-- bench:end -->"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float:
+    try:
+        with open("/proc/meminfo") as file:
+            for line in file:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _lftp_version() -> str:
+    if shutil.which("lftp") is None:
+        return "not installed (its rows are skipped)"
+    out = subprocess.run(["lftp", "--version"], capture_output=True, text=True, check=False).stdout
+    match = re.search(r"Version ([0-9.]+)", out)
+    return match.group(1) if match else "installed"
+
+
+def machine() -> str:
+    return (
+        f"{_cpu_model()}, {os.cpu_count()} cores, {_memory_gib():.1f} GiB memory, "
+        f"Python {platform.python_version()}, Linux {platform.release()}, lftp {_lftp_version()}"
+    )
+
+
+def table(rows: list[list[str]]) -> str:
+    header = ["workload", "measured", "beemon-uploader", "baselines (same run)", "ratio", "target", "met"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def generated(rows: list[list[str]], *, runs: int, seconds: float, notes: list[str]) -> str:
+    today = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    parts = [
+        BEGIN,
+        "",
+        f"Run on {today}: {machine()}.",
+        f"Each figure is the median of {runs} runs; each ratio is taken within a run, then the median. "
+        f"The whole bench took {seconds / 60:.1f} minutes.",
+        "",
+        table(rows),
+        "",
+    ]
+    if notes:
+        parts += [*(f"- {note}" for note in notes), ""]
+    parts.append(END)
+    return "\n".join(parts)
+
+
+SKELETON = """# Benchmarks
+
+`make bench` runs `tests/benchmarks/` and rewrites the table below.
+
+{generated}
+"""
+
+
+def write(path: Path, block: str) -> None:
+    """Replace the generated block of `path` (creating the file from a skeleton if needed)."""
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        text = head + block + tail
+    else:
+        text = SKELETON.format(generated=block)
+    path.write_text(text)

@@ -1,0 +1,46 @@
+"""The benchmark workloads at tiny sizes: correctness only (every file on the server, whole; none left locally).
+
+The same functions `make bench` times, so the bench cannot quietly measure a broken run. No figure
+is asserted: timing belongs to the bench, not to the default suite.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.benchmarks import workloads
+from tests.benchmarks.workloads import MB
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_small_files_loopback_and_delayed(tmp_path):
+    figures = workloads.small_files(tmp_path / "plain", files=12, per_login_files=3)
+    assert figures["ours_files_per_s"] and figures["per_login_files_per_s"]
+    delayed = workloads.small_files(tmp_path / "delayed", files=6, delay=0.005, per_login_files=2, with_lftp=False)
+    assert delayed["ours_commands_per_file"]
+
+
+def test_large_files(tmp_path):
+    figures = workloads.large_files(tmp_path, files=2, size=MB // 2)
+    assert figures["ours_cpu_s_per_gb"] is not None
+
+
+def test_backlog_with_a_fresh_file(tmp_path):
+    figures = workloads.backlog(tmp_path, files=4, size=200_000, delay=0.005, debounce=0.2, exact=True)
+    assert figures["fresh_latency_s"] > 0
+
+
+def test_live_files(tmp_path):
+    figures = workloads.live_latency(tmp_path, files=4, rate=20, debounce=0.2)
+    assert figures["p95_s"] >= figures["p50_s"] > 0
+
+
+def test_idle_outbox_keeps_every_file(tmp_path):
+    figures = workloads.idle_cpu(tmp_path, files=30, window=0.5, settle=1.0)
+    assert set(figures) == {"inotify_cpu_pct", "polling_cpu_pct", "observer_cpu_pct"}
+
+
+def test_backfill(tmp_path):
+    figures = workloads.backfill(tmp_path, files=40, settle=0.5)
+    assert figures["first_upload_s"] > 0
