@@ -13,6 +13,8 @@ from pathlib import PurePosixPath
 
 #: `<station>@<YYYY-MM-DD>[@HH-MM-SS].<ext>`: the station is the first `@` field.
 STATION_DATE_NAME = re.compile(r"^(?P<station>[^@]+)@(?P<date>\d{4}-\d{2}-\d{2})(?=[@.]|$)")
+#: The date folder of a file whose name, folders and modification time give no usable date.
+UNDATED = "undated"
 DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 SENSOR_BY_EXTENSION = {".wav": "audio", ".h264": "video", ".mp4": "video", ".csv": "temp"}
 FINAL_SUFFIX = ".csv.final"
@@ -56,14 +58,21 @@ def sensor_of(parts: tuple[str, ...], name: str) -> str:
 
 
 def date_of(parts: tuple[str, ...], name: str, mtime: float) -> str:
-    """The name's date field, else a `YYYY-MM-DD` folder, else the modification date (local time)."""
+    """The name's date field, else a `YYYY-MM-DD` folder, else the modification date (local time).
+
+    A modification time the platform cannot convert (year 14645 on a tmpfs, past 2038 on a 32-bit
+    Pi) gives `undated` rather than an exception that would stop the stream.
+    """
     match = STATION_DATE_NAME.match(name)
     if match and _parse_date(match["date"]):
         return match["date"]
     for folder in parts[:-1]:
         if DATE_FOLDER.match(folder) and _parse_date(folder):
             return folder
-    return datetime.fromtimestamp(mtime).date().isoformat()
+    try:
+        return datetime.fromtimestamp(mtime).date().isoformat()
+    except (OverflowError, OSError, ValueError):  # a clock gone wrong: the file still flows
+        return UNDATED
 
 
 def station_of(name: str, default_station: str) -> str:

@@ -154,12 +154,12 @@ def scan_jobs(
     """The backfill jobs for the files in `outbox` now, lazily, in `backfill_order`; no watching.
 
     For `run --once` and the original API's `populate_secondary_queue`: the same scan, readiness
-    rule and mapping as the stream's backfill.
+    rule and mapping as the stream's backfill; a file some process has open for writing is skipped.
     """
     root = os.path.abspath(outbox)
     patterns = tuple(ignore_patterns)
     for event in scan_outbox(root, order=backfill_order, ignore_patterns=patterns, min_age_seconds=min_age_seconds):
         if is_ready(event, patterns, root):
-            job = job_for(event, outbox=root, remote_root=remote_root, station=station)
+            job = job_for(event, outbox=root, remote_root=remote_root, station=station, stat=finished_file_stat)
             if job is not None:
                 yield job

@@ -50,6 +50,7 @@ class OnceProgress:
 
 def upload_once(options: UploaderOptions, *, max_retries: int = 5, progress: bool = False) -> int:
     """Exit code 0 when every ready file was delivered, 1 (listing the rest) otherwise."""
+    # Ready means finished: not open for writing, and quiet for the debounce.
     jobs = list(
         scan_jobs(
             options.outbox,
@@ -57,6 +58,7 @@ def upload_once(options: UploaderOptions, *, max_retries: int = 5, progress: boo
             station=options.station,
             ignore_patterns=options.ignore_patterns,
             backfill_order=options.backfill_order,
+            min_age_seconds=options.debounce_seconds,
         )
     )
     state = OnceProgress(max_retries=max_retries, open_jobs={job.local_path: job.size for job in jobs})
@@ -73,6 +75,11 @@ def upload_once(options: UploaderOptions, *, max_retries: int = 5, progress: boo
         with state.changed:
             while state.open_jobs:
                 state.changed.wait(0.5)
+                broken = running.failure()
+                if broken is not None:
+                    log.error("%s", broken)
+                    state.undelivered.update(dict.fromkeys(state.open_jobs, broken))
+                    state.open_jobs.clear()
                 if bar is not None:
                     bar.n = state.delivered_bytes
                     bar.set_postfix_str(f"{state.delivered_files}/{len(jobs)} files", refresh=True)

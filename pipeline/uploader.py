@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from multiprocessing.context import SpawnProcess
+from pathlib import Path
 from typing import Any, Protocol
 
 from reactivex import abc
@@ -35,12 +36,18 @@ class CommandQueue(Protocol):
     def get(self, block: bool = True, timeout: float | None = None) -> Any: ...
 
 
-class Uploader(SpawnProcess):
+class Uploader(multiprocessing.Process):
     """Watches the outbox and uploads every finished file; stops on the command ``"stop"``.
 
-    `config` is a settings object (as `settings.build_settings` returns), an `UploaderOptions`, or
-    None for the settings of the current environment. It is read here, in the parent, so bad
-    settings fail before a process starts; the child receives only plain values.
+    `config` is a settings object (as `settings.build_settings` returns), an `UploaderOptions`, the
+    path of a legacy ``beemon-config.ini``, or None: then the settings of the current environment,
+    over a ``beemon-config.ini`` in the working directory when there is one (the original read
+    that file). It is read here, in the parent, so bad settings fail before a process starts; the
+    child receives only plain values.
+
+    The process starts with the command queue's own start method: a plain
+    ``multiprocessing.Queue()`` (fork on Linux) works as it did with the original, and a spawn
+    context's queue gets a spawned process. Without a multiprocessing queue it spawns.
     """
 
     def __init__(
@@ -48,21 +55,21 @@ class Uploader(SpawnProcess):
         command_queue: CommandQueue,
         config: Any | None = None,
         *,
-        command_poll_seconds: float = 0.2,
+        command_poll_seconds: float = 1.0,
     ) -> None:
         super().__init__(name="beemon-uploader", daemon=False)
-        if config is None:
-            from settings import build_settings
-
-            config = build_settings()
-        self._options = config if isinstance(config, UploaderOptions) else options_from_settings(config)
+        self._options = _options_from(config)
         self._command_queue = command_queue
         self._command_poll_seconds = command_poll_seconds
-        self._stop_requested = SPAWN.Event()
+        self._context: Any = _context_of(command_queue)
+        self._stop_requested = self._context.Event()
         # Set in run(): never pickled to the child.
         self._helper: UploadHelper | None = None
-        self._subscription: abc.DisposableBase | None = None
         self.stats: UploadStats | None = UploadStats()
+
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        return process_obj._context.Process._Popen(process_obj)
 
     @property
     def options(self) -> UploaderOptions:
@@ -71,7 +78,7 @@ class Uploader(SpawnProcess):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_helper"] = None
-        state["_subscription"] = None
+        state["_context"] = None
         state["stats"] = None  # made anew in the child: it holds a lock
         return state
 
@@ -91,25 +98,45 @@ class Uploader(SpawnProcess):
         self._stop_requested.set()
 
     def run(self) -> None:
-        """Build, subscribe, and poll the command queue until ``"stop"`` (or `stop()`)."""
+        """Build, subscribe, and poll the command queue until ``"stop"`` (or `stop()`).
+
+        A sink process that dies (killed, out of memory) is noticed within a poll and the pipeline
+        is built again, after a growing pause; the files it held are still in the outbox.
+        """
         if not logging.getLogger().handlers:
             from pipeline.logs import configure_logging
 
             configure_logging()
         if self.stats is None:
             self.stats = UploadStats()
-        with RunningPipeline(self._options, self.stats) as running:
-            self._helper = running.helper
-            while not self._stop_requested.is_set():
-                try:
-                    command = self._command_queue.get(timeout=self._command_poll_seconds)
-                except queue.Empty:
-                    continue
-                except (EOFError, OSError):
-                    log.warning("the command queue closed: stopping")
+        pause = self._options.policy.retry_base
+        while not self._stop_requested.is_set():
+            with RunningPipeline(self._options, self.stats) as running:
+                self._helper = running.helper
+                self._serve_commands(running)
+                self._helper = None
+                if self._stop_requested.is_set():
                     break
-                self._handle_command(str(command))
-        self._helper = None
+            log.error("restarting the pipeline in %.0f s (unsent files stay in the outbox)", pause)
+            if self._stop_requested.wait(pause):
+                break
+            pause = min(pause * 2, self._options.policy.retry_max)
+
+    def _serve_commands(self, running: RunningPipeline) -> None:
+        """Poll the command queue until stop, or until the pipeline broke (`running.failure`)."""
+        while not self._stop_requested.is_set():
+            if running.failure() is not None:
+                log.error("%s", running.failure())
+                return
+            try:
+                command = self._command_queue.get(timeout=self._command_poll_seconds)
+            except queue.Empty:
+                continue
+            except (EOFError, OSError):
+                log.warning("the command queue closed: stopping")
+                self.stop()
+                return
+            self._handle_command(str(command))
 
     def populate_secondary_queue(self) -> int:
         """Queue every ready file in the outbox as backfill (the original's startup scan); returns the count."""
@@ -122,10 +149,37 @@ class Uploader(SpawnProcess):
             station=self._options.station,
             ignore_patterns=self._options.ignore_patterns,
             backfill_order=self._options.backfill_order,
+            min_age_seconds=self._options.debounce_seconds,
         ):
             self._helper.submit(job)
             count += 1
         return count
+
+
+def _context_of(command_queue: CommandQueue) -> Any:
+    """The start method the queue can travel with: a fork context's locks cannot be pickled to a spawned child.
+
+    multiprocessing marks such locks (`SemLock._is_fork_ctx`); anything else (a spawn context's
+    queue, a `queue.Queue` for in-process use) goes with spawn, the safe default for a parent
+    with threads.
+    """
+    lock = getattr(command_queue, "_rlock", None)
+    if getattr(lock, "_is_fork_ctx", False):
+        return multiprocessing.get_context("fork")
+    return SPAWN
+
+
+def _options_from(config: Any | None) -> UploaderOptions:
+    from settings import build_settings
+
+    if isinstance(config, UploaderOptions):
+        return config
+    if isinstance(config, str | os.PathLike):
+        return options_from_settings(build_settings(legacy_ini=config))
+    if config is None:
+        legacy = Path("beemon-config.ini")
+        return options_from_settings(build_settings(legacy_ini=legacy if legacy.is_file() else None))
+    return options_from_settings(config)
 
 
 class RunningPipeline:
@@ -155,6 +209,7 @@ class RunningPipeline:
         self._closing = threading.Event()
         self._stats_thread: threading.Thread | None = None
         self._metrics: Any = None
+        self._stream_error: BaseException | None = None
 
     def __enter__(self) -> RunningPipeline:
         try:
@@ -201,11 +256,20 @@ class RunningPipeline:
                 rescan_interval=options.rescan_interval,
                 released=self._released,
             )
-            self._subscription = stream.subscribe(
-                on_next=self.submit,
-                on_error=lambda error: log.error("the file stream failed: %s", error),
-            )
+            self._subscription = stream.subscribe(on_next=self.submit, on_error=self._stream_failed)
             log.info("watching %s (%s)", options.outbox, options.observer)
+
+    def _stream_failed(self, error: BaseException) -> None:
+        log.error("the file stream failed: %s: %s", type(error).__name__, error)
+        self._stream_error = error
+
+    def failure(self) -> str | None:
+        """Why this pipeline can no longer deliver (the sink died, the stream failed), or None."""
+        if self.helper is not None and self.helper.exitcode is not None:
+            return f"the sink process ended unexpectedly (exit code {self.helper.exitcode})"
+        if self._stream_error is not None:
+            return f"the file stream stopped ({type(self._stream_error).__name__}: {self._stream_error})"
+        return None
 
     def submit(self, job: UploadJob) -> None:
         """Hand one job to the sink. Never raises: an exception here would end the stream's thread."""
@@ -223,14 +287,15 @@ class RunningPipeline:
             "live" if job.priority == Priority.LIVE else "backfill",
         )
 
-    def _releases(self, outcome: str) -> bool:
+    def _releases(self, path: str, outcome: str) -> bool:
         """Whether the stream may forget the path: it is gone, or delivered and deleted.
 
-        With `delete_after_upload = false` a delivered file stays in the outbox; releasing it would
-        make every rescan upload it again. It stays remembered, so only a change uploads it anew.
+        A delivered file still in the outbox (`delete_after_upload = false`, or a deletion that
+        failed on a read-only card) stays remembered: releasing it would make every rescan upload
+        it again. Only a change uploads it anew.
         """
         if outcome == "delivered":
-            return self.options.policy.delete_after_upload
+            return self.options.policy.delete_after_upload and not os.path.lexists(path)
         return outcome in FINAL_OUTCOMES
 
     def _pump_results(self) -> None:
@@ -241,7 +306,7 @@ class RunningPipeline:
             if not isinstance(message, UploadResult):
                 continue
             self.stats.finished(message.local_path, message.outcome, message.bytes)
-            if self._releases(message.outcome):
+            if self._releases(message.local_path, message.outcome):
                 self._released.on_next(message.local_path)
             if self.on_result is not None:
                 self.on_result(message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 from datetime import datetime
+from pathlib import PurePosixPath
 
 import pytest
 from hypothesis import given
@@ -101,7 +102,9 @@ def test_result_always_lies_under_remote_root(parts: list[str], station: str, mt
     relative = "/".join(parts)
     result = rp(relative, station=station, mtime=mtime)
     if result is None:
-        assert relative.rstrip("/").endswith(".csv") or not [p for p in relative.split("/") if p]
+        # Only a growing .csv, or a path with no name at all ("", ".", "/"), maps to nothing.
+        parsed = PurePosixPath(relative)
+        assert not parsed.parts or parsed.parts == ("/",) or remote_name(parsed.parts[-1]) is None
         return
     assert posixpath.normpath(result) == result
     assert result.startswith(ROOT + "/")
@@ -110,3 +113,8 @@ def test_result_always_lies_under_remote_root(parts: list[str], station: str, mt
     for segment in segments:
         assert segment not in ("", ".", "..")
         assert not any(ord(c) < 0x20 or c == "\x7f" or c == "\\" for c in segment)
+
+
+@pytest.mark.parametrize("mtime", [1e20, -1e20, float("inf"), float("nan")])
+def test_a_modification_time_the_platform_cannot_convert_gives_undated(mtime: float) -> None:
+    assert rp("scale/reading.bin", mtime=mtime) == f"{ROOT}/fallback/undated/scale/reading.bin"

@@ -6,14 +6,18 @@ import contextlib
 import multiprocessing
 import os
 import re
+import signal
 import socket
+import subprocess
+import time
 from pathlib import Path
 
+import pytest
 from pyftpdlib.handlers import FTPHandler
 
 from pipeline.uploader import Uploader
 from settings import build_settings
-from tests.e2e.conftest import STATION, run_cli, uploader_env, wait_until, write_file
+from tests.e2e.conftest import STATION, cli, run_cli, uploader_env, wait_until, write_file
 
 DAY = "2022-07-19"
 
@@ -114,12 +118,17 @@ def test_check_with_an_unresolvable_host(make_server, outbox, tmp_path):
     assert done.stdout.splitlines()[-1].startswith("resolve: failed: no-such-host.invalid"), done.stdout
 
 
-def test_orchestrator_stops_the_uploader_over_a_multiprocessing_queue(make_server, outbox, tmp_path, monkeypatch):
+@pytest.mark.parametrize("start_method", ["default", "spawn"])
+def test_orchestrator_stops_the_uploader_over_a_multiprocessing_queue(
+    make_server, outbox, tmp_path, monkeypatch, start_method
+):
+    """The original orchestrator's way: a plain `multiprocessing.Queue()` (fork on Linux), or a spawn context's."""
     server = make_server()
     for key, value in uploader_env(server, outbox, tmp_path).items():
         if key.startswith("BEEMON_"):
             monkeypatch.setenv(key, value)
-    commands: multiprocessing.Queue[str] = multiprocessing.get_context("spawn").Queue()
+    context = multiprocessing.get_context("spawn") if start_method == "spawn" else multiprocessing
+    commands = context.Queue()
     uploader = Uploader(commands, build_settings())
     uploader.start()
     try:
@@ -184,3 +193,70 @@ def test_kept_files_are_not_uploaded_again_by_rescans(make_server, outbox, tmp_p
         wait_until(lambda: len(server.arrivals.snapshot()) == 2, timeout=20)
         wait_until(lambda: server.remote(f"{DAY}/audio/{path.name}").read_bytes() == b"second version", timeout=10)
     assert path.read_bytes() == b"second version"
+
+
+def test_uploader_without_config_reads_a_beemon_config_ini_in_the_working_directory(tmp_path, monkeypatch):
+    """The original's `config=None` meant the repository's beemon-config.ini: it is still honoured."""
+    for name in [n for n in os.environ if n.startswith("BEEMON_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("BEEMON_CONFIG_DIR", str(tmp_path / "site"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "beemon-config.ini").write_text(
+        "[global]\nroot_upload_directory = /srv/bee\nlocal_output_directory = /home/bee/bee_tmp\n[ftp]\nupload_delay = 4\n"
+    )
+    uploader = Uploader(multiprocessing.Queue())
+    assert uploader.options.ftp.remote_root == "/srv/bee"
+    assert uploader.options.outbox == "/home/bee/bee_tmp"
+    assert uploader.options.debounce_seconds == 4.0
+
+
+def test_once_skips_a_file_still_open_for_writing(make_server, outbox, tmp_path):
+    server = make_server()
+    done_file = write_file(outbox / "audio" / DAY / f"{STATION}@{DAY}@06-00-00.wav", b"finished")
+    os.utime(done_file, (time.time() - 60, time.time() - 60))
+    writing = outbox / "audio" / DAY / f"{STATION}@{DAY}@06-01-00.wav"
+    with writing.open("wb") as recorder:
+        recorder.write(b"first half ")
+        recorder.flush()
+        os.utime(writing, (time.time() - 60, time.time() - 60))  # old enough: only the open writer holds it back
+        done = run_cli(uploader_env(server, outbox, tmp_path), "run", "--once")
+        recorder.write(b"second half")
+    assert done.returncode == 0, done.stderr
+    assert "1 files ready" in done.stderr
+    assert server.remote(f"{DAY}/audio/{done_file.name}").read_bytes() == b"finished"
+    assert not server.remote(f"{DAY}/audio/{writing.name}").exists()
+    assert writing.read_bytes() == b"first half second half"
+
+
+def cmdline(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return handle.read()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as handle:
+            found += [int(child) for child in handle.read().split()]
+    return found
+
+
+def test_a_killed_sink_process_is_noticed_and_restarted(make_server, outbox, tmp_path):
+    server = make_server()
+    env = uploader_env(server, outbox, tmp_path)
+    process = subprocess.Popen(cli("run", "--stats-interval", "0"), env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        first = write_file(outbox / "audio" / DAY / f"{STATION}@{DAY}@07-00-00.wav", b"before")
+        wait_until(lambda: not first.exists(), timeout=20)
+        sinks = [pid for pid in children_of(process.pid) if b"resource_tracker" not in cmdline(pid)]
+        assert sinks, "no sink process found"
+        for pid in sinks:
+            os.kill(pid, signal.SIGKILL)
+        second = write_file(outbox / "audio" / DAY / f"{STATION}@{DAY}@07-01-00.wav", b"after the crash")
+        wait_until(lambda: not second.exists(), timeout=30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert server.remote(f"{DAY}/audio/{second.name}").read_bytes() == b"after the crash"
+    assert "the sink process ended unexpectedly (exit code -9)" in err

@@ -67,6 +67,8 @@ def test_populate_secondary_queue_queues_the_outbox_as_backfill(make_server, out
         write_file(outbox / "temp" / DAY / f"{STATION}@{DAY}.csv.final", b"t,c\n"): f"{DAY}/temp",
     }
     growing = write_file(outbox / "temp" / "2022-07-20" / f"{STATION}@2022-07-20.csv", b"t,c\n")
+    for path in files:
+        os.utime(path, (1_600_000_000, 1_600_000_000))  # quiet long ago: ready at once
     uploader = Uploader(__import__("queue").Queue(), options)
     with RunningPipeline(options, UploadStats(), watch=False) as running:
         uploader._helper = running.helper
