@@ -247,30 +247,31 @@ def _flush(queue: Queue[Any]) -> None:
         queue.cancel_join_thread()
 
 
-class _Scrub(logging.Filter):
-    """Remove the password from a record's text before it leaves the child (defence in depth)."""
+class _ScrubbingQueueHandler(QueueHandler):
+    """Send records to the log queue with the password removed from every text they carry.
 
-    def __init__(self, secret: str) -> None:
-        super().__init__()
+    The scrubbing happens in `prepare`, after the record was formatted: a traceback (`exc_info`)
+    becomes text only there, and an exception's message can hold anything the server or a library
+    echoed. A filter would run before that and let the traceback through.
+    """
+
+    def __init__(self, queue: Queue[Any], secret: str) -> None:
+        super().__init__(queue)
         self.secret = secret
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = super().prepare(record)  # a copy: message, args and traceback merged into `msg`
         if self.secret:
-            message = record.getMessage()
-            if self.secret in message:
-                record.msg, record.args = scrub(message, self.secret), None
             for key, value in list(record.__dict__.items()):
-                if isinstance(value, str) and key not in ("msg", "name") and self.secret in value:
+                if isinstance(value, str) and self.secret in value:
                     setattr(record, key, scrub(value, self.secret))
-        return True
+        return record
 
 
 def _log_to_queue(queue: Queue[Any], level: int, secret: str) -> None:
     """In the child: every "beemon.sink" record goes to the log queue, scrubbed; nothing else does."""
-    handler = QueueHandler(queue)
-    handler.addFilter(_Scrub(secret))
     logger = logging.getLogger("beemon.sink")
-    logger.handlers[:] = [handler]
+    logger.handlers[:] = [_ScrubbingQueueHandler(queue, secret)]
     logger.setLevel(level)
     logger.propagate = False
 
