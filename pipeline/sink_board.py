@@ -126,7 +126,8 @@ class JobBoard:
             deadline = None if timeout is None else self._clock() + timeout
             while not self._closed:
                 now = self._clock()
-                self._release_due(now)
+                if self._release_due(now) > 1:
+                    self._cond.notify_all()  # the other idle workers may sleep past the due time otherwise
                 for queue in self._ready:
                     if queue:
                         _, entry = queue.popitem(last=False)
@@ -206,13 +207,16 @@ class JobBoard:
         self._sequence += 1
         heapq.heappush(self._timers, (entry.due, self._sequence, entry.path))
 
-    def _release_due(self, now: float) -> None:
-        """Move waiting jobs whose time has come back to their queue (stale timers are skipped)."""
+    def _release_due(self, now: float) -> int:
+        """Move waiting jobs whose time has come back to their queue (stale timers are skipped); how many moved."""
+        released = 0
         while self._timers and self._timers[0][0] <= now:
             due, _, path = heapq.heappop(self._timers)
             entry = self._waiting.get(path)
             if entry is not None and entry.due == due:
                 self._make_ready(self._unwait(path))
+                released += 1
+        return released
 
     def _unwait(self, path: str) -> Entry:
         entry = self._waiting.pop(path)

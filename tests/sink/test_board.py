@@ -9,6 +9,7 @@ import pytest
 from operators.model import Priority, UploadJob
 from pipeline.sink_board import JobBoard
 from pipeline.sink_model import Outcome
+from tests.conftest import wait_until
 
 
 class Clock:
@@ -164,3 +165,21 @@ def test_take_blocks_until_a_job_arrives_and_close_wakes_everyone():
 def test_take_returns_none_when_idle_for_the_timeout():
     board = JobBoard(1.0, 8.0)
     assert board.take(timeout=0.05) is None
+
+
+def test_jobs_due_together_wake_every_idle_worker_not_just_the_one_that_released_them(clock):
+    board = JobBoard(retry_base=8.0, retry_max=8.0, clock=clock, rand=lambda: 1.0)
+    for name in ("a", "b", "c"):
+        board.put(job(name))
+    for entry in [board.take(timeout=0) for _ in range(3)]:
+        board.finish(entry, Outcome.RETRY)  # all three due at 108
+    got = []
+    idle = threading.Thread(target=lambda: got.append(board.take(timeout=30)), daemon=True)
+    idle.start()
+    wait_until(lambda: len(board._cond._waiters) == 1)  # asleep until the first timer: 8 s
+    clock.now = 108.0  # time passes; another worker releases all three at once and takes one
+    first = board.take(timeout=0)
+    idle.join(0.4)  # the idle worker is woken for the next one now, not at the end of its sleep
+    assert not idle.is_alive()
+    assert [first.job.local_path, got[0].job.local_path] == ["/out/a", "/out/b"]
+    assert board.counts()["queued_primary"] == 1
