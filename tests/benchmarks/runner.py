@@ -196,15 +196,14 @@ def collect(sizes: Sizes, runs: int, only: set[str]) -> tuple[list[list[str]], l
             ]
         )
     if wanted("idle"):
-        idle = _repeat(
-            "idle outbox",
-            runs,
-            lambda w: workloads.idle_cpu(w, files=sizes.idle_files, window=sizes.idle_window),
-        )
+        with tempfile.TemporaryDirectory(prefix="beemon-bench-") as folder:
+            idle = Series(
+                workloads.idle_cpu(Path(folder), files=sizes.idle_files, window=sizes.idle_window, slices=runs)
+            )
         inotify = idle.median("inotify_cpu_pct")
         rows.append(
             [
-                f"a {sizes.idle_files:,}-file outbox, idle for {sizes.idle_window:.0f} s",
+                f"a {sizes.idle_files:,}-file outbox, idle for {sizes.idle_window:.0f} s (server down)",
                 "CPU % of one core",
                 f"inotify {_f(inotify, 2)} %; polling {_f(idle.median('polling_cpu_pct'), 2)} %",
                 f"watchdog's polling observer alone {_f(idle.median('observer_cpu_pct'), 2)} %",
@@ -229,7 +228,8 @@ def collect(sizes: Sizes, runs: int, only: set[str]) -> tuple[list[list[str]], l
             ]
         )
     if wanted("backfill"):
-        scale = _repeat("backfill", runs, lambda w: workloads.backfill(w, files=sizes.backfill))
+        with tempfile.TemporaryDirectory(prefix="beemon-bench-outbox-") as kept:
+            scale = _repeat("backfill", runs, lambda w: workloads.backfill(w, files=sizes.backfill, outbox=Path(kept)))
         first, growth = scale.median("first_upload_s"), scale.median("rss_growth_mib")
         rows.append(
             [

@@ -328,12 +328,15 @@ def _dated_outbox(outbox: Path, files: int, *, per_day: int = 1000, size: int = 
     return paths
 
 
-def idle_cpu(work: Path, *, files: int = 9000, window: float = 60.0, settle: float = 8.0) -> Figures:
-    """CPU % of one core over `window` s with `files` waiting in the outbox and nothing happening.
+def idle_cpu(
+    work: Path, *, files: int = 9000, window: float = 60.0, slices: int = 3, settle: float = 8.0
+) -> list[Figures]:
+    """CPU % of one core with `files` waiting in the outbox and nothing happening for `window` s.
 
     Three side by side: the uploader with inotify, with polling (1 s), and watchdog's polling
     observer alone. The server is down (a closed port), as when a station's outbox grows that big:
-    the jobs wait in the sink, whose sessions retry with backoff.
+    the jobs wait in the sink, whose sessions retry with backoff. The window is cut into `slices`
+    equal parts, one figure set each (the bench's "runs" for this row: one idle minute, not three).
     """
     port = free_port()
     boxes = {kind: work / f"outbox-{kind}" for kind in ("inotify", "polling", "observer")}
@@ -349,11 +352,15 @@ def idle_cpu(work: Path, *, files: int = 9000, window: float = 60.0, settle: flo
         observer = baselines.polling_observer(boxes["observer"])
         time.sleep(settle)  # the startup scan queues every file; then nothing happens
         pids = [u.pid for u in uploaders] + [observer.pid]
-        before = [procs.cpu_seconds(pid) for pid in pids]
-        started = time.monotonic()
-        time.sleep(window)
-        elapsed = time.monotonic() - started
-        used = [procs.cpu_seconds(pid) - cpu for pid, cpu in zip(pids, before, strict=True)]
+        figures = []
+        for _ in range(slices):
+            before = [procs.cpu_seconds(pid) for pid in pids]
+            started = time.monotonic()
+            time.sleep(window / slices)
+            elapsed = time.monotonic() - started
+            used = [procs.cpu_seconds(pid) - cpu for pid, cpu in zip(pids, before, strict=True)]
+            inotify, polling, alone = (100 * cpu / elapsed for cpu in used)
+            figures.append({"inotify_cpu_pct": inotify, "polling_cpu_pct": polling, "observer_cpu_pct": alone})
     finally:
         for uploader in uploaders:
             uploader.stop()
@@ -362,17 +369,17 @@ def idle_cpu(work: Path, *, files: int = 9000, window: float = 60.0, settle: flo
             observer.wait()
     for kind, box in boxes.items():
         assert sum(1 for p in box.rglob("*") if p.is_file()) == files, f"{kind}: files went missing"
-    inotify, polling, alone = (100 * cpu / elapsed for cpu in used)
-    return {"inotify_cpu_pct": inotify, "polling_cpu_pct": polling, "observer_cpu_pct": alone}
+    return figures
 
 
-def backfill(work: Path, *, files: int = 100_000, settle: float = 2.0) -> Figures:
+def backfill(work: Path, *, files: int = 100_000, settle: float = 2.0, outbox: Path | None = None) -> Figures:
     """`run` started on an outbox of `files` old files: seconds to the first upload, and memory.
 
     RSS growth is the peak (summed VmHWM of the uploader's processes) once every file is queued,
-    minus the same figure of an uploader started on an empty outbox in this run.
+    minus the same figure of an uploader started on an empty outbox in this run. `outbox` may be
+    kept between runs: only the files a run uploaded are written again.
     """
-    outbox = work / "outbox-backfill"
+    outbox = outbox or work / "outbox-backfill"
     _dated_outbox(outbox, files)
     with ftp_server(work) as server:
         empty = Uploader(work, fresh_dir(work / "outbox-empty"), server.port, server.password)
