@@ -555,7 +555,8 @@ class UploadSession:
             if not self._warned_unverified:
                 self._warned_unverified = True
                 log.warning(
-                    "%s:%s has neither SIZE nor MLST: uploads are trusted on the server's 226 reply",
+                    "%s:%s has neither SIZE nor MLST: uploads are trusted on the server's 226 reply and local"
+                    " files are deleted unverified (unless upload.delete_after_upload = false)",
                     self.params.host,
                     self.params.port,
                 )

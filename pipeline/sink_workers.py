@@ -40,6 +40,24 @@ log = logging.getLogger("beemon.sink")
 ABORT_GRACE_SECONDS = 5.0
 
 
+def unsafe_settings(policy: UploadPolicy) -> list[str]:
+    """What the policy gives up of the checks that keep a cut upload from costing a file, one phrase each."""
+    risks = []
+    if not policy.verify_size:
+        risks.append(
+            "upload.verify_size = false: the server's copy is never checked, a local file is deleted on the"
+            " server's 226 reply alone (a copy cut short on the server would be all that is left)"
+            if policy.delete_after_upload
+            else "upload.verify_size = false: the server's copy is never checked against the local size"
+        )
+    if not policy.atomic_rename:
+        risks.append(
+            "upload.atomic_rename = false: files are stored under their final names, so an interrupted upload"
+            " leaves a cut file visible under its final name until it is sent again"
+        )
+    return risks
+
+
 class _Outage:
     """One warning when the server becomes unreachable and one line when it is back, not one per worker."""
 
@@ -93,6 +111,9 @@ class Sink:
         self._open_sessions = 0
 
     def start(self) -> None:
+        risks = unsafe_settings(self.policy)
+        if risks:
+            log.warning("unsafe upload settings: %s", "; ".join(risks))
         for index, session in enumerate(self.sessions):
             thread = threading.Thread(target=self._work, args=(session,), name=f"ftp-{index}", daemon=True)
             thread.start()

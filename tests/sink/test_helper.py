@@ -251,7 +251,44 @@ def test_a_server_without_size_or_mlst_gets_files_trusted_on_226(make_server, st
     assert result.reply == "250 Renaming ok. (size not checked)"
     assert (ftp_root / "upload/a.wav").read_bytes() == data
     assert not (outbox / "a.wav").exists()
-    wait_until(lambda: any("neither SIZE nor MLST" in m for m in messages(caplog, logging.WARNING)))
+    (line,) = wait_until(lambda: [m for m in messages(caplog, logging.WARNING) if "neither SIZE nor MLST" in m])
+    assert line == (
+        f"127.0.0.1:{server.port} has neither SIZE nor MLST: uploads are trusted on the server's 226 reply"
+        " and local files are deleted unverified (unless upload.delete_after_upload = false)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "risks"),
+    [
+        ({"verify_size": False}, ["verify_size = false", "deleted on the server's 226 reply alone"]),
+        ({"atomic_rename": False}, ["atomic_rename = false", "cut file visible under its final name"]),
+        ({"verify_size": False, "atomic_rename": False}, ["verify_size = false", "atomic_rename = false"]),
+    ],
+)
+def test_settings_that_turn_off_a_check_are_named_in_one_warning_at_start(
+    make_server, start_sink, outbox, ftp_root, caplog, changes, risks
+):
+    server = make_server()
+    data = write(outbox / "a.wav", 1000)
+    policy = UploadPolicy(connections=2, retry_base=0.05, retry_max=0.5, **changes)
+    run = start_sink(server, policy=policy, jobs=(job_for(outbox / "a.wav", "a.wav"),))
+    run.delivered(1)
+    assert (ftp_root / "upload/a.wav").read_bytes() == data
+    wait_until(lambda: any("delivered" in m for m in messages(caplog, logging.INFO)))  # logs trail results
+    run.helper.stop(1.0)
+    (line,) = [m for m in messages(caplog, logging.WARNING) if "unsafe upload settings" in m]  # once, not per session
+    assert all(risk in line for risk in risks)
+    assert ("verify_size" in line, "atomic_rename" in line) == ("verify_size" in changes, "atomic_rename" in changes)
+
+
+def test_safe_settings_log_no_warning_at_start(make_server, start_sink, outbox, caplog):
+    server = make_server()
+    write(outbox / "a.wav", 10)
+    run = start_sink(server, jobs=(job_for(outbox / "a.wav", "a.wav"),))
+    run.delivered(1)
+    wait_until(lambda: any("delivered" in m for m in messages(caplog, logging.INFO)))
+    assert messages(caplog, logging.WARNING) == []
 
 
 def test_a_server_stopped_and_started_again_on_the_same_port(make_server, start_sink, outbox, ftp_root, caplog):
