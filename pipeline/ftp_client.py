@@ -6,7 +6,8 @@
 - Passive mode: EPSV, falling back to PASV for the client's life when refused; the address PASV
   announces is ignored for the control connection's peer (NAT'd servers announce private ones).
 - Pipelining (optional): the transfer command goes out before the data connection is opened,
-  and `batch` sends several commands in one write and reads their replies in order.
+  and `batch` sends several commands in one write and reads their replies in order; a passive
+  port asked for in a batch (`take_passive_reply`) serves the next transfer.
 
 Used for plain FTP too (it never sends AUTH then), so one class covers the three modes.
 """
@@ -37,6 +38,8 @@ class FtpClient(ftplib.FTP_TLS):
         self.use_epsv = True
         self.data_socket: socket.socket | None = None
         self.last_data_session_reused: bool | None = None
+        #: A passive address asked for ahead of time (`take_passive_reply`), used by the next transfer.
+        self.passive_ahead: tuple[str, int] | None = None
 
     def connect(
         self, host: str = "", port: int = 0, timeout: float = -999, source_address: tuple[str, int] | None = None
@@ -58,6 +61,9 @@ class FtpClient(ftplib.FTP_TLS):
         return self.welcome
 
     def makepasv(self) -> tuple[str, int]:
+        if self.passive_ahead is not None:
+            address, self.passive_ahead = self.passive_ahead, None
+            return address
         peer = self.sock.getpeername()
         if self.use_epsv:
             try:
@@ -71,6 +77,28 @@ class FtpClient(ftplib.FTP_TLS):
         if announced != peer[0]:
             log.debug("PASV announced %s; connecting to the control peer %s instead", announced, peer[0])
         return peer[0], port
+
+    @property
+    def passive_command(self) -> str:
+        """The command that opens a passive data port on this server: EPSV, or PASV once EPSV was refused."""
+        return "EPSV" if self.use_epsv else "PASV"
+
+    def take_passive_reply(self, reply: str) -> bool:
+        """Keep the address of a pipelined EPSV/PASV reply for the next transfer; False if there is none."""
+        peer = self.sock.getpeername()
+        try:
+            if reply.startswith("229"):
+                self.passive_ahead = ftplib.parse229(reply, peer)
+            elif reply.startswith("227"):
+                self.passive_ahead = (peer[0], ftplib.parse227(reply)[1])
+            else:
+                if self.use_epsv and reply_code(reply) in (*UNSUPPORTED, 522):
+                    self.use_epsv = False
+                    log.debug("server refused EPSV (%s); using PASV", reply.strip())
+                return False
+        except ftplib.Error:
+            return False
+        return True
 
     def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
         if self.pipelining and rest is None and self.passiveserver:

@@ -3,7 +3,8 @@
 Round trips are the currency on a station's link, so a session logs in once, sets TYPE I once,
 never changes directory per file (every path is absolute) and creates each remote folder at most
 once. One small file costs EPSV, STOR, RNFR, RNTO and SIZE: four round trips with pipelining
-(EPSV; STOR while the data connection opens; the 226; RNFR+RNTO+SIZE in one flight), six without.
+(EPSV; STOR while the data connection opens; the 226; RNFR+RNTO+SIZE in one flight), six without;
+three when the caller has the next file ready (that file's EPSV rides in the rename's flight).
 
 One upload: STOR to `.<name>.part` beside the target, RNFR/RNTO onto the final name, SIZE of the
 final name against the local size. Decisions worth knowing:
@@ -34,6 +35,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO, NoReturn
@@ -199,6 +201,19 @@ class UploadSession:
                         socket.socket.shutdown(sock, socket.SHUT_RDWR)
         self._aborted.set()
 
+    def drop_passive(self) -> None:
+        """Close a passive port asked for ahead (`upload`'s `next_upload`) that no transfer used.
+
+        Servers time an unused passive port out, and some (pyftpdlib) then send an unrequested 421
+        that would put the session out of step. ABOR closes it; one round trip, rarely needed.
+        """
+        client = self._client
+        if client is None or client.passive_ahead is None:
+            return
+        client.passive_ahead = None
+        with contextlib.suppress(FtpFailure):  # refused: the port times out on its own; lost: discarded
+            self._command("ABOR")
+
     def noop(self) -> str:
         """Keep an idle session alive (servers drop silent ones)."""
         return self._command("NOOP")
@@ -362,11 +377,16 @@ class UploadSession:
         resume: bool = False,
         atomic_rename: bool = True,
         verify_size: bool = True,
+        next_upload: Callable[[], bool] | None = None,
     ) -> UploadReport:
         """Deliver `size` bytes of `local_path` to `remote_path` (absolute, or relative to the root).
 
         Raises `LocalFileGone`, `LocalFileChanged` or an `FtpFailure` subclass; on success the final
         name holds the whole file (checked by size unless the server cannot tell).
+
+        `next_upload`, asked just before the rename, says whether this session's next call is
+        another upload: then the rename's flight also asks for the next passive port (one round
+        trip fewer per file). A caller that then does not upload calls `drop_passive`.
         """
         started = time.monotonic()
         target = self.absolute(remote_path)
@@ -390,7 +410,7 @@ class UploadSession:
                 log.debug("%s is already complete on the server; renaming it", staging)
         size_reply = None
         if atomic_rename:
-            reply, size_reply = self._rename(staging, target, ask_size=verify_size)
+            reply, size_reply = self._rename(staging, target, ask_size=verify_size, next_upload=next_upload)
         verified: bool | None = None
         if verify_size:
             verified = self._verify(target, size, size_reply)
@@ -487,8 +507,11 @@ class UploadSession:
                 raise LocalFileChanged(f"{local.name} shrank to {offset + sent} bytes while it was sent")
         return sent
 
-    def _rename(self, source: str, target: str, *, ask_size: bool) -> tuple[str, str | None]:
-        """RNFR/RNTO (with SIZE of the target in the same flight when pipelining); returns (RNTO reply, SIZE reply).
+    def _rename(
+        self, source: str, target: str, *, ask_size: bool, next_upload: Callable[[], bool] | None = None
+    ) -> tuple[str, str | None]:
+        """RNFR/RNTO (with SIZE of the target, and EPSV for the next upload, in the same flight when
+        pipelining); returns (RNTO reply, SIZE reply).
 
         When RNTO is refused, delete an existing target and rename once more.
         """
@@ -497,7 +520,13 @@ class UploadSession:
             lines = [f"RNFR {source}", f"RNTO {target}"]
             if ask_size and self._size_command:
                 lines.append(f"SIZE {target}")
+            client = self._require()
+            passive = next_upload is not None and client.passive_ahead is None and next_upload()
+            if passive:
+                lines.append(client.passive_command)
             replies = self._batch(lines)
+            if passive:
+                client.take_passive_reply(replies.pop())
             rnfr, rnto = replies[0], replies[1]
             size_reply = replies[2] if len(replies) > 2 else None
             if not rnfr.startswith("3"):

@@ -144,6 +144,22 @@ class JobBoard:
                 self._cond.wait(wait)
             return None
 
+    def untake(self, entry: Entry) -> None:
+        """Give back a job taken but never attempted (its worker lost its session first): first in its queue again."""
+        with self._cond:
+            path = entry.path
+            if self._in_flight.pop(path, None) is None:
+                return
+            entry.attempts -= 1
+            follow_up = self._follow_ups.pop(path, None)
+            if follow_up is not None:
+                entry.job = _merge(entry.job, follow_up)
+            queue = self._ready[_queue_index(entry.job.priority)]
+            queue[path] = entry
+            queue.move_to_end(path, last=False)
+            self._publish()
+            self._cond.notify()
+
     def finish(self, entry: Entry, outcome: Outcome, job: UploadJob | None = None) -> float:
         """Record how `entry`'s attempt ended; returns the seconds it now waits (0 when ready or done).
 

@@ -153,13 +153,20 @@ class Sink:
     def _work(self, session: UploadSession) -> None:
         backoff = Backoff(self.policy.retry_base, self.policy.retry_max)
         admitted = False
+        ahead: Entry | None = None  # the next job, taken during the last upload's rename
         while not self.stopping.is_set():
             if not admitted:
+                if ahead is not None:  # not held through a reconnect: another worker may take it now
+                    self.board.untake(ahead)
+                    ahead = None
                 admitted = self._open(session, backoff)
                 continue
-            entry = self.board.take(timeout=self.policy.idle_noop_seconds)
+            entry, ahead = ahead or self.board.take(timeout=0), None
+            if entry is None:
+                session.drop_passive()
+                entry = self.board.take(timeout=self.policy.idle_noop_seconds)
             if entry is not None:
-                self._attempt(session, entry)
+                ahead = self._attempt(session, entry)
             elif not self.stopping.is_set():
                 try:
                     session.noop()
@@ -168,6 +175,8 @@ class Sink:
             if not session.connected:
                 admitted = False
                 self._session_closed()
+        if ahead is not None:
+            self.board.untake(ahead)
         session.close()
         if admitted:
             self._session_closed()
@@ -236,7 +245,23 @@ class Sink:
 
     # --- one attempt
 
-    def _attempt(self, session: UploadSession, entry: Entry) -> None:
+    def _attempt(self, session: UploadSession, entry: Entry) -> Entry | None:
+        """Upload one job; returns the next job if one was taken during the rename (its data port is open)."""
+        ahead: list[Entry] = []
+
+        def take_ahead() -> bool:
+            """Take the next ready job now, so the rename's flight can ask for its data port."""
+            if self.stopping.is_set():
+                return False
+            following = self.board.take(timeout=0)
+            if following is not None:
+                ahead.append(following)
+            return following is not None
+
+        self._upload(session, entry, take_ahead)
+        return ahead[0] if ahead else None
+
+    def _upload(self, session: UploadSession, entry: Entry, take_ahead: Callable[[], bool]) -> None:
         started = time.monotonic()
         version = file_version(entry.job.local_path)
         if version is None:
@@ -255,6 +280,7 @@ class Sink:
                 resume=resume,
                 atomic_rename=policy.atomic_rename,
                 verify_size=policy.verify_size,
+                next_upload=take_ahead,
             )
         except LocalFileGone:
             self._finish(entry, Outcome.GONE, started, "the local file is gone")
