@@ -66,7 +66,7 @@ class LocalFileGone(Exception):
 
 
 class LocalFileChanged(Exception):
-    """The local file shrank while it was being sent: upload it again from its new state."""
+    """The local file changed size while it was being sent: upload it again from its new state."""
 
 
 def reply_code(error: BaseException) -> int:

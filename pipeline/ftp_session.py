@@ -16,6 +16,8 @@ final name against the local size. Decisions worth knowing:
   allow renames; files are then stored under their final name directly.
 - Servers without SIZE: the size comes from MLST instead; with neither, the session logs once that
   it trusts the "226 Transfer complete" reply and reports the upload as unverified (`verified=None`).
+- A local file whose size changed while it was sent is not renamed (`LocalFileChanged`): the
+  final name never shows a version the station was still writing.
 - Resume: when the caller says the local file is the one an earlier attempt was sending (`resume`)
   and a shorter `.part` is on the server, the upload continues with REST + STOR (APPE if REST is
   refused). A `.part` of unknown origin is overwritten, never trusted.
@@ -29,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import ftplib
 import logging
+import os
 import posixpath
 import re
 import socket
@@ -396,6 +399,7 @@ class UploadSession:
         except FileNotFoundError:
             raise LocalFileGone(local_path) from None
         with local:
+            opened = os.fstat(local.fileno()).st_size
             self.make_remote_directories(posixpath.dirname(target))
             offset = 0
             if resume and atomic_rename:
@@ -408,6 +412,10 @@ class UploadSession:
                 sent, reply = self._store_with_retry_on_missing_dir(local, staging, offset, size)
             else:
                 log.debug("%s is already complete on the server; renaming it", staging)
+            if atomic_rename and (now := os.fstat(local.fileno()).st_size) != opened:
+                # It grew (or shrank) while it was sent: what the server holds is not the file, so it
+                # stays under the temporary name rather than show a short version under the final one.
+                raise LocalFileChanged(f"{local_path} is {now} bytes now, {opened} when its upload began")
         size_reply = None
         if atomic_rename:
             reply, size_reply = self._rename(staging, target, ask_size=verify_size, next_upload=next_upload)
