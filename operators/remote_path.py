@@ -18,8 +18,9 @@ UNDATED = "undated"
 DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 SENSOR_BY_EXTENSION = {".wav": "audio", ".h264": "video", ".mp4": "video", ".csv": "temp"}
 FINAL_SUFFIX = ".csv.final"
-#: Control characters, path separators and the NUL byte never reach the server.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+#: Control characters, path separators and the NUL byte never reach the server; nor do bytes that
+#: are not UTF-8 (`os.fsdecode` makes them lone surrogates, which ftplib cannot even send).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\\ud800-\udfff]")
 
 
 def safe_segment(segment: str) -> str:
