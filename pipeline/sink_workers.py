@@ -18,6 +18,7 @@ from dataclasses import replace
 from operators.model import UploadJob
 from pipeline.backoff import Backoff
 from pipeline.bandwidth import TokenBucket
+from pipeline.file_state import file_state
 from pipeline.ftp_errors import (
     FtpFailure,
     LocalFileChanged,
@@ -30,7 +31,7 @@ from pipeline.ftp_errors import (
 )
 from pipeline.ftp_params import FtpParams, UploadPolicy
 from pipeline.ftp_session import UploadSession
-from pipeline.local_files import file_version, remove_local_file
+from pipeline.local_files import Removal, remove_uploaded
 from pipeline.sink_board import Entry, JobBoard
 from pipeline.sink_model import Outcome, SinkCounters, UploadResult
 from pipeline.sink_pool import SessionPool
@@ -263,12 +264,12 @@ class Sink:
 
     def _upload(self, session: UploadSession, entry: Entry, take_ahead: Callable[[], bool]) -> None:
         started = time.monotonic()
-        version = file_version(entry.job.local_path)
+        version = file_state(entry.job.local_path)
         if version is None:
             self._finish(entry, Outcome.GONE, started, "the local file is gone")
             return
-        if version != (entry.job.size, entry.job.mtime_ns):
-            entry.job = replace(entry.job, size=version[0], mtime_ns=version[1])
+        if (version.size, version.mtime_ns) != (entry.job.size, entry.job.mtime_ns):
+            entry.job = replace(entry.job, size=version.size, mtime_ns=version.mtime_ns)
         job = entry.job
         policy = self.policy
         resume = entry.partial == (job.remote_path, job.size, job.mtime_ns)
@@ -302,20 +303,32 @@ class Sink:
             session.close()
             self._finish(entry, Outcome.RETRY, started, f"{type(error).__name__}: {error}")
         else:
-            now = file_version(job.local_path)
-            if now is not None and now != version:
+            # Compared again under a read lease right before the removal (see `remove_uploaded`).
+            if policy.delete_after_upload:
+                removal = remove_uploaded(job.local_path, version)
+            else:
+                now = file_state(job.local_path)
+                removal = Removal(changed=now is not None and now != version)
+            if removal.changed:
                 self._changed(entry, started, report.reply, sent=report.bytes_sent)
                 return
-            removed = remove_local_file(job.local_path) if policy.delete_after_upload else []
             reply = report.reply if report.verified is not None else f"{report.reply} (size not checked)"
-            self._finish(entry, Outcome.DELIVERED, started, reply, sent=report.bytes_sent, removed=removed)
+            self._finish(
+                entry,
+                Outcome.DELIVERED,
+                started,
+                reply,
+                sent=report.bytes_sent,
+                removed=removal.removed,
+                kept=removal.kept,
+            )
 
     def _changed(self, entry: Entry, started: float, reply: str, sent: int = 0) -> None:
-        version = file_version(entry.job.local_path)
+        version = file_state(entry.job.local_path)
         if version is None:
             self._finish(entry, Outcome.GONE, started, "the local file is gone")
             return
-        newer = replace(entry.job, size=version[0], mtime_ns=version[1])
+        newer = replace(entry.job, size=version.size, mtime_ns=version.mtime_ns)
         self._finish(entry, Outcome.CHANGED, started, reply, sent=sent, job=newer)
 
     def _finish(
@@ -328,6 +341,7 @@ class Sink:
         sent: int = 0,
         job: UploadJob | None = None,
         removed: list[str] | None = None,
+        kept: str = "",
     ) -> None:
         """Tell the board, the parent and the log how the attempt ended."""
         attempted = entry.job
@@ -340,9 +354,9 @@ class Sink:
         if self._counters is not None:
             self._counters.add("delivered" if outcome == Outcome.DELIVERED else "failed", 1)
         self._emit(result)
-        self._log(result, delay, removed or [])
+        self._log(result, delay, removed or [], kept)
 
-    def _log(self, result: UploadResult, delay: float, removed: list[str]) -> None:
+    def _log(self, result: UploadResult, delay: float, removed: list[str], kept: str = "") -> None:
         extra = {
             "file": result.local_path,
             "remote": result.remote_path,
@@ -360,6 +374,8 @@ class Sink:
             )
             if removed:
                 log.info("removed %s from the outbox (verified on the server)", ", ".join(removed), extra=extra)
+            if kept:
+                log.info("kept %s in the outbox: %s", path, kept, extra=extra)
         elif result.outcome == Outcome.PARKED:
             if self._parked_replies.get(path) != result.reply:
                 self._parked_replies[path] = result.reply

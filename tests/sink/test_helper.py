@@ -529,3 +529,47 @@ def test_a_traceback_holding_the_password_is_scrubbed_before_it_leaves_the_child
     assert record.reply == "530 ***"
     assert (record.exc_info, record.exc_text, record.args) == (None, None, None)
     assert not [key for key, value in vars(record).items() if credentials.password in str(value)]
+
+
+@pytest.mark.parametrize("how", ["rewritten in place", "replaced by a rename"])
+def test_a_file_rewritten_with_the_same_size_and_mtime_is_uploaded_again_not_deleted(
+    make_server, start_sink, outbox, ftp_root, how
+):
+    rename_gate = threading.Event()
+    faults = Faults(hold={"RNFR": rename_gate})
+    server = make_server(faults=faults)
+    path = outbox / "a.wav"
+    write(path, 50_000)
+    before = path.stat()
+    run = start_sink(server, jobs=(job_for(path, "a.wav"),))
+
+    wait_until(lambda: faults.commands("RNFR"))  # the first version is sent, not yet renamed
+    second = os.urandom(50_000)
+    if how == "rewritten in place":
+        path.write_bytes(second)
+    else:
+        (outbox / "a.wav.tmp").write_bytes(second)
+        os.replace(outbox / "a.wav.tmp", path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # size and mtime as before: only ctime/inode tell
+    rename_gate.set()
+
+    run.delivered(1)
+    assert run.outcomes(path) == ["changed", "delivered"]
+    assert (ftp_root / "upload/a.wav").read_bytes() == second
+    assert not path.exists()
+
+
+def test_a_file_open_for_writing_is_kept_after_its_upload(make_server, start_sink, outbox, ftp_root, caplog):
+    server = make_server()
+    path = outbox / "a.wav"
+    data = write(path, 5000)
+    with path.open("ab") as writer:  # a sensor still holds it open
+        run = start_sink(server, jobs=(job_for(path, "a.wav"),))
+        (result,) = run.delivered(1)
+        writer.write(b"late samples")
+    assert result.reply.startswith("250")
+    assert (ftp_root / "upload/a.wav").read_bytes() == data
+    assert path.read_bytes() == data + b"late samples"  # nothing written after the upload was lost
+    line = wait_until(lambda: [m for m in messages(caplog, logging.INFO) if m.startswith("kept ")])
+    assert line == [f"kept {path} in the outbox: it is open for writing"]
+    assert not [m for m in messages(caplog) if m.startswith("removed ")]

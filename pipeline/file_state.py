@@ -1,0 +1,100 @@
+"""What a local file is right now, and whether some process still has it open for writing.
+
+Shared by the stream (is a file finished?) and the sink (may an uploaded file be deleted?).
+`FileState` names one version of a file: size and mtime tell most changes, the inode tells a file
+replaced under the same name, and the ctime tells a write that kept size and mtime (a writer can
+set the mtime back). The kernel knows whether a file is open for writing: it refuses a read lease
+on such a file, and while we hold one, an open for writing waits for us (`held_for_reading`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from operators.upload_jobs import regular_file_stat
+
+
+class FileState(NamedTuple):
+    """One version of a file: (size, mtime_ns, inode, ctime_ns)."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileState:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+def file_state(path: str) -> FileState | None:
+    """The `FileState` of `path` now (symlinks followed), or None when it does not exist."""
+    try:
+        return FileState.of(os.stat(path))
+    except FileNotFoundError:
+        return None
+
+
+class Held(NamedTuple):
+    """A file open for reading under a read lease: its descriptor and its `fstat`."""
+
+    fd: int
+    stat: os.stat_result
+
+
+@contextlib.contextmanager
+def held_for_reading(path: str) -> Iterator[Held | None]:
+    """Open `path` and hold a read lease on it for the block; None while a process has it open for writing.
+
+    While the lease is held no process can open the file for writing (its open waits until the
+    block ends), so what the block checks stays true until it is done. The lease's break signal is
+    SIGURG (ignored by default) rather than SIGIO, which would end the process. Where leases are
+    unsupported or not permitted (a file of another owner), the file is yielded without one.
+    Raises FileNotFoundError when the file is gone, OSError when it cannot be opened (a symlink).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    try:
+        leased = busy = False
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+            leased = True
+        except OSError as error:
+            busy = error.errno == errno.EAGAIN
+        if busy:
+            yield None
+            return
+        try:
+            yield Held(fd, os.fstat(fd))
+        finally:
+            if leased:
+                with contextlib.suppress(OSError):
+                    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    finally:
+        os.close(fd)
+
+
+def finished_file_stat(path: str) -> os.stat_result | None:
+    """`regular_file_stat`, or None while some process has the file open for writing.
+
+    Events cannot tell a pause in the writing from the end of it when inotify saw only Created
+    (a file written into a folder made a moment before, whose watch came late). The kernel can
+    (see `held_for_reading`; the lease is dropped at once). Where leases are unsupported or not
+    permitted, the file counts as finished.
+    """
+    st = regular_file_stat(path)
+    if st is None:
+        return None
+    try:
+        with held_for_reading(path) as held:
+            return st if held is not None else None
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return st  # unreadable: let the sink say so
