@@ -188,6 +188,13 @@ class Sink:
             return False
         try:
             session.connect()
+        except SessionFailure as failure:
+            # Refused credentials or certificate: this worker probes again after retry_max, keeping
+            # its slot meanwhile, and the held-back pool lets no other worker try in between.
+            self.pool.hold_back()
+            self._connect_failed(failure, backoff, None)
+            self.pool.release()
+            return False
         except FtpFailure as failure:
             # Shrink while this worker still counts as active: the limit is "the others that got in".
             limit = self.pool.too_many() if isinstance(failure, TooManyConnections) else None
@@ -195,6 +202,7 @@ class Sink:
             self._connect_failed(failure, backoff, limit)
             return False
         backoff.reset()
+        self.pool.logged_in()
         with self._lock:
             self._open_sessions += 1
             self._publish_sessions()
@@ -214,8 +222,13 @@ class Sink:
             self._counters.set(sessions=self._open_sessions)
 
     def _connect_failed(self, failure: FtpFailure, backoff: Backoff, limit: int | None) -> None:
-        """Log the failure (once per outage, or per 421) and wait out this worker's backoff."""
+        """Log the failure (once per outage, or per 421) and wait out this worker's backoff.
+
+        A refused login waits the cap at once: it will not fix itself sooner.
+        """
         delay = backoff.next_delay()
+        if isinstance(failure, SessionFailure):
+            delay = self.policy.retry_max
         first = self._outage.failed()
         where = f"{self.params.host}:{self.params.port}"
         if limit is not None:
