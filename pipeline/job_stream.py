@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import signal
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,8 @@ from pipeline.backfill_source import ORDERS, backfill_source, scan_outbox
 from pipeline.watch_source import OBSERVER_KINDS, watch_source
 
 DEFAULT_IGNORE_PATTERNS = (".*", "*.part", "*.tmp", "*~", "*.swp")
+
+log = logging.getLogger(__name__)
 
 
 def finished_file_stat(path: str) -> os.stat_result | None:
@@ -63,6 +66,19 @@ def finished_file_stat(path: str) -> os.stat_result | None:
     finally:
         os.close(fd)
     return st
+
+
+def logging_links(stat: StatFn) -> StatFn:
+    """`stat`, with a log line when what it refuses is a symlink: links are never followed, and one
+    made while running would otherwise be skipped without a word (the scans log those they meet)."""
+
+    def checked(path: str) -> os.stat_result | None:
+        st = stat(path)
+        if st is None and os.path.islink(path):
+            log.info("skipping the symlink %s: links are not followed", path)
+        return st
+
+    return checked
 
 
 def quiet_period(observer: str, debounce_seconds: float, polling_interval: float) -> float:
@@ -117,7 +133,7 @@ def build_job_stream(
         loop = scheduler or own_loop
         assert loop is not None
         # Polling serves network mounts, where leases mean nothing (CIFS even refuses them all).
-        stat: StatFn = regular_file_stat if polling else finished_file_stat
+        stat = logging_links(regular_file_stat if polling else finished_file_stat)
         jobs = to_upload_jobs(root, remote_root=remote_root, station=station, stat=stat)
         live = watch_source(root, observer, polling_interval).pipe(
             ops.observe_on(loop),
