@@ -48,6 +48,29 @@ class OnceProgress:
             self.changed.notify_all()
 
 
+class _Offline:
+    """Gives up when no session was open for as long as `max_retries` connection retries take.
+
+    A wrong password or an unreachable server yields no result for any file (the sink never gets
+    to try one), so without this `--once` would wait for ever.
+    """
+
+    def __init__(self, options: UploaderOptions, max_retries: int) -> None:
+        self.limit = (max_retries + 1) * options.policy.retry_max + options.ftp.timeout
+        self.where = f"{options.ftp.host}:{options.ftp.port}"
+        self.since: float | None = None
+
+    def given_up(self, running: RunningPipeline) -> str | None:
+        now = time.monotonic()
+        if running.helper is not None and running.helper.stats().sessions > 0:
+            self.since = None
+        elif self.since is None:
+            self.since = now
+        elif now - self.since > self.limit:
+            return f"no session could connect to or log in at {self.where} for {now - self.since:.0f} s"
+        return None
+
+
 def upload_once(options: UploaderOptions, *, max_retries: int = 5, progress: bool = False) -> int:
     """Exit code 0 when every ready file was delivered, 1 (listing the rest) otherwise."""
     # Ready means finished: not open for writing, and quiet for the debounce.
@@ -69,13 +92,14 @@ def upload_once(options: UploaderOptions, *, max_retries: int = 5, progress: boo
         # The bar replaces the per-file lines on a terminal; warnings and errors still print.
         logging.getLogger("beemon.sink").setLevel(logging.WARNING)
     started = time.monotonic()
+    offline = _Offline(options, max_retries)
     with RunningPipeline(options, UploadStats(), on_result=state.result, watch=False) as running:
         for job in jobs:
             running.submit(job)
         with state.changed:
             while state.open_jobs:
                 state.changed.wait(0.5)
-                broken = running.failure()
+                broken = running.failure() or offline.given_up(running)
                 if broken is not None:
                     log.error("%s", broken)
                     state.undelivered.update(dict.fromkeys(state.open_jobs, broken))

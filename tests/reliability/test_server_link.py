@@ -196,3 +196,28 @@ def test_a_held_back_pool_admits_one_session_until_a_login_succeeds():
     pool.logged_in()
     assert pool.limit == 4
     assert pool.admit() and pool.admit() and pool.admit()
+
+
+def test_once_with_a_wrong_password_gives_up_after_its_retries_and_deletes_nothing(watched_server, outbox, tmp_path):
+    server = watched_server()
+    files = dict(wav(outbox, i) for i in range(2))
+    before = outbox_files(outbox)
+    env = uploader_env(
+        server,
+        outbox,
+        tmp_path,
+        BEEMON_FTP__PASSWORD="wrong",
+        BEEMON_UPLOAD__RETRY_MAX_SECONDS="0.5",
+        BEEMON_FTP__TIMEOUT_SECONDS="2",
+    )
+    started = time.monotonic()
+    done = run_cli(env, "run", "--once", "--max-retries", "2", timeout=30)
+    assert done.returncode == 1, done.stderr
+    assert time.monotonic() - started < 10
+    assert len(lines(done.stderr, "cannot log in")) == 1, done.stderr
+    not_delivered = lines(done.stderr, "not delivered: ")
+    assert len(not_delivered) == len(files) and all("log in" in line for line in not_delivered), done.stderr
+    assert outbox_files(outbox) == before
+    assert server.files() == {}
+    # The first wave, then one login a retry_max until it gives up ((2 + 1) * 0.5 s + the 2 s timeout).
+    assert 3 <= len(server.watch.logins) <= 2 + (3 * 0.5 + 2) / 0.5 + 1
