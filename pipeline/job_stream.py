@@ -13,11 +13,8 @@ touched by two threads at once.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
-import signal
 from collections.abc import Iterator, Sequence
 
 import reactivex
@@ -32,40 +29,12 @@ from operators.model import UploadJob
 from operators.ready_files import is_ready, ready_files, watched_files
 from operators.upload_jobs import StatFn, job_for, regular_file_stat, to_upload_jobs
 from pipeline.backfill_source import ORDERS, backfill_source, scan_outbox
+from pipeline.file_state import finished_file_stat
 from pipeline.watch_source import OBSERVER_KINDS, watch_source
 
 DEFAULT_IGNORE_PATTERNS = (".*", "*.part", "*.tmp", "*~", "*.swp")
 
 log = logging.getLogger(__name__)
-
-
-def finished_file_stat(path: str) -> os.stat_result | None:
-    """`regular_file_stat`, or None while some process has the file open for writing.
-
-    Events cannot tell a pause in the writing from the end of it when inotify saw only Created
-    (a file written into a folder made a moment before, whose watch came late). The kernel can:
-    it refuses a read lease on a file open for writing. The lease is dropped at once, and its
-    break signal is SIGURG (ignored by default) rather than SIGIO, which would end the process.
-    Where leases are unsupported or not permitted (another owner), the file counts as finished.
-    """
-    st = regular_file_stat(path)
-    if st is None:
-        return None
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return st  # unreadable: let the sink say so
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-    except OSError as error:
-        return None if error.errno == errno.EAGAIN else st
-    finally:
-        os.close(fd)
-    return st
 
 
 def logging_links(stat: StatFn) -> StatFn:
