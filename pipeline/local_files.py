@@ -3,7 +3,8 @@
 The file system is the durable queue, so a local file is removed only once the server holds a
 verified copy of exactly the bytes it has now. A bare `.csv` is still being appended to by its
 sensor and is never removed; `X.csv.final` is the day's last state of `X.csv`, so removing it
-removes `X.csv` too (the original uploader's `remove_local_file`).
+removes `X.csv` too (the original uploader's `remove_local_file`), once the `.final` is seen to
+hold all of `X.csv`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from pipeline.file_state import FileState, file_state, held_for_reading
+from pipeline.file_state import FileState, Held, file_state, held_for_reading
 
 log = logging.getLogger("beemon.sink.files")
 
@@ -54,7 +55,9 @@ def remove_uploaded(filepath: str, version: FileState | None = None) -> Removal:
     A bare `.csv` is kept; `X.csv.final` takes `X.csv` with it, and `X.csv` goes first: a crash
     between the two removals then leaves `X.csv.final` (uploaded again at the next start, then
     removed with nothing left), never a bare `X.csv` of a finished day that nothing would ever
-    upload or remove. A file already gone is not an error.
+    upload or remove. A file already gone is not an error. `X.csv` goes only when the `.final`
+    holds all of it: no larger, not newer, not open for writing, and a byte prefix of the `.final`;
+    otherwise it is kept with one log line saying why.
 
     The check and the removal happen under a read lease (`held_for_reading`): a file open for
     writing is kept, and no writer can open it between the comparison and the removal.
@@ -68,27 +71,81 @@ def remove_uploaded(filepath: str, version: FileState | None = None) -> Removal:
             current = FileState.of(held.stat)
             if file_state(filepath) != current or (version is not None and current != version):
                 return Removal(kept="it changed after it was uploaded", changed=True)
-            return Removal(_remove_with_companion(filepath))
+            return Removal(_remove_with_companion(filepath, held))
     except FileNotFoundError:
         return Removal()
     except OSError:  # cannot be opened (a symlink, no read permission): compare by name only
         if version is not None and file_state(filepath) not in (version, None):
             return Removal(kept="it changed after it was uploaded", changed=True)
-        return Removal(_remove_with_companion(filepath))
+        return Removal(_remove_with_companion(filepath, None))
 
 
-def _remove_with_companion(filepath: str) -> list[str]:
-    targets = [filepath]
-    if filepath.endswith(FINAL_SUFFIX):
-        targets.insert(0, filepath[: -len(".final")])
+def _remove_with_companion(filepath: str, held: Held | None) -> list[str]:
+    """Remove `filepath` (held under a lease, when it could be opened), a checked bare `.csv` first."""
     removed = []
-    for target in targets:
-        try:
-            os.remove(target)
-        except FileNotFoundError:
-            continue
-        except OSError as error:
-            log.warning("could not remove %s: %s", target, error.strerror or error)
-            continue
-        removed.append(target)
+    if filepath.endswith(FINAL_SUFFIX):
+        bare = filepath[: -len(".final")]
+        if _bare_csv_removed(bare, filepath, held):
+            removed.append(bare)
+    if _remove(filepath):
+        removed.append(filepath)
     return removed
+
+
+def _bare_csv_removed(bare: str, final: str, held_final: Held | None) -> bool:
+    """Remove `X.csv` beside its uploaded `X.csv.final` only if the final holds all of it; else say why not.
+
+    The sensor may have appended to `X.csv` after writing the `.final`: then `X.csv` is larger, or
+    newer, or no longer a prefix of the `.final`, and the uploaded copy lacks those lines.
+    """
+    try:
+        with held_for_reading(bare) as held:
+            if held is None:
+                reason = "it is open for writing"
+            elif held_final is None:
+                reason = f"{os.path.basename(final)} could not be read to compare"
+            elif held.stat.st_size > held_final.stat.st_size:
+                reason = f"it is larger than the .final ({held.stat.st_size} B > {held_final.stat.st_size} B)"
+            elif held.stat.st_mtime_ns > held_final.stat.st_mtime_ns:
+                reason = "it was modified after the .final was written"
+            elif file_state(bare) != FileState.of(held.stat):
+                reason = "it changed while it was compared"
+            elif not _is_prefix(held.fd, held_final.fd, held.stat.st_size):
+                reason = "its content is not the beginning of the .final's"
+            else:
+                return _remove(bare)
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        reason = f"it cannot be read ({error.strerror or error})"
+    log.warning(
+        "kept %s beside the delivered %s: %s; the server's copy may lack lines of it (left for a person to check)",
+        bare,
+        os.path.basename(final),
+        reason,
+    )
+    return False
+
+
+def _is_prefix(fd: int, whole_fd: int, size: int, chunk: int = 1 << 16) -> bool:
+    """Whether the first `size` bytes of `fd` and of `whole_fd` are the same, read in chunks."""
+    offset = 0
+    while offset < size:
+        want = min(chunk, size - offset)
+        part = os.pread(fd, want, offset)
+        if not part or part != os.pread(whole_fd, len(part), offset):
+            return False
+        offset += len(part)
+    return True
+
+
+def _remove(target: str) -> bool:
+    """Remove one file; False when it was gone already or could not be removed (logged)."""
+    try:
+        os.remove(target)
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        log.warning("could not remove %s: %s", target, error.strerror or error)
+        return False
+    return True

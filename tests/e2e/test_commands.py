@@ -41,6 +41,8 @@ def test_once_delivers_everything_ready_and_exits_0(make_server, outbox, tmp_pat
     }
     growing = write_file(outbox / "temp" / "2022-07-20" / f"{STATION}@2022-07-20.csv", b"t,c\n")
     partner = write_file(outbox / "temp" / DAY / f"{STATION}@{DAY}.csv", b"t,c\n1,20.5\n")
+    final_mtime = (outbox / "temp" / DAY / f"{STATION}@{DAY}.csv.final").stat().st_mtime_ns
+    os.utime(partner, ns=(final_mtime, final_mtime))  # written before its .final, as a sensor does
     contents = {path: path.read_bytes() for path in files}
     done = run_cli(uploader_env(server, outbox, tmp_path), "run", "--once")
     assert done.returncode == 0, done.stderr

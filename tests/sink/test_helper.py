@@ -97,7 +97,10 @@ def test_a_mixed_set_arrives_byte_identical_where_it_belongs(make_server, start_
         "2024-05-02/audio/loose.wav": ("/upload/st9/2024-05-02/audio/loose.wav", 20_000),
     }
     contents = {remote: write(outbox / relative, size) for relative, (remote, size) in files.items()}
-    write(outbox / "temp/st1@2024-05-01.csv", 3_000)  # the growing file the .final replaces
+    bare = outbox / "temp/st1@2024-05-01.csv"  # the growing file the .final completes: its beginning, older
+    bare.write_bytes(contents["/upload/st1/2024-05-01/temp/st1@2024-05-01.csv"][:3_000])
+    final_mtime = (outbox / "temp/st1@2024-05-01.csv.final").stat().st_mtime_ns
+    os.utime(bare, ns=(final_mtime - 10**9, final_mtime - 10**9))
     growing = outbox / "temp/st1@2024-05-02.csv"
     contents["/upload/st1/2024-05-02/temp/st1@2024-05-02.csv"] = write(growing, 2_000)
     run = start_sink(server)
@@ -573,3 +576,53 @@ def test_a_file_open_for_writing_is_kept_after_its_upload(make_server, start_sin
     line = wait_until(lambda: [m for m in messages(caplog, logging.INFO) if m.startswith("kept ")])
     assert line == [f"kept {path} in the outbox: it is open for writing"]
     assert not [m for m in messages(caplog) if m.startswith("removed ")]
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("appended after the final", "it is larger than the .final (61 B > 40 B)"),
+        ("same size, other lines", "its content is not the beginning of the .final's"),
+        ("touched after the final", "it was modified after the .final was written"),
+        ("open for writing", "it is open for writing"),
+    ],
+)
+def test_a_bare_csv_the_final_does_not_hold_entirely_is_kept(
+    make_server, start_sink, outbox, ftp_root, caplog, case, reason
+):
+    server = make_server()
+    bare, final = outbox / "temp/s@2024-05-01.csv", outbox / "temp/s@2024-05-01.csv.final"
+    bare.parent.mkdir()
+    day = b"t,1\n" * 10
+    bare.write_bytes(day)
+    final.write_bytes(day)
+    old = final.stat().st_mtime_ns - 10**9
+    os.utime(final, ns=(old, old))
+    expected_bare = day
+    if case == "appended after the final":
+        expected_bare = day + b"late,2\n" * 3
+        bare.write_bytes(expected_bare)
+    elif case == "same size, other lines":
+        expected_bare = b"t,2\n" * 10
+        bare.write_bytes(expected_bare)
+        os.utime(bare, ns=(old - 1, old - 1))
+    elif case == "touched after the final":
+        os.utime(bare, ns=(old + 1, old + 1))
+    else:
+        os.utime(bare, ns=(old, old))
+    writer = bare.open("ab") if case == "open for writing" else None
+    try:
+        run = start_sink(server, jobs=(job_for(final, "s/2024-05-01/temp/s@2024-05-01.csv"),))
+        run.delivered(1)
+        wait_until(lambda: [m for m in messages(caplog) if m.startswith(f"removed {final} ")])  # the last line
+        line = [m for m in messages(caplog, logging.WARNING) if m.startswith("kept ")]
+    finally:
+        if writer is not None:
+            writer.close()
+    assert (ftp_root / "upload/s/2024-05-01/temp/s@2024-05-01.csv").read_bytes() == day
+    assert not final.exists()
+    assert bare.read_bytes() == expected_bare
+    assert line == [
+        f"kept {bare} beside the delivered s@2024-05-01.csv.final: {reason}; the server's copy may lack"
+        " lines of it (left for a person to check)"
+    ]
