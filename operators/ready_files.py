@@ -38,7 +38,10 @@ def parts_below(path: str, root: str) -> tuple[str, ...] | None:
         parts = tuple(path[len(prefix) :].split(os.sep))
         if all(part not in ("", os.curdir, os.pardir) for part in parts):
             return parts
-    relative = os.path.relpath(path, root)
+    try:
+        relative = os.path.relpath(path, root)
+    except ValueError:  # an empty path: below nothing (raising would end the whole stream)
+        return None
     if relative in (os.curdir, os.pardir) or relative.startswith(os.pardir + os.sep):
         return None
     return tuple(relative.split(os.sep))
