@@ -26,6 +26,7 @@ from pipeline.embedded_server import EmbeddedFtpServer
 from pipeline.job_stream import build_job_stream, scan_jobs
 from pipeline.options import UploaderOptions, options_from_settings
 from pipeline.stats import FINAL_OUTCOMES, UploadStats
+from pipeline.transport_risks import transport_risks
 from pipeline.upload_helper import UploadHelper, UploadResult
 
 log = logging.getLogger("beemon.uploader")
@@ -229,6 +230,8 @@ class RunningPipeline:
             log.info("embedded FTP server on 127.0.0.1:%d, storing into %s", self.server.port, options.embedded_root)
             options = options.replace(ftp=replace(options.ftp, host="127.0.0.1", port=self.server.port))
             self.options = options
+        for risk in transport_risks(options.ftp):
+            log.warning("%s", risk)
         self._results = UploadHelper.new_queue()
         self.helper = UploadHelper(options.ftp, options.policy, results=self._results)
         self.helper.start()

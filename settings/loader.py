@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from dynaconf import Dynaconf, ValidationError
@@ -17,6 +20,9 @@ DEFAULTS_FILE = PACKAGE_DIR / "settings.toml"
 #: Where a deployment keeps its settings; `BEEMON_CONFIG_DIR` moves it (tests, containers).
 SITE_DIR_DEFAULT = "/etc/beemon-uploader"
 ENVIRONMENTS = ("development", "testing", "production")
+SECRETS_NAME = ".secrets.toml"
+
+log = logging.getLogger("beemon.settings")
 
 
 class SettingsError(ValueError):
@@ -50,12 +56,20 @@ def build_settings(
     env = (env or os.environ.get("BEEMON_ENV") or "development").lower()
     if env not in ENVIRONMENTS:
         raise SettingsError(f"environment {env!r} is unknown: set BEEMON_ENV to one of {', '.join(ENVIRONMENTS)}")
+    files = settings_files(config_dir)
+    for path, mode in readable_secrets(files):
+        log.warning(
+            "%s can be read by other users (mode %03o) and holds secrets such as the FTP password: run chmod 600 %s",
+            path,
+            mode,
+            path,
+        )
     settings = Dynaconf(
         envvar_prefix="BEEMON",
         environments=True,
         env_switcher="BEEMON_ENV",
         env=env,
-        settings_files=settings_files(config_dir),
+        settings_files=files,
         root_path=str(PACKAGE_DIR),
         load_dotenv=False,
     )
@@ -66,6 +80,21 @@ def build_settings(
     if validate:
         validate_settings(settings, env)
     return settings
+
+
+def readable_secrets(files: Iterable[str]) -> list[tuple[str, int]]:
+    """(path, mode) of each secrets file that users other than its owner may read (group or world)."""
+    found = []
+    for path in files:
+        if Path(path).name != SECRETS_NAME:
+            continue
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            continue
+        if mode & 0o044:
+            found.append((path, mode))
+    return found
 
 
 def validate_settings(settings: Dynaconf, env: str) -> None:
