@@ -63,7 +63,7 @@ def test_an_outbox_on_a_read_only_file_system_is_uploaded_once_and_kept(
     run = start_uploader(env)
     wait_until(lambda: len(server.files()) == 3, timeout=20)
     settled = time.monotonic()
-    wait_until(lambda: time.monotonic() - settled > 1.2, timeout=5)  # six rescans later
+    wait_until(lambda: time.monotonic() - settled > 0.8, timeout=5)  # four rescans later
     assert run.stop() == 0
     output = run.output()
     assert server.files() == {remote_of(f"{DAY}/audio/{name}"): b"RIFF " + name.encode() for name in names}

@@ -84,7 +84,9 @@ def test_safe_segment_is_idempotent_and_leaves_safe_names_alone(scale):
 
 # --- the job path, on a real disk
 
-SEGMENT = st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b".."))
+SEGMENT = st.binary(min_size=1, max_size=40).filter(
+    lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b"..")
+)
 
 
 def test_no_job_made_from_real_files_escapes_the_root_whatever_their_names(scale):

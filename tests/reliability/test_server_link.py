@@ -69,7 +69,7 @@ def test_server_down_mid_run_then_back_delivers_everything_without_hammering(
 def test_a_wrong_password_gives_one_error_line_retries_at_the_cap_and_deletes_nothing(
     scale, watched_server, outbox, tmp_path, start_uploader
 ):
-    retry_max = 1.0
+    retry_max = 0.5
     server = watched_server()
     files = dict(wav(outbox, i) for i in range(3))
     before = outbox_files(outbox)
@@ -80,7 +80,7 @@ def test_a_wrong_password_gives_one_error_line_retries_at_the_cap_and_deletes_no
     run = start_uploader(env)
     wait_until(lambda: server.watch.logins, timeout=20)
     started = server.watch.logins[0]
-    window = max(3.0, scale.outage_seconds)
+    window = max(2.0, scale.outage_seconds)
     wait_until(lambda: time.monotonic() - started > window, timeout=window + 5)
     assert run.stop() == 0
     output = run.output()
@@ -207,11 +207,11 @@ def test_once_with_a_wrong_password_gives_up_after_its_retries_and_deletes_nothi
         outbox,
         tmp_path,
         BEEMON_FTP__PASSWORD="wrong",
-        BEEMON_UPLOAD__RETRY_MAX_SECONDS="0.5",
-        BEEMON_FTP__TIMEOUT_SECONDS="2",
+        BEEMON_UPLOAD__RETRY_MAX_SECONDS="0.3",
+        BEEMON_FTP__TIMEOUT_SECONDS="1",
     )
     started = time.monotonic()
-    done = run_cli(env, "run", "--once", "--max-retries", "2", timeout=30)
+    done = run_cli(env, "run", "--once", "--max-retries", "1", timeout=30)
     assert done.returncode == 1, done.stderr
     assert time.monotonic() - started < 10
     assert len(lines(done.stderr, "cannot log in")) == 1, done.stderr
@@ -219,5 +219,5 @@ def test_once_with_a_wrong_password_gives_up_after_its_retries_and_deletes_nothi
     assert len(not_delivered) == len(files) and all("log in" in line for line in not_delivered), done.stderr
     assert outbox_files(outbox) == before
     assert server.files() == {}
-    # The first wave, then one login a retry_max until it gives up ((2 + 1) * 0.5 s + the 2 s timeout).
-    assert 3 <= len(server.watch.logins) <= 2 + (3 * 0.5 + 2) / 0.5 + 1
+    # The first wave, then one login a retry_max until it gives up ((1 + 1) * 0.3 s + the 1 s timeout).
+    assert 3 <= len(server.watch.logins) <= 2 + (2 * 0.3 + 1) / 0.3 + 1

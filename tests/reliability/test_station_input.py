@@ -99,7 +99,7 @@ def test_a_file_deleted_or_replaced_during_its_upload_never_loses_the_version_th
     watched_server, outbox, tmp_path, start_uploader
 ):
     server = watched_server()
-    server.watch.stall_after_bytes, server.watch.stall_seconds, server.watch.stalls = 1_000_000, 1.0, 1
+    server.watch.stall_after_bytes, server.watch.stall_seconds, server.watch.stalls = 1_000_000, 0.5, 1
     deleted = put(outbox, f"video/{DAY}/deleted.h264", os.urandom(20_000_000))
     content = deleted.read_bytes()
     run = start_uploader(uploader_env(server, outbox, tmp_path, BEEMON_FTP__CONNECTIONS="1"))
@@ -232,7 +232,7 @@ def test_a_file_growing_while_it_uploads_is_never_shown_short_and_arrives_whole(
     watched_server, outbox, tmp_path, start_uploader
 ):
     server = watched_server()
-    server.watch.stall_after_bytes, server.watch.stall_seconds, server.watch.stalls = 1_000_000, 1.0, 1
+    server.watch.stall_after_bytes, server.watch.stall_seconds, server.watch.stalls = 1_000_000, 0.5, 1
     growing = put(outbox, f"video/{DAY}/growing.h264", os.urandom(16_000_000))
     run = start_uploader(uploader_env(server, outbox, tmp_path, BEEMON_FTP__CONNECTIONS="1"))
     wait_until(lambda: server.watch.stalls == 0, timeout=20)  # its upload is under way
