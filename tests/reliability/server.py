@@ -58,10 +58,17 @@ class Watch:
     connections: list[float] = field(default_factory=list)
     logins: list[float] = field(default_factory=list)
     tripwires: list[Tripwire] = field(default_factory=list)
-    #: stop reading a transfer for `stall_seconds` once `stall_after_bytes` arrived, this many times.
+    #: stop reading a transfer for `stall_seconds` once `stall_after_bytes` arrived, this many times;
+    #: or, with `stall_until` given, until the test sets it.
     stall_after_bytes: int = 0
     stall_seconds: float = 0.0
     stalls: int = 0
+    stall_until: threading.Event | None = None
+
+    def hold_transfers(self, after_bytes: int = 1_000_000) -> threading.Event:
+        """Stop the next transfer once `after_bytes` arrived, until the returned event is set."""
+        self.stall_after_bytes, self.stalls, self.stall_until = after_bytes, 1, threading.Event()
+        return self.stall_until
 
     def arm(self, point: str, match: str = "", min_bytes: int = 0) -> Tripwire:
         wire = Tripwire(point, match, min_bytes)
@@ -138,17 +145,21 @@ class TrippingDTPHandler(CuttingDTPHandler):
             self.cmd_channel.close()
         elif watch.stalls > 0 and self.tot_bytes_received >= watch.stall_after_bytes:
             watch.stalls -= 1
-            self._stall(watch.stall_seconds)
+            self._stall(watch.stall_seconds, watch.stall_until)
 
-    def _stall(self, seconds: float) -> None:
+    def _stall(self, seconds: float, until: threading.Event | None) -> None:
         """Stop reading (the client's send blocks once the socket buffers fill), as a hung server does."""
 
         def resume() -> None:
-            if not self._closed:
-                self.add_channel(events=self.ioloop.READ)
+            if self._closed:
+                return
+            if until is not None and not until.is_set():
+                self.ioloop.call_later(0.02, resume, _errback=self.handle_error)
+                return
+            self.add_channel(events=self.ioloop.READ)
 
         self.del_channel()
-        self.ioloop.call_later(seconds, resume, _errback=self.handle_error)
+        self.ioloop.call_later(0 if until is not None else seconds, resume, _errback=self.handle_error)
 
     handle_read_event = handle_read
 

@@ -58,7 +58,7 @@ def test_server_down_mid_run_then_back_delivers_everything_without_hammering(
 
     # The first upload after the return came within the backoff cap (plus a little work).
     first_store = min(at for at, _ in server.watch.stores if at > back_at)
-    assert first_store - back_at < retry_max + 0.5, output
+    assert first_store - back_at < retry_max + 1.0, output
     # No tight loop while it was down: exponential backoff with full jitter, capped at retry_max, per session.
     sessions, ramp = 2, 6  # the testing environment's connections; failures before the cap is reached
     assert 1 <= len(dead.attempts) <= sessions * (ramp + 3 * down_for / retry_max), (len(dead.attempts), down_for)
@@ -90,7 +90,7 @@ def test_a_wrong_password_gives_one_error_line_retries_at_the_cap_and_deletes_no
     assert " ERROR " in errors[0] and "530" in errors[0], errors
     # One session probes the account, once per retry_max: a lockout policy (fail2ban) is not tripped.
     logins = list(server.watch.logins)
-    first_wave = [at for at in logins if at - started < 0.3]
+    first_wave = [at for at in logins if at - started < 0.6 * retry_max]
     later = logins[len(first_wave) :]
     gaps = [b - a for a, b in itertools.pairwise(later)]
     assert len(later) >= 1, logins

@@ -99,21 +99,23 @@ def test_a_file_deleted_or_replaced_during_its_upload_never_loses_the_version_th
     watched_server, outbox, tmp_path, start_uploader
 ):
     server = watched_server()
-    server.watch.stall_after_bytes, server.watch.stall_seconds, server.watch.stalls = 1_000_000, 0.5, 1
+    held = server.watch.hold_transfers()
     deleted = put(outbox, f"video/{DAY}/deleted.h264", os.urandom(20_000_000))
     content = deleted.read_bytes()
     run = start_uploader(uploader_env(server, outbox, tmp_path, BEEMON_FTP__CONNECTIONS="1"))
     wait_until(lambda: server.watch.stalls == 0, timeout=20)  # mid-transfer, the server holding it
     deleted.unlink()  # the station (or a person) removes it: the open file is still read whole
+    held.set()
     wait_until(lambda: remote_of(f"{DAY}/video/deleted.h264") in server.files(), timeout=20)
 
-    server.watch.stalls = 1
+    held = server.watch.hold_transfers()
     replaced = put(outbox, f"video/{DAY}/replaced.h264", os.urandom(20_000_000))
     wait_until(lambda: server.watch.stalls == 0, timeout=20)
     newer = os.urandom(300_000)
     temporary = replaced.with_name(".replaced.h264.tmp")
     temporary.write_bytes(newer)
     os.replace(temporary, replaced)  # an atomic save of a new version over the one being sent
+    held.set()
     wait_until(lambda: not replaced.exists(), timeout=30)
     assert run.stop() == 0
     files = server.files()
@@ -232,13 +234,14 @@ def test_a_file_growing_while_it_uploads_is_never_shown_short_and_arrives_whole(
     watched_server, outbox, tmp_path, start_uploader
 ):
     server = watched_server()
-    server.watch.stall_after_bytes, server.watch.stall_seconds, server.watch.stalls = 1_000_000, 0.5, 1
+    held = server.watch.hold_transfers()
     growing = put(outbox, f"video/{DAY}/growing.h264", os.urandom(16_000_000))
     run = start_uploader(uploader_env(server, outbox, tmp_path, BEEMON_FTP__CONNECTIONS="1"))
     wait_until(lambda: server.watch.stalls == 0, timeout=20)  # its upload is under way
     with growing.open("ab") as more:  # the station was not done after all
         more.write(os.urandom(1_000_000))
     content = growing.read_bytes()
+    held.set()
     wait_until(lambda: not growing.exists(), timeout=30)
     assert run.stop() == 0
     final = remote_of(f"{DAY}/video/growing.h264")
