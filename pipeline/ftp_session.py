@@ -18,9 +18,11 @@ final name against the local size. Decisions worth knowing:
   it trusts the "226 Transfer complete" reply and reports the upload as unverified (`verified=None`).
 - A local file whose size changed while it was sent is not renamed (`LocalFileChanged`): the
   final name never shows a version the station was still writing.
-- Resume: when the caller says the local file is the one an earlier attempt was sending (`resume`)
-  and a shorter `.part` is on the server, the upload continues with REST + STOR (APPE if REST is
-  refused). A `.part` of unknown origin is overwritten, never trusted.
+- Resume: when the caller says the `.part` on the server holds the beginning of this very version
+  of the file (`resume`: an earlier attempt's STOR of it had started sending, see `progress`) and
+  that `.part` is shorter than the file but not empty, the upload continues with REST + STOR (APPE
+  if REST is refused). Any other `.part` is overwritten by a full STOR: its size alone proves
+  nothing about whose bytes it holds.
 - TLS: certificates are verified by default; data connections reuse the control connection's TLS
   session (see `ftp_client`). Plain FTP sends with `socket.sendfile` (zero-copy); TLS, and plain
   FTP with sendfile off (or a bandwidth limit's smaller chunks), send blocks of `blocksize`.
@@ -74,6 +76,17 @@ class UploadReport:
     seconds: float
 
 
+@dataclass(slots=True)
+class UploadProgress:
+    """How far one `upload` got on the server, also when it failed: what the caller may trust next time.
+
+    `stored`: a STOR (or APPE) into the staging name was accepted, so from then on that name held
+    this attempt's bytes of this version of the file (a prefix of it).
+    """
+
+    stored: bool = False
+
+
 def temp_name(remote_path: str) -> str:
     """The hidden temporary name beside the target: `dir/.name.part`."""
     directory, name = posixpath.split(remote_path)
@@ -105,6 +118,7 @@ class UploadSession:
         self._size_command = True
         self._mlst_command = True
         self._warned_unverified = False
+        self._progress = UploadProgress()
         self.welcome = ""
 
     @classmethod
@@ -381,6 +395,7 @@ class UploadSession:
         atomic_rename: bool = True,
         verify_size: bool = True,
         next_upload: Callable[[], bool] | None = None,
+        progress: UploadProgress | None = None,
     ) -> UploadReport:
         """Deliver `size` bytes of `local_path` to `remote_path` (absolute, or relative to the root).
 
@@ -390,7 +405,10 @@ class UploadSession:
         `next_upload`, asked just before the rename, says whether this session's next call is
         another upload: then the rename's flight also asks for the next passive port (one round
         trip fewer per file). A caller that then does not upload calls `drop_passive`.
+
+        `progress`, when given, is filled in as the upload goes (read it after a failure too).
         """
+        self._progress = progress if progress is not None else UploadProgress()
         started = time.monotonic()
         target = self.absolute(remote_path)
         staging = temp_name(target) if atomic_rename else target
@@ -404,14 +422,9 @@ class UploadSession:
             offset = 0
             if resume and atomic_rename:
                 existing = self.remote_size(staging)
-                if existing is not None and 0 < existing <= size:
+                if existing is not None and 0 < existing < size:
                     offset = existing
-            reply = ""
-            sent = 0
-            if offset < size or size == 0:
-                sent, reply = self._store_with_retry_on_missing_dir(local, staging, offset, size)
-            else:
-                log.debug("%s is already complete on the server; renaming it", staging)
+            sent, reply = self._store_with_retry_on_missing_dir(local, staging, offset, size)
             if atomic_rename and (now := os.fstat(local.fileno()).st_size) != opened:
                 # It grew (or shrank) while it was sent: what the server holds is not the file, so it
                 # stays under the temporary name rather than show a short version under the final one.
@@ -453,6 +466,7 @@ class UploadSession:
                 self._discard()
             raise failure from None
         client.data_socket = conn
+        self._progress.stored = True  # the server opened `path` for this transfer: its bytes are ours
         sent = 0
         try:
             with conn:

@@ -5,6 +5,10 @@ has anything. A path is on the board at most once: a newer job for a queued path
 one in place; a job for a path in flight is kept as its follow-up and decided on when the attempt
 ends. Failed jobs wait out their own backoff beside the queues (never blocking other jobs); parked
 ones wait `retry_max`. Idle workers block on one condition variable: no polling.
+
+The board also remembers, per remote path, which job's bytes this process last sent into its
+`.part` on the server (from each attempt's `UploadProgress`): a later attempt resumes only a `.part`
+that holds the beginning of its own version, never one another job (or another process) wrote.
 """
 
 from __future__ import annotations
@@ -16,10 +20,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from operators.model import Priority, UploadJob
 from pipeline.backoff import full_jitter
 from pipeline.sink_model import Outcome, SinkCounters
+
+if TYPE_CHECKING:
+    from pipeline.ftp_session import UploadProgress
 
 
 @dataclass(eq=False, slots=True)
@@ -31,8 +39,8 @@ class Entry:
     failures: int = 0
     parked: bool = False
     due: float = 0.0
-    #: (remote path, size, mtime_ns) of the version an interrupted attempt left as `.part`.
-    partial: tuple[str, int, int] | None = None
+    #: what the attempt in flight did on the server, filled in by the session as it goes
+    progress: UploadProgress | None = None
 
     @property
     def path(self) -> str:
@@ -42,6 +50,10 @@ class Entry:
 def _queue_index(priority: int) -> int:
     """The original's rule: priority 0 is the primary queue, anything else the secondary."""
     return 0 if priority == Priority.LIVE else 1
+
+
+def _version(job: UploadJob) -> tuple[str, int, int]:
+    return job.local_path, job.size, job.mtime_ns
 
 
 def _same_version(a: UploadJob, b: UploadJob) -> bool:
@@ -78,6 +90,8 @@ class JobBoard:
         self._sequence = 0
         self._in_flight: dict[str, Entry] = {}
         self._follow_ups: dict[str, UploadJob] = {}
+        #: remote path -> (local path, size, mtime_ns) whose STOR last wrote that path's `.part`
+        self._parts: dict[str, tuple[str, int, int]] = {}
         self._closed = False
 
     # --- producers
@@ -168,6 +182,7 @@ class JobBoard:
         with self._cond:
             path = entry.path
             self._in_flight.pop(path, None)
+            self._record_part(entry, outcome)
             follow_up = self._follow_ups.pop(path, None)
             delay = 0.0
             if outcome in (Outcome.DELIVERED, Outcome.GONE):
@@ -176,7 +191,6 @@ class JobBoard:
             elif outcome == Outcome.CHANGED:
                 newest = job or entry.job
                 entry.job = _merge(follow_up, newest) if follow_up else newest
-                entry.partial = None
                 self._make_ready(entry)
             elif follow_up is not None and not _same_version(follow_up, entry.job):
                 entry.job, entry.failures, entry.parked = _merge(entry.job, follow_up), 0, False
@@ -195,6 +209,11 @@ class JobBoard:
             self._cond.notify()
             return delay
 
+    def part_is_ours(self, job: UploadJob) -> bool:
+        """Whether the `.part` of `job.remote_path` was last written by a STOR of this very version of the file."""
+        with self._cond:
+            return self._parts.get(job.remote_path) == _version(job)
+
     # --- inspection
 
     def counts(self) -> dict[str, int]:
@@ -211,6 +230,16 @@ class JobBoard:
         }
 
     # --- internals (called with the condition held)
+
+    def _record_part(self, entry: Entry, outcome: Outcome) -> None:
+        """Note whose bytes the attempt left in its remote path's `.part` (see the module docstring)."""
+        progress, entry.progress = entry.progress, None
+        remote = entry.job.remote_path
+        abandoned = outcome == Outcome.GONE and self._parts.get(remote, ("",))[0] == entry.path
+        if outcome == Outcome.DELIVERED or abandoned:
+            self._parts.pop(remote, None)  # renamed away, or nobody will resume it
+        elif progress is not None and progress.stored:
+            self._parts[remote] = _version(entry.job)
 
     def _make_ready(self, entry: Entry) -> None:
         self._ready[_queue_index(entry.job.priority)][entry.path] = entry

@@ -30,7 +30,7 @@ from pipeline.ftp_errors import (
     scrub,
 )
 from pipeline.ftp_params import FtpParams, UploadPolicy
-from pipeline.ftp_session import UploadSession
+from pipeline.ftp_session import UploadProgress, UploadSession
 from pipeline.local_files import Removal, remove_uploaded
 from pipeline.sink_board import Entry, JobBoard
 from pipeline.sink_model import Outcome, SinkCounters, UploadResult
@@ -285,7 +285,8 @@ class Sink:
             entry.job = replace(entry.job, size=version.size, mtime_ns=version.mtime_ns)
         job = entry.job
         policy = self.policy
-        resume = entry.partial == (job.remote_path, job.size, job.mtime_ns)
+        resume = self.board.part_is_ours(job)
+        entry.progress = UploadProgress()  # what this attempt does on the server: the board reads it at the end
         try:
             report = session.upload(
                 job.local_path,
@@ -294,6 +295,7 @@ class Sink:
                 resume=resume,
                 atomic_rename=policy.atomic_rename,
                 verify_size=policy.verify_size,
+                progress=entry.progress,
                 next_upload=take_ahead,
             )
         except LocalFileGone:
@@ -306,8 +308,6 @@ class Sink:
             session.close()
             self._finish(entry, Outcome.RETRY, started, str(failure))
         except TransientFailure as failure:
-            if policy.atomic_rename:
-                entry.partial = (job.remote_path, job.size, job.mtime_ns)
             self._finish(entry, Outcome.RETRY, started, str(failure))
         except OSError as error:  # reading the local file failed
             self._finish(entry, Outcome.RETRY, started, f"local read failed: {error}")

@@ -33,6 +33,8 @@ class Faults:
     deny_stor: tuple[str, ...] = ()
     #: answer every command named here with its reply, e.g. {"RNFR": "553 Renaming not allowed."}.
     refuse: dict[str, str] = field(default_factory=dict)
+    #: answer the next commands of a name with these replies, one each, then behave (e.g. {"MKD": ["450 Busy."]}).
+    once: dict[str, list[str]] = field(default_factory=dict)
     #: refuse RNTO onto an existing file (as some servers do) instead of replacing it.
     rnto_no_replace: bool = False
     #: behave as if SIZE (and, with `no_mlst`, MLST) were not implemented (500).
@@ -87,6 +89,8 @@ class _FaultMixin:
                 self.respond(f'500 Command "{cmd}" not understood.')
             elif cmd in faults.refuse:
                 self.respond(faults.refuse[cmd])
+            elif faults.once.get(cmd):
+                self.respond(faults.once[cmd].pop(0))
             else:
                 super().pre_process_command(line, cmd, arg)  # type: ignore[misc]
 

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from operators.model import Priority, UploadJob
+from pipeline.ftp_session import UploadProgress
 from pipeline.sink_board import JobBoard
 from pipeline.sink_model import Outcome
 from tests.conftest import wait_until
@@ -129,10 +130,33 @@ def test_a_job_for_a_path_in_flight_is_decided_when_the_attempt_ends(board):
 def test_changed_goes_back_at_once_with_the_new_version_and_no_resume(board):
     board.put(job("a"))
     entry = board.take(timeout=0)
-    entry.partial = ("/up/a", 10, 1)
+    entry.progress = UploadProgress(stored=True)
     board.finish(entry, Outcome.CHANGED, job("a", size=30, mtime=2))
     again = board.take(timeout=0)
-    assert (again.job.size, again.job.mtime_ns, again.partial, again.attempts) == (30, 2, None, 2)
+    assert (again.job.size, again.job.mtime_ns, again.attempts) == (30, 2, 2)
+    assert board.part_is_ours(job("a", size=10, mtime=1))  # the old version's bytes...
+    assert not board.part_is_ours(again.job)  # ...are no beginning of the new one
+
+
+def test_a_part_is_resumed_only_by_the_version_whose_stor_wrote_it_last(board, clock):
+    one = UploadJob("/out/hive1/x.wav", "/up/x.wav", 10, 1)
+    two = UploadJob("/out/hive2/x.wav", "/up/x.wav", 10, 1)
+
+    def attempt(stored: bool) -> UploadJob:
+        clock.now += 100  # past any backoff
+        entry = board.take(timeout=0)
+        entry.progress = UploadProgress(stored=stored)
+        board.finish(entry, Outcome.RETRY)
+        return entry.job
+
+    board.put(one)
+    assert attempt(stored=False) == one  # failed before its STOR was accepted
+    assert not board.part_is_ours(one)
+    assert attempt(stored=True) == one  # cut in the middle
+    assert board.part_is_ours(one)
+    board.put(two)
+    assert attempt(stored=True) == two  # another file with the same remote path wrote the .part since
+    assert (board.part_is_ours(one), board.part_is_ours(two)) == (False, True)
 
 
 def test_gone_is_final(board):

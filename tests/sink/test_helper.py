@@ -626,3 +626,33 @@ def test_a_bare_csv_the_final_does_not_hold_entirely_is_kept(
         f"kept {bare} beside the delivered s@2024-05-01.csv.final: {reason}; the server's copy may lack"
         " lines of it (left for a person to check)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("fault", "stale_size"),
+    [
+        ({"stor_replies": ["452 No space left on device."]}, 600),
+        ({"stor_replies": ["452 No space left on device."]}, 1000),
+        ({"once": {"MKD": ["450 Busy, try later."]}}, 1000),
+        ({"once": {"EPSV": ["421 Service not available, closing control connection."]}}, 600),
+    ],
+    ids=["452 on STOR, shorter part", "452 on STOR, part of the same size", "450 on MKD", "421 before STOR"],
+)
+def test_a_part_file_this_upload_never_wrote_is_not_resumed_after_a_failure_before_any_byte(
+    make_server, start_sink, outbox, ftp_root, fault, stale_size
+):
+    faults = Faults(**fault)
+    server = make_server(faults=faults)
+    folder = ftp_root / "upload/st/2024-01-01/audio"
+    folder.mkdir(parents=True)
+    (folder / ".x.wav.part").write_bytes(b"OLD" * (stale_size // 3) + b"O" * (stale_size % 3))  # someone else's
+    data = write(outbox / "x.wav", 1000)
+    run = start_sink(server, jobs=(job_for(outbox / "x.wav", "st/2024-01-01/audio/x.wav"),))
+
+    run.delivered(1)
+    assert run.outcomes(outbox / "x.wav") == ["retry", "delivered"]
+    assert (folder / "x.wav").read_bytes() == data
+    assert sorted(p.name for p in folder.iterdir()) == ["x.wav"]
+    assert faults.commands("REST") == [] and faults.commands("APPE") == []
+    assert faults.commands("STOR")[-1] == "/upload/st/2024-01-01/audio/.x.wav.part"
+    assert not (outbox / "x.wav").exists()

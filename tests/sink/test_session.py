@@ -21,7 +21,7 @@ from pipeline.ftp_errors import (
     TransientFailure,
 )
 from pipeline.ftp_params import FtpParams
-from pipeline.ftp_session import UploadSession, temp_name
+from pipeline.ftp_session import UploadProgress, UploadSession, temp_name
 from tests.conftest import params_for, wait_until
 from tests.ftp_faults import Faults, FaultyTLSHandler, ImplicitTLSHandler
 
@@ -175,6 +175,35 @@ def test_a_cut_transfer_resumes_with_rest_and_never_shows_a_partial_final_file(
     assert report.resumed_from == done
     assert report.bytes_sent == len(data) - done
     assert faults.commands("REST") == [str(done)]
+
+
+def test_progress_says_whether_the_stor_was_accepted(make_server, outbox, credentials):
+    faults = Faults(stor_replies=["452 No space left on device."], cut_after_bytes=50_000, cuts=1)
+    server = make_server(faults=faults)
+    write(outbox / "a.wav", 200_000)
+    progress = UploadProgress()
+    with UploadSession(params_for(server, credentials, blocksize=16 * 1024)) as session:
+        with pytest.raises(TransientFailure):
+            session.upload(str(outbox / "a.wav"), "a.wav", 200_000, progress=progress)
+        assert progress == UploadProgress(stored=False)  # refused before a byte: the .part is not ours
+        with pytest.raises(TransientFailure):
+            session.upload(str(outbox / "a.wav"), "a.wav", 200_000, progress=progress)
+    assert progress == UploadProgress(stored=True)  # cut halfway: the .part holds our beginning
+
+
+@pytest.mark.parametrize("stale", [b"x" * 10_000, b"y" * 12_000])
+def test_resume_never_skips_the_stor_for_a_part_as_long_as_the_file(make_server, ftp_root, outbox, credentials, stale):
+    faults = Faults()
+    server = make_server(faults=faults)
+    data = write(outbox / "a.wav", 10_000)
+    partial = ftp_root / "upload/.a.wav.part"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(stale)
+    with UploadSession(params_for(server, credentials)) as session:
+        report = session.upload(str(outbox / "a.wav"), "a.wav", len(data), resume=True)
+    assert (report.resumed_from, report.bytes_sent) == (0, len(data))
+    assert (ftp_root / "upload/a.wav").read_bytes() == data
+    assert faults.commands("REST") == []
 
 
 def test_resume_falls_back_to_appe_when_rest_is_refused(make_server, ftp_root, outbox, credentials):
