@@ -12,8 +12,10 @@ final name against the local size. Decisions worth knowing:
 - Rename onto an existing file: most servers (pyftpdlib, vsftpd, proftpd on POSIX) replace it.
   When RNTO is refused, the session deletes the old final file and renames again, once.
 - A refused RNFR/RNTO (550/553) is a permanent failure for that file: the complete `.part` stays
-  on the server and the file is parked. Set `upload.atomic_rename = false` for servers that never
-  allow renames; files are then stored under their final name directly.
+  on the server and the file is parked; when the caller says that `.part` is this version's whole
+  file (`part_complete`) and it still has the file's size, the next try only renames it. Set
+  `upload.atomic_rename = false` for servers that never allow renames; files are then stored
+  under their final name directly.
 - Servers without SIZE: the size comes from MLST instead; with neither, the session logs once that
   it trusts the "226 Transfer complete" reply and reports the upload as unverified (`verified=None`).
 - A local file whose size changed while it was sent is not renamed (`LocalFileChanged`): the
@@ -85,6 +87,8 @@ class UploadProgress:
     """
 
     stored: bool = False
+    #: the 226 of that transfer came with the whole file sent: the staging name holds all of it
+    complete: bool = False
 
 
 def temp_name(remote_path: str) -> str:
@@ -392,6 +396,7 @@ class UploadSession:
         size: int,
         *,
         resume: bool = False,
+        part_complete: bool = False,
         atomic_rename: bool = True,
         verify_size: bool = True,
         next_upload: Callable[[], bool] | None = None,
@@ -419,12 +424,14 @@ class UploadSession:
         with local:
             opened = os.fstat(local.fileno()).st_size
             self.make_remote_directories(posixpath.dirname(target))
-            offset = 0
-            if resume and atomic_rename:
-                existing = self.remote_size(staging)
-                if existing is not None and 0 < existing < size:
+            offset, sent, reply = 0, 0, ""
+            existing = self.remote_size(staging) if atomic_rename and (resume or part_complete) else None
+            if part_complete and existing == size:
+                log.debug("%s holds the whole file since an earlier attempt: renaming it", staging)
+            else:
+                if resume and not part_complete and existing is not None and 0 < existing < size:
                     offset = existing
-            sent, reply = self._store_with_retry_on_missing_dir(local, staging, offset, size)
+                sent, reply = self._store_with_retry_on_missing_dir(local, staging, offset, size)
             if atomic_rename and (now := os.fstat(local.fileno()).st_size) != opened:
                 # It grew (or shrank) while it was sent: what the server holds is not the file, so it
                 # stays under the temporary name rather than show a short version under the final one.
@@ -484,12 +491,14 @@ class UploadSession:
             raise ConnectionLost(failure.reply, command=failure.command) from None
         client.data_socket = None
         try:
-            return sent, client.voidresp()
+            reply = client.voidresp()
         except Exception as error:
             failure = self._classify(error, command)
             if not failure.session_usable:
                 self._discard()
             raise failure from None
+        self._progress.complete = offset + sent == size
+        return sent, reply
 
     def _drain_reply(self) -> None:
         """Read the reply to a transfer we cut short ourselves, to keep the session in step."""

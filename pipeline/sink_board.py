@@ -8,7 +8,8 @@ ones wait `retry_max`. Idle workers block on one condition variable: no polling.
 
 The board also remembers, per remote path, which job's bytes this process last sent into its
 `.part` on the server (from each attempt's `UploadProgress`): a later attempt resumes only a `.part`
-that holds the beginning of its own version, never one another job (or another process) wrote.
+that holds the beginning of its own version, never one another job (or another process) wrote,
+and a job parked with its whole file in the `.part` (a refused rename) tries only the rename again.
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ class JobBoard:
         self._sequence = 0
         self._in_flight: dict[str, Entry] = {}
         self._follow_ups: dict[str, UploadJob] = {}
-        #: remote path -> (local path, size, mtime_ns) whose STOR last wrote that path's `.part`
-        self._parts: dict[str, tuple[str, int, int]] = {}
+        #: remote path -> ((local path, size, mtime_ns) whose STOR last wrote that path's `.part`, all of it?)
+        self._parts: dict[str, tuple[tuple[str, int, int], bool]] = {}
         self._closed = False
 
     # --- producers
@@ -212,7 +213,12 @@ class JobBoard:
     def part_is_ours(self, job: UploadJob) -> bool:
         """Whether the `.part` of `job.remote_path` was last written by a STOR of this very version of the file."""
         with self._cond:
-            return self._parts.get(job.remote_path) == _version(job)
+            return self._parts.get(job.remote_path, (None, False))[0] == _version(job)
+
+    def part_is_complete(self, job: UploadJob) -> bool:
+        """Whether that `.part` got the whole of this version (its STOR ended with the 226)."""
+        with self._cond:
+            return self._parts.get(job.remote_path) == (_version(job), True)
 
     # --- inspection
 
@@ -235,11 +241,11 @@ class JobBoard:
         """Note whose bytes the attempt left in its remote path's `.part` (see the module docstring)."""
         progress, entry.progress = entry.progress, None
         remote = entry.job.remote_path
-        abandoned = outcome == Outcome.GONE and self._parts.get(remote, ("",))[0] == entry.path
+        abandoned = outcome == Outcome.GONE and self._parts.get(remote, (("",), False))[0][0] == entry.path
         if outcome == Outcome.DELIVERED or abandoned:
             self._parts.pop(remote, None)  # renamed away, or nobody will resume it
         elif progress is not None and progress.stored:
-            self._parts[remote] = _version(entry.job)
+            self._parts[remote] = (_version(entry.job), progress.complete)
 
     def _make_ready(self, entry: Entry) -> None:
         self._ready[_queue_index(entry.job.priority)][entry.path] = entry

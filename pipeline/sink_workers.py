@@ -293,6 +293,7 @@ class Sink:
                 job.remote_path,
                 job.size,
                 resume=resume,
+                part_complete=resume and self.board.part_is_complete(job),
                 atomic_rename=policy.atomic_rename,
                 verify_size=policy.verify_size,
                 progress=entry.progress,

@@ -656,3 +656,33 @@ def test_a_part_file_this_upload_never_wrote_is_not_resumed_after_a_failure_befo
     assert faults.commands("REST") == [] and faults.commands("APPE") == []
     assert faults.commands("STOR")[-1] == "/upload/st/2024-01-01/audio/.x.wav.part"
     assert not (outbox / "x.wav").exists()
+
+
+@pytest.mark.parametrize("meanwhile", ["nothing", "the .part replaced by other bytes"])
+def test_a_refused_rename_keeps_the_whole_part_and_the_next_try_only_renames_it(
+    make_server, start_sink, outbox, ftp_root, meanwhile
+):
+    faults = Faults(once={"RNFR": ["553 Renaming not allowed."]})
+    server = make_server(faults=faults)
+    data = write(outbox / "a.wav", 200_000)
+    run = start_sink(server, jobs=(job_for(outbox / "a.wav", "a.wav"),))
+
+    run.until(lambda results: results)
+    assert run.outcomes(outbox / "a.wav") == ["parked"]
+    part = ftp_root / "upload/.a.wav.part"
+    assert part.read_bytes() == data  # kept whole on the server
+    if meanwhile != "nothing":
+        part.write_bytes(b"not ours" * 1000)
+    run.delivered(1)  # tried again after retry_max (0.5 s)
+    assert run.outcomes(outbox / "a.wav") == ["parked", "delivered"]
+    assert (ftp_root / "upload/a.wav").read_bytes() == data
+    assert not part.exists() and not (outbox / "a.wav").exists()
+    stores = faults.commands("STOR")
+    if meanwhile == "nothing":
+        assert stores == ["/upload/.a.wav.part"]  # sent once; the second try only renamed
+        assert run.collected[1].bytes == 0
+    else:
+        assert stores == ["/upload/.a.wav.part"] * 2  # not the size it had: sent again in full
+        assert run.collected[1].bytes == len(data)
+    assert faults.commands("REST") == []
+    assert faults.commands("RNFR") == ["/upload/.a.wav.part"] * 2
