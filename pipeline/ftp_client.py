@@ -5,7 +5,8 @@
 - Implicit TLS: the socket is wrapped before the welcome is read.
 - Passive mode: EPSV, falling back to PASV for the client's life when refused; the address PASV
   announces is ignored for the control connection's peer (NAT'd servers announce private ones).
-- Pipelining (optional): the transfer command goes out before the data connection is opened,
+- Pipelining (optional): the transfer command goes out before the data connection is opened
+  (with any commands whose answers the caller wants before the data flows: `transfer_after`),
   and `batch` sends several commands in one write and reads their replies in order; a passive
   port asked for in a batch (`take_passive_reply`) serves the next transfer.
 
@@ -100,11 +101,25 @@ class FtpClient(ftplib.FTP_TLS):
             return False
         return True
 
+    def can_overlap(self, rest: int | str | None = None) -> bool:
+        """Whether a transfer (with this REST offset) goes out in one flight with its data connection."""
+        return self.pipelining and rest is None and self.passiveserver
+
     def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
-        if self.pipelining and rest is None and self.passiveserver:
-            conn, size = self._overlapped_transfer(cmd), None
+        if self.can_overlap(rest):
+            conn, size = self._overlapped_transfer(cmd)[0], None
         else:
             conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        return self._secure_data(conn), size
+
+    def transfer_after(self, ahead: list[str], cmd: str) -> tuple[socket.socket, list[str]]:
+        """Send `ahead` and the transfer command `cmd` in one write (needs `can_overlap()`); returns the
+        data connection and the replies to `ahead`, raw and in order, read before the transfer's."""
+        conn, replies = self._overlapped_transfer(cmd, ahead)
+        return self._secure_data(conn), replies
+
+    def _secure_data(self, conn: socket.socket) -> socket.socket:
+        """The data connection wrapped in TLS (resuming the control connection's session) under PROT P."""
         if self._prot_p:
             control = self.sock
             session = control.session if isinstance(control, ssl.SSLSocket) else None
@@ -114,14 +129,18 @@ class FtpClient(ftplib.FTP_TLS):
                 conn.close()
                 raise
             self.last_data_session_reused = conn.session_reused
-        return conn, size
+        return conn
 
-    def _overlapped_transfer(self, cmd: str) -> socket.socket:
+    def _overlapped_transfer(self, cmd: str, ahead: list[str] | None = None) -> tuple[socket.socket, list[str]]:
         """Send the transfer command, then open the data connection while the server answers (one round trip)."""
         host, port = self.makepasv()
-        self.putcmd(cmd)
+        lines = [*(ahead or ()), cmd]
+        if any("\r" in line or "\n" in line for line in lines):
+            raise ValueError("an illegal newline character should not be contained")
+        self.sock.sendall("".join(f"{line}\r\n" for line in lines).encode(self.encoding))
         conn = socket.create_connection((host, port), self.timeout, source_address=self.source_address)
         try:
+            replies = [self.getmultiline() for _ in lines[:-1]]
             resp = self.getresp()
             if resp[0] == "2":  # some servers send a 200 before the 150
                 resp = self.getresp()
@@ -130,7 +149,7 @@ class FtpClient(ftplib.FTP_TLS):
         except BaseException:
             conn.close()
             raise
-        return conn
+        return conn, replies
 
     def batch(self, lines: list[str]) -> list[str]:
         """Send `lines` in one write and return their replies, raw and in order (never raises on a reply)."""

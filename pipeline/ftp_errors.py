@@ -6,6 +6,7 @@
   the protocol did not allow): reconnect with backoff, then retry the file.
 - `TooManyConnections`: 421 before or at login; the sink runs fewer sessions for a while.
 - `PermanentFailure`: the server refuses this file (550/553 on STOR, a refused rename): park it.
+  `TargetExists`, one of them: the final name holds another file that must not be overwritten.
 - `SessionFailure`: the account or the TLS setup is wrong (530 at login, a certificate that does
   not verify): nothing can be uploaded until that changes; keep reconnecting slowly, log loudly.
 
@@ -55,6 +56,10 @@ class PermanentFailure(FtpFailure):
     """The server refuses this file; retrying soon will not help."""
 
     session_usable = True
+
+
+class TargetExists(PermanentFailure):
+    """The final name holds a different file that this upload must not replace (see the sink's overwrite guard)."""
 
 
 class SessionFailure(FtpFailure):

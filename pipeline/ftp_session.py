@@ -10,7 +10,10 @@ One upload: STOR to `.<name>.part` beside the target, RNFR/RNTO onto the final n
 final name against the local size. Decisions worth knowing:
 
 - Rename onto an existing file: most servers (pyftpdlib, vsftpd, proftpd on POSIX) replace it.
-  When RNTO is refused, the session deletes the old final file and renames again, once.
+  When RNTO is refused, the session deletes the old final file and renames again, once. A caller
+  can guard the final name (`may_replace`): the target's size is asked in the STOR's own flight
+  (pipelining; else one SIZE, skipped in a folder this upload just created) and an existing file
+  it may not replace ends the upload with `TargetExists` before any byte is sent.
 - A refused RNFR/RNTO (550/553) is a permanent failure for that file: the complete `.part` stays
   on the server and the file is parked; when the caller says that `.part` is this version's whole
   file (`part_complete`) and it still has the file's size, the next try only renames it. Set
@@ -56,6 +59,7 @@ from pipeline.ftp_errors import (
     LocalFileGone,
     PermanentFailure,
     SessionFailure,
+    TargetExists,
     TransientFailure,
     classify,
     reply_code,
@@ -89,6 +93,25 @@ class UploadProgress:
     stored: bool = False
     #: the 226 of that transfer came with the whole file sent: the staging name holds all of it
     complete: bool = False
+    #: the rename onto the final name succeeded: it holds this file now
+    renamed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Guard:
+    """The caller's rule for an existing file at the final name (`upload`'s `may_replace`)."""
+
+    target: str
+    local_path: str
+    size: int
+    may_replace: Callable[[int], bool]
+
+    def check(self, existing: int | None) -> None:
+        if existing is not None and not self.may_replace(existing):
+            raise TargetExists(
+                f"refusing to overwrite {self.target} ({existing} B)"
+                f" with a different file {self.local_path} ({self.size} B)"
+            )
 
 
 def temp_name(remote_path: str) -> str:
@@ -123,6 +146,7 @@ class UploadSession:
         self._mlst_command = True
         self._warned_unverified = False
         self._progress = UploadProgress()
+        self._late_guard: _Guard | None = None  # a guard the STOR's flight could not decide
         self.welcome = ""
 
     @classmethod
@@ -272,33 +296,40 @@ class UploadSession:
 
     # --- directories
 
-    def make_directory(self, name: str) -> None:
+    def make_directory(self, name: str) -> bool:
         """Create one remote directory unless it exists ("already exists" is success); cached per session.
 
-        The original API returned an error string; this raises `PermanentFailure` with the reply.
+        Returns True when this call created it. The original API returned an error string; this
+        raises `PermanentFailure` with the reply.
         """
         path = self.absolute(name)
         if path in self._dirs or path == "/":
-            return
+            return False
+        created = True
         try:
             self._command(f"MKD {path}")
         except PermanentFailure as failure:
             if not self._exists_after_refusal(path, failure):
                 raise PermanentFailure(f"cannot create {path}: {failure.reply}", command="MKD") from None
+            created = False
         self._remember(path)
+        return created
 
-    def make_remote_directories(self, remote_dir: str) -> None:
+    def make_remote_directories(self, remote_dir: str) -> bool:
         """Make `remote_dir` and any missing parents (`<root>/<station>/<date>/<sensor>`), once per session.
 
         Walks up from the deepest folder to the first that exists, then creates downwards: a new
         folder in an existing tree costs one MKD, a new date with its sensor folder four round trips.
+        Returns True when this call created `remote_dir` itself (so it is empty).
         """
         path = self.absolute(remote_dir)
         missing: list[str] = []
         current = path
+        created = False
         while current != "/" and current not in self._dirs:
             try:
                 self._command(f"MKD {current}")
+                created = current == path
                 break
             except PermanentFailure as failure:
                 if self._exists_after_refusal(current, failure):
@@ -307,7 +338,8 @@ class UploadSession:
             current = posixpath.dirname(current)
         self._remember(current)
         for directory in reversed(missing):
-            self.make_directory(directory)
+            created = self.make_directory(directory)
+        return created
 
     def _exists_after_refusal(self, path: str, failure: PermanentFailure) -> bool:
         """Whether a refused MKD means "already exists": 521 says so; a 550 needs one CWD to tell."""
@@ -383,6 +415,31 @@ class UploadSession:
         return None
 
     @property
+    def _probe_command(self) -> str | None:
+        """The command that tells a file's size here (SIZE, else MLST), None when there is none."""
+        return "SIZE" if self._size_command else "MLST" if self._mlst_command else None
+
+    def _probed_size(self, path: str, command: str | None, reply: str) -> int | None:
+        """Read the reply to a pipelined SIZE or MLST of `path` (`_probe_command`)."""
+        if command == "SIZE":
+            return self._size_from_reply(path, reply)
+        code = reply_code(reply)
+        if code == 250:
+            match = _MLST_SIZE.search(reply)
+            return int(match.group(1)) if match else None
+        if code in UNSUPPORTED:
+            self._mlst_command = False
+        return None
+
+    def _sizes(self, paths: list[str]) -> list[int | None]:
+        """`remote_size` of several paths, in one flight when pipelining."""
+        command = self._probe_command
+        if not self.params.pipelining or command is None or len(paths) < 2:
+            return [self.remote_size(path) for path in paths]
+        replies = self._batch([f"{command} {path}" for path in paths])
+        return [self._probed_size(path, command, reply) for path, reply in zip(paths, replies, strict=True)]
+
+    @property
     def can_size(self) -> bool:
         """Whether this server can tell a file's size (SIZE or MLST) as far as the session knows."""
         return self._size_command or self._mlst_command
@@ -401,6 +458,7 @@ class UploadSession:
         verify_size: bool = True,
         next_upload: Callable[[], bool] | None = None,
         progress: UploadProgress | None = None,
+        may_replace: Callable[[int], bool] | None = None,
     ) -> UploadReport:
         """Deliver `size` bytes of `local_path` to `remote_path` (absolute, or relative to the root).
 
@@ -412,8 +470,12 @@ class UploadSession:
         trip fewer per file). A caller that then does not upload calls `drop_passive`.
 
         `progress`, when given, is filled in as the upload goes (read it after a failure too).
+
+        `may_replace` (with `atomic_rename`) is asked with the size of a file already at the final
+        name; False ends the upload with `TargetExists` before any byte is sent (see the module docstring).
         """
         self._progress = progress if progress is not None else UploadProgress()
+        self._late_guard = None
         started = time.monotonic()
         target = self.absolute(remote_path)
         staging = temp_name(target) if atomic_rename else target
@@ -423,15 +485,26 @@ class UploadSession:
             raise LocalFileGone(local_path) from None
         with local:
             opened = os.fstat(local.fileno()).st_size
-            self.make_remote_directories(posixpath.dirname(target))
+            fresh = self.make_remote_directories(posixpath.dirname(target))
+            guard = None
+            if atomic_rename and may_replace is not None and not fresh:
+                guard = _Guard(target, local_path, size, may_replace)
             offset, sent, reply = 0, 0, ""
-            existing = self.remote_size(staging) if atomic_rename and (resume or part_complete) else None
+            existing = None
+            if atomic_rename and (resume or part_complete):
+                existing, *probed = self._sizes([staging, target] if guard is not None else [staging])
+                if guard is not None:
+                    guard.check(probed[0])
+                    guard = None
             if part_complete and existing == size:
                 log.debug("%s holds the whole file since an earlier attempt: renaming it", staging)
             else:
                 if resume and not part_complete and existing is not None and 0 < existing < size:
                     offset = existing
-                sent, reply = self._store_with_retry_on_missing_dir(local, staging, offset, size)
+                sent, reply = self._store_with_retry_on_missing_dir(local, staging, offset, size, guard)
+            if self._late_guard is not None:
+                late, self._late_guard = self._late_guard, None
+                late.check(self.remote_size(target))
             if atomic_rename and (now := os.fstat(local.fileno()).st_size) != opened:
                 # It grew (or shrank) while it was sent: what the server holds is not the file, so it
                 # stays under the temporary name rather than show a short version under the final one.
@@ -439,14 +512,17 @@ class UploadSession:
         size_reply = None
         if atomic_rename:
             reply, size_reply = self._rename(staging, target, ask_size=verify_size, next_upload=next_upload)
+            self._progress.renamed = True
         verified: bool | None = None
         if verify_size:
             verified = self._verify(target, size, size_reply)
         return UploadReport(sent, offset, reply, verified, time.monotonic() - started)
 
-    def _store_with_retry_on_missing_dir(self, local: BinaryIO, path: str, offset: int, size: int) -> tuple[int, str]:
+    def _store_with_retry_on_missing_dir(
+        self, local: BinaryIO, path: str, offset: int, size: int, guard: _Guard | None = None
+    ) -> tuple[int, str]:
         try:
-            return self._store(local, path, offset, size)
+            return self._store(local, path, offset, size, guard)
         except PermanentFailure as failure:
             if reply_code(failure.reply) != 550 or failure.command not in ("STOR", "APPE"):
                 raise
@@ -455,13 +531,26 @@ class UploadSession:
             self.make_remote_directories(posixpath.dirname(path))
             return self._store(local, path, offset, size)
 
-    def _store(self, local: BinaryIO, path: str, offset: int, size: int) -> tuple[int, str]:
-        """One STOR (or REST + STOR, or APPE) of `local[offset:size]`; returns (bytes sent, 226 reply)."""
+    def _store(
+        self, local: BinaryIO, path: str, offset: int, size: int, guard: _Guard | None = None
+    ) -> tuple[int, str]:
+        """One STOR (or REST + STOR, or APPE) of `local[offset:size]`; returns (bytes sent, 226 reply).
+
+        With a `guard`, the final name's size is asked in the STOR's flight (else just before) and
+        checked before a byte is sent.
+        """
         client = self._require()
         command, rest = f"STOR {path}", (offset or None)
+        probe, probed = self._probe_command if guard is not None else None, ""
         try:
             try:
-                conn, _ = client.ntransfercmd(command, rest)
+                if guard is not None and probe is not None and client.can_overlap(rest):
+                    conn, (probed,) = client.transfer_after([f"{probe} {guard.target}"], command)
+                else:
+                    if guard is not None:
+                        guard.check(self.remote_size(guard.target))
+                        guard = None
+                    conn, _ = client.ntransfercmd(command, rest)
             except ftplib.error_perm as error:
                 if rest is None or reply_code(error) not in UNSUPPORTED:
                     raise
@@ -474,6 +563,19 @@ class UploadSession:
             raise failure from None
         client.data_socket = conn
         self._progress.stored = True  # the server opened `path` for this transfer: its bytes are ours
+        if guard is not None and reply_code(probed) in UNSUPPORTED:
+            # No SIZE (or MLST) here after all: ask the other way once the transfer is over, not during it.
+            if probe == "SIZE":
+                self._size_command = False
+            else:
+                self._mlst_command = False
+            self._late_guard = guard
+        elif guard is not None:
+            try:
+                guard.check(self._probed_size(guard.target, probe, probed))
+            except TargetExists:
+                self._abandon(conn, path)
+                raise
         sent = 0
         try:
             with conn:
@@ -499,6 +601,16 @@ class UploadSession:
             raise failure from None
         self._progress.complete = offset + sent == size
         return sent, reply
+
+    def _abandon(self, conn: socket.socket, path: str) -> None:
+        """End a transfer that must not send anything: close its data connection, read the reply, remove `path`."""
+        client = self._require()
+        client.data_socket = None
+        with contextlib.suppress(OSError):
+            conn.close()
+        self._drain_reply()
+        with contextlib.suppress(FtpFailure):  # an empty `.part` left behind harms nothing
+            self._command(f"DELE {path}")
 
     def _drain_reply(self) -> None:
         """Read the reply to a transfer we cut short ourselves, to keep the session in step."""

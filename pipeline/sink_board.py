@@ -10,6 +10,11 @@ The board also remembers, per remote path, which job's bytes this process last s
 `.part` on the server (from each attempt's `UploadProgress`): a later attempt resumes only a `.part`
 that holds the beginning of its own version, never one another job (or another process) wrote,
 and a job parked with its whole file in the `.part` (a refused rename) tries only the rename again.
+
+Two local files can map to one remote path (`audio/hive1/N.wav` and `audio/hive2/N.wav`). A remote
+path is reserved while a job for it is in flight, so the other waits in its queue (it never shares
+the `.part`), and the board remembers which source file this process last placed under each remote
+name (`may_replace`), so the sink's overwrite guard can tell its own earlier copy from another file.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class Entry:
     due: float = 0.0
     #: what the attempt in flight did on the server, filled in by the session as it goes
     progress: UploadProgress | None = None
+    #: the remote path this entry holds reserved while in flight
+    reserved: str = ""
 
     @property
     def path(self) -> str:
@@ -55,6 +62,11 @@ def _queue_index(priority: int) -> int:
 
 def _version(job: UploadJob) -> tuple[str, int, int]:
     return job.local_path, job.size, job.mtime_ns
+
+
+def _source(local_path: str) -> str:
+    """The file a local path delivers: `X.csv.final` is the last state of `X.csv`, the same file."""
+    return local_path.removesuffix(".final") if local_path.endswith(".csv.final") else local_path
 
 
 def _same_version(a: UploadJob, b: UploadJob) -> bool:
@@ -77,6 +89,7 @@ class JobBoard:
         counters: SinkCounters | None = None,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] | None = None,
+        placed_memory: int = 10_000,
     ) -> None:
         self.retry_base = retry_base
         self.retry_max = retry_max
@@ -93,6 +106,13 @@ class JobBoard:
         self._follow_ups: dict[str, UploadJob] = {}
         #: remote path -> ((local path, size, mtime_ns) whose STOR last wrote that path's `.part`, all of it?)
         self._parts: dict[str, tuple[tuple[str, int, int], bool]] = {}
+        #: remote path -> local path of the job in flight for it
+        self._reserved: dict[str, str] = {}
+        #: reserved remote paths that a ready job waits for
+        self._contended: set[str] = set()
+        #: remote path -> the source file this process last renamed onto it (the newest `placed_memory`)
+        self._placed: OrderedDict[str, str] = OrderedDict()
+        self.placed_memory = placed_memory
         self._closed = False
 
     # --- producers
@@ -144,9 +164,12 @@ class JobBoard:
                 if self._release_due(now) > 1:
                     self._cond.notify_all()  # the other idle workers may sleep past the due time otherwise
                 for queue in self._ready:
-                    if queue:
-                        _, entry = queue.popitem(last=False)
+                    entry = self._first_free(queue)
+                    if entry is not None:
+                        del queue[entry.path]
                         entry.attempts += 1
+                        entry.reserved = entry.job.remote_path
+                        self._reserved[entry.reserved] = entry.path
                         self._in_flight[entry.path] = entry
                         self._publish()
                         return entry
@@ -165,6 +188,7 @@ class JobBoard:
             path = entry.path
             if self._in_flight.pop(path, None) is None:
                 return
+            waiting = self._release(entry)
             entry.attempts -= 1
             follow_up = self._follow_ups.pop(path, None)
             if follow_up is not None:
@@ -173,7 +197,7 @@ class JobBoard:
             queue[path] = entry
             queue.move_to_end(path, last=False)
             self._publish()
-            self._cond.notify()
+            self._cond.notify(1 + waiting)
 
     def finish(self, entry: Entry, outcome: Outcome, job: UploadJob | None = None) -> float:
         """Record how `entry`'s attempt ended; returns the seconds it now waits (0 when ready or done).
@@ -183,6 +207,7 @@ class JobBoard:
         with self._cond:
             path = entry.path
             self._in_flight.pop(path, None)
+            waiting = self._release(entry)
             self._record_part(entry, outcome)
             follow_up = self._follow_ups.pop(path, None)
             delay = 0.0
@@ -207,13 +232,26 @@ class JobBoard:
                     delay = full_jitter(entry.failures, self.retry_base, self.retry_max, self._rand)
                 self._wait(entry, delay)
             self._publish()
-            self._cond.notify()
+            self._cond.notify(1 + waiting)  # and the job that waited for this remote path, if any
             return delay
 
     def part_is_ours(self, job: UploadJob) -> bool:
         """Whether the `.part` of `job.remote_path` was last written by a STOR of this very version of the file."""
         with self._cond:
             return self._parts.get(job.remote_path, (None, False))[0] == _version(job)
+
+    def may_replace(self, job: UploadJob, existing_size: int) -> bool:
+        """Whether the file of `existing_size` bytes at `job.remote_path` may be replaced by `job`'s file.
+
+        Yes when this process placed it there from the same source file (an earlier version, or the
+        `X.csv` of an `X.csv.final`); no when it placed another file there; otherwise only a copy of
+        the same size (what a crash between the rename and the local delete leaves) is replaced.
+        """
+        with self._cond:
+            source = self._placed.get(job.remote_path)
+        if source is not None:
+            return source == _source(job.local_path)
+        return existing_size == job.size
 
     def part_is_complete(self, job: UploadJob) -> bool:
         """Whether that `.part` got the whole of this version (its STOR ended with the 226)."""
@@ -237,10 +275,35 @@ class JobBoard:
 
     # --- internals (called with the condition held)
 
+    def _release(self, entry: Entry) -> int:
+        """Free the entry's remote path; 1 when a ready job was waiting for it, else 0."""
+        remote, entry.reserved = entry.reserved, ""
+        if not remote or self._reserved.get(remote) != entry.path:
+            return 0
+        del self._reserved[remote]
+        if remote in self._contended:
+            self._contended.discard(remote)
+            return 1
+        return 0
+
+    def _first_free(self, queue: OrderedDict[str, Entry]) -> Entry | None:
+        """The first job whose remote path is not in flight: one for a path in flight waits its turn."""
+        for entry in queue.values():
+            remote = entry.job.remote_path
+            if remote not in self._reserved:
+                return entry
+            self._contended.add(remote)
+        return None
+
     def _record_part(self, entry: Entry, outcome: Outcome) -> None:
-        """Note whose bytes the attempt left in its remote path's `.part` (see the module docstring)."""
+        """Note whose bytes the attempt left in its remote path's `.part`, and what it renamed onto the final name."""
         progress, entry.progress = entry.progress, None
         remote = entry.job.remote_path
+        if progress is not None and progress.renamed:
+            self._placed[remote] = _source(entry.path)
+            self._placed.move_to_end(remote)
+            if len(self._placed) > self.placed_memory:
+                self._placed.popitem(last=False)
         abandoned = outcome == Outcome.GONE and self._parts.get(remote, (("",), False))[0][0] == entry.path
         if outcome == Outcome.DELIVERED or abandoned:
             self._parts.pop(remote, None)  # renamed away, or nobody will resume it

@@ -298,6 +298,7 @@ class Sink:
                 verify_size=policy.verify_size,
                 progress=entry.progress,
                 next_upload=take_ahead,
+                may_replace=lambda existing: self.board.may_replace(job, existing),
             )
         except LocalFileGone:
             self._finish(entry, Outcome.GONE, started, "the local file is gone")
@@ -391,7 +392,16 @@ class Sink:
             if kept:
                 log.info("kept %s in the outbox: %s", path, kept, extra=extra)
         elif result.outcome == Outcome.PARKED:
-            if self._parked_replies.get(path) != result.reply:
+            if self._parked_replies.get(path) != result.reply and result.reply.startswith("refusing to overwrite"):
+                self._parked_replies[path] = result.reply
+                log.warning(
+                    "%s: parked, the local file stays in the outbox (two outbox files map to this remote name,"
+                    " or the server's file came from elsewhere); retrying every %.0f s",
+                    result.reply,
+                    delay,
+                    extra=extra,
+                )
+            elif self._parked_replies.get(path) != result.reply:
                 self._parked_replies[path] = result.reply
                 hint = (
                     "; if this server never allows renames, set upload.atomic_rename = false"

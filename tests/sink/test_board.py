@@ -207,3 +207,51 @@ def test_jobs_due_together_wake_every_idle_worker_not_just_the_one_that_released
     assert not idle.is_alive()
     assert [first.job.local_path, got[0].job.local_path] == ["/out/a", "/out/b"]
     assert board.counts()["queued_primary"] == 1
+
+
+def test_a_remote_path_in_flight_holds_back_another_job_for_it_until_the_attempt_ends(board):
+    hive1 = UploadJob("/out/hive1/x.wav", "/up/x.wav", 10, 1)
+    hive2 = UploadJob("/out/hive2/x.wav", "/up/x.wav", 10, 1)
+    for one in (hive1, hive2, job("other")):
+        board.put(one)
+    first = board.take(timeout=0)
+    assert first.job == hive1
+    assert board.take(timeout=0).job.local_path == "/out/other"  # hive2 waits: same remote path
+    assert board.take(timeout=0) is None
+    assert board.counts()["queued_primary"] == 1
+    board.untake(first)  # given back: the path is free again, but hive1 is first in line
+    assert board.take(timeout=0).job == hive1
+    assert board.take(timeout=0) is None
+    board.finish(first, Outcome.DELIVERED)
+    assert board.take(timeout=0).job == hive2
+
+
+def test_finishing_wakes_the_worker_that_waits_for_the_remote_path():
+    board = JobBoard(retry_base=1.0, retry_max=8.0)
+    board.put(UploadJob("/out/hive1/x.wav", "/up/x.wav", 10, 1))
+    board.put(UploadJob("/out/hive2/x.wav", "/up/x.wav", 10, 1))
+    first = board.take(timeout=0)
+    got = []
+    idle = threading.Thread(target=lambda: got.append(board.take(timeout=30)), daemon=True)
+    idle.start()
+    wait_until(lambda: len(board._cond._waiters) == 1)
+    board.finish(first, Outcome.DELIVERED)
+    idle.join(2)
+    assert got[0].job.local_path == "/out/hive2/x.wav"
+
+
+def test_what_this_process_placed_decides_what_it_may_replace(board):
+    def place(one: UploadJob) -> None:
+        board.put(one)
+        entry = board.take(timeout=0)
+        entry.progress = UploadProgress(stored=True, complete=True, renamed=True)
+        board.finish(entry, Outcome.DELIVERED)
+
+    hive1 = UploadJob("/out/hive1/x.wav", "/up/x.wav", 10, 1)
+    hive2 = UploadJob("/out/hive2/x.wav", "/up/x.wav", 10, 1)
+    assert board.may_replace(hive2, 10) and not board.may_replace(hive2, 11)  # unknown: only its own size
+    place(hive1)
+    assert not board.may_replace(hive2, 10)  # this process put another file there
+    assert board.may_replace(UploadJob("/out/hive1/x.wav", "/up/x.wav", 99, 2), 10)  # a newer version of it
+    place(UploadJob("/out/t/s.csv", "/up/s.csv", 5, 1))
+    assert board.may_replace(UploadJob("/out/t/s.csv.final", "/up/s.csv", 9, 2), 5)  # the day's final state

@@ -686,3 +686,83 @@ def test_a_refused_rename_keeps_the_whole_part_and_the_next_try_only_renames_it(
         assert run.collected[1].bytes == len(data)
     assert faults.commands("REST") == []
     assert faults.commands("RNFR") == ["/upload/.a.wav.part"] * 2
+
+
+@pytest.mark.parametrize("sizes", [(100_000, 100_000), (100_000, 90_000)], ids=["same size", "other size"])
+def test_two_local_files_for_one_remote_path_deliver_one_and_park_the_other(
+    make_server, start_sink, outbox, ftp_root, caplog, sizes
+):
+    faults = Faults()
+    server = make_server(faults=faults)
+    one, two = outbox / "audio/hive1/x.wav", outbox / "audio/hive2/x.wav"
+    first, second = write(one, sizes[0]), write(two, sizes[1])
+    remote = "/upload/st/2024-05-01/audio/x.wav"  # both map here (the mapping drops the hive folder)
+    run = start_sink(server, jobs=(job_for(one, remote), job_for(two, remote)))
+
+    run.until(lambda results: run.outcomes(two) == ["parked", "parked"])  # refused, and again after retry_max
+    assert run.outcomes(one) == ["delivered"]
+    assert server_files(ftp_root) == {remote: first}
+    assert not one.exists()
+    assert two.read_bytes() == second  # kept: nothing of it was lost
+    journal = [(cmd, arg) for cmd, arg in faults.journal if cmd in ("STOR", "RNTO", "DELE")]
+    part = "/upload/st/2024-05-01/audio/.x.wav.part"
+    assert journal[:4] == [("STOR", part), ("RNTO", remote), ("STOR", part), ("DELE", part)]  # one at a time
+    assert faults.commands("RNTO") == [remote]  # the second file was never renamed onto the first
+    line = wait_until(lambda: [m for m in messages(caplog, logging.WARNING) if m.startswith("refusing")])
+    assert len(line) == 1 and line[0].startswith(
+        f"refusing to overwrite {remote} ({sizes[0]} B) with a different file {two} ({sizes[1]} B): parked,"
+        " the local file stays in the outbox"
+    )
+
+
+@pytest.mark.parametrize("same_size", [True, False], ids=["same size: a copy a crash left", "other size"])
+def test_a_file_already_on_the_server_is_replaced_only_by_one_of_its_size(
+    make_server, start_sink, outbox, ftp_root, same_size
+):
+    server = make_server()
+    data = write(outbox / "a.wav", 5000)
+    (ftp_root / "upload/s").mkdir(parents=True)
+    there = data if same_size else b"an older, different file"
+    (ftp_root / "upload/s/a.wav").write_bytes(there)
+    run = start_sink(server, jobs=(job_for(outbox / "a.wav", "s/a.wav"),))
+
+    run.until(lambda results: results)
+    if same_size:  # crashed between the rename and the local delete, then restarted: sent again
+        assert run.outcomes(outbox / "a.wav") == ["delivered"]
+        assert not (outbox / "a.wav").exists()
+    else:
+        assert run.outcomes(outbox / "a.wav") == ["parked"]
+        assert run.collected[0].reply == (
+            f"refusing to overwrite /upload/s/a.wav ({len(there)} B) with a different file {outbox / 'a.wav'} (5000 B)"
+        )
+        assert (outbox / "a.wav").read_bytes() == data
+    assert server_files(ftp_root) == {"/upload/s/a.wav": data if same_size else there}
+
+
+def test_with_keep_mode_a_changed_file_overwrites_its_own_earlier_copy(make_server, start_sink, outbox, ftp_root):
+    server = make_server()
+    path = outbox / "a.wav"
+    write(path, 1000)
+    policy = UploadPolicy(connections=2, retry_base=0.05, retry_max=0.5, delete_after_upload=False)
+    run = start_sink(server, policy=policy, jobs=(job_for(path, "s/a.wav"),))
+    run.delivered(1)
+    with path.open("ab") as more:
+        more.write(b"more samples")
+    run.helper.submit(job_for(path, "s/a.wav"))
+    run.delivered(2)
+    assert run.outcomes(path) == ["delivered", "delivered"]
+    assert server_files(ftp_root) == {"/upload/s/a.wav": path.read_bytes()}
+
+
+def test_a_final_replaces_the_copy_its_bare_csv_left_under_the_same_name(make_server, start_sink, outbox, ftp_root):
+    server = make_server()
+    bare, final = outbox / "s@2024-05-01.csv", outbox / "s@2024-05-01.csv.final"
+    bare.write_bytes(b"t,1\n")
+    run = start_sink(server)
+    run.helper.queue_upload(str(bare), "s/2024-05-01/temp/s@2024-05-01.csv")  # the original API uploads a bare .csv
+    run.delivered(1)
+    final.write_bytes(b"t,1\nt,2\n")
+    run.helper.queue_upload(str(final), "s/2024-05-01/temp/s@2024-05-01.csv")
+    run.delivered(2)
+    assert server_files(ftp_root) == {"/upload/s/2024-05-01/temp/s@2024-05-01.csv": b"t,1\nt,2\n"}
+    assert not final.exists() and not bare.exists()

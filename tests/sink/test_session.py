@@ -17,6 +17,7 @@ from pipeline.ftp_errors import (
     LocalFileGone,
     PermanentFailure,
     SessionFailure,
+    TargetExists,
     TooManyConnections,
     TransientFailure,
 )
@@ -218,6 +219,74 @@ def test_resume_falls_back_to_appe_when_rest_is_refused(make_server, ftp_root, o
     assert report.resumed_from == 30_000
     assert (ftp_root / "upload/a.wav").read_bytes() == data
     assert faults.commands("APPE") == ["/upload/.a.wav.part"]
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_guarded_upload_asks_the_target_size_only_where_a_file_can_be(make_server, outbox, credentials, pipelining):
+    faults = Faults()
+    server = make_server(faults=faults)
+    write(outbox / "a.wav", 100)
+    asked = []
+
+    def may_replace(existing: int) -> bool:
+        asked.append(existing)
+        return True
+
+    with UploadSession(params_for(server, credentials, pipelining=pipelining)) as session:
+        mark = len(faults.journal)
+        session.upload(str(outbox / "a.wav"), "new/a.wav", 100, may_replace=may_replace)
+        fresh = [cmd for cmd, _ in faults.journal[mark:]]
+        mark = len(faults.journal)
+        session.upload(str(outbox / "a.wav"), "new/a.wav", 100, may_replace=may_replace)
+        wait_until(lambda: len(faults.journal) >= mark + 6)
+        again, flights = faults.journal[mark:], faults.flights[mark:]
+    assert "SIZE" not in fresh[: fresh.index("STOR")]  # a folder made just now holds nothing: no question
+    assert asked == [100]
+    if pipelining:  # asked in the STOR's own flight: no round trip more
+        assert [cmd for cmd, _ in again][:6] == ["EPSV", "SIZE", "STOR", "RNFR", "RNTO", "SIZE"]
+        assert again[1] == ("SIZE", "/upload/new/a.wav") and flights[1] == flights[2]
+    else:
+        assert [cmd for cmd, _ in again][:6] == ["SIZE", "EPSV", "STOR", "RNFR", "RNTO", "SIZE"]
+
+
+def test_a_refused_target_ends_the_upload_before_a_byte_is_sent(make_server, ftp_root, outbox, credentials):
+    faults = Faults()
+    server = make_server(faults=faults)
+    data = write(outbox / "a.wav", 300_000)
+    (ftp_root / "upload").mkdir()
+    (ftp_root / "upload/a.wav").write_bytes(b"another file")
+    progress = UploadProgress()
+    with UploadSession(params_for(server, credentials)) as session:
+        with pytest.raises(TargetExists) as refused:
+            session.upload(str(outbox / "a.wav"), "a.wav", len(data), progress=progress, may_replace=lambda n: False)
+        session.noop()  # still in step
+    assert (
+        str(refused.value)
+        == f"refusing to overwrite /upload/a.wav (12 B) with a different file {outbox / 'a.wav'} (300000 B)"
+    )
+    assert sorted(p.name for p in (ftp_root / "upload").iterdir()) == ["a.wav"]  # the empty .part removed
+    assert (ftp_root / "upload/a.wav").read_bytes() == b"another file"
+    assert faults.commands("DELE") == ["/upload/.a.wav.part"] and faults.commands("RNFR") == []
+    assert not progress.renamed
+
+
+def test_without_size_the_guard_asks_mlst_after_the_transfer_never_during_it(
+    make_server, ftp_root, outbox, credentials
+):
+    faults = Faults(no_size=True)
+    server = make_server(faults=faults)
+    write(outbox / "a.wav", 3000)
+    (ftp_root / "upload").mkdir()
+    (ftp_root / "upload/a.wav").write_bytes(b"another file")
+    with UploadSession(params_for(server, credentials)) as session:
+        with pytest.raises(TargetExists):
+            session.upload(str(outbox / "a.wav"), "a.wav", 3000, may_replace=lambda n: n == 3000)
+        report = session.upload(str(outbox / "a.wav"), "b.wav", 3000, may_replace=lambda n: False)  # no b.wav
+    commands = [cmd for cmd, _ in faults.journal]
+    first = commands[commands.index("EPSV") :]
+    assert first[:6] == ["EPSV", "SIZE", "STOR", "MLST", "EPSV", "MLST"]  # the second asks MLST in its flight
+    assert (ftp_root / "upload/a.wav").read_bytes() == b"another file"
+    assert report.verified is True and faults.commands("RNTO") == ["/upload/b.wav"]
 
 
 def test_a_part_file_of_unknown_origin_is_overwritten(ftp_server, ftp_root, outbox, credentials):
