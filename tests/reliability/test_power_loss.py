@@ -36,7 +36,7 @@ def test_files_still_open_for_writing_at_start_are_not_uploaded_until_closed(
     later = folder / f"rpi4-test@{DAY}@11-00-00.wav"
     later.write_bytes(b"RIFF written while the others are open")
     # Long past the quiet period, and a file finished meanwhile went through: the open ones did not.
-    wait_until(lambda: not later.exists() and time.monotonic() - written_at > 1.0, timeout=20)
+    wait_until(lambda: not later.exists() and time.monotonic() - written_at > 0.8, timeout=20)
     assert server.watch.stored(resumed.name) == []
     assert server.watch.stored(begun.name) == []
 

@@ -51,8 +51,8 @@ def test_ftps_certificates_are_verified_unless_explicitly_turned_off(watched_ser
     remote = put(outbox, "a.wav", b"RIFF over TLS")
     fast = {
         "BEEMON_FTP__TLS": "explicit",
-        "BEEMON_UPLOAD__RETRY_MAX_SECONDS": "0.3",
-        "BEEMON_FTP__TIMEOUT_SECONDS": "1",
+        "BEEMON_UPLOAD__RETRY_MAX_SECONDS": "0.2",
+        "BEEMON_FTP__TIMEOUT_SECONDS": "0.5",
     }
 
     # The system's authorities do not know the test CA: refused, nothing sent, nothing deleted.
@@ -206,7 +206,7 @@ def test_the_password_appears_in_no_output_process_title_or_metrics_of_a_full_an
     for target, extra, more in failing:
         target.password = password
         env = uploader_env(
-            target, outbox, tmp_path, BEEMON_UPLOAD__RETRY_MAX_SECONDS="0.2", BEEMON_FTP__TIMEOUT_SECONDS="1", **extra
+            target, outbox, tmp_path, BEEMON_UPLOAD__RETRY_MAX_SECONDS="0.2", BEEMON_FTP__TIMEOUT_SECONDS="0.5", **extra
         )
         for args in (("--log-level", "DEBUG", "run", "--once", "--max-retries", "0"), more):
             if args:
