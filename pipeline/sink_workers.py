@@ -4,7 +4,8 @@ A worker connects first (admitted by the `SessionPool`, backing off with full ji
 failure) and only then takes a job, so jobs never wait on a dead connection. Each attempt ends in
 exactly one `UploadResult`; the `JobBoard` decides what happens to the job next. A local file is
 deleted only after the server's copy was verified (or, on servers that cannot tell sizes, after
-the 226 reply) and only if it still has the size and mtime it had when the attempt began.
+the 226 reply) and only if it is still the version (size, mtime, inode, ctime) it was when the
+attempt began and no process has it open for writing (`local_files.remove_uploaded`).
 """
 
 from __future__ import annotations
