@@ -217,6 +217,7 @@ def test_the_password_appears_in_no_output_process_title_or_metrics_of_a_full_an
     assert leaks == []
 
 
+@pytest.mark.filterwarnings("ignore:Usage of `from dynaconf import settings`:DeprecationWarning")  # its repr, touched
 def test_no_object_of_a_running_pipeline_shows_the_password_in_its_repr(watched_server, outbox, tmp_path, monkeypatch):
     from pipeline.ftp_params import UploadPolicy
     from pipeline.options import options_from_settings
