@@ -140,6 +140,7 @@ def test_the_primary_queue_is_served_before_the_secondary(make_server, start_sin
     gate.set()
 
     run.delivered(6)
+    run.helper.stop(1.0)  # its last log lines are replayed now, inside the test
     arrivals = [Path(p).name for p in faults.commands("RNTO")]
     assert arrivals == ["l1.wav", "l2.wav", "b2.wav", "l3.wav", "b1.wav", "b3.wav"]
     assert len(faults.commands("STOR")) == 6
@@ -557,6 +558,7 @@ def test_a_file_rewritten_with_the_same_size_and_mtime_is_uploaded_again_not_del
     rename_gate.set()
 
     run.delivered(1)
+    run.helper.stop(1.0)  # its last log lines are replayed now, inside the test
     assert run.outcomes(path) == ["changed", "delivered"]
     assert (ftp_root / "upload/a.wav").read_bytes() == second
     assert not path.exists()
@@ -650,6 +652,7 @@ def test_a_part_file_this_upload_never_wrote_is_not_resumed_after_a_failure_befo
     run = start_sink(server, jobs=(job_for(outbox / "x.wav", "st/2024-01-01/audio/x.wav"),))
 
     run.delivered(1)
+    run.helper.stop(1.0)  # its last log lines are replayed now, inside the test
     assert run.outcomes(outbox / "x.wav") == ["retry", "delivered"]
     assert (folder / "x.wav").read_bytes() == data
     assert sorted(p.name for p in folder.iterdir()) == ["x.wav"]
@@ -674,6 +677,7 @@ def test_a_refused_rename_keeps_the_whole_part_and_the_next_try_only_renames_it(
     if meanwhile != "nothing":
         part.write_bytes(b"not ours" * 1000)
     run.delivered(1)  # tried again after retry_max (0.5 s)
+    run.helper.stop(1.0)  # its last log lines are replayed now, inside the test
     assert run.outcomes(outbox / "a.wav") == ["parked", "delivered"]
     assert (ftp_root / "upload/a.wav").read_bytes() == data
     assert not part.exists() and not (outbox / "a.wav").exists()
@@ -709,6 +713,7 @@ def test_two_local_files_for_one_remote_path_deliver_one_and_park_the_other(
     assert journal[:4] == [("STOR", part), ("RNTO", remote), ("STOR", part), ("DELE", part)]  # one at a time
     assert faults.commands("RNTO") == [remote]  # the second file was never renamed onto the first
     line = wait_until(lambda: [m for m in messages(caplog, logging.WARNING) if m.startswith("refusing")])
+    run.helper.stop(1.0)  # its last log lines are replayed now, inside the test
     assert len(line) == 1 and line[0].startswith(
         f"refusing to overwrite {remote} ({sizes[0]} B) with a different file {two} ({sizes[1]} B): parked,"
         " the local file stays in the outbox"
@@ -727,6 +732,7 @@ def test_a_file_already_on_the_server_is_replaced_only_by_one_of_its_size(
     run = start_sink(server, jobs=(job_for(outbox / "a.wav", "s/a.wav"),))
 
     run.until(lambda results: results)
+    run.helper.stop(1.0)  # its last log lines are replayed now, inside the test
     if same_size:  # crashed between the rename and the local delete, then restarted: sent again
         assert run.outcomes(outbox / "a.wav") == ["delivered"]
         assert not (outbox / "a.wav").exists()
@@ -750,6 +756,7 @@ def test_with_keep_mode_a_changed_file_overwrites_its_own_earlier_copy(make_serv
         more.write(b"more samples")
     run.helper.submit(job_for(path, "s/a.wav"))
     run.delivered(2)
+    run.helper.stop(1.0)  # its last log lines are replayed now, inside the test
     assert run.outcomes(path) == ["delivered", "delivered"]
     assert server_files(ftp_root) == {"/upload/s/a.wav": path.read_bytes()}
 
@@ -764,5 +771,6 @@ def test_a_final_replaces_the_copy_its_bare_csv_left_under_the_same_name(make_se
     final.write_bytes(b"t,1\nt,2\n")
     run.helper.queue_upload(str(final), "s/2024-05-01/temp/s@2024-05-01.csv")
     run.delivered(2)
+    run.helper.stop(1.0)  # its last log lines are replayed now, inside the test
     assert server_files(ftp_root) == {"/upload/s/2024-05-01/temp/s@2024-05-01.csv": b"t,1\nt,2\n"}
     assert not final.exists() and not bare.exists()
