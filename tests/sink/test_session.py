@@ -513,6 +513,25 @@ def test_explicit_ftps_uploads_and_reuses_the_tls_session_on_data_connections(
     assert [cmd for cmd, _ in faults.journal][:3] == ["AUTH", "USER", "PASS"]
 
 
+def test_over_ftps_a_refused_target_ends_the_transfer_and_the_session_carries_on(
+    make_server, tls_files, ftp_root, outbox, credentials
+):
+    faults = Faults()
+    server = tls_server(make_server, tls_files, faults=faults)
+    data = write(outbox / "a.wav", 50_000)
+    (ftp_root / "upload").mkdir()
+    (ftp_root / "upload/a.wav").write_bytes(b"another file")
+    params = params_for(server, credentials, tls="explicit", ca_file=tls_files.ca_file)
+    with UploadSession(params) as session:
+        with pytest.raises(TargetExists):
+            session.upload(str(outbox / "a.wav"), "a.wav", len(data), may_replace=lambda n: False)
+        report = session.upload(str(outbox / "a.wav"), "b.wav", len(data), may_replace=lambda n: False)
+    assert report.verified is True and report.bytes_sent == len(data)
+    assert (ftp_root / "upload/a.wav").read_bytes() == b"another file"
+    assert (ftp_root / "upload/b.wav").read_bytes() == data
+    assert sorted(p.name for p in (ftp_root / "upload").iterdir()) == ["a.wav", "b.wav"]
+
+
 def test_implicit_ftps_uploads(make_server, tls_files, ftp_root, outbox, credentials):
     server = tls_server(make_server, tls_files, handler=ImplicitTLSHandler)
     data = write(outbox / "a.wav", 70_000)
