@@ -75,6 +75,7 @@ def build_settings(
     )
     if legacy_ini is not None:
         _apply_legacy_ini(settings, legacy_ini)
+    _keep_texts_as_given(settings)
     if not settings.get("station"):
         settings.set("station", socket.gethostname(), loader_identifier="host name")
     if validate:
@@ -117,6 +118,18 @@ def validate_settings(settings: Dynaconf, env: str) -> None:
             raise SettingsError(
                 f"ftp.password is set in {source}: move it to .secrets.toml (mode 600) or BEEMON_FTP__PASSWORD"
             )
+
+
+#: Keys that are text whatever they look like: `BEEMON_FTP__PASSWORD=12345` is a password, not a number.
+TEXT_KEYS = ("ftp.username", "ftp.password", "station")
+
+
+def _keep_texts_as_given(settings: Dynaconf) -> None:
+    """dynaconf parses environment values as TOML; for text keys, take the variable's characters as they are."""
+    for key in TEXT_KEYS:
+        raw = os.environ.get(envvar(key))
+        if raw is not None and not isinstance(settings.get(key), str):
+            settings.set(key, raw, loader_identifier=f"environment {envvar(key)}")
 
 
 def _apply_legacy_ini(settings: Dynaconf, path: str | os.PathLike[str]) -> None:

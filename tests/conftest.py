@@ -31,6 +31,14 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval:
         time.sleep(interval)
 
 
+def write_file(path: Path, content: bytes) -> Path:
+    """Create folders as needed, write, close: the station's normal way of finishing a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(content)
+    return path
+
+
 @pytest.fixture(name="wait_until")
 def wait_until_fixture() -> Callable[..., object]:
     return wait_until

@@ -7,7 +7,6 @@ import secrets
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,10 @@ import pytest
 from pyftpdlib.handlers import FTPHandler
 
 from pipeline.embedded_server import EmbeddedFtpServer
+from tests.conftest import wait_until as shared_wait_until
+from tests.conftest import write_file
+
+__all__ = ["write_file"]
 
 REMOTE_ROOT = "/data"
 STATION = "rpi4-test"
@@ -128,16 +131,6 @@ def run_cli(
     return subprocess.run(cli(*args), env=env, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s: {predicate}")
-
-
-def write_file(path: Path, content: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    return path
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05) -> object:
+    """The shared `wait_until`, with the end-to-end tests' longer default deadline (processes start)."""
+    return shared_wait_until(predicate, timeout, interval)

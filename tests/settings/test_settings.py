@@ -371,3 +371,11 @@ def test_console_script_help_and_exit_code_of_bad_usage() -> None:
     )
     assert bad.returncode == 2
     assert "invalid choice: 'frobnicate'" in bad.stderr
+
+
+def test_a_numeric_password_or_station_in_the_environment_stays_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BEEMON_FTP__PASSWORD", "0123456")
+    monkeypatch.setenv("BEEMON_STATION", "11")
+    settings = build_settings()
+    assert settings.ftp.password == "0123456"
+    assert settings.station == "11"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,17 +10,15 @@ from typing import Any
 import pytest
 from reactivex import Observable
 
+from tests.conftest import wait_until as shared_wait_until
+from tests.conftest import write_file
+
+__all__ = ["write_file"]
+
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> object:
-    """Poll `predicate` until it is truthy (and return it), or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout} s: {getattr(predicate, '__name__', predicate)}")
-        time.sleep(interval)
+    """The shared `wait_until`, with the stream tests' shorter default deadline."""
+    return shared_wait_until(predicate, timeout, interval)
 
 
 class Recorder:
@@ -82,12 +79,4 @@ def box(tmp_path: Path) -> Path:
     """An empty outbox (named apart from the shared `outbox` fixture, which this suite does not rely on)."""
     path = tmp_path / "box"
     path.mkdir()
-    return path
-
-
-def write_file(path: Path, data: bytes) -> Path:
-    """Create folders as needed, write, close: the station's normal way of finishing a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        handle.write(data)
     return path
