@@ -32,8 +32,10 @@ UNSUPPORTED = frozenset({500, 501, 502, 504})
 class FtpClient(ftplib.FTP_TLS):
     """One control connection (see the module docstring); `data_socket` is the transfer in progress."""
 
-    def __init__(self, *, implicit: bool, context: ssl.SSLContext, timeout: float, pipelining: bool) -> None:
+    def __init__(self, *, implicit: bool, context: ssl.SSLContext | None, timeout: float, pipelining: bool) -> None:
+        """`context` None: plain FTP only (ftplib's unverified default context is dropped, so any TLS step fails)."""
         super().__init__(context=context, timeout=timeout)
+        self.context: ssl.SSLContext | None = context
         self.implicit = implicit
         self.pipelining = pipelining
         self.use_epsv = True

@@ -147,6 +147,7 @@ class UploadSession:
         self._warned_unverified = False
         self._progress = UploadProgress()
         self._late_guard: _Guard | None = None  # a guard the STOR's flight could not decide
+        self._context: ssl.SSLContext | None = None  # made at the first secure connect, then reused
         self.welcome = ""
 
     @classmethod
@@ -187,7 +188,7 @@ class UploadSession:
         self.close()
         p = self.params
         client = FtpClient(
-            implicit=p.tls == "implicit", context=make_context(p), timeout=p.timeout, pipelining=p.pipelining
+            implicit=p.tls == "implicit", context=self._tls_context(), timeout=p.timeout, pipelining=p.pipelining
         )
         step = "CONNECT"
         try:
@@ -214,6 +215,17 @@ class UploadSession:
         self._dirs.clear()
         log.debug("session open: %r", self)
         return self.welcome
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """The context of this session's TLS connections, made once; None for plain FTP, which needs none.
+
+        Loading the CA certificates costs some 20 ms of CPU: paid at the first connect rather than at
+        every reconnect (through an outage the workers retry for as long as it lasts), and not at all
+        without TLS.
+        """
+        if self.params.secure and self._context is None:
+            self._context = make_context(self.params)
+        return self._context
 
     def close(self) -> None:
         """QUIT politely when the connection is still in step, then close. Never raises."""

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import ftp_session
 from pipeline.bandwidth import TokenBucket
+from pipeline.ftp_client import make_context
 from pipeline.ftp_errors import (
     ConnectionLost,
     LocalFileChanged,
@@ -530,6 +532,25 @@ def test_over_ftps_a_refused_target_ends_the_transfer_and_the_session_carries_on
     assert (ftp_root / "upload/a.wav").read_bytes() == b"another file"
     assert (ftp_root / "upload/b.wav").read_bytes() == data
     assert sorted(p.name for p in (ftp_root / "upload").iterdir()) == ["a.wav", "b.wav"]
+
+
+def test_the_tls_context_is_made_once_per_session_and_never_for_plain_ftp(
+    make_server, tls_files, credentials, monkeypatch
+):
+    """Loading the CA certificates costs some 20 ms of CPU: not at every reconnect through an outage."""
+    made = []
+    monkeypatch.setattr(ftp_session, "make_context", lambda params: made.append(params) or make_context(params))
+    plain = UploadSession(params_for(make_server(), credentials))
+    for _ in range(2):
+        plain.connect()
+    assert plain._client is not None and plain._client.context is None
+    plain.close()
+    assert made == []
+    server = tls_server(make_server, tls_files)
+    with UploadSession(params_for(server, credentials, tls="explicit", ca_file=tls_files.ca_file)) as secure:
+        secure.connect()  # a reconnect
+        secure.noop()
+    assert len(made) == 1
 
 
 def test_implicit_ftps_uploads(make_server, tls_files, ftp_root, outbox, credentials):
