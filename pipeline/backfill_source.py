@@ -38,6 +38,8 @@ ORDERS = ("newest", "oldest")
 BATCH = 256
 #: An mtime this far in the future is a clock jump, not a file being written: never wait for it.
 FUTURE_TOLERANCE_SECONDS = 60.0
+#: While `may_emit` holds the scan back, how often it asks again.
+PACE_SECONDS = 0.25
 
 #: (date, mtime_ns, path): the order of the scan.
 Entry = tuple[str, int, str]
@@ -157,6 +159,7 @@ class _Backfill:
         min_age_seconds: float,
         rescan_interval: float,
         clock: Callable[[], float],
+        may_emit: Callable[[], bool] | None = None,
     ) -> None:
         self.observer = observer
         self.scheduler = scheduler
@@ -164,6 +167,7 @@ class _Backfill:
         self.min_age_seconds = min_age_seconds
         self.rescan_interval = rescan_interval
         self.clock = clock
+        self.may_emit = may_emit
         self.young: set[str] = set()
         self.current: Iterator[FileEvent] | None = None
         self.disposed = False
@@ -187,6 +191,9 @@ class _Backfill:
         if current is None or self.disposed:
             return
         try:
+            if self.may_emit is not None and not self.may_emit():
+                self._schedule(self.next_step, self.step, PACE_SECONDS)
+                return
             for _ in range(BATCH):
                 event = next(current, None)
                 if event is None:
@@ -242,6 +249,7 @@ def backfill_source(
     rescan_interval: float = 0.0,
     scheduler: abc.SchedulerBase | None = None,
     clock: Callable[[], float] = time.time,
+    may_emit: Callable[[], bool] | None = None,
 ) -> Observable[FileEvent]:
     """FOUND events for the files in `outbox` at subscription, then again every `rescan_interval` s (if > 0).
 
@@ -252,7 +260,9 @@ def backfill_source(
     live job is dropped by the dedupe.) Completes after the scan and its young files when there
     are no rescans. Emission is
     stepped in batches on `scheduler` (by default a thread of its own per subscription), so live
-    events interleave with a long scan.
+    events interleave with a long scan. `may_emit`, when given, is asked before each batch: while it
+    says no, the scan waits (asking again every `PACE_SECONDS`), so a consumer can keep the part of a
+    large backlog it holds in memory bounded; the rest stays in the outbox, listed one day at a time.
     """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
@@ -277,6 +287,7 @@ def backfill_source(
             min_age_seconds=min_age_seconds,
             rescan_interval=rescan_interval,
             clock=clock,
+            may_emit=may_emit,
         )
         backfill._schedule(backfill.next_step, backfill.start)
         disposables = CompositeDisposable(Disposable(backfill.dispose))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import reactivex
 from reactivex import Observable, abc
@@ -74,14 +74,16 @@ def build_job_stream(
     rescan_interval: float = 0.0,
     released: Observable[str] | None = None,
     scheduler: abc.SchedulerBase | None = None,
+    backfill_may_emit: Callable[[], bool] | None = None,
 ) -> Observable[UploadJob]:
     """Upload jobs for every finished file in `outbox`: those there at start, then each as it is finished.
 
     Subscribing starts the observer before the initial scan, so nothing written in between is
     missed (a file seen by both gives one job). `rescan_interval` > 0 repeats the scan, the safety
     net for dropped events. `released` carries the local paths the sink is done with (delivered,
-    or gone), so that a later change of the same path makes a job again. Disposing stops the
-    observer (joined), the scans and the timers. Reads no settings.
+    or gone), so that a later change of the same path makes a job again. `backfill_may_emit` holds
+    the scan back while it says no (see `backfill_source`); live files never wait for it. Disposing
+    stops the observer (joined), the scans and the timers. Reads no settings.
 
     Everything runs on `scheduler`, which must run one action at a time (the default, an
     `EventLoopScheduler` per subscription, does; a thread pool would not).
@@ -118,6 +120,7 @@ def build_job_stream(
             min_age_seconds=quiet,
             rescan_interval=rescan_interval,
             scheduler=loop,
+            may_emit=backfill_may_emit,
         ).pipe(ready_files(patterns, root=root), jobs)
         forget = released.pipe(ops.observe_on(loop)) if released is not None else None
         # merge subscribes in order: the observer is running before the backfill's scan is scheduled.

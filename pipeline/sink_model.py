@@ -40,7 +40,8 @@ class UploadResult:
 @dataclass(frozen=True, slots=True)
 class SinkStats:
     """A snapshot of the sink: ready jobs per queue, jobs waiting a retry (of which parked), in flight,
-    open sessions, and totals since start."""
+    open sessions, and totals since start (`received_secondary`: backfill jobs taken off the
+    inter-process queue, which tells the parent how many are still on their way)."""
 
     queued_primary: int = 0
     queued_secondary: int = 0
@@ -50,6 +51,7 @@ class SinkStats:
     sessions: int = 0
     delivered: int = 0
     failed: int = 0
+    received_secondary: int = 0
 
 
 _FIELDS = tuple(f.name for f in fields(SinkStats))

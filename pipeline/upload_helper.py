@@ -72,6 +72,7 @@ class UploadHelper(SpawnProcess):
         self.results = results
         self._primary: Queue[Any] = SPAWN.Queue()
         self._secondary: Queue[Any] = SPAWN.Queue()
+        self._sent_secondary = 0  # parent side: jobs put on the secondary queue
         self._counters = SinkCounters(SPAWN)
         self._control_reader, self._control_writer = SPAWN.Pipe(duplex=False)
         self._own_log_queue = log_queue is None
@@ -125,7 +126,16 @@ class UploadHelper(SpawnProcess):
         if self._stopped:
             log.debug("not queued, the sink is stopped (the file stays in the outbox): %s", job.local_path)
             return
-        (self._primary if job.priority == Priority.LIVE else self._secondary).put(job)
+        if job.priority == Priority.LIVE:
+            self._primary.put(job)
+        else:
+            self._secondary.put(job)
+            self._sent_secondary += 1
+
+    def backfill_queued(self) -> int:
+        """Backfill jobs no worker has taken yet: ready on the sink's board, or still on their way to it."""
+        stats = self._counters.snapshot()
+        return stats.queued_secondary + max(0, self._sent_secondary - stats.received_secondary)
 
     def stats(self) -> SinkStats:
         """Queued (primary, secondary), waiting, parked, in flight, sessions, delivered, failed."""
@@ -186,8 +196,12 @@ class UploadHelper(SpawnProcess):
         emit = self.results.put if self.results is not None else (lambda result: None)
         sink = Sink(self.ftp, self.policy, emit, self._counters)
         sink.start()
-        for queue, label in ((self._primary, "primary"), (self._secondary, "secondary")):
-            threading.Thread(target=_feed, args=(queue, sink), name=f"feed-{label}", daemon=True).start()
+        for queue, label, counters in (
+            (self._primary, "primary", None),
+            (self._secondary, "secondary", self._counters),
+        ):
+            feeder = threading.Thread(target=_feed, args=(queue, sink, counters), name=f"feed-{label}", daemon=True)
+            feeder.start()
         log.debug("sink started (pid %d, %d session(s))", os.getpid(), self.policy.connections)
         try:
             signal.signal(signal.SIGTERM, _raise_terminated)
@@ -225,8 +239,12 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise _Terminated
 
 
-def _feed(queue: Queue[Any], sink: Sink) -> None:
-    """Move jobs from one inter-process queue onto the board until the queue closes."""
+def _feed(queue: Queue[Any], sink: Sink, counters: SinkCounters | None = None) -> None:
+    """Move jobs from one inter-process queue onto the board until the queue closes.
+
+    With `counters` (the secondary queue's feeder), each job taken off the queue is counted in
+    `received_secondary`, after it is on the board: the parent never counts a job as neither.
+    """
     while True:
         try:
             job = queue.get()
@@ -235,6 +253,8 @@ def _feed(queue: Queue[Any], sink: Sink) -> None:
         if job is None:
             return
         sink.put(job)
+        if counters is not None:
+            counters.add("received_secondary")
 
 
 def _flush(queue: Queue[Any]) -> None:

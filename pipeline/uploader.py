@@ -31,6 +31,11 @@ from pipeline.upload_helper import UploadHelper, UploadResult
 
 log = logging.getLogger("beemon.uploader")
 SPAWN = multiprocessing.get_context("spawn")
+#: Backfill jobs the sink may hold ready before the scan waits for it to take some. The outbox is
+#: the durable queue: a job queued further ahead costs about 1 KB (parent and sink together) and
+#: gains nothing, so a backlog of 100,000 files would otherwise hold some 100 MB. Jobs waiting a
+#: retry are not counted, so files the server refuses never hold the rest of the backlog back.
+MAX_READY_BACKFILL = 10_000
 
 
 class CommandQueue(Protocol):
@@ -258,9 +263,15 @@ class RunningPipeline:
                 backfill_order=options.backfill_order,
                 rescan_interval=options.rescan_interval,
                 released=self._released,
+                backfill_may_emit=self._backfill_may_emit,
             )
             self._subscription = stream.subscribe(on_next=self.submit, on_error=self._stream_failed)
             log.info("watching %s (%s)", options.outbox, options.observer)
+
+    def _backfill_may_emit(self) -> bool:
+        """Whether the backfill scan may queue more: fewer than `MAX_READY_BACKFILL` backfill jobs are untaken."""
+        helper = self.helper
+        return helper is None or helper.backfill_queued() < MAX_READY_BACKFILL
 
     def _stream_failed(self, error: BaseException) -> None:
         log.error("the file stream failed: %s: %s", type(error).__name__, error)

@@ -75,7 +75,10 @@ def write(path: Path, size: int) -> bytes:
     return data
 
 
-def job_for(path: Path, remote: str, priority: Priority = Priority.LIVE) -> UploadJob:
+def job_for(path: Path, remote: str, priority: Priority = Priority.LIVE, *, size: int = 0) -> UploadJob:
+    """The job for `path` as it is (written first with `size` random bytes when `size` is given)."""
+    if size:
+        write(path, size)
     stat = path.stat()
     return UploadJob(str(path), remote, stat.st_size, stat.st_mtime_ns, priority)
 
@@ -144,6 +147,22 @@ def test_the_primary_queue_is_served_before_the_secondary(make_server, start_sin
     arrivals = [Path(p).name for p in faults.commands("RNTO")]
     assert arrivals == ["l1.wav", "l2.wav", "b2.wav", "l3.wav", "b1.wav", "b3.wav"]
     assert len(faults.commands("STOR")) == 6
+
+
+def test_backfill_queued_counts_the_jobs_on_their_way_and_on_the_board(make_server, start_sink, outbox):
+    """What the backfill scan paces itself by: every backfill job no worker took yet, wherever it is."""
+    gate = threading.Event()
+    server = make_server(faults=Faults(hold={"PASS": gate}))
+    run = start_sink(server, policy=UploadPolicy(connections=1, retry_base=0.05, retry_max=0.5))
+    for index in range(5):
+        run.helper.submit(job_for(outbox / f"b{index}.wav", f"s/b{index}.wav", Priority.BACKFILL, size=100))
+    run.helper.submit(job_for(outbox / "l.wav", "s/l.wav", Priority.LIVE, size=100))
+    assert run.helper.backfill_queued() >= 5  # from the moment each is submitted, not once the child has it
+    wait_until(lambda: run.helper.stats().queued_secondary == 5)
+    assert run.helper.backfill_queued() == 5
+    gate.set()
+    run.delivered(6)
+    assert run.helper.backfill_queued() == 0
 
 
 def test_a_cut_data_connection_is_resumed_and_the_local_file_kept_until_whole(

@@ -13,10 +13,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from reactivex import operators as ops
 from reactivex.testing import ReactiveTest, TestScheduler
 
 from operators.model import EventKind, FileEvent, Priority
-from pipeline.backfill_source import backfill_source, iter_outbox
+from pipeline.backfill_source import BATCH, PACE_SECONDS, backfill_source, iter_outbox
 from pipeline.job_stream import build_job_stream
 from tests.stream.conftest import wait_until, write_file
 
@@ -156,6 +157,41 @@ def test_a_young_file_deleted_before_it_is_quiet_is_dropped(box):
     source = backfill_source(str(box), min_age_seconds=2, scheduler=scheduler, clock=lambda: NOON_0719 + 1001)
     results = scheduler.start(lambda: source)
     assert results.messages == [ReactiveTest.on_completed(202)]
+
+
+def test_the_scan_waits_between_batches_while_may_emit_says_no(box):
+    """A consumer that holds enough pauses the scan (it asks again every PACE_SECONDS); nothing is lost."""
+    paths = [touch(box / f"f{i:04d}.wav", NOON_0719 - i) for i in range(BATCH + 10)]
+    scheduler = TestScheduler()
+    emitted: list[FileEvent] = []
+
+    def may_emit() -> bool:  # one batch before 300, then everything
+        return not emitted or scheduler.clock >= 300
+
+    source = backfill_source(str(box), scheduler=scheduler, may_emit=may_emit).pipe(ops.do_action(emitted.append))
+    results = scheduler.start(lambda: source)
+    assert [m.value.value for m in results.messages[:-1]] == [found(p) for p in paths]
+    assert {m.time for m in results.messages[:BATCH]} == {200}
+    assert {m.time for m in results.messages[BATCH:]} == {300}  # 200 + 400 x PACE_SECONDS
+    assert PACE_SECONDS == 0.25
+
+
+def test_the_job_stream_holds_its_backfill_back_while_told_to(box, record):
+    for i in range(3 * BATCH):
+        touch(box / "audio" / "2022-07-19" / f"rpi4-11@2022-07-19@{i:05d}.wav", NOON_0719 - i)
+    hold, seen = [True], []  # seen: the recorder, once subscribed
+
+    def may_emit() -> bool:
+        return not hold[0] or bool(seen and len(seen[0].items) < 100)
+
+    seen.append(record(build_job_stream(str(box), remote_root="/r", station="st", backfill_may_emit=may_emit)))
+    recorder = seen[0]
+    wait_until(lambda: len(recorder.items) >= 100)
+    time.sleep(0.6)  # two more turns of the pace
+    assert len(recorder.items) == BATCH  # one batch started below the mark, none after it
+    hold[0] = False
+    wait_until(lambda: len(recorder.items) == 3 * BATCH)
+    recorder.dispose()
 
 
 # -- 100,000 files ------------------------------------------------------------------------------
