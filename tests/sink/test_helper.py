@@ -163,6 +163,7 @@ def test_backfill_queued_counts_the_jobs_on_their_way_and_on_the_board(make_serv
     gate.set()
     run.delivered(6)
     assert run.helper.backfill_queued() == 0
+    run.helper.stop(1.0)  # its last log lines are replayed now, inside the test
 
 
 def test_a_cut_data_connection_is_resumed_and_the_local_file_kept_until_whole(
