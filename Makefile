@@ -26,7 +26,7 @@ lint: $(STAMP)
 test: lint docs
 	$(BIN)/python -m pytest
 
-# About 10 minutes; lftp's rows need `lftp` installed (apt-get install lftp), else they say n/a.
+# About 8 minutes; lftp's rows need `lftp` installed (apt-get install lftp), else they say n/a.
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 TICK = 1.0 / os.sysconf("SC_CLK_TCK")
@@ -74,15 +75,22 @@ def peak_rss_mib(root: int) -> float:
 
 @dataclass
 class RssSampler:
-    """Samples the tree's summed RSS every `interval` s in a thread; `peak` is the highest sum seen."""
+    """Samples the tree's summed RSS every `interval` s in a thread; `peak` is the highest sum seen.
+
+    `rose_at` is the last time (monotonic) the peak rose by more than `step` MiB over its level at
+    the rise before: memory that stopped growing shows as a `rose_at` left behind.
+    """
 
     root: int
     interval: float = 0.1
+    step: float = 1.0
     peak: float = 0.0
+    rose_at: float = 0.0
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._mark = 0.0
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -94,6 +102,18 @@ class RssSampler:
 
     def _run(self) -> None:
         while True:
-            self.peak = max(self.peak, rss_mib(self.root))
+            rss = rss_mib(self.root)
+            if rss > self._mark + self.step:
+                self._mark, self.rose_at = rss, time.monotonic()
+            self.peak = max(self.peak, rss)
             if self._stop.wait(self.interval):
                 return
+
+    def settled(self, quiet: float, timeout: float) -> bool:
+        """Block until the peak has not risen (by more than `step`) for `quiet` s; False after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() - self.rose_at < quiet:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(self.interval)
+        return True

@@ -13,7 +13,10 @@ a fixed delay at the start, not a cost per file); the latency workloads include 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
 import statistics
 import threading
 import time
@@ -40,6 +43,13 @@ TIMEOUT = 900.0
 #: Debounce of the throughput runs: a fixed delay before the first upload, not a cost per file.
 THROUGHPUT_DEBOUNCE = 0.2
 OLD = time.time() - 86_400  # an mtime the backfill takes at once
+#: The backfill row's files (`_dated_outbox`'s size) and where they land on the server.
+BACKFILL_SIZE = 100
+REMOTE_STATION = Path("data") / "bench"
+#: How often the backfill row samples the summed RSS of the uploader's processes.
+RSS_INTERVAL = 0.05
+#: Its uploader's statistics lines, which tell when every file is queued.
+STATS_INTERVAL = 0.5
 
 
 def _check(server: Server, names: list[str], size: int, outbox: Path, *, exact: bool, sensor: str = "audio") -> None:
@@ -64,6 +74,7 @@ def ours_drop_in(
     folder.mkdir()
     staging = fresh_dir(work / "staging-ours")
     write_files(staging, names, size)
+    _settle_disk()
     uploader = Uploader(work, outbox, server.port, server.password, debounce=debounce, connections=connections)
     with uploader:
         idle_peak = procs.peak_rss_mib(uploader.pid)
@@ -82,6 +93,15 @@ def ours_drop_in(
         "idle_peak_rss_mib": idle_peak,
         "peak_rss_mib": peak,
     }
+
+
+def _settle_disk() -> None:
+    """Write back what earlier steps left dirty, so that no timed phase pays for another's writes.
+
+    Writes into the page cache ran at very different speeds depending on what was written before
+    (see `large_files`); a phase should not also start with another's write-back pending.
+    """
+    os.sync()
 
 
 def baselines_wait(names: list[str], server: Server, folder: Path) -> float:
@@ -148,7 +168,13 @@ def small_files(
 def large_files(
     work: Path, *, files: int = 10, size: int = 50 * MB, connections: int = 4, with_lftp: bool = True
 ) -> Figures:
-    """MB/s and client CPU s/GB: the uploader, one ftplib session (1 MiB blocks), cp, and lftp."""
+    """MB/s and client CPU s/GB: the uploader, one ftplib session (1 MiB blocks), cp, and lftp.
+
+    Each phase starts from the same state: what the one before wrote is deleted once checked (and
+    the rest written back, `_settle_disk`). Kept, it made whichever phase came later pay for the
+    page cache of the earlier ones: the same ftplib session measured 2,900 MB/s run first and
+    430 MB/s run after the others.
+    """
     names = [file_name(i, tag="big") for i in range(files)]
     total = files * size
     figures: Figures = {}
@@ -156,24 +182,31 @@ def large_files(
         ours = ours_drop_in(
             work, server, names, size, debounce=THROUGHPUT_DEBOUNCE, connections=connections, exact=False
         )
+    shutil.rmtree(server.root)
     figures["ours_mb_per_s"] = total / MB / ours["seconds"]
     figures["ours_cpu_s_per_gb"] = ours["cpu_seconds"] / (total / 1e9)
 
     folder, paths = _staged(work, "session", names, size)
+    _settle_disk()
     with ftp_server(work) as server:
         baselines.make_remote_dir(server.port, server.password, "/session")
         session = baselines.single_session(server.port, server.password, paths, "/session")
         assert not verify(server.root / "session", names, size, exact=False)
+    shutil.rmtree(server.root)
     figures["session_mb_per_s"] = total / MB / session.seconds
 
+    _settle_disk()
     copy = baselines.copy_files(paths, fresh_dir(work / "copy"))
+    shutil.rmtree(work / "copy")
     figures["cp_mb_per_s"] = total / MB / copy.seconds
 
     figures["lftp_mb_per_s"] = figures["lftp_cpu_s_per_gb"] = None
     if with_lftp and baselines.lftp_available():
+        _settle_disk()
         with ftp_server(work) as server:
             lftp = baselines.lftp_mirror(server.port, server.password, folder, "/lftp", parallel=connections)
             assert not verify(server.root / "lftp", names, size, exact=False)
+        shutil.rmtree(server.root)
         figures["lftp_mb_per_s"] = total / MB / lftp.seconds
         figures["lftp_cpu_s_per_gb"] = lftp.cpu_seconds / (total / 1e9)
     return figures
@@ -312,7 +345,7 @@ def _percentile(values: list[float], percent: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(percent) - 1]
 
 
-def _dated_outbox(outbox: Path, files: int, *, per_day: int = 1000, size: int = 100) -> list[Path]:
+def _dated_outbox(outbox: Path, files: int, *, per_day: int = 1000, size: int = BACKFILL_SIZE) -> list[Path]:
     """`files` old files in audio/<date>/ folders of `per_day` files (a station's months of backlog)."""
     paths = []
     for index in range(files):
@@ -337,6 +370,8 @@ def idle_cpu(
     observer alone. The server is down (a closed port), as when a station's outbox grows that big:
     the jobs wait in the sink, whose sessions retry with backoff. The window is cut into `slices`
     equal parts, one figure set each (the bench's "runs" for this row: one idle minute, not three).
+    The window opens `settle` s after the uploaders watch, and once the inotify one has used at most
+    1 % of a core over a second: its start-up (the scan queueing every file) is over.
     """
     port = free_port()
     boxes = {kind: work / f"outbox-{kind}" for kind in ("inotify", "polling", "observer")}
@@ -351,6 +386,7 @@ def idle_cpu(
             uploader.wait_for_log("watching ", 60)
         observer = baselines.polling_observer(boxes["observer"])
         time.sleep(settle)  # the startup scan queues every file; then nothing happens
+        _quiet(uploaders[0].pid, timeout=max(settle, 30.0))
         pids = [u.pid for u in uploaders] + [observer.pid]
         figures = []
         for _ in range(slices):
@@ -372,62 +408,125 @@ def idle_cpu(
     return figures
 
 
-def backfill(work: Path, *, files: int = 100_000, settle: float = 2.0, outbox: Path | None = None) -> Figures:
-    """`run` started on an outbox of `files` old files: seconds to the first upload, and memory.
+def _quiet(pid: int, *, limit: float = 1.0, timeout: float) -> None:
+    """Block until the tree under `pid` used at most `limit` % of a core over one second (its start-up is over)."""
+    deadline = time.monotonic() + timeout
+    before, started = procs.cpu_seconds(pid), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now, ended = procs.cpu_seconds(pid), time.monotonic()
+        if 100 * (now - before) / (ended - started) <= limit:
+            return
+        before, started = now, ended
+    raise TimeoutError(f"the uploader still busy {timeout:.0f} s after its start-up")
 
-    RSS growth is the peak (summed VmHWM of the uploader's processes) once every file is queued,
-    minus the same figure of an uploader started on an empty outbox in this run. `outbox` may be
-    kept between runs: only the files a run uploaded are written again.
+
+def backfill(
+    work: Path,
+    *,
+    files: int = 100_000,
+    delay: float = 0.02,
+    after: float = 3.0,
+    settle: float = 2.0,
+    quiet: float = 3.0,
+    settle_timeout: float = 60.0,
+    outbox: Path | None = None,
+) -> Figures:
+    """`run` started on an outbox of `files` old files: seconds to the first upload, and the memory it takes.
+
+    The clock starts with `beemon-uploader run` and stops when a first file is on the server under its
+    final name, whole, and gone from the outbox. Memory is the summed RSS of the uploader's processes,
+    sampled every 50 ms from the start; the growth is its peak minus the peak of the same sampling of an
+    uploader started on an empty outbox in this run (from its start to `settle` s after it watches).
+    Two windows: to `after` s past the first upload (`rss_growth_mib`), and on until the peak has not
+    risen for `quiet` s (`settled_growth_mib`, at `settled_s`, with `queued` files on the sink's
+    queues then; None if it still rose after `settle_timeout` s): what holding the backlog costs.
+    Then SIGTERM: the rest of the backlog is not waited for (at `delay` per reply it would take half
+    an hour). The difference of summed VmHWM (each process's own peak, an upper bound) at the end
+    comes along as `hwm_growth_mib`.
+
+    `outbox` may be kept between runs: only the files a run uploaded are written again.
     """
     outbox = outbox or work / "outbox-backfill"
     _dated_outbox(outbox, files)
-    with ftp_server(work) as server:
+    with ftp_server(work, delay) as server:
         empty = Uploader(work, fresh_dir(work / "outbox-empty"), server.port, server.password)
-        with empty:
-            time.sleep(settle)
-            idle_peak = procs.peak_rss_mib(empty.pid)
-        station = server.root / "data"
-        uploader = Uploader(work, outbox, server.port, server.password, stats_interval=0.5)
+        empty.start(wait=False)
+        try:
+            with procs.RssSampler(empty.pid, RSS_INTERVAL) as idle:
+                empty.wait_for_log("watching ", 60)
+                time.sleep(settle)
+            idle_hwm = procs.peak_rss_mib(empty.pid)
+        finally:
+            assert empty.stop() == 0, empty.log()[-2000:]
+        station = server.root / REMOTE_STATION
+        uploader = Uploader(work, outbox, server.port, server.password, stats_interval=STATS_INTERVAL)
         uploader.start(wait=False)
         try:
-            first = _first_arrival(station, uploader.started_at)
-            queued = _wait_all_queued(uploader, files)
-            peak = procs.peak_rss_mib(uploader.pid)
+            with procs.RssSampler(uploader.pid, RSS_INTERVAL) as busy:
+                first = _first_delivery(station, outbox, uploader) - uploader.started_at
+                time.sleep(after)
+                early_peak = busy.peak
+                settled = busy.settled(quiet, settle_timeout)
+                settled_s = time.monotonic() - uploader.started_at
+                queued = _queued(uploader)
+                hwm = procs.peak_rss_mib(uploader.pid)
         finally:
+            stopping = time.monotonic()
             code = uploader.stop()
+            stop_s = time.monotonic() - stopping
         assert code == 0, uploader.log()[-2000:]
         delivered = [p for p in station.rglob("*") if p.is_file()] if station.exists() else []
-        assert delivered and all(not p.name.startswith(".") and p.stat().st_size == 100 for p in delivered)
-        assert not any(p.exists() for p in (outbox / "audio").rglob("*") if p.name in {d.name for d in delivered})
+        assert delivered, "nothing delivered"
+        assert all(p.read_bytes() == b"x" * BACKFILL_SIZE for p in delivered), "a delivered file differs"
+        assert not leftovers(server.root), leftovers(server.root)[:5]
+        assert not any(_local_of(outbox, p.name).exists() for p in delivered), "a delivered file is still local"
+        left = sum(1 for p in outbox.rglob("*") if p.is_file())
+        assert left + len(delivered) == files, f"{files - left - len(delivered)} files lost"
     return {
         "first_upload_s": first,
-        "all_queued_s": queued,
-        "idle_peak_rss_mib": idle_peak,
-        "peak_rss_mib": peak,
-        "rss_growth_mib": peak - idle_peak,
+        "idle_rss_mib": idle.peak,
+        "peak_rss_mib": early_peak,
+        "rss_growth_mib": early_peak - idle.peak,
+        "settled_s": settled_s if settled else None,
+        "settled_peak_rss_mib": busy.peak if settled else None,
+        "settled_growth_mib": busy.peak - idle.peak if settled else None,
+        "queued": queued,
+        "hwm_growth_mib": hwm - idle_hwm,
+        "delivered": float(len(delivered)),
+        "after_s": after,
+        "stop_s": stop_s,
     }
 
 
-def _first_arrival(station: Path, started: float, timeout: float = 120) -> float:
+def _queued(uploader: Uploader) -> float | None:
+    """The files on the sink's queues (live + backfill) at its last statistics line."""
+    lines = re.findall(r"stats: queued (\d+) live \+ (\d+) backfill", uploader.log())
+    return float(sum(int(count) for count in lines[-1])) if lines else None
+
+
+def _local_of(outbox: Path, name: str) -> Path:
+    """The outbox path of a backfill file (`audio/<day>/<name>`, the day is in the name)."""
+    return outbox / "audio" / name.split("@")[1] / name
+
+
+def _first_delivery(station: Path, outbox: Path, uploader: Uploader, timeout: float = 120) -> float:
+    """The time a first file is under its final name on the server, with its size, and gone from the outbox."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if station.exists():
-            for _, _, names in os.walk(station):
-                if any(not name.startswith(".") for name in names):
-                    return time.monotonic() - started
+    while True:
+        now = time.monotonic()
+        for folder, _, names in os.walk(station):
+            for name in names:
+                if name.startswith("."):
+                    continue
+                with contextlib.suppress(OSError):
+                    if (
+                        os.stat(os.path.join(folder, name)).st_size == BACKFILL_SIZE
+                        and not _local_of(outbox, name).exists()
+                    ):
+                        return now
+        if uploader.process is not None and uploader.process.poll() is not None:
+            raise RuntimeError(f"the uploader exited ({uploader.process.returncode}):\n{uploader.log()[-3000:]}")
+        if now > deadline:
+            raise TimeoutError(f"no upload within {timeout} s:\n{uploader.log()[-3000:]}")
         time.sleep(0.005)
-    raise TimeoutError(f"no upload within {timeout} s")
-
-
-def _wait_all_queued(uploader: Uploader, files: int, timeout: float = 300) -> float:
-    """Seconds from start until the stats line accounts for every file (queued, in flight or delivered)."""
-    import re
-
-    pattern = re.compile(r"queued (\d+) live \+ (\d+) backfill, in flight (\d+), delivered (\d+)")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for match in pattern.finditer(uploader.log()):
-            if sum(int(g) for g in match.groups()) >= files:
-                return time.monotonic() - uploader.started_at
-        time.sleep(0.25)
-    raise TimeoutError(f"the backfill did not queue {files} files within {timeout} s")
