@@ -179,15 +179,17 @@ def test_the_scan_waits_between_batches_while_may_emit_says_no(box):
 def test_the_job_stream_holds_its_backfill_back_while_told_to(box, record):
     for i in range(3 * BATCH):
         touch(box / "audio" / "2022-07-19" / f"rpi4-11@2022-07-19@{i:05d}.wav", NOON_0719 - i)
-    hold, seen = [True], []  # seen: the recorder, once subscribed
+    hold, seen, asked = [True], [], [0]  # seen: the recorder, once subscribed; asked: may_emit's calls
 
     def may_emit() -> bool:
+        asked[0] += 1
         return not hold[0] or bool(seen and len(seen[0].items) < 100)
 
     seen.append(record(build_job_stream(str(box), remote_root="/r", station="st", backfill_may_emit=may_emit)))
     recorder = seen[0]
     wait_until(lambda: len(recorder.items) >= 100)
-    time.sleep(0.6)  # two more turns of the pace
+    turns = asked[0]
+    wait_until(lambda: asked[0] >= turns + 2)  # two more turns of the pace, each answered "no"
     assert len(recorder.items) == BATCH  # one batch started below the mark, none after it
     hold[0] = False
     wait_until(lambda: len(recorder.items) == 3 * BATCH)
