@@ -20,6 +20,7 @@ import pytest
 from pyftpdlib.handlers import FTPHandler
 
 from pipeline.embedded_server import EmbeddedFtpServer
+from pipeline.outbox_lock import STATE_FOLDER
 from tests.e2e.conftest import REMOTE_ROOT, STATION, ArrivalRecorder, Server, cli, recording_handler
 from tests.ftp_faults import Faults
 from tests.reliability.server import Watch, WatchedHandler
@@ -227,8 +228,12 @@ def start_uploader(tmp_path: Path) -> Iterator[Callable[..., UploaderProcess]]:
 
 
 def outbox_files(outbox: Path) -> list[str]:
-    """Every file (or link) left in the outbox, relative, sorted."""
-    return sorted(str(p.relative_to(outbox)) for p in outbox.rglob("*") if p.is_file() or p.is_symlink())
+    """Every file (or link) left in the outbox, relative, sorted; the uploader's state folder (its lock) left out."""
+    return sorted(
+        str(p.relative_to(outbox))
+        for p in outbox.rglob("*")
+        if (p.is_file() or p.is_symlink()) and STATE_FOLDER not in p.relative_to(outbox).parts
+    )
 
 
 def python() -> str:
