@@ -79,6 +79,7 @@ class WatchedServer(Server):
     faults: Faults = field(default_factory=Faults)
     handler: type[FTPHandler] = WatchedHandler
     attributes: dict[str, object] = field(default_factory=dict)
+    max_cons_per_ip: int = 0  # pyftpdlib's cap (0: none); beyond it a new connection gets 421
 
     def stop(self) -> None:
         self.server.stop()
@@ -105,16 +106,20 @@ def _embedded(server: WatchedServer, port: int) -> EmbeddedFtpServer:
         port=port,
         handler_class=recording_handler(server.arrivals, server.handler),
         handler_attributes=attributes,
+        max_cons_per_ip=server.max_cons_per_ip,
     ).start()
 
 
 @pytest.fixture
 def watched_server(tmp_path: Path) -> Iterator[Callable[..., WatchedServer]]:
-    """`watched_server(faults=..., handler=..., **handler_attributes)`: started; stopped at teardown."""
+    """`watched_server(faults=..., handler=..., max_cons_per_ip=..., **handler_attributes)`: started; stopped at teardown."""
     started: list[WatchedServer] = []
 
     def make(
-        faults: Faults | None = None, handler: type[FTPHandler] = WatchedHandler, **attributes: object
+        faults: Faults | None = None,
+        handler: type[FTPHandler] = WatchedHandler,
+        max_cons_per_ip: int = 0,
+        **attributes: object,
     ) -> WatchedServer:
         root = tmp_path / f"ftp-root-{len(started)}"
         root.mkdir()
@@ -130,6 +135,7 @@ def watched_server(tmp_path: Path) -> Iterator[Callable[..., WatchedServer]]:
             faults=faults or Faults(),
             handler=handler,
             attributes=attributes,
+            max_cons_per_ip=max_cons_per_ip,
         )
         server.server = _embedded(server, 0)
         started.append(server)
