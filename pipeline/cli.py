@@ -1,6 +1,7 @@
 """The `beemon-uploader` command line: parse, load settings once, dispatch, map errors to exit codes.
 
-Exit codes: 0 success, 1 failures remain (or a check failed), 2 bad usage or settings.
+Exit codes: 0 success, 1 failures remain (or a check failed), 2 bad usage or settings, or another
+uploader already works the outbox.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from types import FrameType
 
 from pipeline import exit_codes
 from pipeline.logs import configure_logging
+from pipeline.outbox_lock import OutboxLockError
 from settings import SettingsError, build_settings, describe_settings
 
 log = logging.getLogger("beemon.cli")
@@ -33,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="beemon-uploader",
         description="Move finished sensor files from a station's outbox to an FTP(S) server.",
-        epilog="Exit codes: 0 success, 1 failures remain, 2 bad usage or settings.",
+        epilog="Exit codes: 0 success, 1 failures remain, 2 bad usage or settings, or the outbox is in use.",
     )
     parser.add_argument("--env", help="settings environment (development, testing, production); default BEEMON_ENV")
     parser.add_argument("--legacy-ini", metavar="PATH", help="read a legacy beemon-config.ini over the settings")
@@ -93,6 +95,8 @@ def _run(args: argparse.Namespace) -> int:
         log.info("received %s: stopping", signal.Signals(signum).name)
         commands.put("stop")
 
+    uploader = Uploader(commands, options)
+    uploader.lock_outbox()  # before anything else: a second instance leaves without touching the outbox
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     station = None
@@ -104,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
             "a simulated station writes into %s (audio every 3 s, video every 5 s, a CSV line a second)", options.outbox
         )
     try:
-        Uploader(commands, options).run()
+        uploader.run()
     finally:
         if station is not None:
             station.stop()
@@ -142,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"beemon-uploader: {error}", file=sys.stderr)
         return exit_codes.BAD_USAGE
+    except OutboxLockError as error:
+        print(f"beemon-uploader: {error}", file=sys.stderr)
+        return exit_codes.OUTBOX_IN_USE
 
 
 if __name__ == "__main__":

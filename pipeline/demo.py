@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline import exit_codes
 from pipeline.options import EMBEDDED, UploaderOptions
+from pipeline.outbox_lock import OutboxLock
 from pipeline.station_simulator import StationSimulator
 from pipeline.stats import UploadStats, format_bytes
 from pipeline.uploader import RunningPipeline
@@ -39,7 +40,7 @@ def run_demo(options: UploaderOptions, *, var: Path, duration: float) -> int:
     stats = UploadStats()
     station = StationSimulator(outbox, station="rpi4-demo")
     log.info("demo: station writing into %s for %.0f s; server storing into %s", outbox, duration, ftp_root)
-    with RunningPipeline(options, stats) as running:
+    with OutboxLock(str(outbox)), RunningPipeline(options, stats) as running:
         station.start()
         time.sleep(duration)
         written = station.stop()

@@ -69,7 +69,9 @@ class UploadPolicy:
     `retry_base`/`retry_max` bound the exponential backoff (full jitter) of reconnects and of failed
     jobs; a job that fails permanently is retried every `retry_max` seconds. `bandwidth_limit_kbps` is
     in kilobits per second (1000 bits) across all sessions, 0 for none. `idle_noop_seconds` is how
-    long a session may sit idle before a NOOP keeps it alive; `stop_deadline_seconds` the default
+    long a session may sit idle before a NOOP keeps it alive; `idle_close_seconds` how long before
+    it is closed, unless it is the last one open (kept warm for the next file, so that stations
+    sharing a server leave it the slots they do not use); `stop_deadline_seconds` the default
     time `stop()` gives in-flight transfers. `use_sendfile` lets plain-FTP transfers use
     `socket.sendfile` (zero-copy, less CPU); TLS transfers always copy through user space.
     """
@@ -82,6 +84,7 @@ class UploadPolicy:
     retry_max: float = 300.0
     bandwidth_limit_kbps: float = 0
     idle_noop_seconds: float = 30.0
+    idle_close_seconds: float = 60.0
     stop_deadline_seconds: float = 10.0
     use_sendfile: bool = True
 
@@ -92,8 +95,10 @@ class UploadPolicy:
             raise ValueError(f"need 0 < retry_base <= retry_max, got {self.retry_base} and {self.retry_max}")
         if self.bandwidth_limit_kbps < 0:
             raise ValueError(f"bandwidth_limit_kbps must not be negative, not {self.bandwidth_limit_kbps}")
-        if self.idle_noop_seconds <= 0 or self.stop_deadline_seconds < 0:
-            raise ValueError("idle_noop_seconds must be positive and stop_deadline_seconds not negative")
+        if self.idle_noop_seconds <= 0 or self.idle_close_seconds <= 0 or self.stop_deadline_seconds < 0:
+            raise ValueError(
+                "idle_noop_seconds and idle_close_seconds must be positive and stop_deadline_seconds not negative"
+            )
 
     @property
     def bandwidth_bytes_per_second(self) -> float:

@@ -30,6 +30,7 @@ from operators.ready_files import is_ready, ready_files, watched_files
 from operators.upload_jobs import StatFn, job_for, regular_file_stat, to_upload_jobs
 from pipeline.backfill_source import ORDERS, backfill_source, scan_outbox
 from pipeline.file_state import finished_file_stat
+from pipeline.outbox_lock import STATE_FOLDER
 from pipeline.watch_source import OBSERVER_KINDS, watch_source
 
 DEFAULT_IGNORE_PATTERNS = (".*", "*.part", "*.tmp", "*~", "*.swp")
@@ -48,6 +49,12 @@ def logging_links(stat: StatFn) -> StatFn:
         return st
 
     return checked
+
+
+def with_state_folder(ignore_patterns: Sequence[str]) -> tuple[str, ...]:
+    """The ignore patterns, always with the uploader's own state folder (its lock): whatever the settings say."""
+    patterns = tuple(ignore_patterns)
+    return patterns if STATE_FOLDER in patterns else (*patterns, STATE_FOLDER)
 
 
 def quiet_period(observer: str, debounce_seconds: float, polling_interval: float) -> float:
@@ -93,7 +100,7 @@ def build_job_stream(
     if backfill_order not in ORDERS:
         raise ValueError(f"backfill_order must be one of {ORDERS}, not {backfill_order!r}")
     root = os.path.abspath(outbox)
-    patterns = tuple(ignore_patterns)
+    patterns = with_state_folder(ignore_patterns)
     polling = observer == "polling"
     quiet = quiet_period(observer, debounce_seconds, polling_interval)
 
@@ -145,7 +152,7 @@ def scan_jobs(
     rule and mapping as the stream's backfill; a file some process has open for writing is skipped.
     """
     root = os.path.abspath(outbox)
-    patterns = tuple(ignore_patterns)
+    patterns = with_state_folder(ignore_patterns)
     for event in scan_outbox(root, order=backfill_order, ignore_patterns=patterns, min_age_seconds=min_age_seconds):
         if is_ready(event, patterns, root):
             job = job_for(event, outbox=root, remote_root=remote_root, station=station, stat=finished_file_stat)

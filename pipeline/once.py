@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pipeline import exit_codes
 from pipeline.job_stream import scan_jobs
 from pipeline.options import UploaderOptions
+from pipeline.outbox_lock import OutboxLock
 from pipeline.stats import UploadStats, format_bytes
 from pipeline.upload_helper import UploadResult
 from pipeline.uploader import RunningPipeline
@@ -72,7 +73,15 @@ class _Offline:
 
 
 def upload_once(options: UploaderOptions, *, max_retries: int = 5, progress: bool = False) -> int:
-    """Exit code 0 when every ready file was delivered, 1 (listing the rest) otherwise."""
+    """Exit code 0 when every ready file was delivered, 1 (listing the rest) otherwise.
+
+    Raises `OutboxBusy` (before reading the outbox) when another uploader works it.
+    """
+    with OutboxLock(options.outbox):
+        return _upload_once(options, max_retries=max_retries, progress=progress)
+
+
+def _upload_once(options: UploaderOptions, *, max_retries: int, progress: bool) -> int:
     # Ready means finished: not open for writing, and quiet for the debounce.
     jobs = list(
         scan_jobs(

@@ -75,6 +75,7 @@ def options_from_settings(settings: Any) -> UploaderOptions:
             retry_base=float(upload.retry_base_seconds),
             retry_max=float(upload.retry_max_seconds),
             bandwidth_limit_kbps=float(upload.bandwidth_limit_kbps),
+            idle_close_seconds=float(ftp.idle_close_seconds),
         ),
         observer=str(watch.observer),
         polling_interval=float(watch.polling_interval_seconds),

@@ -4,7 +4,9 @@ Two ready queues, primary (live) and secondary (backfill): a worker takes from t
 has anything. A path is on the board at most once: a newer job for a queued path replaces the old
 one in place; a job for a path in flight is kept as its follow-up and decided on when the attempt
 ends. Failed jobs wait out their own backoff beside the queues (never blocking other jobs); parked
-ones wait `retry_max`. Idle workers block on one condition variable: no polling.
+ones wait `retry_max`. Idle workers block on one condition variable: no polling. A worker without
+a session takes `cold`: only what no idle connected worker is waiting for, so sessions open on
+demand, when the open ones are all busy.
 
 The board also remembers, per remote path, which job's bytes this process last sent into its
 `.part` on the server (from each attempt's `UploadProgress`): a later attempt resumes only a `.part`
@@ -114,6 +116,9 @@ class JobBoard:
         self._placed: OrderedDict[str, str] = OrderedDict()
         self.placed_memory = placed_memory
         self._closed = False
+        #: workers waiting in `take`: with a session (warm) and without one (cold)
+        self._warm_waiting = 0
+        self._cold_waiting = 0
 
     # --- producers
 
@@ -145,7 +150,7 @@ class JobBoard:
                 self._make_ready(entry)
             else:
                 self._make_ready(Entry(job))
-            self._cond.notify()
+            self._wake()
 
     def close(self) -> None:
         """Stop handing out jobs: every `take` returns None from now on (what is queued stays on disk)."""
@@ -155,32 +160,59 @@ class JobBoard:
 
     # --- workers
 
-    def take(self, timeout: float | None = None) -> Entry | None:
-        """The next ready job (primary first), or None after `timeout` seconds idle or once closed."""
+    def take(self, timeout: float | None = None, *, cold: bool = False) -> Entry | None:
+        """The next ready job (primary first), or None after `timeout` seconds idle or once closed.
+
+        `cold`: the taker has no session yet; it gets a job only while no warm taker is waiting
+        (an open session that is idle takes it sooner than a new one could log in).
+        """
         with self._cond:
             deadline = None if timeout is None else self._clock() + timeout
             while not self._closed:
                 now = self._clock()
                 if self._release_due(now) > 1:
                     self._cond.notify_all()  # the other idle workers may sleep past the due time otherwise
-                for queue in self._ready:
-                    entry = self._first_free(queue)
-                    if entry is not None:
-                        del queue[entry.path]
-                        entry.attempts += 1
-                        entry.reserved = entry.job.remote_path
-                        self._reserved[entry.reserved] = entry.path
-                        self._in_flight[entry.path] = entry
-                        self._publish()
-                        return entry
+                entry = None if cold and self._warm_waiting else self._take_ready()
+                if entry is not None:
+                    if not cold and self._cold_waiting and not self._warm_waiting:
+                        self._cond.notify_all()  # what is left is for a new session now
+                    return entry
                 if deadline is not None and now >= deadline:
                     return None
                 wait = None if deadline is None else deadline - now
                 if self._timers:  # after _release_due, the first timer lies in the future
                     until_due = self._timers[0][0] - now
                     wait = until_due if wait is None else min(wait, until_due)
-                self._cond.wait(wait)
+                self._wait_in_take(wait, cold)
             return None
+
+    def _take_ready(self) -> Entry | None:
+        for queue in self._ready:
+            entry = self._first_free(queue)
+            if entry is not None:
+                del queue[entry.path]
+                entry.attempts += 1
+                entry.reserved = entry.job.remote_path
+                self._reserved[entry.reserved] = entry.path
+                self._in_flight[entry.path] = entry
+                self._publish()
+                return entry
+        return None
+
+    def _wait_in_take(self, wait: float | None, cold: bool) -> None:
+        if cold:
+            self._cold_waiting += 1
+        else:
+            self._warm_waiting += 1
+        try:
+            self._cond.wait(wait)
+        finally:
+            if cold:
+                self._cold_waiting -= 1
+            else:
+                self._warm_waiting -= 1
+                if not self._warm_waiting and self._cold_waiting:
+                    self._cond.notify_all()  # cold takers may take now
 
     def untake(self, entry: Entry) -> None:
         """Give back a job taken but never attempted (its worker lost its session first): first in its queue again."""
@@ -197,7 +229,7 @@ class JobBoard:
             queue[path] = entry
             queue.move_to_end(path, last=False)
             self._publish()
-            self._cond.notify(1 + waiting)
+            self._wake(1 + waiting)
 
     def finish(self, entry: Entry, outcome: Outcome, job: UploadJob | None = None) -> float:
         """Record how `entry`'s attempt ended; returns the seconds it now waits (0 when ready or done).
@@ -232,7 +264,7 @@ class JobBoard:
                     delay = full_jitter(entry.failures, self.retry_base, self.retry_max, self._rand)
                 self._wait(entry, delay)
             self._publish()
-            self._cond.notify(1 + waiting)  # and the job that waited for this remote path, if any
+            self._wake(1 + waiting)  # and the job that waited for this remote path, if any
             return delay
 
     def part_is_ours(self, job: UploadJob) -> bool:
@@ -274,6 +306,13 @@ class JobBoard:
         }
 
     # --- internals (called with the condition held)
+
+    def _wake(self, n: int = 1) -> None:
+        """Wake `n` takers; all of them while cold ones wait (one woken at random may be the wrong kind)."""
+        if self._cold_waiting:
+            self._cond.notify_all()
+        else:
+            self._cond.notify(n)
 
     def _release(self, entry: Entry) -> int:
         """Free the entry's remote path; 1 when a ready job was waiting for it, else 0."""

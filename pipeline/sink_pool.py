@@ -3,8 +3,10 @@
 Servers cap connections per address or in total and answer 421 beyond the cap. Hammering them
 with the full `connections` count would cost a failed login per worker per backoff, so after a 421
 the limit drops to the sessions that did get in (at least one), and grows back by one session
-every `regrow_seconds` to find out whether the cap was lifted. Workers above the limit block on a
-condition variable until a slot opens or the sink stops.
+every `regrow_seconds` to find out whether the cap was lifted; and no worker of this sink connects
+again before the refused worker's backoff (full jitter) has passed, so that stations contending
+for a full server try at scattered moments and take turns, rather than all at once. Workers above
+the limit block on a condition variable until a slot opens or the sink stops.
 
 A refused login (wrong password, untrusted certificate) holds the pool back to one session until a
 login succeeds: every failed login counts against the account on servers with a lockout policy
@@ -31,18 +33,42 @@ class SessionPool:
         self._cond = threading.Condition()
         self._closed = False
         self._held = False
+        self._not_before = 0.0  # after a 421: no admission before this time
 
     def admit(self) -> bool:
         """Block until this worker may open a session (True), or the pool closed (False)."""
         with self._cond:
             while not self._closed:
-                self._regrow(self._clock())
-                if self.active < self.limit:
+                now = self._clock()
+                self._regrow(now)
+                if self.active < self.limit and now >= self._not_before:
                     self.active += 1
                     return True
-                wait = self._regrow_at - self._clock() if self.limit < self.size and not self._held else None
+                wait = self._regrow_at - now if self.limit < self.size and not self._held else None
+                if now < self._not_before:
+                    wait = self._not_before - now if wait is None else min(wait, self._not_before - now)
                 self._cond.wait(None if wait is None else max(wait, 0.001))
             return False
+
+    def try_admit(self) -> bool:
+        """Admit this worker now if a slot is free (True); never blocks."""
+        with self._cond:
+            now = self._clock()
+            self._regrow(now)
+            if self._closed or self.active >= self.limit or now < self._not_before:
+                return False
+            self.active += 1
+            return True
+
+    def wait_for_room(self, timeout: float) -> None:
+        """Block until a slot may be free (a release, a regrow, the 421 pause over), the pool closed, or `timeout`."""
+        with self._cond:
+            now = self._clock()
+            if self._closed or (self.active < self.limit and now >= self._not_before):
+                return
+            if now < self._not_before:
+                timeout = min(timeout, self._not_before - now)
+            self._cond.wait(max(timeout, 0.001))
 
     def release(self) -> None:
         """A session admitted earlier closed (or never opened)."""
@@ -50,11 +76,14 @@ class SessionPool:
             self.active = max(0, self.active - 1)
             self._cond.notify()
 
-    def too_many(self) -> int:
-        """The server answered 421 to an admitted worker: cap the pool at the other open sessions."""
+    def too_many(self, pause: float = 0.0) -> int:
+        """The server answered 421 to an admitted worker: cap the pool at the other open sessions,
+        and admit nobody for `pause` seconds (the refused worker's backoff)."""
         with self._cond:
+            now = self._clock()
             self.limit = max(1, min(self.limit, self.active - 1))
-            self._regrow_at = self._clock() + self.regrow_seconds
+            self._regrow_at = now + self.regrow_seconds
+            self._not_before = max(self._not_before, now + pause)
             return self.limit
 
     def hold_back(self) -> None:

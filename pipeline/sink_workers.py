@@ -1,7 +1,12 @@
 """Sink: the inside of the sink process, a pool of worker threads each owning one persistent session.
 
-A worker connects first (admitted by the `SessionPool`, backing off with full jitter after any
-failure) and only then takes a job, so jobs never wait on a dead connection. Each attempt ends in
+Sessions open on demand and close when idle, so that stations sharing a server leave it the slots
+they do not use: one worker connects at start and stays connected (warm, NOOPing when idle) for
+the next file; another connects only when a job is ready that no idle session is waiting for, and
+closes its session once idle for `idle_close_seconds`, unless it is the last one open. A worker
+connects (admitted by the `SessionPool`, backing off with full jitter after any failure, a 421
+included, so contending stations take turns) before its job's upload starts, and gives the job
+back when the connection fails, so jobs never wait on a dead connection. Each attempt ends in
 exactly one `UploadResult`; the `JobBoard` decides what happens to the job next. A local file is
 deleted only after the server's copy was verified (or, on servers that cannot tell sizes, after
 the 226 reply) and only if it is still the version (size, mtime, inode, ctime) it was when the
@@ -111,6 +116,7 @@ class Sink:
         self._parked_replies: dict[str, str] = {}
         self._lock = threading.Lock()
         self._open_sessions = 0
+        self._connecting = 0  # workers between `admit` and the end of their login
 
     def start(self) -> None:
         risks = unsafe_settings(self.policy)
@@ -155,21 +161,34 @@ class Sink:
     def _work(self, session: UploadSession) -> None:
         backoff = Backoff(self.policy.retry_base, self.policy.retry_max)
         admitted = False
-        ahead: Entry | None = None  # the next job, taken during the last upload's rename
+        ahead: Entry | None = None  # the next job: taken during the last upload's rename, or before connecting
+        idle_since = time.monotonic()
         while not self.stopping.is_set():
             if not admitted:
                 if ahead is not None:  # not held through a reconnect: another worker may take it now
                     self.board.untake(ahead)
-                    ahead = None
-                admitted = self._open(session, backoff)
+                admitted, ahead = self._grow(session, backoff)
+                idle_since = time.monotonic()
                 continue
             entry, ahead = ahead or self.board.take(timeout=0), None
             if entry is None:
                 session.drop_passive()
-                entry = self.board.take(timeout=self.policy.idle_noop_seconds)
+                entry = self.board.take(timeout=self._idle_wait(idle_since))
             if entry is not None:
                 ahead = self._attempt(session, entry)
-            elif not self.stopping.is_set():
+                idle_since = time.monotonic()
+            elif self.stopping.is_set():
+                break
+            elif time.monotonic() - idle_since >= self.policy.idle_close_seconds and self._retire():
+                log.debug(
+                    "closed a session idle for %.1f s (the stations sharing the server may use it)",
+                    time.monotonic() - idle_since,
+                )
+                session.close()
+                self.pool.release()
+                admitted = False
+                continue
+            else:
                 try:
                     session.noop()
                 except FtpFailure as failure:
@@ -183,13 +202,59 @@ class Sink:
         if admitted:
             self._session_closed()
 
-    def _open(self, session: UploadSession, backoff: Backoff) -> bool:
-        """Connect once (if the pool admits it); on failure wait the backoff. True when connected."""
-        if not self.pool.admit():
-            return False
+    def _idle_wait(self, idle_since: float) -> float:
+        """How long an idle worker waits for a job before its next NOOP, or before its session may close."""
+        until_close = idle_since + self.policy.idle_close_seconds - time.monotonic()
+        if until_close <= 0:  # this one stays warm: the last open session
+            return self.policy.idle_noop_seconds
+        return min(self.policy.idle_noop_seconds, until_close)
+
+    def _retire(self) -> bool:
+        """Whether this idle session may close: not when it is the last one open (that one stays warm)."""
+        with self._lock:
+            if self._open_sessions <= 1:
+                return False
+            self._open_sessions -= 1
+            self._publish_sessions()
+            return True
+
+    def _grow(self, session: UploadSession, backoff: Backoff) -> tuple[bool, Entry | None]:
+        """A worker without a session: connect when none is open (the warm one) or when a job needs it.
+
+        Returns (connected, the job to upload first).
+        """
+        with self._lock:
+            warm = self._open_sessions + self._connecting == 0
+            if warm:
+                self._connecting += 1
+        entry = None
+        if warm:
+            admitted = self.pool.admit()
+        else:
+            entry = self.board.take(timeout=self.policy.idle_noop_seconds, cold=True)
+            if entry is None:
+                return False, None
+            admitted = self.pool.try_admit()
+            if not admitted:  # the pool is at its limit (after a 421): the open sessions will take it
+                self.board.untake(entry)
+                self.pool.wait_for_room(self.policy.idle_noop_seconds)
+                return False, None
+            with self._lock:
+                self._connecting += 1
+        try:
+            connected = admitted and self._open(session, backoff, entry)
+        finally:
+            with self._lock:
+                self._connecting -= 1
+        return connected, entry if connected else None
+
+    def _open(self, session: UploadSession, backoff: Backoff, entry: Entry | None = None) -> bool:
+        """Connect once (the pool admitted it); on failure give `entry` back, wait the backoff; True when connected."""
         try:
             session.connect()
         except SessionFailure as failure:
+            if entry is not None:
+                self.board.untake(entry)
             # Refused credentials or certificate: this worker probes again after retry_max, keeping
             # its slot meanwhile, and the held-back pool lets no other worker try in between.
             self.pool.hold_back()
@@ -197,10 +262,13 @@ class Sink:
             self.pool.release()
             return False
         except FtpFailure as failure:
+            if entry is not None:
+                self.board.untake(entry)
+            delay = backoff.next_delay()
             # Shrink while this worker still counts as active: the limit is "the others that got in".
-            limit = self.pool.too_many() if isinstance(failure, TooManyConnections) else None
+            limit = self.pool.too_many(pause=delay) if isinstance(failure, TooManyConnections) else None
             self.pool.release()
-            self._connect_failed(failure, backoff, limit)
+            self._connect_failed(failure, backoff, limit, delay)
             return False
         backoff.reset()
         self.pool.logged_in()
@@ -222,17 +290,21 @@ class Sink:
         if self._counters is not None:
             self._counters.set(sessions=self._open_sessions)
 
-    def _connect_failed(self, failure: FtpFailure, backoff: Backoff, limit: int | None) -> None:
-        """Log the failure (once per outage, or per 421) and wait out this worker's backoff.
+    def _connect_failed(
+        self, failure: FtpFailure, backoff: Backoff, limit: int | None, delay: float | None = None
+    ) -> None:
+        """Log the failure (once per outage, or per episode of 421s) and wait out this worker's backoff.
 
         A refused login waits the cap at once: it will not fix itself sooner.
         """
-        delay = backoff.next_delay()
+        delay = backoff.next_delay() if delay is None else delay
         if isinstance(failure, SessionFailure):
             delay = self.policy.retry_max
         first = self._outage.failed()
         where = f"{self.params.host}:{self.params.port}"
-        if limit is not None:
+        if limit is not None and not first:
+            log.debug("%s answered 421 again: at most %d session(s)", where, limit, extra={"reply": failure.reply})
+        elif limit is not None:
             log.warning(
                 "%s answered 421 (too many connections): using at most %d session(s), trying more again in %.0f s",
                 where,

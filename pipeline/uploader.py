@@ -25,6 +25,7 @@ from operators.model import Priority, UploadJob
 from pipeline.embedded_server import EmbeddedFtpServer
 from pipeline.job_stream import build_job_stream, scan_jobs
 from pipeline.options import UploaderOptions, options_from_settings
+from pipeline.outbox_lock import OutboxLock
 from pipeline.stats import FINAL_OUTCOMES, UploadStats
 from pipeline.transport_risks import transport_risks
 from pipeline.upload_helper import UploadHelper, UploadResult
@@ -54,6 +55,11 @@ class Uploader(multiprocessing.Process):
     The process starts with the command queue's own start method: a plain
     ``multiprocessing.Queue()`` (fork on Linux) works as it did with the original, and a spawn
     context's queue gets a spawned process. Without a multiprocessing queue it spawns.
+
+    Only one uploader may work an outbox: `start()` (and `run()` when called in-process) takes
+    the outbox's lock first and raises `OutboxBusy`, naming the holder's PID, when another
+    uploader has it. The started process holds the lock for its lifetime; the caller's copy is
+    closed once it runs.
     """
 
     def __init__(
@@ -69,6 +75,7 @@ class Uploader(multiprocessing.Process):
         self._command_poll_seconds = command_poll_seconds
         self._context: Any = _context_of(command_queue)
         self._stop_requested = self._context.Event()
+        self._outbox_lock = OutboxLock(self._options.outbox)
         # Set in run(): never pickled to the child.
         self._helper: UploadHelper | None = None
         self.stats: UploadStats | None = UploadStats()
@@ -99,6 +106,18 @@ class Uploader(multiprocessing.Process):
         log.error(message)
         return message
 
+    def start(self) -> None:
+        """Take the outbox's lock (`OutboxBusy` if another uploader holds it), then start the process with it."""
+        self.lock_outbox()
+        try:
+            super().start()
+        finally:
+            self._outbox_lock.release()  # the child holds its own copy of the lock from here on
+
+    def lock_outbox(self) -> None:
+        """Take the outbox's lock now (idempotent); `OutboxBusy`, naming the holder's PID, if another has it."""
+        self._outbox_lock.acquire()
+
     def stop(self) -> None:
         """Ask `run` to return: it disposes the pipeline and lets the sink finish what is in flight."""
         self._stop_requested.set()
@@ -115,6 +134,16 @@ class Uploader(multiprocessing.Process):
             configure_logging()
         if self.stats is None:
             self.stats = UploadStats()
+        if self._outbox_lock.held:
+            self._outbox_lock.write_pid()  # inherited from `start()`: the PID a second instance names is ours
+        else:
+            self._outbox_lock.acquire()
+        try:
+            self._run_pipelines()
+        finally:
+            self._outbox_lock.release()
+
+    def _run_pipelines(self) -> None:
         pause = self._options.policy.retry_base
         while not self._stop_requested.is_set():
             with RunningPipeline(self._options, self.stats) as running:

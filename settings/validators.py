@@ -81,6 +81,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ftp.verify": (_is_bool, "true or false"),
     "ftp.connections": (_int_in(1, 32), "an integer from 1 to 32"),
     "ftp.timeout_seconds": (_number_in(0, 3600, open_low=True), "a number of seconds above 0, at most 3600"),
+    "ftp.idle_close_seconds": (_number_in(0, 86400, open_low=True), "a number of seconds above 0"),
     "upload.debounce_seconds": (_number_in(0, 3600), "a number of seconds from 0 to 3600"),
     "upload.atomic_rename": (_is_bool, "true or false"),
     "upload.verify_size": (_is_bool, "true or false"),

@@ -16,6 +16,7 @@ from pyftpdlib.handlers import FTPHandler
 
 from pipeline.embedded_server import EmbeddedFtpServer
 from pipeline.ftp_params import FtpParams
+from pipeline.outbox_lock import STATE_FOLDER
 from tests.ftp_faults import Faults, FaultyHandler
 
 
@@ -29,6 +30,11 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s: {getattr(predicate, '__name__', predicate)}")
         time.sleep(interval)
+
+
+def station_files(outbox: Path, pattern: str = "*") -> list[Path]:
+    """The files under `outbox` matching `pattern`, leaving out the uploader's own state folder (its lock)."""
+    return [p for p in outbox.rglob(pattern) if p.is_file() and STATE_FOLDER not in p.relative_to(outbox).parts]
 
 
 def write_file(path: Path, content: bytes) -> Path:

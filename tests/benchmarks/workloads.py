@@ -35,6 +35,7 @@ from tests.benchmarks.harness import (
     verify,
     write_files,
 )
+from tests.conftest import station_files
 
 Figures = dict[str, float | None]
 MB = 1_000_000
@@ -55,7 +56,7 @@ STATS_INTERVAL = 0.5
 def _check(server: Server, names: list[str], size: int, outbox: Path, *, exact: bool, sensor: str = "audio") -> None:
     remote = remote_dir(server.root, sensor)
     problems = verify(remote, names, size, exact=exact) + [f"left on the server: {n}" for n in leftovers(server.root)]
-    still_local = [p.name for p in outbox.rglob("*") if p.is_file()]
+    still_local = [p.name for p in station_files(outbox)]
     assert not problems, problems[:5]
     assert not still_local, f"{len(still_local)} files still in the outbox: {still_local[:5]}"
 
@@ -308,7 +309,7 @@ def backlog(
 
 def _wait_gone(outbox: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while any(p.is_file() for p in outbox.rglob("*")):
+    while station_files(outbox):
         if time.monotonic() > deadline:
             raise AssertionError(f"files still in {outbox} after {timeout} s")
         time.sleep(0.01)
@@ -404,7 +405,7 @@ def idle_cpu(
             observer.kill()
             observer.wait()
     for kind, box in boxes.items():
-        assert sum(1 for p in box.rglob("*") if p.is_file()) == files, f"{kind}: files went missing"
+        assert len(station_files(box)) == files, f"{kind}: files went missing"
     return figures
 
 
@@ -481,7 +482,7 @@ def backfill(
         assert all(p.read_bytes() == b"x" * BACKFILL_SIZE for p in delivered), "a delivered file differs"
         assert not leftovers(server.root), leftovers(server.root)[:5]
         assert not any(_local_of(outbox, p.name).exists() for p in delivered), "a delivered file is still local"
-        left = sum(1 for p in outbox.rglob("*") if p.is_file())
+        left = len(station_files(outbox))
         assert left + len(delivered) == files, f"{files - left - len(delivered)} files lost"
     return {
         "first_upload_s": first,

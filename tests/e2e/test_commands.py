@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 from pyftpdlib.handlers import FTPHandler
 
+from pipeline.outbox_lock import OutboxBusy
 from pipeline.uploader import Uploader
 from settings import build_settings
+from tests.conftest import station_files
 from tests.e2e.conftest import STATION, cli, run_cli, uploader_env, wait_until, write_file
 
 DAY = "2022-07-19"
@@ -136,6 +138,12 @@ def test_orchestrator_stops_the_uploader_over_a_multiprocessing_queue(
     try:
         path = write_file(outbox / "audio" / DAY / f"{STATION}@{DAY}@03-00-00.wav", b"from the orchestrator")
         wait_until(lambda: server.remote(f"{DAY}/audio/{path.name}").is_file() and not path.exists(), timeout=30)
+        # The started process holds the outbox's lock (the caller's copy is closed): a second one is refused.
+        wait_until(lambda: (outbox / ".beemon" / "lock").read_text().strip() == str(uploader.pid))
+        with pytest.raises(OutboxBusy, match=f"PID {uploader.pid}"):
+            Uploader(context.Queue(), build_settings()).start()
+        once = run_cli(uploader_env(server, outbox, tmp_path), "run", "--once")
+        assert once.returncode == 2 and f"(PID {uploader.pid})" in once.stderr, once.stderr
         commands.put("stop")
         uploader.join(timeout=30)
     finally:
@@ -168,7 +176,7 @@ def test_demo_delivers_every_file_it_wrote(tmp_path: Path):
     remote_files = [p for p in (tmp_path / "var" / "ftp-root").rglob("*") if p.is_file()]
     assert len(remote_files) == int(match[1])
     assert {p.suffix for p in remote_files} == {".wav", ".h264", ".csv"}
-    assert [p for p in (tmp_path / "var" / "outbox").rglob("*") if p.is_file()] == []
+    assert station_files(tmp_path / "var" / "outbox") == []
 
 
 def test_kept_files_are_not_uploaded_again_by_rescans(make_server, outbox, tmp_path, monkeypatch):

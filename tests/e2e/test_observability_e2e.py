@@ -18,6 +18,7 @@ from pipeline.options import options_from_settings
 from pipeline.stats import UploadStats
 from pipeline.uploader import RunningPipeline, Uploader
 from settings import build_settings
+from tests.conftest import station_files
 from tests.e2e.conftest import STATION, cli, uploader_env, wait_until, write_file
 
 DAY = "2022-07-19"
@@ -140,4 +141,4 @@ def test_once_on_a_terminal_shows_a_progress_bar(make_server, outbox, tmp_path):
     assert "uploading 3 files" in text
     assert "100%" in text
     assert "3/3 files" in text
-    assert [p for p in outbox.rglob("*") if p.is_file()] == []
+    assert station_files(outbox) == []

@@ -9,6 +9,7 @@ import time
 
 from pyftpdlib.handlers import FTPHandler
 
+from tests.conftest import station_files
 from tests.e2e.conftest import STATION, cli, uploader_env, wait_until, write_file
 
 DAY = "2022-07-19"
@@ -62,7 +63,7 @@ def test_run_uploads_backlog_and_live_files_fresh_first_then_stops_cleanly(make_
     assert server.remote(f"2022-07-20/video/{fresh.name}").read_bytes() == fresh_content
     # Nothing half-done: no temporary names on the server, nothing left locally but folders.
     assert [p for p in server.root.rglob(".*")] == []
-    assert [p for p in outbox.rglob("*") if p.is_file()] == []
+    assert station_files(outbox) == []
     assert server.password not in output
 
 

@@ -20,6 +20,7 @@ import pytest
 from pyftpdlib.handlers import FTPHandler
 
 from pipeline.embedded_server import EmbeddedFtpServer
+from pipeline.outbox_lock import STATE_FOLDER
 from tests.e2e.conftest import REMOTE_ROOT, STATION, ArrivalRecorder, Server, cli, recording_handler
 from tests.ftp_faults import Faults
 from tests.reliability.server import Watch, WatchedHandler
@@ -78,6 +79,7 @@ class WatchedServer(Server):
     faults: Faults = field(default_factory=Faults)
     handler: type[FTPHandler] = WatchedHandler
     attributes: dict[str, object] = field(default_factory=dict)
+    max_cons_per_ip: int = 0  # pyftpdlib's cap (0: none); beyond it a new connection gets 421
 
     def stop(self) -> None:
         self.server.stop()
@@ -104,16 +106,20 @@ def _embedded(server: WatchedServer, port: int) -> EmbeddedFtpServer:
         port=port,
         handler_class=recording_handler(server.arrivals, server.handler),
         handler_attributes=attributes,
+        max_cons_per_ip=server.max_cons_per_ip,
     ).start()
 
 
 @pytest.fixture
 def watched_server(tmp_path: Path) -> Iterator[Callable[..., WatchedServer]]:
-    """`watched_server(faults=..., handler=..., **handler_attributes)`: started; stopped at teardown."""
+    """`watched_server(faults=..., handler=..., max_cons_per_ip=..., **handler_attributes)`: started; stopped at teardown."""
     started: list[WatchedServer] = []
 
     def make(
-        faults: Faults | None = None, handler: type[FTPHandler] = WatchedHandler, **attributes: object
+        faults: Faults | None = None,
+        handler: type[FTPHandler] = WatchedHandler,
+        max_cons_per_ip: int = 0,
+        **attributes: object,
     ) -> WatchedServer:
         root = tmp_path / f"ftp-root-{len(started)}"
         root.mkdir()
@@ -129,6 +135,7 @@ def watched_server(tmp_path: Path) -> Iterator[Callable[..., WatchedServer]]:
             faults=faults or Faults(),
             handler=handler,
             attributes=attributes,
+            max_cons_per_ip=max_cons_per_ip,
         )
         server.server = _embedded(server, 0)
         started.append(server)
@@ -227,8 +234,12 @@ def start_uploader(tmp_path: Path) -> Iterator[Callable[..., UploaderProcess]]:
 
 
 def outbox_files(outbox: Path) -> list[str]:
-    """Every file (or link) left in the outbox, relative, sorted."""
-    return sorted(str(p.relative_to(outbox)) for p in outbox.rglob("*") if p.is_file() or p.is_symlink())
+    """Every file (or link) left in the outbox, relative, sorted; the uploader's state folder (its lock) left out."""
+    return sorted(
+        str(p.relative_to(outbox))
+        for p in outbox.rglob("*")
+        if (p.is_file() or p.is_symlink()) and STATE_FOLDER not in p.relative_to(outbox).parts
+    )
 
 
 def python() -> str:

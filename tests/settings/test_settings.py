@@ -365,7 +365,9 @@ def test_console_script_help_and_exit_code_of_bad_usage() -> None:
     )
     assert helped.returncode == 0
     assert helped.stdout.startswith("usage: beemon-uploader")
-    assert "Exit codes: 0 success, 1 failures remain, 2 bad usage or settings." in " ".join(helped.stdout.split())
+    assert "Exit codes: 0 success, 1 failures remain, 2 bad usage or settings, or the outbox is in use." in " ".join(
+        helped.stdout.split()
+    )
     bad = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "frobnicate"], capture_output=True, text=True, check=False
     )

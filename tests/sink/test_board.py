@@ -255,3 +255,28 @@ def test_what_this_process_placed_decides_what_it_may_replace(board):
     assert board.may_replace(UploadJob("/out/hive1/x.wav", "/up/x.wav", 99, 2), 10)  # a newer version of it
     place(UploadJob("/out/t/s.csv", "/up/s.csv", 5, 1))
     assert board.may_replace(UploadJob("/out/t/s.csv.final", "/up/s.csv", 9, 2), 5)  # the day's final state
+
+
+def test_a_cold_taker_gets_a_job_only_while_no_warm_taker_waits(board):
+    """A worker without a session takes work only when no open session is idle: sessions open on demand."""
+    warm_got: list[str] = []
+    warm = threading.Thread(target=lambda: warm_got.append(board.take(timeout=5).path), daemon=True)
+    warm.start()
+    wait_until(lambda: board._warm_waiting == 1)
+    board.put(job("a.wav"))
+    assert board.take(timeout=0, cold=True) is None  # the waiting session's job (taken, or about to be)
+    warm.join(5)
+    assert warm_got == ["/out/a.wav"]
+    board.put(job("b.wav"))  # nobody warm waits now: a new session may open for it
+    entry = board.take(timeout=0, cold=True)
+    assert entry is not None and entry.path == "/out/b.wav"
+
+
+def test_cold_takers_are_woken_when_work_is_left_over(board):
+    cold_got: list[str] = []
+    cold = threading.Thread(target=lambda: cold_got.append(board.take(timeout=5, cold=True).path), daemon=True)
+    cold.start()
+    wait_until(lambda: board._cold_waiting == 1)
+    board.put(job("a.wav"))
+    cold.join(5)
+    assert cold_got == ["/out/a.wav"]

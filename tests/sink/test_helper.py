@@ -404,7 +404,7 @@ def test_bandwidth_limit_caps_the_total_rate(make_server, start_sink, outbox, ft
         write(path, 60_000)
     policy = UploadPolicy(connections=2, retry_base=0.05, retry_max=0.5, bandwidth_limit_kbps=800)  # 100 kB/s
     run = start_sink(server, policy=policy)
-    wait_until(lambda: run.helper.stats().sessions == 2)
+    wait_until(lambda: run.helper.stats().sessions == 1)  # one warm; the second opens with the work
     started = time.monotonic()
     for path in paths:
         run.helper.submit(job_for(path, path.name))
@@ -503,6 +503,26 @@ def test_idle_sessions_send_noop(make_server, start_sink):
     start_sink(server, policy=policy)
     wait_until(lambda: len(faults.commands("NOOP")) >= 2)
     assert [cmd for cmd, _ in faults.journal].count("PASS") == 1  # the same session, kept alive
+
+
+def test_idle_sessions_close_down_to_one_and_open_again_as_work_arrives(make_server, start_sink, outbox, ftp_root):
+    """Stations share servers: sessions beyond the warm one close when idle, and come back for a backlog."""
+    faults = Faults()
+    server = make_server(faults=faults)
+    policy = UploadPolicy(connections=3, retry_base=0.05, retry_max=0.5, idle_close_seconds=0.3)
+    run = start_sink(server, policy=policy)
+    wait_until(lambda: run.helper.stats().sessions == 1)
+    assert faults.commands("PASS") and len(faults.commands("PASS")) == 1  # one warm session, nothing to do yet
+    for round_ in range(2):
+        jobs = [job_for(outbox / f"{round_}-{i}.wav", f"{round_}-{i}.wav", size=200_000) for i in range(9)]
+        for job in jobs:
+            run.helper.submit(job)
+        wait_until(lambda: run.helper.stats().sessions > 1)  # grown for the backlog
+        run.delivered(9 * (round_ + 1))
+        wait_until(lambda: run.helper.stats().sessions == 1)  # the idle ones closed; one stays warm
+    assert len(server_files(ftp_root)) == 18
+    time.sleep(0.5)  # longer than idle_close: the last session stays open
+    assert run.helper.stats().sessions == 1
 
 
 def test_sigterm_finishes_the_transfer_in_flight_then_exits(make_server, start_sink, outbox, ftp_root):

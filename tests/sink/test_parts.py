@@ -195,3 +195,16 @@ def test_classify(error, command, kind, usable):
 def test_classify_scrubs_the_secret():
     failure = classify(ftplib.error_perm("530 user u pass s3cr3t refused"), command="PASS", secret="s3cr3t")
     assert "s3cr3t" not in str(failure) and "***" in str(failure)
+
+
+def test_after_a_421_the_pool_admits_nobody_until_the_refused_workers_backoff_passed():
+    """Contending stations take turns: a 421 pauses the whole sink for a jittered backoff, not only its worker."""
+    clock = Clock()
+    pool = SessionPool(4, regrow_seconds=100, clock=clock)
+    assert pool.admit()
+    assert pool.too_many(pause=3.0) == 1
+    pool.release()
+    assert not pool.try_admit()  # a slot is free, but the pause is not over
+    clock.now += 3.0
+    assert pool.try_admit()
+    assert not pool.try_admit()  # and the limit is the one session that got in (none: at least one)
