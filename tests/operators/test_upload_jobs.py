@@ -42,8 +42,8 @@ def test_each_ready_file_becomes_a_job_with_size_mtime_priority_and_remote_path(
     }
     mtime_ns = int(NOON_0719 * 1e9)
     results = {
-        "W": UploadJob(f"{OUTBOX}/{WAV}", f"{ROOT}/rpi4-11/2022-07-19/audio/{os.path.basename(WAV)}", 1234, mtime_ns),
-        "F": UploadJob(f"{OUTBOX}/{FINAL}", f"{ROOT}/rpi4-11/2022-07-19/temp/rpi4-11@2022-07-19.csv", 56, mtime_ns),
+        "W": UploadJob(f"{OUTBOX}/{WAV}", f"{ROOT}/fallback/2022-07-19/audio/{os.path.basename(WAV)}", 1234, mtime_ns),
+        "F": UploadJob(f"{OUTBOX}/{FINAL}", f"{ROOT}/fallback/2022-07-19/temp/rpi4-11@2022-07-19.csv", 56, mtime_ns),
         "B": UploadJob(
             f"{OUTBOX}/scale/reading.bin",
             f"{ROOT}/fallback/2022-07-19/scale/reading.bin",
