@@ -226,10 +226,12 @@ class _GuardedWatch:
                 return
             if self.identity is None:
                 why = "is back"
-            elif identity != self.identity:
+            elif identity != self.identity or (observer is not None and observer.is_alive()):
+                # A live observer whose emitter ended: inotify saw the folder itself deleted (a new
+                # one may even have the old inode number).
                 why = "was replaced by a new folder"
             else:
-                why = "stopped being watched (the watch ended)"
+                why = "stopped being watched (the watch thread ended)"
             self._stop_observer()
             self.observer = start_observer(self.kind, self.root, self.handler, self.polling_interval)
             back = self.identity is None
