@@ -14,7 +14,7 @@ from tests.e2e.conftest import STATION, uploader_env, wait_until, write_file
 from tests.reliability.conftest import outbox_files, remote_of, start_uploader, watched_server  # noqa: F401
 
 TODAY = date.today().isoformat()
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+LIBFAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))), Path("/nonexistent"))
 
 
 def recording(outbox: Path, index: int, content: bytes | None = None) -> tuple[Path, bytes]:
