@@ -10,7 +10,11 @@ from enum import IntEnum, StrEnum
 
 
 class EventKind(StrEnum):
-    """What happened to a path. `FOUND` is the backfill scan's: the file was there at a scan."""
+    """What happened to a path. `FOUND` is the backfill scan's: the file was there at a scan.
+
+    `DAY_FILE` is the backfill's too: a past day's bare `.csv` whose `.final` never came, quiet for
+    the orphan threshold, to be delivered as its day's file.
+    """
 
     CREATED = "created"
     MODIFIED = "modified"
@@ -18,6 +22,7 @@ class EventKind(StrEnum):
     MOVED = "moved"
     DELETED = "deleted"
     FOUND = "found"
+    DAY_FILE = "day-file"
 
 
 class Priority(IntEnum):
@@ -36,6 +41,7 @@ class FileEvent:
     is_directory: bool = False
     src_path: str = ""
     priority: Priority = Priority.LIVE
+    day_file: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +49,8 @@ class UploadJob:
     """One file to deliver: where it is, where it goes, and what it was when the job was made.
 
     `size` and `mtime_ns` let the sink verify the server's copy and refuse to delete a local file
-    that changed after the job was taken.
+    that changed after the job was taken. `day_file`: a bare `X.csv` sent as its day's file (its
+    `.final` never came, or is shorter), removed once delivered like a `.final`.
     """
 
     local_path: str
@@ -51,3 +58,4 @@ class UploadJob:
     size: int
     mtime_ns: int
     priority: Priority = Priority.LIVE
+    day_file: bool = False

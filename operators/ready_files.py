@@ -5,9 +5,9 @@ Two steps, split around the per-path debounce so that a deletion can cancel a pe
 - `watched_files` (before the debounce) drops what can never be uploaded (directories, ignored
   names, a bare `.csv`) and splits a move into DELETED(source) + MOVED(destination).
 - `ready_files` (after the debounce, on each path's last event of a quiet period) keeps the kinds
-  that mean finished: CLOSED, MOVED (in), FOUND (backfill) and CREATED (inotify reports a file
-  moved in from outside the watch, or written into a new folder before its watch existed, as
-  Created only); with the polling observer also MODIFIED, which never sees Closed.
+  that mean finished: CLOSED, MOVED (in), FOUND and DAY_FILE (backfill) and CREATED (inotify
+  reports a file moved in from outside the watch, or written into a new folder before its watch
+  existed, as Created only); with the polling observer also MODIFIED, which never sees Closed.
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ from reactivex import operators as ops
 from operators.model import EventKind, FileEvent
 from operators.remote_path import remote_name
 
-READY_KINDS = frozenset({EventKind.CLOSED, EventKind.MOVED, EventKind.FOUND, EventKind.CREATED})
+READY_KINDS = frozenset({EventKind.CLOSED, EventKind.MOVED, EventKind.FOUND, EventKind.CREATED, EventKind.DAY_FILE})
 POLLING_READY_KINDS = READY_KINDS | {EventKind.MODIFIED}
 
 
 def is_ignored_name(name: str, patterns: Iterable[str]) -> bool:
-    """True if one path segment matches one of the patterns (case-sensitive fnmatch)."""
-    return any(fnmatchcase(name, pattern) for pattern in patterns)
+    """True if one path segment matches one of the patterns (fnmatch ignoring case: `X.PART` is a `*.part`)."""
+    folded = name.lower()
+    return any(fnmatchcase(folded, pattern.lower()) for pattern in patterns)
 
 
 def parts_below(path: str, root: str) -> tuple[str, ...] | None:
@@ -53,13 +54,14 @@ def relative_parts(path: str, root: str = "") -> tuple[str, ...]:
     return parts or (os.path.basename(path),)
 
 
-def is_wanted(path: str, patterns: Sequence[str], root: str = "") -> bool:
+def is_wanted(path: str, patterns: Sequence[str], root: str = "", *, day_file: bool = False) -> bool:
     """True if the file may ever be uploaded: no segment below `root` is ignored and the name maps to a remote name.
 
-    Checking the folders too keeps `.Trash-1000/`, `.git/` and other hidden trees out.
+    Checking the folders too keeps `.Trash-1000/`, `.git/` and other hidden trees out. `day_file`:
+    a bare `.csv` counts (the backfill delivers a past day's one whose `.final` never came).
     """
     parts = relative_parts(path, root)
-    if not parts or remote_name(parts[-1]) is None:
+    if not parts or remote_name(parts[-1], day_file=day_file) is None:
         return False
     return not any(is_ignored_name(part, patterns) for part in parts)
 
@@ -67,7 +69,8 @@ def is_wanted(path: str, patterns: Sequence[str], root: str = "") -> bool:
 def is_ready(event: FileEvent, patterns: Sequence[str] = (), root: str = "", *, polling: bool = False) -> bool:
     """True if `event` (a path's last event of a quiet period) means the file is finished and wanted."""
     kinds = POLLING_READY_KINDS if polling else READY_KINDS
-    return event.kind in kinds and not event.is_directory and is_wanted(event.path, patterns, root)
+    day_file = event.kind is EventKind.DAY_FILE
+    return event.kind in kinds and not event.is_directory and is_wanted(event.path, patterns, root, day_file=day_file)
 
 
 def _split_move(event: FileEvent) -> tuple[FileEvent, ...]:

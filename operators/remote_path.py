@@ -2,6 +2,12 @@
 
 `<remote_root>/<station>/<date>/<sensor>/<name>`, computed from the local path alone (plus the
 file's modification time, only when neither the name nor the folders carry a date). Pure.
+
+The station folder is always the configured station (`station_folder`): the original made "a
+remote directory for the current Raspberry Pi", and a name's `<station>@` prefix that differs
+(a typo, a renamed Pi, a copied file) must not scatter a Pi's data over folders of their own.
+
+Every rule on a name's extension ignores case: `X.CSV` grows like `X.csv`, `X.CSV.FINAL` ends it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ UNDATED = "undated"
 DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 SENSOR_BY_EXTENSION = {".wav": "audio", ".h264": "video", ".mp4": "video", ".csv": "temp"}
 FINAL_SUFFIX = ".csv.final"
+CSV_SUFFIX = ".csv"
 #: Control characters, path separators and the NUL byte never reach the server; nor do bytes that
 #: are not UTF-8 (`os.fsdecode` makes them lone surrogates, which ftplib cannot even send).
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\\ud800-\udfff]")
@@ -42,12 +49,31 @@ def _parse_date(text: str) -> date | None:
         return None
 
 
-def remote_name(local_name: str) -> str | None:
-    """The name on the server: `X.csv.final` -> `X.csv`; a bare `.csv` -> None (still growing)."""
-    if local_name.endswith(FINAL_SUFFIX):
-        return local_name[: -len(".final")]
-    if local_name.endswith(".csv"):
-        return None
+def is_final(name: str) -> bool:
+    """`X.csv.final` (any case): the day's finished state of `X.csv`."""
+    return name.lower().endswith(FINAL_SUFFIX)
+
+
+def is_daily_csv(name: str) -> bool:
+    """A bare `X.csv` (any case): a sensor's file for one day, appended to until its `.final` comes."""
+    return name.lower().endswith(CSV_SUFFIX)
+
+
+def bare_csv_of(final: str) -> str:
+    """`X.csv.final` -> `X.csv` (the case of `X.csv` kept as written)."""
+    return final[: -len(".final")]
+
+
+def remote_name(local_name: str, *, day_file: bool = False) -> str | None:
+    """The name on the server: `X.csv.final` -> `X.csv`; a bare `.csv` -> None (still growing).
+
+    `day_file`: a bare `.csv` delivered as its day's file (no `.final` came, or a shorter one) keeps
+    its own name, the one its `.final` would have given it.
+    """
+    if is_final(local_name):
+        return bare_csv_of(local_name)
+    if is_daily_csv(local_name):
+        return local_name if day_file else None
     return local_name
 
 
@@ -76,29 +102,41 @@ def date_of(parts: tuple[str, ...], name: str, mtime: float) -> str:
         return UNDATED
 
 
-def station_of(name: str, default_station: str) -> str:
-    """The name's first `@` field when the name follows the convention, else the setting."""
+def station_in_name(name: str) -> str | None:
+    """The `<station>` of a name that follows `<station>@<YYYY-MM-DD>...`, else None."""
     match = STATION_DATE_NAME.match(name)
     if match and _parse_date(match["date"]):
         return match["station"]
-    return default_station
+    return None
 
 
-def remote_path_for(relative: str, *, remote_root: str, station: str, mtime: float) -> str | None:
+def station_folder(name: str, station: str) -> str:
+    """The station folder of a file: always the configured `station`, whatever its name's prefix says.
+
+    The one home of the rule (see the module docstring); `pipeline.job_stream` warns once per
+    prefix that differs.
+    """
+    return station
+
+
+def remote_path_for(
+    relative: str, *, remote_root: str, station: str, mtime: float, day_file: bool = False
+) -> str | None:
     """The remote path for `relative` (a path inside the outbox, `/`-separated), or None if not yet uploadable.
 
     The result always lies under `remote_root`: every segment is passed through `safe_segment`.
+    `day_file` maps a bare `.csv` to its day's name (see `remote_name`).
     """
     parts = tuple(p for p in PurePosixPath(relative).parts if p not in ("", "/"))
     if not parts:
         return None
     local_name = parts[-1]
-    name = remote_name(local_name)
+    name = remote_name(local_name, day_file=day_file)
     if name is None:
         return None
     root = posixpath.normpath("/" + remote_root.strip("/")) if remote_root.strip("/") else "/"
     segments = [
-        station_of(local_name, station),
+        station_folder(local_name, station),
         date_of(parts, local_name, mtime),
         sensor_of(parts, name),
         name,

@@ -1,7 +1,10 @@
 """The backfill source: the files already in the outbox, newest date first, and again every rescan.
 
 At start it finds what a previous run (or an outage) left behind; the periodic rescan is the
-safety net for events the kernel dropped (inotify queue overflow, watch limits).
+safety net for events the kernel dropped (inotify queue overflow, watch limits). It is also where
+a past day's bare `X.csv` whose `.final` never came (the station lost power before midnight) is
+found: once quiet for `orphan_csv_after_seconds`, it is emitted as `DAY_FILE`, delivered under its
+own name as that day's file.
 
 The scan is lazy and its memory bounded: it walks the folders first (few: sensors x days), then
 lists one date's folders at a time, merging them by (date, mtime). Only files outside any date
@@ -19,17 +22,19 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
 from reactivex.internal.exceptions import DisposedException
-from reactivex.scheduler import EventLoopScheduler
 
 from operators.model import EventKind, FileEvent, Priority
 from operators.ready_files import is_ignored_name, is_wanted
-from operators.remote_path import DATE_FOLDER, date_of
+from operators.remote_path import DATE_FOLDER, date_of, is_daily_csv
 from operators.upload_jobs import regular_file_stat
+from pipeline.local_files import final_beside
+from pipeline.monotonic import MonotonicEventLoopScheduler
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ BATCH = 256
 FUTURE_TOLERANCE_SECONDS = 60.0
 #: While `may_emit` holds the scan back, how often it asks again.
 PACE_SECONDS = 0.25
+#: `upload.orphan_csv_after_hours`' default: a past day's bare `.csv` this long quiet has no `.final` coming.
+ORPHAN_CSV_AFTER_SECONDS = 6 * 3600.0
 
 #: (date, mtime_ns, path): the order of the scan.
 Entry = tuple[str, int, str]
@@ -79,11 +86,11 @@ def _folders(root: str, patterns: Sequence[str]) -> list[_Folder]:
     return found
 
 
-def _files(folder: _Folder, root: str, patterns: Sequence[str], newest: bool) -> list[Entry]:
-    """The wanted regular files directly in `folder`, sorted by (date, mtime)."""
+def _files(folder: _Folder, root: str, patterns: Sequence[str], newest: bool, day_files: bool = False) -> list[Entry]:
+    """The wanted regular files directly in `folder`, sorted by (date, mtime); with `day_files` bare `.csv` too."""
     entries: list[Entry] = []
     for entry in _scandir(folder.path):
-        if not entry.is_file(follow_symlinks=False) or not is_wanted(entry.path, patterns, root):
+        if not entry.is_file(follow_symlinks=False) or not is_wanted(entry.path, patterns, root, day_file=day_files):
             continue
         try:
             st = entry.stat(follow_symlinks=False)
@@ -95,27 +102,30 @@ def _files(folder: _Folder, root: str, patterns: Sequence[str], newest: bool) ->
     return entries
 
 
-def iter_outbox(root: str, *, order: str = "newest", ignore_patterns: Sequence[str] = ()) -> Iterator[Entry]:
+def iter_outbox(
+    root: str, *, order: str = "newest", ignore_patterns: Sequence[str] = (), day_files: bool = False
+) -> Iterator[Entry]:
     """(date, mtime_ns, path) of every wanted file in the outbox, lazily, in `order` ("newest" or "oldest").
 
     The date is the mapping's (`date_of`): the name's, else the date folder's, else the mtime's.
-    Nothing is read before the first item is asked for.
+    Nothing is read before the first item is asked for. `day_files`: bare `.csv` files too.
     """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
-    return _ordered_files(root, order == "newest", tuple(ignore_patterns))
+    return _ordered_files(root, order == "newest", tuple(ignore_patterns), day_files)
 
 
-def _ordered_files(root: str, newest: bool, patterns: tuple[str, ...]) -> Iterator[Entry]:
+def _ordered_files(root: str, newest: bool, patterns: tuple[str, ...], day_files: bool = False) -> Iterator[Entry]:
     folders = _folders(root, patterns)
     dated = sorted((f for f in folders if f.date), key=lambda f: f.date, reverse=newest)
     loose = sorted(
-        (entry for f in folders if not f.date for entry in _files(f, root, patterns, newest)), reverse=newest
+        (entry for f in folders if not f.date for entry in _files(f, root, patterns, newest, day_files)),
+        reverse=newest,
     )
 
     def by_date() -> Iterator[Entry]:
         for _date, group in itertools.groupby(dated, key=lambda f: f.date):
-            yield from heapq.merge(*(_files(f, root, patterns, newest) for f in group), reverse=newest)
+            yield from heapq.merge(*(_files(f, root, patterns, newest, day_files) for f in group), reverse=newest)
 
     yield from heapq.merge(loose, by_date(), reverse=newest)
 
@@ -123,6 +133,25 @@ def _ordered_files(root: str, newest: bool, patterns: tuple[str, ...]) -> Iterat
 def _is_young(mtime: float, now: float, min_age_seconds: float) -> bool:
     age = now - mtime
     return -FUTURE_TOLERANCE_SECONDS < age < min_age_seconds
+
+
+def is_orphan_csv(path: str, day: str, mtime: float, now: float, quiet_seconds: float) -> bool:
+    """Whether a bare `.csv` is its day's file for good: a past day, no `.final` beside it, quiet `quiet_seconds`.
+
+    The day is the mapping's (`date_of`); "past" and "quiet" are by the wall clock, the clock of the
+    mtime. A file dated in the future, or undated, is never an orphan.
+    """
+    try:
+        today = datetime.fromtimestamp(now).date().isoformat()
+    except (OverflowError, OSError, ValueError):
+        return False
+    return (
+        is_daily_csv(path)
+        and DATE_FOLDER.match(day) is not None
+        and day < today
+        and now - mtime >= quiet_seconds
+        and final_beside(path) is None
+    )
 
 
 def scan_outbox(
@@ -133,13 +162,22 @@ def scan_outbox(
     min_age_seconds: float = 0.0,
     on_young: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.time,
+    orphan_csv_after_seconds: float | None = None,
 ) -> Iterator[FileEvent]:
     """FOUND events (backfill priority) for the files in the outbox, skipping those younger than `min_age_seconds`.
 
     A young file may still be being written: `on_young` hears of it, so the caller can look again
-    once it has been quiet long enough (a live Closed usually comes first).
+    once it has been quiet long enough (a live Closed usually comes first). A past day's bare
+    `.csv` without its `.final`, quiet for `orphan_csv_after_seconds` (None: never), is a
+    `DAY_FILE` event (see `is_orphan_csv`).
     """
-    for _date, mtime_ns, path in iter_outbox(root, order=order, ignore_patterns=ignore_patterns):
+    day_files = orphan_csv_after_seconds is not None
+    for day, mtime_ns, path in iter_outbox(root, order=order, ignore_patterns=ignore_patterns, day_files=day_files):
+        if day_files and is_daily_csv(path):
+            assert orphan_csv_after_seconds is not None
+            if is_orphan_csv(path, day, mtime_ns / 1e9, clock(), orphan_csv_after_seconds):
+                yield FileEvent(EventKind.DAY_FILE, path, priority=Priority.BACKFILL)
+            continue
         if min_age_seconds > 0 and _is_young(mtime_ns / 1e9, clock(), min_age_seconds):
             if on_young is not None:
                 on_young(path)
@@ -250,6 +288,7 @@ def backfill_source(
     scheduler: abc.SchedulerBase | None = None,
     clock: Callable[[], float] = time.time,
     may_emit: Callable[[], bool] | None = None,
+    orphan_csv_after_seconds: float | None = None,
 ) -> Observable[FileEvent]:
     """FOUND events for the files in `outbox` at subscription, then again every `rescan_interval` s (if > 0).
 
@@ -271,13 +310,19 @@ def backfill_source(
 
     def scan(on_young: Callable[[str], None]) -> Iterator[FileEvent]:
         return scan_outbox(
-            root, order=order, ignore_patterns=patterns, min_age_seconds=min_age_seconds, on_young=on_young, clock=clock
+            root,
+            order=order,
+            ignore_patterns=patterns,
+            min_age_seconds=min_age_seconds,
+            on_young=on_young,
+            clock=clock,
+            orphan_csv_after_seconds=orphan_csv_after_seconds,
         )
 
     def subscribe(
         observer: abc.ObserverBase[FileEvent], scheduler_: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
-        own_loop = None if (scheduler or scheduler_) else EventLoopScheduler()
+        own_loop = None if (scheduler or scheduler_) else MonotonicEventLoopScheduler()
         chosen = scheduler or scheduler_ or own_loop
         assert chosen is not None
         backfill = _Backfill(

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import ftplib
+import hashlib
 import logging
 import os
 import posixpath
@@ -114,10 +115,22 @@ class _Guard:
             )
 
 
+#: The longest file name most servers' file systems take, in bytes (ext4, XFS, btrfs, ZFS, NTFS).
+NAME_MAX = 255
+
+
 def temp_name(remote_path: str) -> str:
-    """The hidden temporary name beside the target: `dir/.name.part`."""
+    """The hidden temporary name beside the target: `dir/.name.part`, or `dir/.<hash>.part` where that is too long.
+
+    A name of 250-255 bytes leaves no room for the dot and `.part`: the server would refuse every
+    STOR (553). The short name is a digest of the name, the same at every attempt, so resuming
+    this file's own `.part` and overwriting a stale one work as for any other name.
+    """
     directory, name = posixpath.split(remote_path)
-    return posixpath.join(directory, f".{name}.part")
+    staging = f".{name}.part"
+    if len(staging.encode("utf-8", "surrogateescape")) > NAME_MAX:
+        staging = f".{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:32]}.part"
+    return posixpath.join(directory, staging)
 
 
 class UploadSession:

@@ -21,17 +21,18 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex import operators as ops
 from reactivex.disposable import CompositeDisposable
-from reactivex.scheduler import EventLoopScheduler
 
 from operators.debounce import debounce_per_path
 from operators.dedupe import dedupe_jobs
 from operators.model import UploadJob
 from operators.ready_files import is_ready, ready_files, watched_files
+from operators.remote_path import station_in_name
 from operators.upload_jobs import StatFn, job_for, regular_file_stat, to_upload_jobs
 from pipeline.backfill_source import ORDERS, backfill_source, scan_outbox
 from pipeline.file_state import finished_file_stat
+from pipeline.monotonic import MonotonicEventLoopScheduler
 from pipeline.outbox_lock import STATE_FOLDER
-from pipeline.watch_source import OBSERVER_KINDS, watch_source
+from pipeline.watch_source import OBSERVER_KINDS, outbox_root, watch_source
 
 DEFAULT_IGNORE_PATTERNS = (".*", "*.part", "*.tmp", "*~", "*.swp")
 
@@ -55,6 +56,33 @@ def with_state_folder(ignore_patterns: Sequence[str]) -> tuple[str, ...]:
     """The ignore patterns, always with the uploader's own state folder (its lock): whatever the settings say."""
     patterns = tuple(ignore_patterns)
     return patterns if STATE_FOLDER in patterns else (*patterns, STATE_FOLDER)
+
+
+class StationNameCheck:
+    """One warning per `<station>@` prefix in file names that is not the configured station.
+
+    The station folder is always the configured station (`operators.remote_path.station_folder`);
+    a name that says otherwise is filed under it, and said so once, not once per file.
+    """
+
+    def __init__(self, station: str) -> None:
+        self.station = station
+        self._warned: set[str] = set()
+
+    def __call__(self, job: UploadJob) -> None:
+        named = station_in_name(os.path.basename(job.local_path))
+        if named is None or named == self.station or named in self._warned:
+            return
+        self._warned.add(named)
+        log.warning(
+            "%s is named for the station %r, but this station is %r (the station setting): its files go to"
+            " the %r folder on the server; if this Pi was renamed, set station = %r",
+            job.local_path,
+            named,
+            self.station,
+            self.station,
+            named,
+        )
 
 
 def quiet_period(observer: str, debounce_seconds: float, polling_interval: float) -> float:
@@ -82,6 +110,7 @@ def build_job_stream(
     released: Observable[str] | None = None,
     scheduler: abc.SchedulerBase | None = None,
     backfill_may_emit: Callable[[], bool] | None = None,
+    orphan_csv_after_seconds: float | None = None,
 ) -> Observable[UploadJob]:
     """Upload jobs for every finished file in `outbox`: those there at start, then each as it is finished.
 
@@ -89,17 +118,19 @@ def build_job_stream(
     missed (a file seen by both gives one job). `rescan_interval` > 0 repeats the scan, the safety
     net for dropped events. `released` carries the local paths the sink is done with (delivered,
     or gone), so that a later change of the same path makes a job again. `backfill_may_emit` holds
-    the scan back while it says no (see `backfill_source`); live files never wait for it. Disposing
+    the scan back while it says no (see `backfill_source`); live files never wait for it. A past
+    day's bare `.csv` quiet for `orphan_csv_after_seconds` without its `.final` is delivered as that
+    day's file (None: never). Disposing
     stops the observer (joined), the scans and the timers. Reads no settings.
 
     Everything runs on `scheduler`, which must run one action at a time (the default, an
-    `EventLoopScheduler` per subscription, does; a thread pool would not).
+    event loop per subscription timed by the monotonic clock, does; a thread pool would not).
     """
     if observer not in OBSERVER_KINDS:
         raise ValueError(f"observer must be one of {OBSERVER_KINDS}, not {observer!r}")
     if backfill_order not in ORDERS:
         raise ValueError(f"backfill_order must be one of {ORDERS}, not {backfill_order!r}")
-    root = os.path.abspath(outbox)
+    root = outbox_root(outbox)
     patterns = with_state_folder(ignore_patterns)
     polling = observer == "polling"
     quiet = quiet_period(observer, debounce_seconds, polling_interval)
@@ -107,7 +138,7 @@ def build_job_stream(
     def subscribe(
         downstream: abc.ObserverBase[UploadJob], _scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
-        own_loop = EventLoopScheduler() if scheduler is None else None
+        own_loop = MonotonicEventLoopScheduler() if scheduler is None else None
         loop = scheduler or own_loop
         assert loop is not None
         # Polling serves network mounts, where leases mean nothing (CIFS even refuses them all).
@@ -128,10 +159,15 @@ def build_job_stream(
             rescan_interval=rescan_interval,
             scheduler=loop,
             may_emit=backfill_may_emit,
+            orphan_csv_after_seconds=orphan_csv_after_seconds,
         ).pipe(ready_files(patterns, root=root), jobs)
         forget = released.pipe(ops.observe_on(loop)) if released is not None else None
         # merge subscribes in order: the observer is running before the backfill's scan is scheduled.
-        subscription = reactivex.merge(live, backfill).pipe(dedupe_jobs(forget)).subscribe(downstream)
+        subscription = (
+            reactivex.merge(live, backfill)
+            .pipe(dedupe_jobs(forget), ops.do_action(StationNameCheck(station)))
+            .subscribe(downstream)
+        )
         return CompositeDisposable(subscription, *([own_loop] if own_loop else []))
 
     return Observable(subscribe)
@@ -145,16 +181,26 @@ def scan_jobs(
     ignore_patterns: Sequence[str] = DEFAULT_IGNORE_PATTERNS,
     backfill_order: str = "newest",
     min_age_seconds: float = 0.0,
+    orphan_csv_after_seconds: float | None = None,
 ) -> Iterator[UploadJob]:
     """The backfill jobs for the files in `outbox` now, lazily, in `backfill_order`; no watching.
 
     For `run --once` and the original API's `populate_secondary_queue`: the same scan, readiness
     rule and mapping as the stream's backfill; a file some process has open for writing is skipped.
     """
-    root = os.path.abspath(outbox)
+    root = outbox_root(outbox)
     patterns = with_state_folder(ignore_patterns)
-    for event in scan_outbox(root, order=backfill_order, ignore_patterns=patterns, min_age_seconds=min_age_seconds):
+    check = StationNameCheck(station)
+    events = scan_outbox(
+        root,
+        order=backfill_order,
+        ignore_patterns=patterns,
+        min_age_seconds=min_age_seconds,
+        orphan_csv_after_seconds=orphan_csv_after_seconds,
+    )
+    for event in events:
         if is_ready(event, patterns, root):
             job = job_for(event, outbox=root, remote_root=remote_root, station=station, stat=finished_file_stat)
             if job is not None:
+                check(job)
                 yield job

@@ -5,6 +5,10 @@ verified copy of exactly the bytes it has now. A bare `.csv` is still being appe
 sensor and is never removed; `X.csv.final` is the day's last state of `X.csv`, so removing it
 removes `X.csv` too (the original uploader's `remove_local_file`), once the `.final` is seen to
 hold all of `X.csv`.
+
+A bare `X.csv` delivered as its day's file (`day_file`: its `.final` never came, or is shorter) is
+removed like a `.final`; a `.final` beside it goes first, and only when the delivered bytes hold it
+(a later upload of it would otherwise replace the longer copy on the server). Extensions in any case.
 """
 
 from __future__ import annotations
@@ -13,11 +17,18 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+from operators.remote_path import bare_csv_of, is_daily_csv, is_final
 from pipeline.file_state import FileState, Held, file_state, held_for_reading
 
 log = logging.getLogger("beemon.sink.files")
 
-FINAL_SUFFIX = ".csv.final"
+
+def final_beside(csv_path: str) -> str | None:
+    """The `.final` of a bare `X.csv` (`X.csv.final` or `X.csv.FINAL`) when one exists, else None."""
+    for suffix in (".final", ".FINAL", ".Final"):
+        if os.path.lexists(csv_path + suffix):
+            return csv_path + suffix
+    return None
 
 
 def file_version(path: str) -> tuple[int, int] | None:
@@ -49,7 +60,7 @@ def remove_local_file(filepath: str) -> list[str]:
     return remove_uploaded(filepath).removed
 
 
-def remove_uploaded(filepath: str, version: FileState | None = None) -> Removal:
+def remove_uploaded(filepath: str, version: FileState | None = None, *, day_file: bool = False) -> Removal:
     """Remove an uploaded file by the outbox's rules, if it is still `version` (when given).
 
     A bare `.csv` is kept; `X.csv.final` takes `X.csv` with it, and `X.csv` goes first: a crash
@@ -60,9 +71,10 @@ def remove_uploaded(filepath: str, version: FileState | None = None) -> Removal:
     otherwise it is kept with one log line saying why.
 
     The check and the removal happen under a read lease (`held_for_reading`): a file open for
-    writing is kept, and no writer can open it between the comparison and the removal.
+    writing is kept, and no writer can open it between the comparison and the removal. A bare
+    `.csv` delivered as its `day_file` is removed by `_remove_day_file`'s rules.
     """
-    if filepath.endswith(".csv"):
+    if is_daily_csv(filepath) and not day_file:
         return Removal()
     try:
         with held_for_reading(filepath) as held:
@@ -83,13 +95,50 @@ def remove_uploaded(filepath: str, version: FileState | None = None) -> Removal:
 def _remove_with_companion(filepath: str, held: Held | None) -> list[str]:
     """Remove `filepath` (held under a lease, when it could be opened), a checked bare `.csv` first."""
     removed = []
-    if filepath.endswith(FINAL_SUFFIX):
-        bare = filepath[: -len(".final")]
+    if is_final(filepath):
+        bare = bare_csv_of(filepath)
         if _bare_csv_removed(bare, filepath, held):
             removed.append(bare)
+    elif is_daily_csv(filepath):
+        final = final_beside(filepath)
+        if final is not None and not _day_file_may_go(final, filepath, held):
+            return removed
     if _remove(filepath):
         removed.append(filepath)
     return removed
+
+
+def _day_file_may_go(final: str, csv: str, held_csv: Held | None) -> bool:
+    """Whether a delivered day-file `X.csv` may go, given the `.final` beside it (removed here when it should go).
+
+    The `.final` is removed when it is the beginning of the delivered bytes (an empty or cut
+    `.final`); it stays, and the csv may go, when it holds all of the csv (written after the upload
+    began: it goes up next and replaces the server's copy); otherwise both stay, with a warning.
+    """
+    try:
+        with held_for_reading(final) as held:
+            if held is None:
+                reason = f"{os.path.basename(final)} is open for writing"
+            elif held_csv is None:
+                reason = f"{os.path.basename(csv)} could not be read to compare"
+            elif held.stat.st_size <= held_csv.stat.st_size and _is_prefix(held.fd, held_csv.fd, held.stat.st_size):
+                return _remove(final) or not os.path.lexists(final)
+            elif _is_prefix(held_csv.fd, held.fd, held_csv.stat.st_size):
+                return True
+            else:
+                reason = f"{os.path.basename(final)} and it differ (neither is the beginning of the other)"
+    except FileNotFoundError:
+        return True
+    except OSError as error:
+        reason = f"{os.path.basename(final)} cannot be read ({error.strerror or error})"
+    log.warning(
+        "kept %s and %s after delivering %s as the day's file: %s (left for a person to check)",
+        csv,
+        os.path.basename(final),
+        os.path.basename(csv),
+        reason,
+    )
+    return False
 
 
 def _bare_csv_removed(bare: str, final: str, held_final: Held | None) -> bool:

@@ -91,6 +91,7 @@ def _upload_once(options: UploaderOptions, *, max_retries: int, progress: bool) 
             ignore_patterns=options.ignore_patterns,
             backfill_order=options.backfill_order,
             min_age_seconds=options.debounce_seconds,
+            orphan_csv_after_seconds=options.orphan_csv_after_seconds,
         )
     )
     state = OnceProgress(max_retries=max_retries, open_jobs={job.local_path: job.size for job in jobs})

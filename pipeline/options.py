@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.backfill_source import ORPHAN_CSV_AFTER_SECONDS
 from pipeline.ftp_params import FtpParams, UploadPolicy
 
 EMBEDDED = "embedded"
@@ -31,6 +32,8 @@ class UploaderOptions:
     debounce_seconds: float = 2.0
     ignore_patterns: tuple[str, ...] = (".*", "*.part", "*.tmp", "*~", "*.swp")
     backfill_order: str = "newest"
+    #: a past day's bare `.csv` this long quiet without its `.final` is sent as the day's file
+    orphan_csv_after_seconds: float = ORPHAN_CSV_AFTER_SECONDS
     rescan_interval: float = 600.0
     metrics_port: int = 0
     stats_interval: float = 0.0
@@ -82,6 +85,7 @@ def options_from_settings(settings: Any) -> UploaderOptions:
         debounce_seconds=float(upload.debounce_seconds),
         ignore_patterns=tuple(upload.ignore_patterns),
         backfill_order=str(upload.backfill_order),
+        orphan_csv_after_seconds=float(upload.orphan_csv_after_hours) * 3600.0,
         rescan_interval=float(watch.rescan_interval_seconds),
         metrics_port=int(settings.get("metrics.port") or 0),
     )

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from operators.model import Priority, UploadJob
+from operators.remote_path import bare_csv_of, is_final
 from pipeline.backoff import full_jitter
 from pipeline.sink_model import Outcome, SinkCounters
 
@@ -68,7 +69,7 @@ def _version(job: UploadJob) -> tuple[str, int, int]:
 
 def _source(local_path: str) -> str:
     """The file a local path delivers: `X.csv.final` is the last state of `X.csv`, the same file."""
-    return local_path.removesuffix(".final") if local_path.endswith(".csv.final") else local_path
+    return bare_csv_of(local_path) if is_final(local_path) else local_path
 
 
 def _same_version(a: UploadJob, b: UploadJob) -> bool:
@@ -277,13 +278,14 @@ class JobBoard:
 
         Yes when this process placed it there from the same source file (an earlier version, or the
         `X.csv` of an `X.csv.final`); no when it placed another file there; otherwise only a copy of
-        the same size (what a crash between the rename and the local delete leaves) is replaced.
+        the same size (what a crash between the rename and the local delete leaves) is replaced, or,
+        for a `.final`, a copy no larger than it: its day's `X.csv` sent when the `.final` was late.
         """
         with self._cond:
             source = self._placed.get(job.remote_path)
         if source is not None:
             return source == _source(job.local_path)
-        return existing_size == job.size
+        return existing_size == job.size or (is_final(job.local_path) and existing_size <= job.size)
 
     def part_is_complete(self, job: UploadJob) -> bool:
         """Whether that `.part` got the whole of this version (its STOR ended with the 226)."""

@@ -37,7 +37,7 @@ from pipeline.ftp_errors import (
 )
 from pipeline.ftp_params import FtpParams, UploadPolicy
 from pipeline.ftp_session import UploadProgress, UploadSession
-from pipeline.local_files import Removal, remove_uploaded
+from pipeline.local_files import Removal, final_beside, remove_uploaded
 from pipeline.sink_board import Entry, JobBoard
 from pipeline.sink_model import Outcome, SinkCounters, UploadResult
 from pipeline.sink_pool import SessionPool
@@ -392,8 +392,10 @@ class Sink:
             self._finish(entry, Outcome.RETRY, started, f"{type(error).__name__}: {error}")
         else:
             # Compared again under a read lease right before the removal (see `remove_uploaded`).
+            if job.day_file:
+                self._log_day_file(job)
             if policy.delete_after_upload:
-                removal = remove_uploaded(job.local_path, version)
+                removal = remove_uploaded(job.local_path, version, day_file=job.day_file)
             else:
                 now = file_state(job.local_path)
                 removal = Removal(changed=now is not None and now != version)
@@ -409,6 +411,28 @@ class Sink:
                 sent=report.bytes_sent,
                 removed=removal.removed,
                 kept=removal.kept,
+            )
+
+    def _log_day_file(self, job: UploadJob) -> None:
+        """Say why a bare `.csv` went up as its day's file: its `.final` is shorter, or never came."""
+        final = final_beside(job.local_path)
+        final_size = file_state(final) if final is not None else None
+        if final is not None and final_size is not None:
+            log.warning(
+                "delivered %s (%d B) as its day's file %s: %s is shorter (%d B)",
+                job.local_path,
+                job.size,
+                job.remote_path,
+                final.rsplit("/", 1)[-1],
+                final_size.size,
+            )
+        else:
+            log.warning(
+                "delivered %s (%d B) as its day's file %s without its .final: the day is over and the file"
+                " was left quiet; a .final that comes later replaces it on the server",
+                job.local_path,
+                job.size,
+                job.remote_path,
             )
 
     def _changed(self, entry: Entry, started: float, reply: str, sent: int = 0) -> None:

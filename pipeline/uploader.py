@@ -185,6 +185,7 @@ class Uploader(multiprocessing.Process):
             ignore_patterns=self._options.ignore_patterns,
             backfill_order=self._options.backfill_order,
             min_age_seconds=self._options.debounce_seconds,
+            orphan_csv_after_seconds=self._options.orphan_csv_after_seconds,
         ):
             self._helper.submit(job)
             count += 1
@@ -290,6 +291,7 @@ class RunningPipeline:
                 debounce_seconds=options.debounce_seconds,
                 ignore_patterns=options.ignore_patterns,
                 backfill_order=options.backfill_order,
+                orphan_csv_after_seconds=options.orphan_csv_after_seconds,
                 rescan_interval=options.rescan_interval,
                 released=self._released,
                 backfill_may_emit=self._backfill_may_emit,

@@ -2,6 +2,11 @@
 
 `UploadHandler` keeps the original API's name and methods; instead of queueing uploads itself it
 forwards every event into the stream, where the operators decide what is ready.
+
+The outbox is resolved once (`outbox_root`: a symlinked outbox is watched at its target, so its new
+day folders are watched too), and guarded while running (`_GuardedWatch`): an outbox deleted and
+created again, or a watch that stopped, is re-armed with one WARNING line, and the files already in
+the new folder are reported as found.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat as stat_module
 import threading
 
 from reactivex import Observable, abc
@@ -26,6 +32,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from operators.model import EventKind, FileEvent
+from pipeline.backfill_source import iter_outbox
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,8 @@ WATCH_LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})
 EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent]
 #: How long the inotify observer's dispatcher waits per turn; stopping does not wait for it.
 _DISPATCH_TIMEOUT = 0.5
+#: How often the guard checks that the outbox is still the folder being watched (one stat).
+GUARD_SECONDS = 1.0
 
 
 class UploadHandler(FileSystemEventHandler):
@@ -86,6 +95,15 @@ class UploadHandler(FileSystemEventHandler):
                 self._observer.on_error(error)
             except Exception:
                 log.exception("the stream's on_error failed too")
+
+
+def outbox_root(outbox: str) -> str:
+    """The outbox as the absolute path of the folder itself: symlinks resolved, once, at start.
+
+    inotify watches a symlinked outbox's target but reports paths under the link, and adds no
+    watch for folders made below it later; resolving first keeps every path and watch on one tree.
+    """
+    return os.path.realpath(outbox)
 
 
 def ensure_outbox(outbox: str) -> None:
@@ -138,22 +156,129 @@ def stop_observer(observer: BaseObserver) -> None:
         observer.join()
 
 
-def watch_source(outbox: str, observer_kind: str = "inotify", polling_interval: float = 1.0) -> Observable[FileEvent]:
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the folder at `path`, or None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat_module.S_ISDIR(st.st_mode) else None
+
+
+def _deaf(observer: BaseObserver) -> bool:
+    """Whether the observer stopped hearing: its thread ended, or its emitter did (inotify ends it when the
+    watched folder itself is deleted)."""
+    return not observer.is_alive() or any(not emitter.is_alive() for emitter in observer.emitters)
+
+
+class _GuardedWatch:
+    """One subscription's observer, and the thread that re-arms it when the outbox is replaced or the watch dies."""
+
+    def __init__(
+        self,
+        root: str,
+        kind: str,
+        polling_interval: float,
+        stream: abc.ObserverBase[FileEvent],
+        guard_seconds: float,
+    ) -> None:
+        self.root = root
+        self.kind = kind
+        self.polling_interval = polling_interval
+        self.stream = stream
+        self.guard_seconds = guard_seconds
+        self.handler = UploadHandler(stream)
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()
+        self.identity: tuple[int, int] | None = None
+        self.observer: BaseObserver | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        ensure_outbox(self.root)
+        self.identity = _identity(self.root)
+        self.observer = start_observer(self.kind, self.root, self.handler, self.polling_interval)
+        if self.guard_seconds > 0:
+            self.thread = threading.Thread(target=self._guard, name="outbox-guard", daemon=True)
+            self.thread.start()
+
+    def _guard(self) -> None:
+        while not self.stopped.wait(self.guard_seconds):
+            try:
+                self.check()
+            except Exception:  # never let the guard die: it is the watch's safety net
+                log.exception("checking the outbox %s failed", self.root)
+
+    def check(self) -> None:
+        """Re-arm the watch if the outbox was replaced, is back, or the watch stopped hearing."""
+        identity = _identity(self.root)
+        with self.lock:
+            if self.stopped.is_set():
+                return
+            observer = self.observer
+            if identity is not None and identity == self.identity and observer is not None and not _deaf(observer):
+                return
+            if identity is None:
+                if self.identity is not None:
+                    log.warning("the outbox %s is gone: its files are watched again as soon as it is back", self.root)
+                    self.identity = None
+                    self._stop_observer()
+                return
+            if self.identity is None:
+                why = "is back"
+            elif identity != self.identity or (observer is not None and observer.is_alive()):
+                # A live observer whose emitter ended: inotify saw the folder itself deleted (a new
+                # one may even have the old inode number).
+                why = "was replaced by a new folder"
+            else:
+                why = "stopped being watched (the watch thread ended)"
+            self._stop_observer()
+            self.observer = start_observer(self.kind, self.root, self.handler, self.polling_interval)
+            back = self.identity is None
+            self.identity = identity
+        (log.info if back else log.warning)("the outbox %s %s: watching it again", self.root, why)
+        self._report_present_files()
+
+    def _report_present_files(self) -> None:
+        """What was written into the new folder before its watch existed: reported as found, live."""
+        for _day, _mtime, path in iter_outbox(self.root):
+            if self.stopped.is_set():
+                return
+            self.stream.on_next(FileEvent(EventKind.FOUND, path))
+
+    def _stop_observer(self) -> None:
+        observer, self.observer = self.observer, None
+        if observer is not None:
+            stop_observer(observer)
+
+    def dispose(self) -> None:
+        self.stopped.set()
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join()
+        with self.lock:
+            self._stop_observer()
+
+
+def watch_source(
+    outbox: str, observer_kind: str = "inotify", polling_interval: float = 1.0, guard_seconds: float = GUARD_SECONDS
+) -> Observable[FileEvent]:
     """File events under `outbox` (recursive), from subscription until disposal.
 
     Subscribing creates the outbox if needed and starts the observer before it returns, so that a
     scan started afterwards misses nothing; disposing stops the observer and joins its threads.
-    Paths are absolute (`outbox` is made absolute), matching the backfill's.
+    Paths are absolute, under the resolved outbox (`outbox_root`), matching the backfill's. Every
+    `guard_seconds` (0: never) the outbox is checked and the watch re-armed when needed (see
+    `_GuardedWatch`).
     """
     if observer_kind not in OBSERVER_KINDS:
         raise ValueError(f"observer must be one of {OBSERVER_KINDS}, not {observer_kind!r}")
-    root = os.path.abspath(outbox)
+    root = outbox_root(outbox)
 
     def subscribe(
         observer: abc.ObserverBase[FileEvent], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
-        ensure_outbox(root)
-        watchdog_observer = start_observer(observer_kind, root, UploadHandler(observer), polling_interval)
-        return Disposable(lambda: stop_observer(watchdog_observer))
+        watch = _GuardedWatch(root, observer_kind, polling_interval, observer, guard_seconds)
+        watch.start()
+        return Disposable(watch.dispose)
 
     return Observable(subscribe)

@@ -90,6 +90,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "upload.retry_max_seconds": (_number_in(0, 86400, open_low=True), "a number of seconds above 0"),
     "upload.bandwidth_limit_kbps": (_number_in(0), "a number of kilobits per second, 0 for unlimited"),
     "upload.backfill_order": (_one_of(BACKFILL_ORDERS), "one of " + ", ".join(BACKFILL_ORDERS)),
+    "upload.orphan_csv_after_hours": (
+        _number_in(0, 8760, open_low=True),
+        "a number of hours above 0 (a past day's .csv this long quiet without its .final is sent as the day's file)",
+    ),
     "upload.ignore_patterns": (_str_list, "a list of glob patterns such as ['*.tmp']"),
     "watch.observer": (_one_of(OBSERVERS), "one of " + ", ".join(OBSERVERS)),
     "watch.polling_interval_seconds": (_number_in(0, 3600, open_low=True), "a number of seconds above 0"),

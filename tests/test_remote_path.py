@@ -26,28 +26,28 @@ def rp(relative: str, station: str = "fallback", mtime: float = NOON_0719, root:
     [
         (
             "audio/2022-07-19/rpi4-11@2022-07-19@14-30-00.wav",
-            f"{ROOT}/rpi4-11/2022-07-19/audio/rpi4-11@2022-07-19@14-30-00.wav",
+            f"{ROOT}/fallback/2022-07-19/audio/rpi4-11@2022-07-19@14-30-00.wav",
         ),
         (
             "video/2022-07-19/rpi4-11@2022-07-19@14-30-00.h264",
-            f"{ROOT}/rpi4-11/2022-07-19/video/rpi4-11@2022-07-19@14-30-00.h264",
+            f"{ROOT}/fallback/2022-07-19/video/rpi4-11@2022-07-19@14-30-00.h264",
         ),
-        ("temp/2022-07-19/rpi4-11@2022-07-19.csv.final", f"{ROOT}/rpi4-11/2022-07-19/temp/rpi4-11@2022-07-19.csv"),
-        ("cpu/2022-07-19/rpi4-12@2022-07-19.csv.final", f"{ROOT}/rpi4-12/2022-07-19/cpu/rpi4-12@2022-07-19.csv"),
+        ("temp/2022-07-19/rpi4-11@2022-07-19.csv.final", f"{ROOT}/fallback/2022-07-19/temp/rpi4-11@2022-07-19.csv"),
+        ("cpu/2022-07-19/rpi4-12@2022-07-19.csv.final", f"{ROOT}/fallback/2022-07-19/cpu/rpi4-12@2022-07-19.csv"),
         # The name's date wins over the folder's.
         (
             "audio/2022-07-20/rpi4-11@2022-07-19@23-59-59.wav",
-            f"{ROOT}/rpi4-11/2022-07-19/audio/rpi4-11@2022-07-19@23-59-59.wav",
+            f"{ROOT}/fallback/2022-07-19/audio/rpi4-11@2022-07-19@23-59-59.wav",
         ),
         # No convention in the name: station from the setting, date from the folder.
         ("scale/2022-07-18/reading.bin", f"{ROOT}/fallback/2022-07-18/scale/reading.bin"),
         # No date anywhere: the modification date.
         ("scale/reading.bin", f"{ROOT}/fallback/2022-07-19/scale/reading.bin"),
         # Directly in the outbox: sensor by extension.
-        ("rpi4-11@2022-07-19@01-00-00.wav", f"{ROOT}/rpi4-11/2022-07-19/audio/rpi4-11@2022-07-19@01-00-00.wav"),
+        ("rpi4-11@2022-07-19@01-00-00.wav", f"{ROOT}/fallback/2022-07-19/audio/rpi4-11@2022-07-19@01-00-00.wav"),
         ("clip.h264", f"{ROOT}/fallback/2022-07-19/video/clip.h264"),
         ("clip.mp4", f"{ROOT}/fallback/2022-07-19/video/clip.mp4"),
-        ("rpi4-11@2022-07-19.csv.final", f"{ROOT}/rpi4-11/2022-07-19/temp/rpi4-11@2022-07-19.csv"),
+        ("rpi4-11@2022-07-19.csv.final", f"{ROOT}/fallback/2022-07-19/temp/rpi4-11@2022-07-19.csv"),
         ("notes.txt", f"{ROOT}/fallback/2022-07-19/misc/notes.txt"),
         # An invalid date in the name is no convention: station and date fall back.
         ("audio/2022-07-19/rpi4-11@2022-13-45.wav", f"{ROOT}/fallback/2022-07-19/audio/rpi4-11@2022-13-45.wav"),

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from reactivex.testing.marbles import marbles_testing
 
 from operators.debounce import debounce_per_path
-from operators.model import EventKind, FileEvent
+from operators.model import EventKind, FileEvent, Priority
 from operators.ready_files import is_wanted, parts_below, ready_files, watched_files
 from tests.operators.events import OUTBOX, closed, created, deleted, found, modified, moved
 
@@ -180,3 +180,27 @@ def test_watched_files_turns_a_failure_into_on_error_not_an_exception():
     with marbles_testing() as (start, cold, _hot, _exp):
         results = start(cold("-c-x-c-|", lookup={**EVENTS, "x": broken}).pipe(watched_files(PATTERNS, root=OUTBOX)))
     assert [(m.time, m.value.kind) for m in results] == [(201.0, "N"), (203.0, "E")]
+
+
+UPPER = {
+    "s": closed("temp/2022-07-19/rpi4-11@2022-07-19.CSV"),
+    "S": closed("temp/2022-07-19/rpi4-11@2022-07-19.CSV.FINAL"),
+    "p": closed("audio/a.WAV.PART"),
+    "t": closed("audio/a.TMP"),
+    "o": FileEvent(EventKind.DAY_FILE, f"{OUTBOX}/{CSV}", priority=Priority.BACKFILL),
+    "O": FileEvent(EventKind.DAY_FILE, f"{OUTBOX}/temp/2022-07-19/rpi4-11@2022-07-19.CSV", priority=Priority.BACKFILL),
+}
+
+
+def test_extension_rules_ignore_case_a_growing_CSV_and_a_PART_never_pass_a_FINAL_does():
+    with marbles_testing() as (start, cold, _hot, exp):
+        events = cold("-s-S-p-t-|", lookup=UPPER)
+        expected = exp("---S-----|", lookup=UPPER)
+        assert start(events.pipe(watched_files(PATTERNS, root=OUTBOX), ready())) == expected
+
+
+def test_a_bare_csv_found_as_its_days_file_passes_in_any_case():
+    with marbles_testing() as (start, cold, _hot, exp):
+        events = cold("-o-O-|", lookup=UPPER)
+        expected = exp("-o-O-|", lookup=UPPER)
+        assert start(events.pipe(ready())) == expected

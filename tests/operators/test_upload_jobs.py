@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from reactivex.testing.marbles import marbles_testing
 
-from operators.model import Priority, UploadJob
+from operators.model import EventKind, FileEvent, Priority, UploadJob
 from operators.upload_jobs import regular_file_stat, to_upload_jobs
 from tests.operators.events import OUTBOX, closed, found, moved
 
@@ -42,8 +42,8 @@ def test_each_ready_file_becomes_a_job_with_size_mtime_priority_and_remote_path(
     }
     mtime_ns = int(NOON_0719 * 1e9)
     results = {
-        "W": UploadJob(f"{OUTBOX}/{WAV}", f"{ROOT}/rpi4-11/2022-07-19/audio/{os.path.basename(WAV)}", 1234, mtime_ns),
-        "F": UploadJob(f"{OUTBOX}/{FINAL}", f"{ROOT}/rpi4-11/2022-07-19/temp/rpi4-11@2022-07-19.csv", 56, mtime_ns),
+        "W": UploadJob(f"{OUTBOX}/{WAV}", f"{ROOT}/fallback/2022-07-19/audio/{os.path.basename(WAV)}", 1234, mtime_ns),
+        "F": UploadJob(f"{OUTBOX}/{FINAL}", f"{ROOT}/fallback/2022-07-19/temp/rpi4-11@2022-07-19.csv", 56, mtime_ns),
         "B": UploadJob(
             f"{OUTBOX}/scale/reading.bin",
             f"{ROOT}/fallback/2022-07-19/scale/reading.bin",
@@ -88,3 +88,21 @@ def test_regular_file_stat_refuses_symlinks_directories_and_missing_files(tmp_pa
     assert regular_file_stat(str(tmp_path / "link.wav")) is None
     assert regular_file_stat(str(tmp_path)) is None
     assert regular_file_stat(str(tmp_path / "missing.wav")) is None
+
+
+def test_the_longer_of_a_final_and_its_csv_is_the_days_file_and_a_csv_found_alone_goes_under_its_own_name():
+    csv = FINAL.removesuffix(".final")
+    remote = f"{ROOT}/fallback/2022-07-19/temp/rpi4-11@2022-07-19.csv"
+    mtime_ns = int(NOON_0719 * 1e9)
+    shorter = fake_stat({f"{OUTBOX}/{FINAL}": 0, f"{OUTBOX}/{csv}": 900})
+    whole = fake_stat({f"{OUTBOX}/{FINAL}": 900, f"{OUTBOX}/{csv}": 900})
+    events = {"f": closed(FINAL), "o": FileEvent(EventKind.DAY_FILE, f"{OUTBOX}/{csv}", priority=Priority.BACKFILL)}
+    results = {
+        "C": UploadJob(f"{OUTBOX}/{csv}", remote, 900, mtime_ns, day_file=True),
+        "F": UploadJob(f"{OUTBOX}/{FINAL}", remote, 900, mtime_ns),
+        "O": UploadJob(f"{OUTBOX}/{csv}", remote, 900, mtime_ns, Priority.BACKFILL, day_file=True),
+    }
+    with marbles_testing() as (start, cold, _hot, exp):
+        assert start(cold("-f-o-|", lookup=events).pipe(jobs(shorter))) == exp("-C-O-|", lookup=results)
+    with marbles_testing() as (start, cold, _hot, exp):
+        assert start(cold("-f-|", lookup=events).pipe(jobs(whole))) == exp("-F-|", lookup=results)

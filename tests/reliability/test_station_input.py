@@ -55,14 +55,14 @@ def test_odd_names_empty_files_and_names_outside_the_convention_all_arrive_where
         "audio/unsorted/rec.wav": f"{DAY}/audio/rec.wav",  # sensor folder, no date folder: the mtime's date
         "notes.txt": f"{DAY}/misc/notes.txt",
         "scale/2022-07-20/weight@not-a-date.bin": "2022-07-20/scale/weight@not-a-date.bin",
-        f"audio/{DAY}/other-station@{DAY}@09-00-00.wav": None,  # another station's name: its own folder
+        # another station's name: still this station's folder (see docs/architecture.rst, "Whose station folder")
+        f"audio/{DAY}/other-station@{DAY}@09-00-00.wav": f"{DAY}/audio/other-station@{DAY}@09-00-00.wav",
     }
     expected = {}
     for index, (relative, remote) in enumerate(cases.items()):
         content = b"" if index == 0 else f"content of {relative!r}".encode()
         put(outbox, relative, content)
-        where = remote_of(remote) if remote else f"data/other-station/{DAY}/audio/other-station@{DAY}@09-00-00.wav"
-        expected[where] = content
+        expected[remote_of(remote)] = content
     dotted = put(outbox, f"audio/{DAY}/..\\..\\escape.wav", b"a dot-file: ignored by upload.ignore_patterns")
     undecodable = put(outbox, f"audio/{DAY}/".encode() + b"bad-\xff\xfe-bytes.wav", b"not UTF-8")
     done = run_cli(uploader_env(server, outbox, tmp_path), "run", "--once")

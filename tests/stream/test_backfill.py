@@ -185,7 +185,7 @@ def test_the_job_stream_holds_its_backfill_back_while_told_to(box, record):
         asked[0] += 1
         return not hold[0] or bool(seen and len(seen[0].items) < 100)
 
-    seen.append(record(build_job_stream(str(box), remote_root="/r", station="st", backfill_may_emit=may_emit)))
+    seen.append(record(build_job_stream(str(box), remote_root="/r", station="rpi4-11", backfill_may_emit=may_emit)))
     recorder = seen[0]
     wait_until(lambda: len(recorder.items) >= 100)
     turns = asked[0]
@@ -227,7 +227,7 @@ def big_outbox(tmp_path_factory) -> Iterator[Path]:
 
 def test_first_job_of_100000_files_within_3_seconds_newest_first(big_outbox, record):
     started = time.monotonic()
-    recorder = record(build_job_stream(str(big_outbox), remote_root="/r", station="st", debounce_seconds=0.05))
+    recorder = record(build_job_stream(str(big_outbox), remote_root="/r", station="rpi4-11", debounce_seconds=0.05))
     wait_until(lambda: recorder.items, timeout=3)
     elapsed = time.monotonic() - started
     first = recorder.items[0]

@@ -56,7 +56,7 @@ def test_a_written_and_closed_file_becomes_one_live_job(box, record, observer):
     wav = write_file(box / "audio" / "2022-07-19" / "rpi4-11@2022-07-19@14-30-00.wav", b"x" * 1000)
     wait_until(lambda: jobs_for(recorder, wav))
     settle(recorder, box)
-    assert jobs_for(recorder, wav) == [expected_job(wav, "rpi4-11/2022-07-19/audio/rpi4-11@2022-07-19@14-30-00.wav")]
+    assert jobs_for(recorder, wav) == [expected_job(wav, "st/2022-07-19/audio/rpi4-11@2022-07-19@14-30-00.wav")]
 
 
 @pytest.mark.parametrize("observer", OBSERVERS)
@@ -80,7 +80,7 @@ def test_a_file_moved_in_from_outside_the_watch_gives_one_job(box, tmp_path, rec
     os.rename(outside, inside)
     wait_until(lambda: jobs_for(recorder, inside))
     settle(recorder, box)
-    assert recorder.items[:-1] == [expected_job(inside, "rpi4-11/2022-07-19/audio/rpi4-11@2022-07-19@01-00-00.wav")]
+    assert recorder.items[:-1] == [expected_job(inside, "st/2022-07-19/audio/rpi4-11@2022-07-19@01-00-00.wav")]
 
 
 @pytest.mark.parametrize("observer", OBSERVERS)
@@ -122,7 +122,7 @@ def test_a_file_written_in_parts_gives_one_job_after_close_with_its_final_size(b
         assert jobs_for(recorder, path) == []
     wait_until(lambda: jobs_for(recorder, path))
     settle(recorder, box)
-    assert jobs_for(recorder, path) == [expected_job(path, "rpi4-11/2022-07-19/video/rpi4-11@2022-07-19@10-00-00.h264")]
+    assert jobs_for(recorder, path) == [expected_job(path, "st/2022-07-19/video/rpi4-11@2022-07-19@10-00-00.h264")]
     assert recorder.items[0].size == 5000
 
 
@@ -160,7 +160,7 @@ def test_ignored_names_and_the_growing_csv_never_become_jobs_the_final_does(box,
     final = temp / "rpi4-11@2022-07-19.csv.final"
     wait_until(lambda: jobs_for(recorder, final))
     settle(recorder, box)
-    assert recorder.items[:-1] == [expected_job(final, "rpi4-11/2022-07-19/temp/rpi4-11@2022-07-19.csv")]
+    assert recorder.items[:-1] == [expected_job(final, "st/2022-07-19/temp/rpi4-11@2022-07-19.csv")]
 
 
 def test_backfill_and_live_of_the_same_file_give_one_job_and_a_change_a_new_one(box, record):
@@ -168,7 +168,7 @@ def test_backfill_and_live_of_the_same_file_give_one_job_and_a_change_a_new_one(
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     recorder = record(stream(box))
     first = recorder.wait_for(1)
-    assert first == [expected_job(old, "rpi4-11/2022-07-18/audio/rpi4-11@2022-07-18@23-59-00.wav", Priority.BACKFILL)]
+    assert first == [expected_job(old, "st/2022-07-18/audio/rpi4-11@2022-07-18@23-59-00.wav", Priority.BACKFILL)]
     with open(old, "ab"):  # opened for writing, nothing written, closed: a live Closed for the same version
         pass
     settle(recorder, box)
@@ -177,7 +177,7 @@ def test_backfill_and_live_of_the_same_file_give_one_job_and_a_change_a_new_one(
         handle.write(b"more")
     wait_until(lambda: len(jobs_for(recorder, old)) == 2)
     assert jobs_for(recorder, old)[1] == expected_job(
-        old, "rpi4-11/2022-07-18/audio/rpi4-11@2022-07-18@23-59-00.wav", Priority.LIVE
+        old, "st/2022-07-18/audio/rpi4-11@2022-07-18@23-59-00.wav", Priority.LIVE
     )
 
 
@@ -227,8 +227,8 @@ def test_scan_jobs_lists_the_outbox_as_backfill_jobs_newest_first(box):
     write_file(box / "audio" / "2022-07-19" / ".hidden.wav", b"h")
     jobs = list(scan_jobs(str(box), remote_root=ROOT, station="st"))
     assert jobs == [
-        expected_job(newer, "rpi4-11/2022-07-19/audio/rpi4-11@2022-07-19@12-00-00.wav", Priority.BACKFILL),
-        expected_job(older, "rpi4-11/2022-07-18/audio/rpi4-11@2022-07-18@12-00-00.wav", Priority.BACKFILL),
+        expected_job(newer, "st/2022-07-19/audio/rpi4-11@2022-07-19@12-00-00.wav", Priority.BACKFILL),
+        expected_job(older, "st/2022-07-18/audio/rpi4-11@2022-07-18@12-00-00.wav", Priority.BACKFILL),
     ]
     assert [j.local_path for j in scan_jobs(str(box), remote_root=ROOT, station="st", backfill_order="oldest")] == [
         str(older),
