@@ -38,6 +38,8 @@ ORDERS = ("newest", "oldest")
 BATCH = 256
 #: An mtime this far in the future is a clock jump, not a file being written: never wait for it.
 FUTURE_TOLERANCE_SECONDS = 60.0
+#: A file's mtime comes from the kernel's coarse clock, a tick or so behind `time.time()`.
+MTIME_SLACK_SECONDS = 0.05
 #: While `may_emit` holds the scan back, how often it asks again.
 PACE_SECONDS = 0.25
 
@@ -169,6 +171,8 @@ class _Backfill:
         self.clock = clock
         self.may_emit = may_emit
         self.young: set[str] = set()
+        #: Files modified since then were written while the outbox was watched (see `recheck`).
+        self.watched_since = clock() - MTIME_SLACK_SECONDS
         self.current: Iterator[FileEvent] | None = None
         self.disposed = False
         self.next_step = SerialDisposable()
@@ -219,7 +223,12 @@ class _Backfill:
     def recheck(self, *_: Any) -> None:
         """Emit the young files that have been quiet long enough; keep waiting for the others.
 
-        They were being written, or just finished, at the scan: live data, so live priority.
+        A file last modified before the subscription (the watch starts first) is backlog like the
+        rest of the scan, so backfill: live priority would put a backlog copied in just before the
+        start (fresh mtimes, hundreds of files) ahead of every recording made afterwards. One
+        modified since was recorded while the outbox was watched: live, in case the watcher missed
+        it (a polling observer's first snapshot, a new folder's late watch); when it did not, its
+        live job came first and this one is a duplicate the dedupe drops.
         """
         for path in sorted(self.young):
             st = regular_file_stat(path)
@@ -227,7 +236,9 @@ class _Backfill:
                 self.young.discard(path)
             elif not _is_young(st.st_mtime, self.clock(), self.min_age_seconds):
                 self.young.discard(path)
-                self.observer.on_next(FileEvent(EventKind.FOUND, path, priority=Priority.LIVE))
+                live = st.st_mtime >= self.watched_since
+                priority = Priority.LIVE if live else Priority.BACKFILL
+                self.observer.on_next(FileEvent(EventKind.FOUND, path, priority=priority))
         if self.young:
             self._schedule(self.next_recheck, self.recheck, self.min_age_seconds)
         elif self.rescan_interval <= 0 and self.current is None:
@@ -253,12 +264,13 @@ def backfill_source(
 ) -> Observable[FileEvent]:
     """FOUND events for the files in `outbox` at subscription, then again every `rescan_interval` s (if > 0).
 
-    Files younger than `min_age_seconds` may still be being written: they are emitted (with live
-    priority) once quiet that long, so that one finished just before the start, whose Closed came
-    before the watch, is not left for the next rescan. (A pause in the writing looks the same:
-    the job stage's stat tells, see `pipeline.job_stream.finished_file_stat`; a duplicate of a
-    live job is dropped by the dedupe.) Completes after the scan and its young files when there
-    are no rescans. Emission is
+    Files younger than `min_age_seconds` may still be being written: they are emitted once quiet
+    that long (as backfill, or live if modified after the subscription: see `_Backfill.recheck`),
+    so that one finished just before the start, whose Closed came before the watch, is not left for
+    the next rescan. (A pause in the writing looks the same: the job stage's stat tells, see
+    `pipeline.job_stream.finished_file_stat`; a duplicate of a live job is dropped by the dedupe, a
+    live job after it promotes it.) Completes after the scan and its young files when there are no
+    rescans. Emission is
     stepped in batches on `scheduler` (by default a thread of its own per subscription), so live
     events interleave with a long scan. `may_emit`, when given, is asked before each batch: while it
     says no, the scan waits (asking again every `PACE_SECONDS`), so a consumer can keep the part of a
