@@ -122,7 +122,11 @@ def _ordered_files(root: str, newest: bool, patterns: tuple[str, ...]) -> Iterat
     yield from heapq.merge(loose, by_date(), reverse=newest)
 
 
-def _is_young(mtime: float, now: float, min_age_seconds: float) -> bool:
+def is_young(mtime: float, now: float, min_age_seconds: float) -> bool:
+    """Whether a file last modified at `mtime` may still be being written: changed less than `min_age_seconds` ago.
+
+    An mtime far in the future is a clock jump, not a writer: never young.
+    """
     age = now - mtime
     return -FUTURE_TOLERANCE_SECONDS < age < min_age_seconds
 
@@ -142,7 +146,7 @@ def scan_outbox(
     once it has been quiet long enough (a live Closed usually comes first).
     """
     for _date, mtime_ns, path in iter_outbox(root, order=order, ignore_patterns=ignore_patterns):
-        if min_age_seconds > 0 and _is_young(mtime_ns / 1e9, clock(), min_age_seconds):
+        if min_age_seconds > 0 and is_young(mtime_ns / 1e9, clock(), min_age_seconds):
             if on_young is not None:
                 on_young(path)
             continue
@@ -234,7 +238,7 @@ class _Backfill:
             st = regular_file_stat(path)
             if st is None:
                 self.young.discard(path)
-            elif not _is_young(st.st_mtime, self.clock(), self.min_age_seconds):
+            elif not is_young(st.st_mtime, self.clock(), self.min_age_seconds):
                 self.young.discard(path)
                 live = st.st_mtime >= self.watched_since
                 priority = Priority.LIVE if live else Priority.BACKFILL
