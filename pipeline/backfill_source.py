@@ -43,6 +43,8 @@ ORDERS = ("newest", "oldest")
 BATCH = 256
 #: An mtime this far in the future is a clock jump, not a file being written: never wait for it.
 FUTURE_TOLERANCE_SECONDS = 60.0
+#: A file's mtime comes from the kernel's coarse clock, a tick or so behind `time.time()`.
+MTIME_SLACK_SECONDS = 0.05
 #: While `may_emit` holds the scan back, how often it asks again.
 PACE_SECONDS = 0.25
 #: `upload.orphan_csv_after_hours`' default: a past day's bare `.csv` this long quiet has no `.final` coming.
@@ -130,7 +132,11 @@ def _ordered_files(root: str, newest: bool, patterns: tuple[str, ...], day_files
     yield from heapq.merge(loose, by_date(), reverse=newest)
 
 
-def _is_young(mtime: float, now: float, min_age_seconds: float) -> bool:
+def is_young(mtime: float, now: float, min_age_seconds: float) -> bool:
+    """Whether a file last modified at `mtime` may still be being written: changed less than `min_age_seconds` ago.
+
+    An mtime far in the future is a clock jump, not a writer: never young.
+    """
     age = now - mtime
     return -FUTURE_TOLERANCE_SECONDS < age < min_age_seconds
 
@@ -178,7 +184,7 @@ def scan_outbox(
             if is_orphan_csv(path, day, mtime_ns / 1e9, clock(), orphan_csv_after_seconds):
                 yield FileEvent(EventKind.DAY_FILE, path, priority=Priority.BACKFILL)
             continue
-        if min_age_seconds > 0 and _is_young(mtime_ns / 1e9, clock(), min_age_seconds):
+        if min_age_seconds > 0 and is_young(mtime_ns / 1e9, clock(), min_age_seconds):
             if on_young is not None:
                 on_young(path)
             continue
@@ -207,6 +213,8 @@ class _Backfill:
         self.clock = clock
         self.may_emit = may_emit
         self.young: set[str] = set()
+        #: Files modified since then were written while the outbox was watched (see `recheck`).
+        self.watched_since = clock() - MTIME_SLACK_SECONDS
         self.current: Iterator[FileEvent] | None = None
         self.disposed = False
         self.next_step = SerialDisposable()
@@ -257,15 +265,22 @@ class _Backfill:
     def recheck(self, *_: Any) -> None:
         """Emit the young files that have been quiet long enough; keep waiting for the others.
 
-        They were being written, or just finished, at the scan: live data, so live priority.
+        A file last modified before the subscription (the watch starts first) is backlog like the
+        rest of the scan, so backfill: live priority would put a backlog copied in just before the
+        start (fresh mtimes, hundreds of files) ahead of every recording made afterwards. One
+        modified since was recorded while the outbox was watched: live, in case the watcher missed
+        it (a polling observer's first snapshot, a new folder's late watch); when it did not, its
+        live job came first and this one is a duplicate the dedupe drops.
         """
         for path in sorted(self.young):
             st = regular_file_stat(path)
             if st is None:
                 self.young.discard(path)
-            elif not _is_young(st.st_mtime, self.clock(), self.min_age_seconds):
+            elif not is_young(st.st_mtime, self.clock(), self.min_age_seconds):
                 self.young.discard(path)
-                self.observer.on_next(FileEvent(EventKind.FOUND, path, priority=Priority.LIVE))
+                live = st.st_mtime >= self.watched_since
+                priority = Priority.LIVE if live else Priority.BACKFILL
+                self.observer.on_next(FileEvent(EventKind.FOUND, path, priority=priority))
         if self.young:
             self._schedule(self.next_recheck, self.recheck, self.min_age_seconds)
         elif self.rescan_interval <= 0 and self.current is None:
@@ -292,12 +307,13 @@ def backfill_source(
 ) -> Observable[FileEvent]:
     """FOUND events for the files in `outbox` at subscription, then again every `rescan_interval` s (if > 0).
 
-    Files younger than `min_age_seconds` may still be being written: they are emitted (with live
-    priority) once quiet that long, so that one finished just before the start, whose Closed came
-    before the watch, is not left for the next rescan. (A pause in the writing looks the same:
-    the job stage's stat tells, see `pipeline.job_stream.finished_file_stat`; a duplicate of a
-    live job is dropped by the dedupe.) Completes after the scan and its young files when there
-    are no rescans. Emission is
+    Files younger than `min_age_seconds` may still be being written: they are emitted once quiet
+    that long (as backfill, or live if modified after the subscription: see `_Backfill.recheck`),
+    so that one finished just before the start, whose Closed came before the watch, is not left for
+    the next rescan. (A pause in the writing looks the same: the job stage's stat tells, see
+    `pipeline.job_stream.finished_file_stat`; a duplicate of a live job is dropped by the dedupe, a
+    live job after it promotes it.) Completes after the scan and its young files when there are no
+    rescans. Emission is
     stepped in batches on `scheduler` (by default a thread of its own per subscription), so live
     events interleave with a long scan. `may_emit`, when given, is asked before each batch: while it
     says no, the scan waits (asking again every `PACE_SECONDS`), so a consumer can keep the part of a

@@ -46,7 +46,12 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="watch the outbox and upload until stopped (SIGTERM/SIGINT: exit 0)")
     run.add_argument("--once", action="store_true", help="upload what is ready now, then exit (no watching)")
-    run.add_argument("--max-retries", type=int, default=5, help="with --once: attempts after the first (default 5)")
+    run.add_argument(
+        "--max-retries",
+        type=int,
+        default=5,
+        help="with --once: attempts after the first, per file and to reach the server (default 5)",
+    )
     run.add_argument("--stats-interval", type=_positive, default=60.0, help="seconds between statistics lines (0: off)")
     run.add_argument(
         "--simulate-station",

@@ -74,6 +74,9 @@ class UploadPolicy:
     sharing a server leave it the slots they do not use); `stop_deadline_seconds` the default
     time `stop()` gives in-flight transfers. `use_sendfile` lets plain-FTP transfers use
     `socket.sendfile` (zero-copy, less CPU); TLS transfers always copy through user space.
+    `connect_attempts` > 0 makes the sink give up (`SinkGaveUp`) after that many failed connection
+    attempts in a row, one session probing at a time on the backoff schedule, and at the first
+    refused login; 0 (a running service) keeps trying for as long as it takes.
     """
 
     connections: int = 4
@@ -87,6 +90,7 @@ class UploadPolicy:
     idle_close_seconds: float = 60.0
     stop_deadline_seconds: float = 10.0
     use_sendfile: bool = True
+    connect_attempts: int = 0
 
     def __post_init__(self) -> None:
         if self.connections < 1:
@@ -95,6 +99,8 @@ class UploadPolicy:
             raise ValueError(f"need 0 < retry_base <= retry_max, got {self.retry_base} and {self.retry_max}")
         if self.bandwidth_limit_kbps < 0:
             raise ValueError(f"bandwidth_limit_kbps must not be negative, not {self.bandwidth_limit_kbps}")
+        if self.connect_attempts < 0:
+            raise ValueError(f"connect_attempts must not be negative, not {self.connect_attempts}")
         if self.idle_noop_seconds <= 0 or self.idle_close_seconds <= 0 or self.stop_deadline_seconds < 0:
             raise ValueError(
                 "idle_noop_seconds and idle_close_seconds must be positive and stop_deadline_seconds not negative"

@@ -1,22 +1,48 @@
-"""`run --once`: deliver everything ready in the outbox now, without watching, then report."""
+"""`run --once`: deliver every finished file the outbox holds when it starts, without watching, then report.
+
+"Present at the start" is the promise: a file written a moment before (a cron job right after a
+recording) is waited for until it has been quiet for the debounce, a file some process still has
+open for writing is waited for while the settle window lasts, and whatever is left is named with
+the reason. The exit code says whether everything present was delivered. Waits are bounded on the
+monotonic clock; a server that cannot be reached or refuses the login ends the run (see
+`UploadPolicy.connect_attempts`), and so does SIGTERM or SIGINT, all with exit code 1 when files remain.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
+import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from types import FrameType
 
+from operators.model import EventKind, FileEvent, Priority, UploadJob
+from operators.remote_path import is_daily_csv
+from operators.upload_jobs import job_for, regular_file_stat
 from pipeline import exit_codes
-from pipeline.job_stream import scan_jobs
+from pipeline.backfill_source import is_orphan_csv, is_young, iter_outbox
+from pipeline.file_state import finished_file_stat
+from pipeline.job_stream import StationNameCheck, quiet_period, with_state_folder
 from pipeline.options import UploaderOptions
 from pipeline.outbox_lock import OutboxLock
 from pipeline.stats import UploadStats, format_bytes
 from pipeline.upload_helper import UploadResult
 from pipeline.uploader import RunningPipeline
+from pipeline.watch_source import outbox_root
 
 log = logging.getLogger("beemon.once")
+#: How often files still open for writing are looked at again (no event tells when they close).
+RECHECK_SECONDS = 0.1
+#: The settle window is this many quiet periods from the start: a file still written after it is a
+#: recording in progress, for the next run.
+SETTLE_QUIET_PERIODS = 2
+OPEN_FOR_WRITING = "still open for writing"
+STILL_CHANGING = "still being written (changed within the quiet period)"
 
 
 @dataclass
@@ -49,89 +75,183 @@ class OnceProgress:
             self.changed.notify_all()
 
 
-class _Offline:
-    """Gives up when no session was open for as long as `max_retries` connection retries take.
+class Settling:
+    """The files present at the start that are not finished yet: each is handed out once it is.
 
-    A wrong password or an unreachable server yields no result for any file (the sink never gets
-    to try one), so without this `--once` would wait for ever.
+    `ready()` returns the jobs of the files that became finished (closed, and quiet for `quiet`
+    seconds); `due()` is when to look again; `left()` the rest with the reason, once the window ends.
     """
 
-    def __init__(self, options: UploaderOptions, max_retries: int) -> None:
-        self.limit = (max_retries + 1) * options.policy.retry_max + options.ftp.timeout
-        self.where = f"{options.ftp.host}:{options.ftp.port}"
-        self.since: float | None = None
+    def __init__(self, options: UploaderOptions, quiet: float, paths: list[str], day_files: set[str]) -> None:
+        self.options = options
+        self.quiet = quiet
+        self.day_files = day_files
+        self.station_check = StationNameCheck(options.station)
+        self.waiting: dict[str, str] = dict.fromkeys(paths, "")  # path -> why it is not ready yet
 
-    def given_up(self, running: RunningPipeline) -> str | None:
-        now = time.monotonic()
-        if running.helper is not None and running.helper.stats().sessions > 0:
-            self.since = None
-        elif self.since is None:
-            self.since = now
-        elif now - self.since > self.limit:
-            return f"no session could connect to or log in at {self.where} for {now - self.since:.0f} s"
-        return None
+    def ready(self) -> Iterator[UploadJob]:
+        for path in list(self.waiting):
+            st = regular_file_stat(path)
+            if st is None:  # removed meanwhile: nothing to deliver
+                del self.waiting[path]
+                log.debug("%s vanished before it was finished", path)
+                continue
+            if is_young(st.st_mtime, time.time(), self.quiet):
+                self.waiting[path] = STILL_CHANGING
+                continue
+            if finished_file_stat(path) is None:
+                self.waiting[path] = OPEN_FOR_WRITING
+                continue
+            del self.waiting[path]
+            kind = EventKind.DAY_FILE if path in self.day_files else EventKind.FOUND
+            event = FileEvent(kind, path, priority=Priority.BACKFILL)
+            job = job_for(
+                event,
+                outbox=outbox_root(self.options.outbox),
+                remote_root=self.options.ftp.remote_root,
+                station=self.options.station,
+                stat=finished_file_stat,
+            )
+            if job is not None:
+                self.station_check(job)
+                yield job
+
+    def due(self) -> float:
+        """Seconds until a waiting file may be ready (its quiet period ends, or the next look at an open one)."""
+        soonest = RECHECK_SECONDS
+        now = time.time()
+        for path, why in self.waiting.items():
+            if why == STILL_CHANGING:
+                st = regular_file_stat(path)
+                if st is not None:
+                    soonest = min(soonest, max(0.0, st.st_mtime + self.quiet - now))
+        return soonest
+
+    def left(self) -> dict[str, str]:
+        return {path: why or OPEN_FOR_WRITING for path, why in self.waiting.items()}
+
+
+def present_files(options: UploaderOptions) -> tuple[list[str], set[str]]:
+    """Every file in the outbox now that may be uploaded, in backfill order, and which of them are day files.
+
+    A day file is a past day's bare `.csv` whose `.final` never came (`is_orphan_csv`): it is
+    delivered as that day's file, as the daemon's backfill does.
+    """
+    root = outbox_root(options.outbox)
+    if not os.path.isdir(root):
+        return [], set()
+    orphan_after = options.orphan_csv_after_seconds
+    paths: list[str] = []
+    day_files: set[str] = set()
+    entries = iter_outbox(
+        root,
+        order=options.backfill_order,
+        ignore_patterns=with_state_folder(options.ignore_patterns),
+        day_files=orphan_after is not None,
+    )
+    for day, mtime_ns, path in entries:
+        if is_daily_csv(path):
+            if orphan_after is None or not is_orphan_csv(path, day, mtime_ns / 1e9, time.time(), orphan_after):
+                continue
+            day_files.add(path)
+        paths.append(path)
+    return paths, day_files
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set `stop` for the block (in the main thread only), then the old handlers come back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.warning("received %s: stopping (what is not delivered stays in the outbox)", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def upload_once(options: UploaderOptions, *, max_retries: int = 5, progress: bool = False) -> int:
-    """Exit code 0 when every ready file was delivered, 1 (listing the rest) otherwise.
+    """Exit code 0 when every file present at the start was delivered, 1 (naming the rest and why) otherwise.
 
-    Raises `OutboxBusy` (before reading the outbox) when another uploader works it.
+    `max_retries` is the attempts after the first, per file and for reaching the server. Raises
+    `OutboxBusy` (before reading the outbox) when another uploader works it.
     """
     with OutboxLock(options.outbox):
         return _upload_once(options, max_retries=max_retries, progress=progress)
 
 
 def _upload_once(options: UploaderOptions, *, max_retries: int, progress: bool) -> int:
-    # Ready means finished: not open for writing, and quiet for the debounce.
-    jobs = list(
-        scan_jobs(
-            options.outbox,
-            remote_root=options.ftp.remote_root,
-            station=options.station,
-            ignore_patterns=options.ignore_patterns,
-            backfill_order=options.backfill_order,
-            min_age_seconds=options.debounce_seconds,
-            orphan_csv_after_seconds=options.orphan_csv_after_seconds,
-        )
-    )
-    state = OnceProgress(max_retries=max_retries, open_jobs={job.local_path: job.size for job in jobs})
-    total_bytes = sum(job.size for job in jobs)
-    log.info("%d files ready (%s) in %s", len(jobs), format_bytes(total_bytes), options.outbox)
-    bar = _progress_bar(len(jobs), total_bytes) if progress and jobs else None
+    started = time.monotonic()
+    quiet = quiet_period(options.observer, options.debounce_seconds, options.polling_interval)
+    paths, day_files = present_files(options)
+    sizes = {path: st.st_size for path in paths if (st := regular_file_stat(path)) is not None}
+    total_bytes = sum(sizes.values())
+    log.info("%d files to deliver (%s) in %s", len(paths), format_bytes(total_bytes), options.outbox)
+    options = options.replace(policy=replace(options.policy, connect_attempts=max_retries + 1))
+    state = OnceProgress(max_retries=max_retries)
+    settling = Settling(options, quiet, paths, day_files)
+    settle_until = started + SETTLE_QUIET_PERIODS * quiet
+    bar = _progress_bar(len(paths), total_bytes) if progress and paths else None
     if bar is not None:
         # The bar replaces the per-file lines on a terminal; warnings and errors still print.
         logging.getLogger("beemon.sink").setLevel(logging.WARNING)
-    started = time.monotonic()
-    offline = _Offline(options, max_retries)
-    with RunningPipeline(options, UploadStats(), on_result=state.result, watch=False) as running:
-        for job in jobs:
-            running.submit(job)
-        with state.changed:
-            while state.open_jobs:
-                state.changed.wait(0.5)
-                broken = running.failure() or offline.given_up(running)
+    stop = threading.Event()
+    cause = ""
+    with stop_on_signals(stop), RunningPipeline(options, UploadStats(), on_result=state.result, watch=False) as running:
+        while True:
+            for job in settling.ready():
+                with state.changed:
+                    state.open_jobs[job.local_path] = job.size
+                running.submit(job)
+            if settling.waiting and time.monotonic() >= settle_until:
+                state.undelivered.update(settling.left())
+                settling.waiting.clear()
+            broken = running.failure() or ("stopped by a signal" if stop.is_set() else None)
+            with state.changed:
                 if broken is not None:
-                    log.error("%s", broken)
-                    state.undelivered.update(dict.fromkeys(state.open_jobs, broken))
+                    cause = broken
+                    left = {**dict.fromkeys(state.open_jobs, broken), **dict.fromkeys(settling.waiting, broken)}
+                    state.undelivered.update(left)
                     state.open_jobs.clear()
-                if bar is not None:
-                    bar.n = state.delivered_bytes
-                    bar.set_postfix_str(f"{state.delivered_files}/{len(jobs)} files", refresh=True)
+                    settling.waiting.clear()
+                if not state.open_jobs and not settling.waiting:
+                    break
+                wait = min(settling.due(), settle_until - time.monotonic()) if settling.waiting else 0.5
+                state.changed.wait(max(0.01, wait))
+            if bar is not None:
+                bar.n = state.delivered_bytes
+                bar.set_postfix_str(f"{state.delivered_files}/{len(paths)} files", refresh=True)
     if bar is not None:
         bar.close()
-    seconds = time.monotonic() - started
     log.info(
         "delivered %d of %d files (%s) in %.1f s",
         state.delivered_files,
-        len(jobs),
+        len(paths),
         format_bytes(state.delivered_bytes),
-        seconds,
+        time.monotonic() - started,
     )
-    if state.undelivered:
-        for path, reply in sorted(state.undelivered.items()):
+    return _report(state.undelivered, cause)
+
+
+def _report(undelivered: dict[str, str], cause: str) -> int:
+    """Name what is left and why: one line for a cause that held back every file, else one per file."""
+    if not undelivered:
+        return exit_codes.OK
+    if cause:
+        log.error("%s; %d file(s) left in the outbox", cause, len(undelivered))
+        for path in sorted(undelivered):
+            log.info("left in the outbox: %s", path)
+    else:
+        for path, reply in sorted(undelivered.items()):
             log.error("not delivered: %s (%s)", path, reply)
-        return exit_codes.FAILURES_REMAIN
-    return exit_codes.OK
+    return exit_codes.FAILURES_REMAIN
 
 
 def _progress_bar(files: int, total_bytes: int):  # noqa: ANN202 - tqdm's type

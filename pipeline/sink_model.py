@@ -54,6 +54,14 @@ class SinkStats:
     received_secondary: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class SinkGaveUp:
+    """The sink stopped trying to reach the server (`UploadPolicy.connect_attempts`): `reason` is one
+    line for the user, what failed and what to check (never a password)."""
+
+    reason: str
+
+
 _FIELDS = tuple(f.name for f in fields(SinkStats))
 
 

@@ -39,7 +39,7 @@ from pipeline.ftp_params import FtpParams, UploadPolicy
 from pipeline.ftp_session import UploadProgress, UploadSession
 from pipeline.local_files import Removal, final_beside, remove_uploaded
 from pipeline.sink_board import Entry, JobBoard
-from pipeline.sink_model import Outcome, SinkCounters, UploadResult
+from pipeline.sink_model import Outcome, SinkCounters, SinkGaveUp, UploadResult
 from pipeline.sink_pool import SessionPool
 
 log = logging.getLogger("beemon.sink")
@@ -94,7 +94,7 @@ class Sink:
         self,
         params: FtpParams,
         policy: UploadPolicy,
-        emit: Callable[[UploadResult], None] = lambda result: None,
+        emit: Callable[[UploadResult | SinkGaveUp], None] = lambda result: None,
         counters: SinkCounters | None = None,
     ) -> None:
         self.params = params
@@ -117,11 +117,17 @@ class Sink:
         self._lock = threading.Lock()
         self._open_sessions = 0
         self._connecting = 0  # workers between `admit` and the end of their login
+        # With `policy.connect_attempts` (run --once): failed connects in a row, on one shared schedule.
+        self._failed_connects = 0
+        self._probe_backoff = Backoff(policy.retry_base, policy.retry_max)
+        self.gave_up = threading.Event()
 
     def start(self) -> None:
         risks = unsafe_settings(self.policy)
         if risks:
             log.warning("unsafe upload settings: %s", "; ".join(risks))
+        if self.policy.connect_attempts:
+            self.pool.hold_back()  # one session finds out whether the server answers and takes the login
         for index, session in enumerate(self.sessions):
             thread = threading.Thread(target=self._work, args=(session,), name=f"ftp-{index}", daemon=True)
             thread.start()
@@ -258,12 +264,23 @@ class Sink:
             # Refused credentials or certificate: this worker probes again after retry_max, keeping
             # its slot meanwhile, and the held-back pool lets no other worker try in between.
             self.pool.hold_back()
-            self._connect_failed(failure, backoff, None)
+            if self.policy.connect_attempts:
+                self._give_up(self._login_refused(failure))
+            else:
+                self._connect_failed(failure, backoff, None)
             self.pool.release()
             return False
         except FtpFailure as failure:
             if entry is not None:
                 self.board.untake(entry)
+            if self.policy.connect_attempts and not isinstance(failure, TooManyConnections):
+                self._probe_failed(failure)  # waits holding the slot: one prober at a time
+                self.pool.release()
+                return False
+            if self.policy.connect_attempts and self._count_failed_connect() >= self.policy.connect_attempts:
+                self.pool.release()
+                self._give_up(self._unreachable(failure))
+                return False
             delay = backoff.next_delay()
             # Shrink while this worker still counts as active: the limit is "the others that got in".
             limit = self.pool.too_many(pause=delay) if isinstance(failure, TooManyConnections) else None
@@ -271,6 +288,9 @@ class Sink:
             self._connect_failed(failure, backoff, limit, delay)
             return False
         backoff.reset()
+        with self._lock:
+            self._failed_connects = 0
+            self._probe_backoff.reset()
         self.pool.logged_in()
         with self._lock:
             self._open_sessions += 1
@@ -329,6 +349,62 @@ class Sink:
             )
         log.debug("connect attempt %d failed: %s; next try in %.2f s", backoff.failures, failure, delay)
         self.stopping.wait(delay)
+
+    def _login_refused(self, failure: FtpFailure) -> str:
+        where = f"{self.params.host}:{self.params.port}"
+        if "certificate" in str(failure).lower():
+            check = "check ftp.ca_file and ftp.verify"
+        else:
+            check = (
+                f"check ftp.username ({self.params.username!r}) and the password"
+                " (BEEMON_FTP__PASSWORD or .secrets.toml), and ftp.tls"
+            )
+        return scrub(f"cannot log in to {where}: {failure}; {check}", self.params.password)
+
+    def _count_failed_connect(self) -> int:
+        with self._lock:
+            self._failed_connects += 1
+            return self._failed_connects
+
+    def _unreachable(self, failure: FtpFailure) -> str:
+        where = f"{self.params.host}:{self.params.port}"
+        return scrub(
+            f"cannot reach {where} ({self._failed_connects} connection attempt(s) failed, the last: {failure});"
+            " check ftp.host, ftp.port and the network",
+            self.params.password,
+        )
+
+    def _probe_failed(self, failure: FtpFailure) -> None:
+        """A connect failed with `connect_attempts` set: give up after that many in a row, else wait the backoff."""
+        failures = self._count_failed_connect()
+        if failures >= self.policy.connect_attempts:
+            self._give_up(self._unreachable(failure))
+            return
+        with self._lock:
+            delay = self._probe_backoff.next_delay()
+        if failures == 1:
+            log.warning(
+                "cannot reach %s:%d: %s; %d more attempt(s) with backoff",
+                self.params.host,
+                self.params.port,
+                failure,
+                self.policy.connect_attempts - failures,
+                extra={"reply": failure.reply},
+            )
+        log.debug("connect attempt %d failed: %s; next try in %.2f s", failures, failure, delay)
+        self.stopping.wait(delay)
+
+    def _give_up(self, reason: str) -> None:
+        """Stop every worker and tell the parent why, once (the files stay in the outbox)."""
+        with self._lock:
+            if self.gave_up.is_set():
+                return
+            self.gave_up.set()
+        log.debug("giving up: %s", reason)
+        self._emit(SinkGaveUp(reason))
+        self.stopping.set()
+        self.board.close()
+        self.pool.close()
 
     # --- one attempt
 

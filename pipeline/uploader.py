@@ -26,6 +26,7 @@ from pipeline.embedded_server import EmbeddedFtpServer
 from pipeline.job_stream import build_job_stream, scan_jobs
 from pipeline.options import UploaderOptions, options_from_settings
 from pipeline.outbox_lock import OutboxLock
+from pipeline.sink_model import SinkGaveUp
 from pipeline.stats import FINAL_OUTCOMES, UploadStats
 from pipeline.transport_risks import transport_risks
 from pipeline.upload_helper import UploadHelper, UploadResult
@@ -246,6 +247,7 @@ class RunningPipeline:
         self._stats_thread: threading.Thread | None = None
         self._metrics: Any = None
         self._stream_error: BaseException | None = None
+        self._sink_gave_up: str | None = None
 
     def __enter__(self) -> RunningPipeline:
         try:
@@ -309,7 +311,9 @@ class RunningPipeline:
         self._stream_error = error
 
     def failure(self) -> str | None:
-        """Why this pipeline can no longer deliver (the sink died, the stream failed), or None."""
+        """Why this pipeline can no longer deliver (the sink died or gave up, the stream failed), or None."""
+        if self._sink_gave_up is not None:
+            return self._sink_gave_up
         if self.helper is not None and self.helper.exitcode is not None:
             return f"the sink process ended unexpectedly (exit code {self.helper.exitcode})"
         if self._stream_error is not None:
@@ -348,6 +352,9 @@ class RunningPipeline:
             message = self._results.get()
             if message is None:
                 return
+            if isinstance(message, SinkGaveUp):
+                self._sink_gave_up = message.reason
+                continue
             if not isinstance(message, UploadResult):
                 continue
             self.stats.finished(message.local_path, message.outcome, message.bytes)

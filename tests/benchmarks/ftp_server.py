@@ -48,8 +48,12 @@ class CountingHandler(FTPHandler):
         super().pre_process_command(line, cmd, arg)
 
 
-class DelayedHandler(CountingHandler):
-    """Holds everything sent on the control connection back by `reply_delay` seconds, keeping its order."""
+class HeldReplies:
+    """Mixin for an `FTPHandler`: everything sent on the control connection is held back `reply_delay` s, in order.
+
+    Each command a client waits for costs one delay, as over a link; replies to pipelined commands
+    come back together. Put it before the handler class: ``class H(HeldReplies, FTPHandler)``.
+    """
 
     reply_delay = 0.02
 
@@ -57,25 +61,29 @@ class DelayedHandler(CountingHandler):
         pending: deque[tuple[float, str]] = self.__dict__.setdefault("_held", deque())
         pending.append((time.monotonic() + self.reply_delay, data))
         if len(pending) == 1:
-            self.ioloop.call_later(self.reply_delay, self._release)
+            self.ioloop.call_later(self.reply_delay, self._release)  # type: ignore[attr-defined]
 
     def _release(self) -> None:
         pending: deque[tuple[float, str]] = self.__dict__["_held"]
         now = time.monotonic()
         while pending and pending[0][0] <= now + 0.0005:
             _, data = pending.popleft()
-            if not self._closed:
-                super().push(data)
+            if not self._closed:  # type: ignore[attr-defined]
+                super().push(data)  # type: ignore[misc]
         if pending:
-            self.ioloop.call_later(max(0.0, pending[0][0] - now), self._release)
-        elif self.__dict__.pop("_close_after_release", False) and not self._closed:
-            super().close_when_done()
+            self.ioloop.call_later(max(0.0, pending[0][0] - now), self._release)  # type: ignore[attr-defined]
+        elif self.__dict__.pop("_close_after_release", False) and not self._closed:  # type: ignore[attr-defined]
+            super().close_when_done()  # type: ignore[misc]
 
     def close_when_done(self) -> None:
         if self.__dict__.get("_held"):
             self._close_after_release = True
         else:
-            super().close_when_done()
+            super().close_when_done()  # type: ignore[misc]
+
+
+class DelayedHandler(HeldReplies, CountingHandler):
+    """Holds everything sent on the control connection back by `reply_delay` seconds, keeping its order."""
 
 
 def serve(root: str, user: str, password: str, delay: float) -> EmbeddedFtpServer:

@@ -76,7 +76,7 @@ def test_once_with_nothing_ready_exits_0(make_server, outbox, tmp_path):
     write_file(outbox / "temp" / DAY / f"{STATION}@{DAY}.csv", b"growing")
     done = run_cli(uploader_env(server, outbox, tmp_path), "run", "--once")
     assert done.returncode == 0, done.stderr
-    assert "0 files ready" in done.stderr
+    assert "0 files to deliver" in done.stderr
 
 
 def test_check_against_a_good_server(make_server, outbox, tmp_path):
@@ -220,7 +220,7 @@ def test_uploader_without_config_reads_a_beemon_config_ini_in_the_working_direct
     assert uploader.options.debounce_seconds == 4.0
 
 
-def test_once_skips_a_file_still_open_for_writing(make_server, outbox, tmp_path):
+def test_once_leaves_a_file_still_open_for_writing_names_it_and_exits_1(make_server, outbox, tmp_path):
     server = make_server()
     done_file = write_file(outbox / "audio" / DAY / f"{STATION}@{DAY}@06-00-00.wav", b"finished")
     os.utime(done_file, (time.time() - 60, time.time() - 60))
@@ -231,8 +231,9 @@ def test_once_skips_a_file_still_open_for_writing(make_server, outbox, tmp_path)
         os.utime(writing, (time.time() - 60, time.time() - 60))  # old enough: only the open writer holds it back
         done = run_cli(uploader_env(server, outbox, tmp_path), "run", "--once")
         recorder.write(b"second half")
-    assert done.returncode == 0, done.stderr
-    assert "1 files ready" in done.stderr
+    assert done.returncode == 1, done.stderr
+    assert "2 files to deliver" in done.stderr
+    assert f"not delivered: {writing} (still open for writing)" in done.stderr
     assert server.remote(f"{DAY}/audio/{done_file.name}").read_bytes() == b"finished"
     assert not server.remote(f"{DAY}/audio/{writing.name}").exists()
     assert writing.read_bytes() == b"first half second half"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import reactivex
+from reactivex.testing import ReactiveTest, TestScheduler
 from reactivex.testing.marbles import marbles_testing
 
 from operators.dedupe import dedupe_jobs
@@ -15,14 +16,15 @@ A_GROWN = job("audio/a.wav", size=20, mtime_ns=2)
 A_GROWN_BACKFILL = job("audio/a.wav", size=20, mtime_ns=2, priority=Priority.BACKFILL)
 B = job("video/b.h264")
 JOBS = {"a": A, "A": A_BACKFILL, "g": A_GROWN, "G": A_GROWN_BACKFILL, "b": B}
+on_next, on_completed, subscribe = ReactiveTest.on_next, ReactiveTest.on_completed, ReactiveTest.subscribe
 PATHS = {"x": f"{OUTBOX}/audio/a.wav", "y": f"{OUTBOX}/video/b.h264"}
 
 
-def test_backfill_plus_live_of_the_same_file_is_one_job():
+def test_live_plus_backfill_of_the_same_file_is_one_job():
     with marbles_testing() as (start, cold, _hot, exp):
-        backfill = cold("-A-b----|", lookup=JOBS)
-        live = cold("---a--b--|", lookup=JOBS)
-        expected = exp("-A-b-----|", lookup=JOBS)
+        live = cold("-a-b----|", lookup=JOBS)
+        backfill = cold("---A--b--|", lookup=JOBS)
+        expected = exp("-a-b-----|", lookup=JOBS)
         assert start(reactivex.merge(live, backfill).pipe(dedupe_jobs())) == expected
 
 
@@ -69,3 +71,34 @@ def test_memory_holds_only_unreleased_paths():
         released = hot("------x-y-----", lookup=PATHS)
         expected = exp("-a-b-----a-b-|", lookup=JOBS)
         assert start(jobs.pipe(dedupe_jobs(released))) == expected
+
+
+def test_a_live_job_after_the_backfill_of_the_same_version_passes_once_to_promote_it():
+    """The scan saw the file first: the watcher's job must still reach the sink, or the file stays backfill."""
+    with marbles_testing() as (start, cold, _hot, exp):
+        backfill = cold("-A-----A--|", lookup=JOBS)
+        live = cold("---a-a-----|", lookup=JOBS)
+        expected = exp("-A-a-------|", lookup=JOBS)
+        assert start(reactivex.merge(backfill, live).pipe(dedupe_jobs())) == expected
+
+
+def test_a_promoted_file_changed_again_goes_on_at_the_priority_of_its_new_job():
+    with marbles_testing() as (start, cold, _hot, exp):
+        jobs = cold("-A-a-G-g-G-|", lookup=JOBS)
+        expected = exp("-A-a-G-g---|", lookup=JOBS)
+        assert start(jobs.pipe(dedupe_jobs())) == expected
+
+
+def test_jobs_and_released_are_subscribed_until_the_jobs_complete_or_disposal():
+    for disposed, end, messages in (
+        (1000, 250, [on_next(210, A_BACKFILL), on_next(220, A), on_completed(250)]),
+        (215, 215, [on_next(210, A_BACKFILL)]),
+    ):
+        scheduler = TestScheduler()
+        jobs = scheduler.create_cold_observable(on_next(10, A_BACKFILL), on_next(20, A), on_completed(50))
+        released = scheduler.create_hot_observable(on_next(230, PATHS["x"]))
+        piped = jobs.pipe(dedupe_jobs(released))
+        results = scheduler.start(lambda piped=piped: piped, disposed=disposed)
+        assert results.messages == messages
+        assert jobs.subscriptions == [subscribe(200, end)]
+        assert released.subscriptions == [subscribe(200, end)]

@@ -125,12 +125,17 @@ def test_rescans_repeat_on_the_scheduler_and_see_new_files(box):
     ]
 
 
-def test_young_files_wait_until_quiet_and_come_out_as_live(box):
-    """A file written just before the scan may be unfinished: skipped, then taken once quiet for min_age."""
+def test_young_files_wait_until_quiet_then_come_out_as_backfill_or_if_written_since_the_start_as_live(box):
+    """A file written just before the scan may be unfinished: skipped, then taken once quiet for min_age.
+
+    One last written before the subscription is backlog (backfill); one written since is a recording
+    made while watched (live, in case the watcher missed it).
+    """
     old = touch(box / "old.wav", NOON_0719)
+    before = touch(box / "before.wav", NOON_0719 + 1000)
     young = touch(box / "young.wav", NOON_0719 + 1000)
     scheduler = TestScheduler()
-    now = [NOON_0719 + 1001]  # young is 1 s old at the scan
+    now = [NOON_0719 + 1001]  # both are 1 s old at the scan
 
     def clock() -> float:
         return now[0]
@@ -145,6 +150,7 @@ def test_young_files_wait_until_quiet_and_come_out_as_live(box):
     results = scheduler.start(lambda: source)
     assert results.messages == [
         ReactiveTest.on_next(200, found(old)),
+        ReactiveTest.on_next(204, found(before)),
         ReactiveTest.on_next(206, found(young, Priority.LIVE)),
         ReactiveTest.on_completed(206),
     ]

@@ -163,22 +163,22 @@ def test_ignored_names_and_the_growing_csv_never_become_jobs_the_final_does(box,
     assert recorder.items[:-1] == [expected_job(final, "st/2022-07-19/temp/rpi4-11@2022-07-19.csv")]
 
 
-def test_backfill_and_live_of_the_same_file_give_one_job_and_a_change_a_new_one(box, record):
+def test_a_live_close_after_the_backfill_promotes_the_file_once_and_a_change_gives_a_new_job(box, record):
     old = write_file(box / "audio" / "2022-07-18" / "rpi4-11@2022-07-18@23-59-00.wav", b"o" * 100)
     os.utime(old, (time.time() - 3600, time.time() - 3600))
+    remote = "st/2022-07-18/audio/rpi4-11@2022-07-18@23-59-00.wav"
     recorder = record(stream(box))
     first = recorder.wait_for(1)
-    assert first == [expected_job(old, "st/2022-07-18/audio/rpi4-11@2022-07-18@23-59-00.wav", Priority.BACKFILL)]
-    with open(old, "ab"):  # opened for writing, nothing written, closed: a live Closed for the same version
-        pass
+    assert first == [expected_job(old, remote, Priority.BACKFILL)]
+    for _ in range(2):  # opened for writing, nothing written, closed: live Closed events for the same version
+        with open(old, "ab"):
+            pass
     settle(recorder, box)
-    assert recorder.items[:-1] == first
+    assert recorder.items[:-1] == [*first, expected_job(old, remote, Priority.LIVE)]
     with open(old, "ab") as handle:
         handle.write(b"more")
-    wait_until(lambda: len(jobs_for(recorder, old)) == 2)
-    assert jobs_for(recorder, old)[1] == expected_job(
-        old, "st/2022-07-18/audio/rpi4-11@2022-07-18@23-59-00.wav", Priority.LIVE
-    )
+    wait_until(lambda: len(jobs_for(recorder, old)) == 3)
+    assert jobs_for(recorder, old)[2] == expected_job(old, remote, Priority.LIVE)
 
 
 def test_rescans_yield_nothing_new_until_the_sink_releases_the_path(box, record):

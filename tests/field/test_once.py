@@ -1,0 +1,120 @@
+"""`run --once` as a cron job or a test calls it: right after the files were written, against a server
+that may refuse or be gone. It delivers what was there, names what it left and why, and always ends."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+from tests.e2e.conftest import cli, run_cli, wait_until
+from tests.field.conftest import field_env, recording
+from tests.reliability.conftest import outbox_files, remote_of
+from tests.reliability.server import DeadPort
+
+DAY = "2024-05-02"
+
+
+def error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if " ERROR " in line]
+
+
+def test_once_right_after_50_recordings_delivers_them_all(link_server, outbox, tmp_path):
+    files = {recording(outbox, "audio", DAY, f"10-{i // 60:02d}-{i % 60:02d}", 4_000 + i): None for i in range(50)}
+    contents = {path: path.read_bytes() for path in files}
+    # The production quiet period: every file is younger than it when the run starts.
+    env = field_env(link_server, outbox, tmp_path, BEEMON_UPLOAD__DEBOUNCE_SECONDS="1")
+    done = run_cli(env, "run", "--once", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "50 files to deliver" in done.stderr and "delivered 50 of 50 files" in done.stderr, done.stderr
+    for path, content in contents.items():
+        assert (link_server.root / remote_of(f"{DAY}/audio/{path.name}")).read_bytes() == content
+    assert outbox_files(outbox) == []
+    assert sorted(link_server.arrivals.snapshot()) == sorted(path.name for path in files)
+
+
+def test_once_names_a_file_still_open_for_writing_and_exits_1(link_server, outbox, tmp_path):
+    finished = recording(outbox, "audio", DAY, "11-00-00", 20_000)
+    open_one = outbox / "video" / DAY / f"rpi4-test@{DAY}@11-00-05.h264"
+    open_one.parent.mkdir(parents=True)
+    with open_one.open("wb") as recorder:
+        recorder.write(b"first half ")
+        recorder.flush()
+        done = run_cli(field_env(link_server, outbox, tmp_path), "run", "--once", timeout=60)
+        recorder.write(b"second half")
+    assert done.returncode == 1, done.stderr
+    assert (link_server.root / remote_of(f"{DAY}/audio/{finished.name}")).exists()
+    assert error_lines(done.stderr) == [
+        line for line in done.stderr.splitlines() if f"not delivered: {open_one} (still open for writing)" in line
+    ], done.stderr
+    assert len(error_lines(done.stderr)) == 1
+    assert outbox_files(outbox) == [f"video/{DAY}/{open_one.name}"]
+    assert open_one.read_bytes() == b"first half second half"
+
+
+def test_once_with_a_wrong_password_exits_1_at_once_with_one_line(link_server, outbox, tmp_path):
+    recording(outbox, "audio", DAY, "12-00-00", 10_000, old=True)
+    # The defaults' retry cap (300 s): giving up must not depend on it.
+    env = field_env(link_server, outbox, tmp_path, BEEMON_FTP__PASSWORD="wrong", BEEMON_UPLOAD__RETRY_MAX_SECONDS="300")
+    started = time.monotonic()
+    done = run_cli(env, "run", "--once", "--max-retries", "1", timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert time.monotonic() - started < 8
+    [line] = error_lines(done.stderr)
+    assert re.search(r"cannot log in to 127\.0\.0\.1:\d+: .*530.*check ftp\.username .* and the password", line), line
+    assert len(link_server.watch.logins) == 1
+    assert len(outbox_files(outbox)) == 1
+
+
+def test_once_against_a_refused_port_exits_1_after_its_retries(outbox, tmp_path, link_server):
+    recording(outbox, "audio", DAY, "13-00-00", 10_000, old=True)
+    port = link_server.server.port
+    link_server.stop()
+    dead = DeadPort(port)  # accepts and hangs up at once, counting the attempts
+    try:
+        env = field_env(
+            link_server,
+            outbox,
+            tmp_path,
+            BEEMON_UPLOAD__RETRY_BASE_SECONDS="0.2",
+            BEEMON_UPLOAD__RETRY_MAX_SECONDS="300",
+        )
+        started = time.monotonic()
+        done = run_cli(env, "run", "--once", "--max-retries", "2", timeout=60)
+        took = time.monotonic() - started
+    finally:
+        dead.close()
+    assert done.returncode == 1, done.stderr
+    # The first attempt and two retries, one at a time, on the backoff schedule (0.2 s, then 0.4 s at most).
+    assert len(dead.attempts) == 3, dead.attempts
+    assert dead.attempts[-1] - dead.attempts[0] <= 0.6 + 0.5
+    assert took < 10
+    [line] = error_lines(done.stderr)
+    assert f"cannot reach 127.0.0.1:{port} (3 connection attempt(s) failed" in line and "1 file(s) left" in line
+    assert len(outbox_files(outbox)) == 1
+
+
+def test_sigterm_during_once_exits_1_and_leaves_the_rest(link_server, outbox, tmp_path):
+    for i in range(40):
+        recording(outbox, "audio", DAY, f"14-00-{i:02d}", 200_000, old=True)
+    env = field_env(link_server, outbox, tmp_path, BEEMON_FTP__CONNECTIONS="1")
+    log = (tmp_path / "once.log").open("w")
+    process = subprocess.Popen(cli("run", "--once"), env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: len(link_server.arrivals.snapshot()) >= 2, timeout=30)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+    output = (tmp_path / "once.log").read_text()
+    assert code == 1, output
+    left = outbox_files(outbox)
+    assert left and len(left) + len(link_server.arrivals.snapshot()) == 40, output
+    assert "stopped by a signal" in output
+    for name in link_server.arrivals.snapshot():  # what arrived is whole
+        assert (link_server.root / remote_of(f"{DAY}/audio/{name}")).stat().st_size == 200_000
+    assert not os.path.exists(outbox / "audio" / DAY / link_server.arrivals.snapshot()[0])
