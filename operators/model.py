@@ -43,7 +43,9 @@ class UploadJob:
     """One file to deliver: where it is, where it goes, and what it was when the job was made.
 
     `size` and `mtime_ns` let the sink verify the server's copy and refuse to delete a local file
-    that changed after the job was taken.
+    that changed after the job was taken. `into_folder`: `remote_path` may name an existing remote
+    folder, and then the file goes inside it under its own name (the original API's `queue_upload`
+    took "the destination directory/file path"); the sink asks the server before the upload.
     """
 
     local_path: str
@@ -51,3 +53,4 @@ class UploadJob:
     size: int
     mtime_ns: int
     priority: Priority = Priority.LIVE
+    into_folder: bool = False

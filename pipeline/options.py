@@ -75,6 +75,7 @@ def options_from_settings(settings: Any) -> UploaderOptions:
             retry_base=float(upload.retry_base_seconds),
             retry_max=float(upload.retry_max_seconds),
             bandwidth_limit_kbps=float(upload.bandwidth_limit_kbps),
+            stop_deadline_seconds=float(upload.get("stop_deadline_seconds", 10)),
         ),
         observer=str(watch.observer),
         polling_interval=float(watch.polling_interval_seconds),
