@@ -14,6 +14,8 @@ from typing import Any
 from pipeline.ftp_params import FtpParams, UploadPolicy
 
 EMBEDDED = "embedded"
+#: Names never uploaded unless the settings say otherwise (`upload.ignore_patterns`).
+DEFAULT_IGNORE_PATTERNS: tuple[str, ...] = (".*", "*.part", "*.tmp", "*~", "*.swp")
 #: Where the embedded server keeps what it receives (development runs and `demo`).
 EMBEDDED_ROOT = "./var/ftp-root"
 
@@ -29,7 +31,7 @@ class UploaderOptions:
     observer: str = "inotify"
     polling_interval: float = 1.0
     debounce_seconds: float = 2.0
-    ignore_patterns: tuple[str, ...] = (".*", "*.part", "*.tmp", "*~", "*.swp")
+    ignore_patterns: tuple[str, ...] = DEFAULT_IGNORE_PATTERNS
     backfill_order: str = "newest"
     rescan_interval: float = 600.0
     metrics_port: int = 0

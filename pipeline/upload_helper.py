@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ftplib
+import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -50,6 +51,8 @@ __all__ = ["Outcome", "SinkStats", "UploadHelper", "UploadResult"]
 
 SPAWN = multiprocessing.get_context("spawn")
 log = logging.getLogger("beemon.sink")
+#: The hidden file in the outbox that carries cut transfers' `.part` records to the next run.
+PARTS_JOURNAL_NAME = ".beemon-uploader-parts.json"
 #: Beyond the stop deadline: time to cut transfers, report, flush the queues and exit.
 STOP_GRACE_SECONDS = ABORT_GRACE_SECONDS + 5.0
 #: How long the child waits for its results and log records to reach the pipes before it exits.
@@ -311,6 +314,15 @@ class UploadHelper(SpawnProcess):
     # --- child side
 
     @property
+    def parts_journal(self) -> str | None:
+        """Where the child keeps, from one run to the next, which `.part` files on the server hold the start
+        of which local file: a transfer cut at the stop deadline resumes there at the next start.
+
+        A hidden file in the outbox (never uploaded: `.*` is ignored); None when the outbox is not known.
+        """
+        return os.path.join(self.outbox, PARTS_JOURNAL_NAME) if self.outbox else None
+
+    @property
     def reached_run(self) -> bool:
         """Whether the child got past its start-up into `run` (a child that exits before did not start at all)."""
         return self._running.is_set()
@@ -322,6 +334,9 @@ class UploadHelper(SpawnProcess):
         _log_to_queue(self._log_queue, self._log_level, self.ftp.password)
         emit = self.results.put if self.results is not None else (lambda result: None)
         sink = Sink(self.ftp, self.policy, emit, self._counters)
+        journal = self.parts_journal
+        if journal is not None:
+            sink.board.restore_parts(_load_parts(journal))
         sink.start()
         for queue, label, counters in (
             (self._primary, "primary", None),
@@ -339,6 +354,8 @@ class UploadHelper(SpawnProcess):
             log.info("SIGTERM: finishing transfers in flight, then stopping")
             deadline = self.policy.stop_deadline_seconds
         clean = sink.stop(deadline)
+        if journal is not None:
+            _save_parts(journal, sink.board.parts_snapshot())
         log.debug("sink stopped (%s)", "clean" if clean else "transfers cut at the deadline")
         for queue in (self.results, self._log_queue):
             if queue is not None:
@@ -356,6 +373,41 @@ class UploadHelper(SpawnProcess):
                 return float(self._control_reader.recv())
         log.warning("the parent process is gone: stopping")
         return self.policy.stop_deadline_seconds
+
+
+def _load_parts(journal: str) -> list[tuple[str, str, int, int, bool]]:
+    """The records an earlier run left, once: the file is removed as it is read (a stale one must not linger)."""
+    try:
+        with open(journal, encoding="utf-8") as handle:
+            records = json.load(handle)
+        os.unlink(journal)
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as error:
+        log.warning("cannot read %s (%s): cut transfers start again from the beginning", journal, error)
+        with contextlib.suppress(OSError):
+            os.unlink(journal)
+        return []
+    return [
+        (str(r[0]), str(r[1]), int(r[2]), int(r[3]), bool(r[4])) for r in records if isinstance(r, list) and len(r) == 5
+    ]
+
+
+def _save_parts(journal: str, records: list[tuple[str, str, int, int, bool]]) -> None:
+    """Write the records atomically (temp file, fsync, rename), or nothing when there are none."""
+    if not records:
+        return
+    temporary = f"{journal}.tmp"
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(records, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, journal)
+    except OSError as error:
+        log.warning("cannot write %s (%s): cut transfers will start again from the beginning", journal, error)
+        return
+    log.info("%d transfer(s) cut at the stop deadline will resume from their .part at the next start", len(records))
 
 
 def _remote_name(local_path: str) -> str:

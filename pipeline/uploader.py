@@ -239,7 +239,9 @@ class RunningPipeline:
         for risk in transport_risks(options.ftp):
             log.warning("%s", risk)
         self._results = UploadHelper.new_queue()
-        self.helper = UploadHelper(options.ftp, options.policy, results=self._results)
+        self.helper = UploadHelper(
+            options.ftp, options.policy, results=self._results, outbox=options.outbox, station=options.station
+        )
         self.helper.start()
         self.stats.sink = self.helper.stats
         self._pump = threading.Thread(target=self._pump_results, name="results-pump", daemon=True)
