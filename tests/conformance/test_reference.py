@@ -20,8 +20,8 @@ import pytest
 from watchdog.observers import Observer
 
 from pipeline import Uploader, UploadHandler, UploadHelper, UploadSession
-from tests.conftest import wait_until
 from tests.conformance.conftest import DAY, REMOTE_ROOT, STATION, Station, write_file
+from tests.conftest import wait_until
 
 
 def arrived(station: Station, *paths: Path, sensor: str = "audio") -> bool:
@@ -137,7 +137,11 @@ def test_uploader_stop_ends_run(station: Station):
 
 @pytest.mark.parametrize(
     "construct",
-    [lambda: UploadHelper(), lambda: UploadHelper(1.0), lambda: UploadHelper(upload_queue_polling_interval_seconds=1.0)],
+    [
+        lambda: UploadHelper(),
+        lambda: UploadHelper(1.0),
+        lambda: UploadHelper(upload_queue_polling_interval_seconds=1.0),
+    ],
     ids=["no-arguments", "positional", "keyword"],
 )
 def test_upload_helper_init_forms_then_queue_upload_run_and_stop(station: Station, construct):
