@@ -287,7 +287,7 @@ class RunningPipeline:
                 return (
                     f"the sink process could not start (exit code {self.helper.exitcode}; its error is above):"
                     " a spawned process runs the orchestrator's main module again first, so that module must"
-                    ' start the uploader only under `if __name__ == "__main__":`'
+                    ' create and start the uploader only under `if __name__ == "__main__":`'
                 )
             return f"the sink process ended unexpectedly (exit code {self.helper.exitcode})"
         if self._stream_error is not None:
