@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.embedded_server import EmbeddedFtpServer
-from tests.conftest import Credentials, write_file
+from tests.conftest import Credentials, ServerFactory, write_file
+from tests.ftp_faults import Faults
 
 REMOTE_ROOT = "/usr/local/bee/beemon"
 STATION = "rpi4-11"
@@ -67,6 +68,17 @@ def ini_text(server: EmbeddedFtpServer, credentials: Credentials, outbox: Path, 
     if host:
         lines.insert(4, "host = 127.0.0.1")
     return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def faults() -> Faults:
+    """The loopback server's journal (and knobs): every command it received."""
+    return Faults()
+
+
+@pytest.fixture
+def ftp_server(make_server: ServerFactory, faults: Faults) -> EmbeddedFtpServer:
+    return make_server(faults=faults)
 
 
 @pytest.fixture
