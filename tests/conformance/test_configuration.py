@@ -4,6 +4,7 @@ falls back to the development settings (the embedded server) when no server is n
 from __future__ import annotations
 
 import configparser
+import os
 import queue
 import subprocess
 import sys
@@ -126,6 +127,7 @@ def test_command_line_legacy_ini_without_a_server_exits_2(station: Station):
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
