@@ -44,6 +44,7 @@ from pipeline.ftp_errors import FtpFailure, LocalFileChanged, LocalFileGone, scr
 from pipeline.ftp_params import FtpParams, UploadPolicy
 from pipeline.ftp_session import UploadSession
 from pipeline.main_guard import guard_main_module
+from pipeline.options import DEFAULT_IGNORE_PATTERNS
 from pipeline.sink_model import Outcome, SinkCounters, SinkStats, UploadResult
 from pipeline.sink_workers import ABORT_GRACE_SECONDS, Sink
 
@@ -105,8 +106,11 @@ class UploadHelper(SpawnProcess):
                     " beemon-uploader run start: name a real server"
                 )
             ftp, policy = options.ftp, policy or options.policy
+            self.ignore_patterns = options.ignore_patterns
             outbox = outbox if outbox is not None else options.outbox
             station = station if station is not None else options.station
+        else:
+            self.ignore_patterns = DEFAULT_IGNORE_PATTERNS
         super().__init__(name=name, daemon=True)
         self.ftp = ftp
         self.policy = policy or UploadPolicy()

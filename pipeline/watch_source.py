@@ -129,7 +129,7 @@ class UploadHandler(FileSystemEventHandler):
         helper = self._helper
         assert helper is not None
         outbox = os.path.abspath(str(helper.outbox))
-        if not is_ready(event, DEFAULT_IGNORE_PATTERNS, outbox):
+        if not is_ready(event, getattr(helper, "ignore_patterns", DEFAULT_IGNORE_PATTERNS), outbox):
             return
         job = job_for(
             event, outbox=outbox, remote_root=helper.ftp.remote_root, station=helper.station, stat=finished_file_stat
