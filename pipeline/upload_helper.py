@@ -358,8 +358,8 @@ class UploadHelper(SpawnProcess):
             log.info("SIGTERM: finishing transfers in flight, then stopping")
             deadline = self.policy.stop_deadline_seconds
         clean = sink.stop(deadline)
-        if journal is not None:
-            _save_parts(journal, sink.board.parts_snapshot())
+        if journal is not None:  # only transfers cut short: a parked, complete .part is retried by its own rule
+            _save_parts(journal, [record for record in sink.board.parts_snapshot() if not record[4]])
         log.debug("sink stopped (%s)", "clean" if clean else "transfers cut at the deadline")
         for queue in (self.results, self._log_queue):
             if queue is not None:
