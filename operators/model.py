@@ -51,6 +51,9 @@ class UploadJob:
     `size` and `mtime_ns` let the sink verify the server's copy and refuse to delete a local file
     that changed after the job was taken. `day_file`: a bare `X.csv` sent as its day's file (its
     `.final` never came, or is shorter), removed once delivered like a `.final`.
+    `into_folder`: `remote_path` may name an existing remote folder, and then the file goes inside
+    it under its own name (the original API's `queue_upload` took "the destination directory/file
+    path"); the sink asks the server before the upload.
     """
 
     local_path: str
@@ -59,3 +62,4 @@ class UploadJob:
     mtime_ns: int
     priority: Priority = Priority.LIVE
     day_file: bool = False
+    into_folder: bool = False

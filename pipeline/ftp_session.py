@@ -49,7 +49,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 from pipeline.bandwidth import TokenBucket
 from pipeline.ftp_client import UNSUPPORTED, FtpClient, make_context, reply_error
@@ -115,6 +115,25 @@ class _Guard:
             )
 
 
+def _original_params(
+    username: str | None,
+    keyword_username: str | None,
+    password: str | None,
+    host_ip: str | None,
+    host_port: int | str | None,
+    remote_directory: str | None,
+) -> FtpParams:
+    """FtpParams from the original constructor's arguments (given positionally or by keyword)."""
+    user = username if username is not None else keyword_username
+    given = {"username": user, "password": password, "host_ip": host_ip, "host_port": host_port}
+    missing = [name for name, value in given.items() if value is None]
+    if remote_directory is None:
+        missing.append("remote_directory")
+    if missing:
+        raise TypeError(f"UploadSession() is missing {', '.join(missing)} (or give FtpParams)")
+    return FtpParams(str(host_ip), int(host_port), str(user), str(password), str(remote_directory))
+
+
 #: The longest file name most servers' file systems take, in bytes (ext4, XFS, btrfs, ZFS, NTFS).
 NAME_MAX = 255
 
@@ -138,16 +157,31 @@ class UploadSession:
 
     Not thread-safe: one worker thread owns a session. `abort()` is the one method another thread
     may call: it cuts the sockets so that a transfer stuck past a stop deadline ends now.
+
+    Two ways to build one. This project's: `UploadSession(FtpParams(...))`, whose `with` value is
+    the session itself. The original API's: `UploadSession(username, password, host_ip, host_port,
+    remote_directory)`, positionally or by keyword (plain FTP). Its `with` value is the logged-in
+    `ftplib.FTP` connection, changed into `remote_directory` (created when missing), which is what
+    the original's helpers (`UploadHelper.make_directory`, code calling `pwd`, `cwd`,
+    `storbinary`) take.
     """
 
     def __init__(
         self,
-        params: FtpParams,
+        params: FtpParams | str | None = None,
+        password: str | None = None,
+        host_ip: str | None = None,
+        host_port: int | str | None = None,
+        remote_directory: str | None = None,
         *,
+        username: str | None = None,
         throttle: TokenBucket | None = None,
         use_sendfile: bool = True,
         aborted: threading.Event | None = None,
     ) -> None:
+        self._original = not isinstance(params, FtpParams)
+        if not isinstance(params, FtpParams):
+            params = _original_params(params, username, password, host_ip, host_port, remote_directory)
         self.params = params
         self._throttle = throttle
         self._use_sendfile = use_sendfile
@@ -167,8 +201,8 @@ class UploadSession:
     def original(
         cls, username: str, password: str, host_ip: str, host_port: int, remote_directory: str
     ) -> UploadSession:
-        """The original API's constructor arguments, plain FTP."""
-        return cls(FtpParams(host_ip, host_port, username, password, remote_directory))
+        """The original API's constructor arguments, plain FTP (the same as calling the class with them)."""
+        return cls(username, password, host_ip, host_port, remote_directory)
 
     def __repr__(self) -> str:
         p = self.params
@@ -186,10 +220,19 @@ class UploadSession:
         """Whether the last TLS data connection resumed the control connection's TLS session."""
         return self._client.last_data_session_reused if self._client else None
 
-    def __enter__(self) -> UploadSession:
+    def __enter__(self) -> Any:
+        """This session; for one built the original way, its `ftplib.FTP` connection in `remote_directory`."""
         if not self.connected:
             self.connect()
-        return self
+        if not self._original:
+            return self
+        try:
+            self.make_remote_directories(self._root)
+            self._command(f"CWD {self._root}")
+        except BaseException:
+            self.close()
+            raise
+        return self._client
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -375,6 +418,25 @@ class UploadSession:
         except PermanentFailure:
             return False
         return True
+
+    def is_directory(self, remote_path: str) -> bool:
+        """Whether `remote_path` is an existing folder on the server (known, or one CWD to tell)."""
+        path = self.absolute(remote_path)
+        if path == "/" or path in self._dirs:
+            return True
+        try:
+            self._command(f"CWD {path}")
+        except PermanentFailure:
+            return False
+        self._remember(path)
+        return True
+
+    def target_in_folder(self, remote_path: str, name: str) -> str:
+        """Where a file called `name` sent to `remote_path` lands: inside it when it is a folder (named with
+        a trailing "/" or existing on the server), else at `remote_path` itself."""
+        if remote_path.endswith("/") or self.is_directory(remote_path):
+            return posixpath.join(remote_path, name)
+        return remote_path
 
     def _remember(self, path: str) -> None:
         """`path` exists, so do all its parents."""

@@ -15,6 +15,8 @@ from pipeline.backfill_source import ORPHAN_CSV_AFTER_SECONDS
 from pipeline.ftp_params import FtpParams, UploadPolicy
 
 EMBEDDED = "embedded"
+#: Names never uploaded unless the settings say otherwise (`upload.ignore_patterns`).
+DEFAULT_IGNORE_PATTERNS: tuple[str, ...] = (".*", "*.part", "*.tmp", "*~", "*.swp")
 #: Where the embedded server keeps what it receives (development runs and `demo`).
 EMBEDDED_ROOT = "./var/ftp-root"
 
@@ -30,7 +32,7 @@ class UploaderOptions:
     observer: str = "inotify"
     polling_interval: float = 1.0
     debounce_seconds: float = 2.0
-    ignore_patterns: tuple[str, ...] = (".*", "*.part", "*.tmp", "*~", "*.swp")
+    ignore_patterns: tuple[str, ...] = DEFAULT_IGNORE_PATTERNS
     backfill_order: str = "newest"
     #: a past day's bare `.csv` this long quiet without its `.final` is sent as the day's file
     orphan_csv_after_seconds: float = ORPHAN_CSV_AFTER_SECONDS
@@ -79,6 +81,7 @@ def options_from_settings(settings: Any) -> UploaderOptions:
             retry_max=float(upload.retry_max_seconds),
             bandwidth_limit_kbps=float(upload.bandwidth_limit_kbps),
             idle_close_seconds=float(ftp.idle_close_seconds),
+            stop_deadline_seconds=float(upload.get("stop_deadline_seconds", 10)),
         ),
         observer=str(watch.observer),
         polling_interval=float(watch.polling_interval_seconds),

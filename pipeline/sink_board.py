@@ -292,6 +292,17 @@ class JobBoard:
         with self._cond:
             return self._parts.get(job.remote_path) == (_version(job), True)
 
+    def parts_snapshot(self) -> list[tuple[str, str, int, int, bool]]:
+        """Every `.part` this process's STORs left unrenamed: (remote path, local path, size, mtime_ns, complete)."""
+        with self._cond:
+            return [(remote, *version, complete) for remote, (version, complete) in self._parts.items()]
+
+    def restore_parts(self, records: list[tuple[str, str, int, int, bool]]) -> None:
+        """Take over `parts_snapshot` of an earlier process, so that its cut transfers resume here."""
+        with self._cond:
+            for remote, local, size, mtime_ns, complete in records:
+                self._parts.setdefault(remote, ((local, size, mtime_ns), complete))
+
     # --- inspection
 
     def counts(self) -> dict[str, int]:

@@ -16,12 +16,14 @@ attempt began and no process has it open for writing (`local_files.remove_upload
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 
 from operators.model import UploadJob
+from operators.remote_path import remote_name
 from pipeline.backoff import Backoff
 from pipeline.bandwidth import TokenBucket
 from pipeline.file_state import file_state
@@ -437,6 +439,10 @@ class Sink:
         resume = self.board.part_is_ours(job)
         entry.progress = UploadProgress()  # what this attempt does on the server: the board reads it at the end
         try:
+            if job.into_folder:  # the original API's queue_upload: a folder name puts the file inside it
+                name = os.path.basename(job.local_path)
+                remote = session.target_in_folder(job.remote_path, remote_name(name) or name)
+                job = entry.job = replace(job, remote_path=remote, into_folder=False)
             report = session.upload(
                 job.local_path,
                 job.remote_path,

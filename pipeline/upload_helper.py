@@ -23,10 +23,13 @@ shared-memory array. How things come back:
 from __future__ import annotations
 
 import contextlib
+import ftplib
+import json
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import posixpath
 import signal
 import threading
 from logging.handlers import QueueHandler, QueueListener
@@ -35,9 +38,13 @@ from multiprocessing.queues import Queue
 from typing import Any
 
 from operators.model import Priority, UploadJob
+from operators.remote_path import SENSOR_BY_EXTENSION, remote_name
 from pipeline import local_files
-from pipeline.ftp_errors import scrub
+from pipeline.ftp_errors import FtpFailure, LocalFileChanged, LocalFileGone, scrub
 from pipeline.ftp_params import FtpParams, UploadPolicy
+from pipeline.ftp_session import UploadSession
+from pipeline.main_guard import guard_main_module
+from pipeline.options import DEFAULT_IGNORE_PATTERNS
 from pipeline.sink_model import Outcome, SinkCounters, SinkStats, UploadResult
 from pipeline.sink_workers import ABORT_GRACE_SECONDS, Sink
 
@@ -45,6 +52,8 @@ __all__ = ["Outcome", "SinkStats", "UploadHelper", "UploadResult"]
 
 SPAWN = multiprocessing.get_context("spawn")
 log = logging.getLogger("beemon.sink")
+#: The hidden file in the outbox that carries cut transfers' `.part` records to the next run.
+PARTS_JOURNAL_NAME = ".beemon-uploader-parts.json"
 #: Beyond the stop deadline: time to cut transfers, report, flush the queues and exit.
 STOP_GRACE_SECONDS = ABORT_GRACE_SECONDS + 5.0
 #: How long the child waits for its results and log records to reach the pipes before it exits.
@@ -59,22 +68,63 @@ class UploadHelper(SpawnProcess):
 
     def __init__(
         self,
-        ftp: FtpParams,
+        ftp: FtpParams | float | None = None,
         policy: UploadPolicy | None = None,
         results: Queue[Any] | None = None,
         *,
+        upload_queue_polling_interval_seconds: float | None = None,
+        config: Any = None,
+        outbox: str | None = None,
+        station: str | None = None,
         log_queue: Queue[Any] | None = None,
         name: str = "beemon-sink",
     ) -> None:
+        """`UploadHelper(FtpParams(...), UploadPolicy(...))`, or the original API's `UploadHelper()`,
+        `UploadHelper(1.0)`, `UploadHelper(upload_queue_polling_interval_seconds=1.0)`.
+
+        The original's forms read the configuration as `Uploader(queue, config)` does (`config`,
+        default None: a `beemon-config.ini` found nearby, else the site settings; see
+        `pipeline.config_sources`), including the outbox and station that `UploadHandler(helper)`
+        maps paths with. The polling interval is accepted and kept, but nothing polls: workers
+        wait on the queues and wake the moment a job arrives.
+        """
+        guard_main_module("UploadHelper(...)")
+        interval = upload_queue_polling_interval_seconds
+        if not isinstance(ftp, FtpParams):
+            if ftp is not None:
+                interval = ftp
+            if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int | float)):
+                raise TypeError(f"upload_queue_polling_interval_seconds must be a number, not {interval!r}")
+            if interval is not None and interval <= 0:
+                raise ValueError(f"upload_queue_polling_interval_seconds must be positive, not {interval!r}")
+            from pipeline.config_sources import options_from_config
+
+            options = options_from_config(config, caller="UploadHelper()")
+            if options.embedded:
+                raise ValueError(
+                    'UploadHelper(): ftp.host = "embedded" names the built-in test server, which only Uploader and'
+                    " beemon-uploader run start: name a real server"
+                )
+            ftp, policy = options.ftp, policy or options.policy
+            self.ignore_patterns = options.ignore_patterns
+            outbox = outbox if outbox is not None else options.outbox
+            station = station if station is not None else options.station
+        else:
+            self.ignore_patterns = DEFAULT_IGNORE_PATTERNS
         super().__init__(name=name, daemon=True)
         self.ftp = ftp
         self.policy = policy or UploadPolicy()
         self.results = results
+        self.upload_queue_polling_interval_seconds = interval
+        #: the local folder and station name `UploadHandler(helper)` maps paths with (None: not known)
+        self.outbox = outbox
+        self.station = station or ""
         self._primary: Queue[Any] = SPAWN.Queue()
         self._secondary: Queue[Any] = SPAWN.Queue()
         self._sent_secondary = 0  # parent side: jobs put on the secondary queue
         self._counters = SinkCounters(SPAWN)
         self._control_reader, self._control_writer = SPAWN.Pipe(duplex=False)
+        self._running = SPAWN.Event()  # set by the child once it reached `run` (past its start-up)
         self._own_log_queue = log_queue is None
         self._log_queue: Queue[Any] = log_queue if log_queue is not None else SPAWN.Queue()
         self._log_level = logging.WARNING
@@ -109,17 +159,95 @@ class UploadHelper(SpawnProcess):
         self._control_reader.close()
 
     def queue_upload(self, source_filepath: str, dest_filepath: str, priority: int | None = 0) -> None:
-        """The original API: queue `source_filepath` for `dest_filepath` (absolute, or under the remote root;
-        a path ending in "/" is a folder and the file keeps its name).
+        """The original API: queue `source_filepath` for `dest_filepath`, "the destination directory/file path"
+        (absolute, or under the remote root).
 
-        Priority 0 (or None) goes to the primary queue, anything else to the secondary. The file is
-        stat'ed now; one that is missing is reported as "gone" by the sink.
+        A path ending in "/", or naming a folder that exists on the server, receives the file under
+        its own name; any other path is the file's remote name. Priority 0 (or None) goes to the
+        primary queue, anything else to the secondary. The file is stat'ed now; one that is missing
+        is reported as "gone" by the sink.
         """
+        name = _remote_name(source_filepath)
+        into_folder = False
         if dest_filepath.endswith("/"):
-            dest_filepath += os.path.basename(source_filepath)
+            dest_filepath += name
+        elif posixpath.basename(dest_filepath) != name:
+            into_folder = True  # a folder or another name: the sink asks the server which
         version = local_files.file_version(source_filepath) or (0, 0)
         queue = Priority.LIVE if not priority else Priority.BACKFILL
-        self.submit(UploadJob(source_filepath, dest_filepath, version[0], version[1], queue))
+        self.submit(UploadJob(source_filepath, dest_filepath, version[0], version[1], queue, into_folder))
+
+    def upload_file(self, source_filepath: str, dest_filepath: str) -> str | None:
+        """The original API: upload one file now, in this process, over a session of its own.
+
+        `dest_filepath` is read as in `queue_upload`. The upload is as safe as the sink's (temporary
+        name, rename, size check); the local file is kept (`remove_local_file` removes it).
+        Returns None on success, else one line saying what failed (never the password).
+        """
+        try:
+            size = os.stat(source_filepath).st_size
+        except OSError as error:
+            return f"cannot read {source_filepath}: {error.strerror or error}"
+        try:
+            with UploadSession(self.ftp) as session:
+                target = session.target_in_folder(dest_filepath, _remote_name(source_filepath))
+                session.upload(
+                    source_filepath,
+                    target,
+                    size,
+                    atomic_rename=self.policy.atomic_rename,
+                    verify_size=self.policy.verify_size,
+                )
+        except LocalFileGone:
+            return f"cannot read {source_filepath}: the file is gone"
+        except (FtpFailure, LocalFileChanged, OSError) as error:
+            return scrub(f"upload of {source_filepath} to {dest_filepath} failed: {error}", self.ftp.password)
+        return None
+
+    @staticmethod
+    def make_directory(session: ftplib.FTP, directory_name: str) -> str | None:
+        """The original API: create one remote folder over an `ftplib.FTP` session (such as the `with` value of
+        `UploadSession(username, password, host_ip, host_port, remote_directory)`).
+
+        An existing folder is success. Returns None, or one line saying why it could not be made.
+        """
+        try:
+            session.mkd(directory_name)
+        except ftplib.error_perm as error:
+            if _is_folder(session, directory_name):
+                return None
+            return f"cannot create remote folder {directory_name}: {error}"
+        except (ftplib.Error, OSError, EOFError) as error:
+            return f"cannot create remote folder {directory_name}: {error or type(error).__name__}"
+        return None
+
+    def make_remote_directories(self, session: ftplib.FTP, date: str) -> str | None:
+        """The original API: create `<remote root>/<station>/<date>/` and a folder per sensor under it.
+
+        The sensors are the ones the remote-path mapping knows (audio, video, temp) and every
+        folder at the top of the outbox (the station's own sensors). Returns None, or the first
+        failure as one line.
+        """
+        if not self.station:
+            return "cannot create the remote folders: the station name is not known (give UploadHelper station=...)"
+        root = posixpath.normpath("/" + self.ftp.remote_root.strip("/"))
+        day = posixpath.join(root, self.station, date)
+        folders = [posixpath.join(root, self.station), day]
+        folders += [posixpath.join(day, sensor) for sensor in self._sensors()]
+        parts = [part for part in root.split("/") if part]
+        parents = ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+        for folder in parents + folders:
+            error = self.make_directory(session, folder)
+            if error is not None:
+                return error
+        return None
+
+    def _sensors(self) -> list[str]:
+        sensors = set(SENSOR_BY_EXTENSION.values())
+        if self.outbox and os.path.isdir(self.outbox):
+            with os.scandir(self.outbox) as entries:
+                sensors |= {e.name for e in entries if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")}
+        return sorted(sensors)
 
     def submit(self, job: UploadJob) -> None:
         """Queue one job; a newer job for a path already queued replaces the older one."""
@@ -189,12 +317,30 @@ class UploadHelper(SpawnProcess):
 
     # --- child side
 
+    @property
+    def parts_journal(self) -> str | None:
+        """Where the child keeps, from one run to the next, which `.part` files on the server hold the start
+        of which local file: a transfer cut at the stop deadline resumes there at the next start.
+
+        A hidden file in the outbox (never uploaded: `.*` is ignored); None when the outbox is not known.
+        """
+        return os.path.join(self.outbox, PARTS_JOURNAL_NAME) if self.outbox else None
+
+    @property
+    def reached_run(self) -> bool:
+        """Whether the child got past its start-up into `run` (a child that exits before did not start at all)."""
+        return self._running.is_set()
+
     def run(self) -> None:
         """The child's main: workers and feeders, then wait for the stop message or the parent's exit."""
+        self._running.set()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _log_to_queue(self._log_queue, self._log_level, self.ftp.password)
         emit = self.results.put if self.results is not None else (lambda result: None)
         sink = Sink(self.ftp, self.policy, emit, self._counters)
+        journal = self.parts_journal
+        if journal is not None:
+            sink.board.restore_parts(_load_parts(journal))
         sink.start()
         for queue, label, counters in (
             (self._primary, "primary", None),
@@ -212,6 +358,8 @@ class UploadHelper(SpawnProcess):
             log.info("SIGTERM: finishing transfers in flight, then stopping")
             deadline = self.policy.stop_deadline_seconds
         clean = sink.stop(deadline)
+        if journal is not None:  # only transfers cut short: a parked, complete .part is retried by its own rule
+            _save_parts(journal, [record for record in sink.board.parts_snapshot() if not record[4]])
         log.debug("sink stopped (%s)", "clean" if clean else "transfers cut at the deadline")
         for queue in (self.results, self._log_queue):
             if queue is not None:
@@ -229,6 +377,59 @@ class UploadHelper(SpawnProcess):
                 return float(self._control_reader.recv())
         log.warning("the parent process is gone: stopping")
         return self.policy.stop_deadline_seconds
+
+
+def _load_parts(journal: str) -> list[tuple[str, str, int, int, bool]]:
+    """The records an earlier run left, once: the file is removed as it is read (a stale one must not linger)."""
+    try:
+        with open(journal, encoding="utf-8") as handle:
+            records = json.load(handle)
+        os.unlink(journal)
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as error:
+        log.warning("cannot read %s (%s): cut transfers start again from the beginning", journal, error)
+        with contextlib.suppress(OSError):
+            os.unlink(journal)
+        return []
+    return [
+        (str(r[0]), str(r[1]), int(r[2]), int(r[3]), bool(r[4])) for r in records if isinstance(r, list) and len(r) == 5
+    ]
+
+
+def _save_parts(journal: str, records: list[tuple[str, str, int, int, bool]]) -> None:
+    """Write the records atomically (temp file, fsync, rename), or nothing when there are none."""
+    if not records:
+        return
+    temporary = f"{journal}.tmp"
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(records, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, journal)
+    except OSError as error:
+        log.warning("cannot write %s (%s): cut transfers will start again from the beginning", journal, error)
+        return
+    log.info("%d transfer(s) cut at the stop deadline will resume from their .part at the next start", len(records))
+
+
+def _remote_name(local_path: str) -> str:
+    """The name a file keeps inside a remote folder: its own, with `X.csv.final` delivered as `X.csv`."""
+    name = os.path.basename(local_path)
+    return remote_name(name) or name
+
+
+def _is_folder(session: ftplib.FTP, path: str) -> bool:
+    """Whether `path` is a folder on the server, asked with CWD and undone (the session's folder is the caller's)."""
+    try:
+        here = session.pwd()
+        session.cwd(path)
+    except (ftplib.Error, OSError, EOFError):
+        return False
+    with contextlib.suppress(ftplib.Error, OSError, EOFError):
+        session.cwd(here)
+    return True
 
 
 class _Terminated(Exception):

@@ -15,21 +15,24 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reactivex import abc
 from reactivex.subject import Subject
 
 from operators.model import Priority, UploadJob
-from pipeline.embedded_server import EmbeddedFtpServer
+from pipeline.config_sources import options_from_config
 from pipeline.job_stream import build_job_stream, scan_jobs
-from pipeline.options import UploaderOptions, options_from_settings
+from pipeline.main_guard import guard_main_module
+from pipeline.options import UploaderOptions
 from pipeline.outbox_lock import OutboxLock
 from pipeline.sink_model import SinkGaveUp
 from pipeline.stats import FINAL_OUTCOMES, UploadStats
 from pipeline.transport_risks import transport_risks
 from pipeline.upload_helper import UploadHelper, UploadResult
+
+if TYPE_CHECKING:  # pyftpdlib is imported only where the embedded server runs
+    from pipeline.embedded_server import EmbeddedFtpServer
 
 log = logging.getLogger("beemon.uploader")
 SPAWN = multiprocessing.get_context("spawn")
@@ -47,11 +50,14 @@ class CommandQueue(Protocol):
 class Uploader(multiprocessing.Process):
     """Watches the outbox and uploads every finished file; stops on the command ``"stop"``.
 
-    `config` is a settings object (as `settings.build_settings` returns), an `UploaderOptions`, the
-    path of a legacy ``beemon-config.ini``, or None: then the settings of the current environment,
-    over a ``beemon-config.ini`` in the working directory when there is one (the original read
-    that file). It is read here, in the parent, so bad settings fail before a process starts; the
-    child receives only plain values.
+    `config` is what the orchestrator holds: a `configparser.ConfigParser`, any object with a
+    ConfigParser-like `get(section, option)`, a mapping of sections, the path of a legacy
+    ``beemon-config.ini``, a settings object (as `settings.build_settings` returns), an
+    `UploaderOptions`, or None: then the first ``beemon-config.ini`` found in the working
+    directory, the main script's folder or the site folder, else the site settings and
+    ``BEEMON_*`` variables (see `pipeline.config_sources`). It is read here, in the parent, so a
+    bad or serverless configuration raises `ValueError` before a process starts; the child
+    receives only plain values.
 
     The process starts with the command queue's own start method: a plain
     ``multiprocessing.Queue()`` (fork on Linux) works as it did with the original, and a spawn
@@ -70,8 +76,14 @@ class Uploader(multiprocessing.Process):
         *,
         command_poll_seconds: float = 1.0,
     ) -> None:
+        guard_main_module("Uploader(...)")
         super().__init__(name="beemon-uploader", daemon=False)
-        self._options = _options_from(config)
+        self._options = options_from_config(config)
+        if self._options.embedded:
+            log.warning(
+                'ftp.host = "embedded": files go to the built-in test server under %s, not to a real server',
+                self._options.embedded_root,
+            )
         self._command_queue = command_queue
         self._command_poll_seconds = command_poll_seconds
         self._context: Any = _context_of(command_queue)
@@ -153,6 +165,8 @@ class Uploader(multiprocessing.Process):
                 self._helper = None
                 if self._stop_requested.is_set():
                     break
+                if running.start_failed:
+                    raise SystemExit(1)  # the reason is logged; it would fail again
             log.error("restarting the pipeline in %.0f s (unsent files stay in the outbox)", pause)
             if self._stop_requested.wait(pause):
                 break
@@ -206,19 +220,6 @@ def _context_of(command_queue: CommandQueue) -> Any:
     return SPAWN
 
 
-def _options_from(config: Any | None) -> UploaderOptions:
-    from settings import build_settings
-
-    if isinstance(config, UploaderOptions):
-        return config
-    if isinstance(config, str | os.PathLike):
-        return options_from_settings(build_settings(legacy_ini=config))
-    if config is None:
-        legacy = Path("beemon-config.ini")
-        return options_from_settings(build_settings(legacy_ini=legacy if legacy.is_file() else None))
-    return options_from_settings(config)
-
-
 class RunningPipeline:
     """The live parts of one run: embedded server, sink process, results pump, the subscription.
 
@@ -270,7 +271,9 @@ class RunningPipeline:
         for risk in transport_risks(options.ftp):
             log.warning("%s", risk)
         self._results = UploadHelper.new_queue()
-        self.helper = UploadHelper(options.ftp, options.policy, results=self._results)
+        self.helper = UploadHelper(
+            options.ftp, options.policy, results=self._results, outbox=options.outbox, station=options.station
+        )
         self.helper.start()
         self.stats.sink = self.helper.stats
         self._pump = threading.Thread(target=self._pump_results, name="results-pump", daemon=True)
@@ -315,10 +318,25 @@ class RunningPipeline:
         if self._sink_gave_up is not None:
             return self._sink_gave_up
         if self.helper is not None and self.helper.exitcode is not None:
+            if self.start_failed:
+                return (
+                    f"the sink process could not start (exit code {self.helper.exitcode}; its error is above):"
+                    " a spawned process runs the orchestrator's main module again first, so that module must"
+                    ' create and start the uploader only under `if __name__ == "__main__":`'
+                )
             return f"the sink process ended unexpectedly (exit code {self.helper.exitcode})"
         if self._stream_error is not None:
             return f"the file stream stopped ({type(self._stream_error).__name__}: {self._stream_error})"
         return None
+
+    @property
+    def start_failed(self) -> bool:
+        """The sink process raised before it reached its main (a missing `__main__` guard, an import error).
+
+        Building the pipeline again would fail the same way, so `Uploader.run` gives up instead.
+        """
+        helper = self.helper
+        return helper is not None and helper.exitcode == 1 and not helper.reached_run
 
     def submit(self, job: UploadJob) -> None:
         """Hand one job to the sink. Never raises: an exception here would end the stream's thread."""
@@ -391,6 +409,8 @@ class RunningPipeline:
 
 def _start_embedded(options: UploaderOptions) -> EmbeddedFtpServer:
     """The embedded server on `ftp.port`, or on a free port when that one is taken (a second demo)."""
+    from pipeline.embedded_server import EmbeddedFtpServer
+
     for port in (options.ftp.port, 0):
         server = EmbeddedFtpServer(options.embedded_root, options.ftp.username, options.ftp.password, port=port)
         try:

@@ -16,6 +16,7 @@ import logging
 import os
 import stat as stat_module
 import threading
+from typing import TYPE_CHECKING
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
@@ -32,7 +33,14 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from operators.model import EventKind, FileEvent
+from operators.ready_files import is_ready
+from operators.upload_jobs import job_for
 from pipeline.backfill_source import iter_outbox
+from pipeline.file_state import finished_file_stat
+from pipeline.options import DEFAULT_IGNORE_PATTERNS
+
+if TYPE_CHECKING:
+    from pipeline.upload_helper import UploadHelper as UploadHelperLike
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +58,38 @@ GUARD_SECONDS = 1.0
 
 
 class UploadHandler(FileSystemEventHandler):
-    """The original API's watchdog handler: forwards file events into the stream and never raises.
+    """The original API's watchdog handler; never raises.
+
+    `UploadHandler(observer)` (the stream's): forwards every file event into the stream, where the
+    operators decide what is ready. `UploadHandler(upload_helper)` (the original's): queues each
+    finished file onto that `UploadHelper`'s primary queue, mapped to its remote path with the
+    helper's outbox, station and remote root. Where the original queued a file at its creation,
+    still empty, this queues it once it is finished: closed after writing, moved in, or created
+    whole (not open for writing any more); a partial file never reaches the server.
 
     An exception escaping a watchdog handler kills the observer thread, and with it every later
-    event; so a failure is logged and handed to the stream's `on_error` instead.
+    event; so a failure is logged (and, for the stream, handed to its `on_error`) instead.
     """
 
-    def __init__(self, observer: abc.ObserverBase[FileEvent]) -> None:
+    def __init__(self, observer: abc.ObserverBase[FileEvent] | UploadHelperLike) -> None:
         super().__init__()
-        self._observer = observer
+        self._observer: abc.ObserverBase[FileEvent] | None = None
+        self._helper: UploadHelperLike | None = None
+        if hasattr(observer, "on_next"):
+            self._observer = observer  # type: ignore[assignment]
+        elif hasattr(observer, "submit") and hasattr(observer, "queue_upload"):
+            self._helper = observer  # type: ignore[assignment]
+            if not getattr(observer, "outbox", None):
+                raise ValueError(
+                    "UploadHandler(upload_helper) needs the helper's outbox to map paths: build it as UploadHelper()"
+                    " (from the configuration) or give UploadHelper(..., outbox=..., station=...)"
+                )
+            log.info(
+                "UploadHandler(upload_helper): files are queued once finished (closed, moved in, or created whole),"
+                " not at their creation as the original did"
+            )
+        else:
+            raise TypeError(f"UploadHandler takes an UploadHelper or an observer, not {type(observer).__name__}")
 
     def on_closed(self, event: FileSystemEvent) -> None:
         """A file opened for writing was closed: usually the moment it is finished."""
@@ -88,13 +119,32 @@ class UploadHandler(FileSystemEventHandler):
                 )
             else:
                 file_event = FileEvent(kind, os.fsdecode(event.src_path), event.is_directory)
-            self._observer.on_next(file_event)
+            if self._helper is not None:
+                self._queue(file_event)
+            else:
+                assert self._observer is not None
+                self._observer.on_next(file_event)
         except Exception as error:
             log.exception("failed to forward %s", event)
+            if self._observer is None:
+                return
             try:
                 self._observer.on_error(error)
             except Exception:
                 log.exception("the stream's on_error failed too")
+
+    def _queue(self, event: FileEvent) -> None:
+        """The original's way: a finished, wanted file goes onto the helper's primary queue at once."""
+        helper = self._helper
+        assert helper is not None
+        outbox = os.path.abspath(str(helper.outbox))
+        if not is_ready(event, getattr(helper, "ignore_patterns", DEFAULT_IGNORE_PATTERNS), outbox):
+            return
+        job = job_for(
+            event, outbox=outbox, remote_root=helper.ftp.remote_root, station=helper.station, stat=finished_file_stat
+        )
+        if job is not None:
+            helper.submit(job)
 
 
 def outbox_root(outbox: str) -> str:

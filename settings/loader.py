@@ -8,11 +8,12 @@ import socket
 import stat
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from dynaconf import Dynaconf, ValidationError
 from dynaconf.utils.inspect import get_history
 
-from settings.legacy_ini import LegacyIniError, read_legacy_ini
+from settings.legacy_ini import LegacyIniError, describe_legacy_source, read_legacy_config
 from settings.validators import envvar, validators_for
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -44,16 +45,23 @@ def build_settings(
     env: str | None = None,
     *,
     config_dir: str | os.PathLike[str] | None = None,
-    legacy_ini: str | os.PathLike[str] | None = None,
+    legacy_ini: Any = None,
     validate: bool = True,
 ) -> Dynaconf:
     """A fresh, isolated, validated settings object for `env` (default: `BEEMON_ENV`, else development).
 
     Layers, lowest first: packaged defaults, `<config_dir>/settings.toml`, secrets files, the
-    legacy INI (when given), `BEEMON_*` environment variables. Tests call this instead of
-    mutating a global; the command line calls it once at start. Raises `SettingsError`.
+    legacy configuration (when given: an INI path, a ConfigParser, an object with
+    `get(section, option)`, a mapping of sections), `BEEMON_*` environment variables. Tests call
+    this instead of mutating a global; the command line calls it once at start. Raises `SettingsError`.
+
+    With a legacy configuration and no environment named (`env`, `BEEMON_ENV`), the environment is
+    production: such a configuration is a station's, and development values (the embedded server,
+    ./var/outbox) must never fill its gaps. It must then name the server, or the site settings or
+    `BEEMON_FTP__HOST` must.
     """
-    env = (env or os.environ.get("BEEMON_ENV") or "development").lower()
+    default_env = "production" if legacy_ini is not None else "development"
+    env = (env or os.environ.get("BEEMON_ENV") or default_env).lower()
     if env not in ENVIRONMENTS:
         raise SettingsError(f"environment {env!r} is unknown: set BEEMON_ENV to one of {', '.join(ENVIRONMENTS)}")
     files = settings_files(config_dir)
@@ -76,6 +84,11 @@ def build_settings(
     if legacy_ini is not None:
         _apply_legacy_ini(settings, legacy_ini)
     _keep_texts_as_given(settings)
+    if legacy_ini is not None and not str(settings.get("ftp.host") or "").strip():
+        raise SettingsError(
+            f"no FTP server configured: [ftp] host is missing in {describe_legacy_source(legacy_ini)}, and neither"
+            f" {Path(files[1])} nor {envvar('ftp.host')} sets ftp.host; set the server in one of them"
+        )
     if not settings.get("station"):
         settings.set("station", socket.gethostname(), loader_identifier="host name")
     if validate:
@@ -132,13 +145,13 @@ def _keep_texts_as_given(settings: Dynaconf) -> None:
             settings.set(key, raw, loader_identifier=f"environment {envvar(key)}")
 
 
-def _apply_legacy_ini(settings: Dynaconf, path: str | os.PathLike[str]) -> None:
-    """Layer the INI's values over the files but under `BEEMON_*` variables, which still win."""
+def _apply_legacy_ini(settings: Dynaconf, source: Any) -> None:
+    """Layer the legacy configuration's values over the files but under `BEEMON_*` variables, which still win."""
     try:
-        values = read_legacy_ini(path)
+        values = read_legacy_config(source)
     except LegacyIniError as error:
         raise SettingsError(str(error)) from None
     for key, value in values.items():
         if envvar(key) in os.environ:
             continue
-        settings.set(key, value, loader_identifier=f"legacy INI {path}")
+        settings.set(key, value, loader_identifier=describe_legacy_source(source))

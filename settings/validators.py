@@ -95,6 +95,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "a number of hours above 0 (a past day's .csv this long quiet without its .final is sent as the day's file)",
     ),
     "upload.ignore_patterns": (_str_list, "a list of glob patterns such as ['*.tmp']"),
+    "upload.stop_deadline_seconds": (_number_in(0, 3600), "a number of seconds from 0 to 3600"),
     "watch.observer": (_one_of(OBSERVERS), "one of " + ", ".join(OBSERVERS)),
     "watch.polling_interval_seconds": (_number_in(0, 3600, open_low=True), "a number of seconds above 0"),
     "watch.rescan_interval_seconds": (_number_in(0), "a number of seconds, 0 to rescan only at start"),

@@ -206,18 +206,26 @@ def test_kept_files_are_not_uploaded_again_by_rescans(make_server, outbox, tmp_p
 
 
 def test_uploader_without_config_reads_a_beemon_config_ini_in_the_working_directory(tmp_path, monkeypatch):
-    """The original's `config=None` meant the repository's beemon-config.ini: it is still honoured."""
+    """The original's `config=None` meant the repository's beemon-config.ini: it is still honoured.
+
+    (Before issue 12 this INI named no server and the test passed on the development fallback, the
+    embedded server; a station's INI names its server, and one that does not is refused: see
+    tests/conformance/test_configuration.py.)
+    """
     for name in [n for n in os.environ if n.startswith("BEEMON_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("BEEMON_CONFIG_DIR", str(tmp_path / "site"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "beemon-config.ini").write_text(
-        "[global]\nroot_upload_directory = /srv/bee\nlocal_output_directory = /home/bee/bee_tmp\n[ftp]\nupload_delay = 4\n"
+        "[global]\nroot_upload_directory = /srv/bee\nlocal_output_directory = /home/bee/bee_tmp\n"
+        "[ftp]\nhost = cs.example.edu\nusername = bee\npassword = pw\nupload_delay = 4\n"
     )
     uploader = Uploader(multiprocessing.Queue())
+    assert uploader.options.ftp.host == "cs.example.edu"
     assert uploader.options.ftp.remote_root == "/srv/bee"
     assert uploader.options.outbox == "/home/bee/bee_tmp"
     assert uploader.options.debounce_seconds == 4.0
+    assert not uploader.options.embedded
 
 
 def test_once_leaves_a_file_still_open_for_writing_names_it_and_exits_1(make_server, outbox, tmp_path):
