@@ -175,7 +175,7 @@ class UploadHelper(SpawnProcess):
             into_folder = True  # a folder or another name: the sink asks the server which
         version = local_files.file_version(source_filepath) or (0, 0)
         queue = Priority.LIVE if not priority else Priority.BACKFILL
-        self.submit(UploadJob(source_filepath, dest_filepath, version[0], version[1], queue, into_folder))
+        self.submit(UploadJob(source_filepath, dest_filepath, version[0], version[1], queue, into_folder=into_folder))
 
     def upload_file(self, source_filepath: str, dest_filepath: str) -> str | None:
         """The original API: upload one file now, in this process, over a session of its own.
