@@ -27,7 +27,9 @@ final name against the local size. Decisions worth knowing:
   of the file (`resume`: an earlier attempt's STOR of it had started sending, see `progress`) and
   that `.part` is shorter than the file but not empty, the upload continues with REST + STOR (APPE
   if REST is refused). Any other `.part` is overwritten by a full STOR: its size alone proves
-  nothing about whose bytes it holds.
+  nothing about whose bytes it holds. A server that refuses the resumed STOR (ProFTPD's default
+  answers "451 Append/Restart not permitted") gets the whole file at once instead; when that STOR
+  is accepted, the session remembers that this server refuses resumes and stops asking.
 - TLS: certificates are verified by default; data connections reuse the control connection's TLS
   session (see `ftp_client`). Plain FTP sends with `socket.sendfile` (zero-copy); TLS, and plain
   FTP with sendfile off (or a bandwidth limit's smaller chunks), send blocks of `blocksize`.
@@ -148,6 +150,8 @@ class UploadSession:
         self._progress = UploadProgress()
         self._late_guard: _Guard | None = None  # a guard the STOR's flight could not decide
         self._context: ssl.SSLContext | None = None  # made at the first secure connect, then reused
+        #: the server refused a resumed STOR and took the whole file instead: send whole files from now on
+        self.resumes_refused = False
         self.welcome = ""
 
     @classmethod
@@ -503,6 +507,7 @@ class UploadSession:
                 guard = _Guard(target, local_path, size, may_replace)
             offset, sent, reply = 0, 0, ""
             existing = None
+            resume = resume and not self.resumes_refused
             if atomic_rename and (resume or part_complete):
                 existing, *probed = self._sizes([staging, target] if guard is not None else [staging])
                 if guard is not None:
@@ -513,7 +518,7 @@ class UploadSession:
             else:
                 if resume and not part_complete and existing is not None and 0 < existing < size:
                     offset = existing
-                sent, reply = self._store_with_retry_on_missing_dir(local, staging, offset, size, guard)
+                offset, sent, reply = self._store_with_retry_on_missing_dir(local, staging, offset, size, guard)
             if self._late_guard is not None:
                 late, self._late_guard = self._late_guard, None
                 late.check(self.remote_size(target))
@@ -532,7 +537,7 @@ class UploadSession:
 
     def _store_with_retry_on_missing_dir(
         self, local: BinaryIO, path: str, offset: int, size: int, guard: _Guard | None = None
-    ) -> tuple[int, str]:
+    ) -> tuple[int, int, str]:
         try:
             return self._store(local, path, offset, size, guard)
         except PermanentFailure as failure:
@@ -545,11 +550,11 @@ class UploadSession:
 
     def _store(
         self, local: BinaryIO, path: str, offset: int, size: int, guard: _Guard | None = None
-    ) -> tuple[int, str]:
-        """One STOR (or REST + STOR, or APPE) of `local[offset:size]`; returns (bytes sent, 226 reply).
+    ) -> tuple[int, int, str]:
+        """One STOR (or REST + STOR, or APPE) of `local[offset:size]`; returns (offset, bytes sent, 226 reply).
 
         With a `guard`, the final name's size is asked in the STOR's flight (else just before) and
-        checked before a byte is sent.
+        checked before a byte is sent. A refused resume falls back to a STOR of the whole file (offset 0).
         """
         client = self._require()
         command, rest = f"STOR {path}", (offset or None)
@@ -568,6 +573,13 @@ class UploadSession:
                     raise
                 command, rest = f"APPE {path}", None  # REST refused: append to the partial file instead
                 conn, _ = client.ntransfercmd(command)
+        except (ftplib.error_temp, ftplib.error_perm) as error:
+            if not offset or not self._session_in_step():
+                failure = self._classify(error, command)
+                if not failure.session_usable:
+                    self._discard()
+                raise failure from None
+            return self._store_whole(local, path, size, refusal=str(error).strip())
         except Exception as error:
             failure = self._classify(error, command)
             if not failure.session_usable:
@@ -612,7 +624,24 @@ class UploadSession:
                 self._discard()
             raise failure from None
         self._progress.complete = offset + sent == size
-        return sent, reply
+        return offset, sent, reply
+
+    def _session_in_step(self) -> bool:
+        return self._client is not None and self._client.sock is not None
+
+    def _store_whole(self, local: BinaryIO, path: str, size: int, refusal: str) -> tuple[int, int, str]:
+        """The resumed STOR (or APPE) was refused: send the whole file; once that is accepted, resume no more."""
+        log.debug("resuming %s was refused (%s): sending the whole file", path, refusal)
+        result = self._store(local, path, 0, size)
+        if not self.resumes_refused:
+            self.resumes_refused = True
+            log.info(
+                "%s:%d refuses to resume uploads (%s): cut uploads are sent again whole",
+                self.params.host,
+                self.params.port,
+                refusal,
+            )
+        return result
 
     def _abandon(self, conn: socket.socket, path: str) -> None:
         """End a transfer that must not send anything: close its data connection, read the reply, remove `path`."""

@@ -17,6 +17,9 @@ from pyftpdlib.handlers import FTPHandler
 from pipeline.embedded_server import EmbeddedFtpServer
 from pipeline.ftp_params import FtpParams
 from tests.ftp_faults import Faults, FaultyHandler
+from tests.servers import proftpd, vsftpd
+
+__all__ = ["proftpd", "vsftpd"]  # fixtures of real servers (ProFTPD, vsftpd) for every test package
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> object:
