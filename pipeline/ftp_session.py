@@ -191,9 +191,11 @@ class UploadSession:
         """Connect, secure (per `tls`), log in, PROT P, TYPE I. Raises an `FtpFailure` subclass."""
         self.close()
         p = self.params
-        client = FtpClient(
-            implicit=p.tls == "implicit", context=self._tls_context(), timeout=p.timeout, pipelining=p.pipelining
-        )
+        try:
+            context = self._tls_context()
+        except (OSError, ssl.SSLError, ValueError) as error:  # checked at start; changed on disk since
+            raise SessionFailure(f"cannot use ftp.ca_file {p.ca_file!r}: {error}", command="TLS") from None
+        client = FtpClient(implicit=p.tls == "implicit", context=context, timeout=p.timeout, pipelining=p.pipelining)
         step = "CONNECT"
         try:
             self.welcome = client.connect(p.host, p.port)

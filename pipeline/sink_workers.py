@@ -153,35 +153,50 @@ class Sink:
     # --- one worker
 
     def _work(self, session: UploadSession) -> None:
+        """A worker's life. Nothing ends it but `stop`: an error it did not foresee is logged in one line and
+        the worker goes on with a fresh session after a pause (a dead worker would leave a live process that
+        uploads nothing, and no supervisor would notice)."""
+        while not self.stopping.is_set():
+            try:
+                self._serve(session)
+            except Exception as error:  # a bug: keep the worker, say what happened
+                log.error("upload worker error (%s: %s): reconnecting", type(error).__name__, error)
+                log.debug("upload worker error", exc_info=True)
+                session.close()
+                self.stopping.wait(self.policy.retry_base)
+
+    def _serve(self, session: UploadSession) -> None:
         backoff = Backoff(self.policy.retry_base, self.policy.retry_max)
         admitted = False
         ahead: Entry | None = None  # the next job, taken during the last upload's rename
-        while not self.stopping.is_set():
-            if not admitted:
-                if ahead is not None:  # not held through a reconnect: another worker may take it now
-                    self.board.untake(ahead)
-                    ahead = None
-                admitted = self._open(session, backoff)
-                continue
-            entry, ahead = ahead or self.board.take(timeout=0), None
-            if entry is None:
-                session.drop_passive()
-                entry = self.board.take(timeout=self.policy.idle_noop_seconds)
-            if entry is not None:
-                ahead = self._attempt(session, entry)
-            elif not self.stopping.is_set():
-                try:
-                    session.noop()
-                except FtpFailure as failure:
-                    log.debug("idle session lost (%s): reconnecting", failure)
-            if not session.connected:
-                admitted = False
+        try:
+            while not self.stopping.is_set():
+                if not admitted:
+                    if ahead is not None:  # not held through a reconnect: another worker may take it now
+                        self.board.untake(ahead)
+                        ahead = None
+                    admitted = self._open(session, backoff)
+                    continue
+                entry, ahead = ahead or self.board.take(timeout=0), None
+                if entry is None:
+                    session.drop_passive()
+                    entry = self.board.take(timeout=self.policy.idle_noop_seconds)
+                if entry is not None:
+                    ahead = self._attempt(session, entry)
+                elif not self.stopping.is_set():
+                    try:
+                        session.noop()
+                    except FtpFailure as failure:
+                        log.debug("idle session lost (%s): reconnecting", failure)
+                if not session.connected:
+                    admitted = False
+                    self._session_closed()
+        finally:
+            if ahead is not None:
+                self.board.untake(ahead)
+            session.close()
+            if admitted:
                 self._session_closed()
-        if ahead is not None:
-            self.board.untake(ahead)
-        session.close()
-        if admitted:
-            self._session_closed()
 
     def _open(self, session: UploadSession, backoff: Backoff) -> bool:
         """Connect once (if the pool admits it); on failure wait the backoff. True when connected."""
@@ -273,12 +288,23 @@ class Sink:
                 ahead.append(following)
             return following is not None
 
-        self._upload(session, entry, take_ahead)
+        try:
+            self._upload(session, entry, take_ahead)
+        except Exception as error:  # a bug: the file stays, is tried again, and the worker goes on
+            log.error("unexpected error while uploading %s (%s: %s)", entry.path, type(error).__name__, error)
+            log.debug("unexpected error while uploading %s", entry.path, exc_info=True)
+            session.close()
+            if self.board.in_flight(entry):
+                self._finish(entry, Outcome.RETRY, time.monotonic(), f"{type(error).__name__}: {error}")
         return ahead[0] if ahead else None
 
     def _upload(self, session: UploadSession, entry: Entry, take_ahead: Callable[[], bool]) -> None:
         started = time.monotonic()
-        version = file_state(entry.job.local_path)
+        try:
+            version = file_state(entry.job.local_path)
+        except PermissionError as error:  # a folder on the way is unreadable (mode 000)
+            self._unreadable(entry, started, error)
+            return
         if version is None:
             self._finish(entry, Outcome.GONE, started, "the local file is gone")
             return
@@ -312,12 +338,10 @@ class Sink:
             self._finish(entry, Outcome.RETRY, started, str(failure))
         except TransientFailure as failure:
             self._finish(entry, Outcome.RETRY, started, str(failure))
+        except PermissionError as error:
+            self._unreadable(entry, started, error)
         except OSError as error:  # reading the local file failed
             self._finish(entry, Outcome.RETRY, started, f"local read failed: {error}")
-        except Exception as error:  # a bug: keep the file, keep the worker, say what happened
-            log.exception("unexpected error while uploading %s", job.local_path)
-            session.close()
-            self._finish(entry, Outcome.RETRY, started, f"{type(error).__name__}: {error}")
         else:
             # Compared again under a read lease right before the removal (see `remove_uploaded`).
             if policy.delete_after_upload:
@@ -338,6 +362,10 @@ class Sink:
                 removed=removal.removed,
                 kept=removal.kept,
             )
+
+    def _unreadable(self, entry: Entry, started: float, error: OSError) -> None:
+        """The station's file (or a folder on its way) cannot be read: park it, it is tried when it changes."""
+        self._finish(entry, Outcome.PARKED, started, f"cannot read {entry.path}: {error.strerror or error}")
 
     def _changed(self, entry: Entry, started: float, reply: str, sent: int = 0) -> None:
         version = file_state(entry.job.local_path)
@@ -393,7 +421,15 @@ class Sink:
             if kept:
                 log.info("kept %s in the outbox: %s", path, kept, extra=extra)
         elif result.outcome == Outcome.PARKED:
-            if self._parked_replies.get(path) != result.reply and result.reply.startswith("refusing to overwrite"):
+            if self._parked_replies.get(path) != result.reply and result.reply.startswith("cannot read "):
+                self._parked_replies[path] = result.reply
+                log.warning(
+                    "%s: parked, it stays in the outbox and is tried again when it changes (and every %.0f s)",
+                    result.reply,
+                    delay,
+                    extra=extra,
+                )
+            elif self._parked_replies.get(path) != result.reply and result.reply.startswith("refusing to overwrite"):
                 self._parked_replies[path] = result.reply
                 log.warning(
                     "%s: parked, the local file stays in the outbox (two outbox files map to this remote name,"

@@ -65,6 +65,7 @@ class Uploader(multiprocessing.Process):
     ) -> None:
         super().__init__(name="beemon-uploader", daemon=False)
         self._options = _options_from(config)
+        check_options(self._options)
         self._command_queue = command_queue
         self._command_poll_seconds = command_poll_seconds
         self._context: Any = _context_of(command_queue)
@@ -175,6 +176,15 @@ def _context_of(command_queue: CommandQueue) -> Any:
     return SPAWN
 
 
+def check_options(options: UploaderOptions) -> None:
+    """Raise `SettingsError` (one line) for options that could never work, before anything starts."""
+    from settings import SettingsError
+    from settings.loader import ca_file_problem
+
+    if options.ftp.secure and (problem := ca_file_problem(options.ftp.ca_file)):
+        raise SettingsError(problem)
+
+
 def _options_from(config: Any | None) -> UploaderOptions:
     from settings import build_settings
 
@@ -230,6 +240,7 @@ class RunningPipeline:
 
     def _start(self) -> None:
         options = self.options
+        check_options(options)
         if options.embedded:
             self.server = _start_embedded(options)
             log.info("embedded FTP server on 127.0.0.1:%d, storing into %s", self.server.port, options.embedded_root)

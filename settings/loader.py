@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import ssl
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -110,6 +111,8 @@ def validate_settings(settings: Dynaconf, env: str) -> None:
             f"setting upload.retry_base_seconds = {settings.upload.retry_base_seconds!r} is above "
             f"upload.retry_max_seconds = {settings.upload.retry_max_seconds!r}: make the base the smaller"
         )
+    if settings.ftp.tls != "none" and (problem := ca_file_problem(settings.ftp.ca_file)):
+        raise SettingsError(problem)
     if not settings.get("ftp.password"):
         return
     for entry in get_history(settings, key="ftp.password"):
@@ -118,6 +121,35 @@ def validate_settings(settings: Dynaconf, env: str) -> None:
             raise SettingsError(
                 f"ftp.password is set in {source}: move it to .secrets.toml (mode 600) or BEEMON_FTP__PASSWORD"
             )
+
+
+def ca_file_problem(path: str) -> str | None:
+    """Why `path` cannot serve as `ftp.ca_file` (one line for the user), or None when it loads.
+
+    Checked at start: found only at the first connect, a bad file would leave the uploader running
+    and never uploading.
+    """
+    if not path:
+        return None
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        reason = "does not exist"
+    except IsADirectoryError:
+        reason = "is a folder"
+    except PermissionError:
+        reason = "cannot be read (permission denied)"
+    except ssl.SSLError:
+        reason = "holds no PEM certificate"
+    except (OSError, ValueError) as error:
+        reason = f"cannot be loaded ({error})"
+    else:
+        return None
+    return (
+        f"setting ftp.ca_file = {path!r} is not valid: it {reason}; it must be a PEM file of the certificate"
+        f" authority that signed the server's certificate, or empty for the system's; fix it in settings.toml"
+        f" or {envvar('ftp.ca_file')}"
+    )
 
 
 #: Keys that are text whatever they look like: `BEEMON_FTP__PASSWORD=12345` is a password, not a number.

@@ -9,10 +9,9 @@ server cannot be had, its tests skip naming what is missing, except under CI=tru
 - `proftpd(**directives)`: ProFTPD with Debian's defaults for what the tests look at (no
   `AllowStoreRestart`: a REST + STOR is answered "451 Append/Restart not permitted"), one account
   from an `AuthUserFile`, chrooted to its home (`ServerFiles.root`).
-- `vsftpd(tls="none" | "explicit" | "implicit", ca=TlsFiles)`: vsftpd's anonymous account with
-  write rights (vsftpd authenticates local users through PAM and the system's user table, which a
-  test must not change), chrooted to `ServerFiles.root`; FTPS with a trustme certificate and
-  vsftpd's default `require_ssl_reuse=YES`. Needs root (it chroots).
+- `vsftpd(tls="none" | "explicit" | "implicit", cert_file=...)`: vsftpd's anonymous account with
+  write rights, run as the test's user (see `start_vsftpd`); FTPS with a trustme certificate and
+  vsftpd's default `require_ssl_reuse=YES`.
 """
 
 from __future__ import annotations
@@ -75,6 +74,8 @@ class ServerFiles:
     process: subprocess.Popen[bytes]
     host: str = "127.0.0.1"
     tls: str = "none"
+    #: the remote path of `root` (ProFTPD chroots its sessions there, vsftpd's see the real file system)
+    remote_root: str = "/"
 
     def files(self) -> dict[str, bytes]:
         """Every file under the root, by path relative to it."""
@@ -194,26 +195,26 @@ def start_proftpd(folder: Path, **directives: str) -> ServerFiles:
 
 
 def start_vsftpd(folder: Path, *, tls: str = "none", cert_file: str = "", **options: str) -> ServerFiles:
-    """vsftpd in the foreground (`listen=YES`, `background=NO`), anonymous with write rights under `root/upload`."""
+    """vsftpd in the foreground (`listen=YES`, `background=NO`): its anonymous account, with write rights.
+
+    vsftpd authenticates local and virtual users through PAM and the system's user table, and
+    chroots anonymous sessions into the home of `ftp_username`: all of it the machine's, not the
+    test's. So it runs as the launching user (`run_as_launching_user`), without chroot: a session
+    starts in `folder/root` and sees the real file system, so paths are absolute (`ServerFiles.remote_root`).
+    """
     found = find_server("vsftpd", "vsftpd")
     if found is None:
         unavailable("vsftpd (Debian package vsftpd) is not installed")
-    if os.geteuid() != 0:
-        unavailable("vsftpd needs root to start (it chroots each session)")
     binary, _ = found  # type: ignore[misc]
-    folder.mkdir(parents=True, exist_ok=True)
-    root, empty = folder / "anon", folder / "empty"
-    for path in (root, empty):
-        path.mkdir(exist_ok=True)
-        path.chmod(0o755)  # vsftpd refuses a chroot its session user could write to
-    upload = root / "upload"
-    upload.mkdir(exist_ok=True)
-    upload.chmod(0o777)  # the anonymous session runs as nobody
+    root = folder / "root"
+    root.mkdir(parents=True, exist_ok=True)
     settings = {
         "listen": "YES",
         "listen_ipv6": "NO",
         "listen_address": "127.0.0.1",
         "background": "NO",
+        "run_as_launching_user": "YES",
+        "ftp_username": pwd.getpwuid(os.getuid()).pw_name,
         "anonymous_enable": "YES",
         "local_enable": "NO",
         "no_anon_password": "YES",
@@ -221,10 +222,9 @@ def start_vsftpd(folder: Path, *, tls: str = "none", cert_file: str = "", **opti
         "anon_upload_enable": "YES",
         "anon_mkdir_write_enable": "YES",
         "anon_other_write_enable": "YES",
+        "anon_world_readable_only": "NO",
         "anon_umask": "022",
         "anon_root": str(root),
-        "ftp_username": "nobody",
-        "secure_chroot_dir": str(empty),
         "seccomp_sandbox": "NO",
         "max_clients": "60",
         "max_per_ip": "60",
@@ -240,6 +240,8 @@ def start_vsftpd(folder: Path, *, tls: str = "none", cert_file: str = "", **opti
             rsa_cert_file=cert_file,
             rsa_private_key_file=cert_file,
             implicit_ssl="YES" if tls == "implicit" else "NO",
+            ssl_ciphers="HIGH",  # the default, DES-CBC3-SHA, is gone from OpenSSL 3
+            require_ssl_reuse="YES",
         )
     settings.update(options)
     log = folder / "vsftpd.out"
@@ -251,7 +253,7 @@ def start_vsftpd(folder: Path, *, tls: str = "none", cert_file: str = "", **opti
         return [str(binary), str(conf)]
 
     process, port = _started("vsftpd", command, log)
-    return ServerFiles("vsftpd", port, upload, "anonymous", "", log, process, tls=tls)
+    return ServerFiles("vsftpd", port, root, "anonymous", "", log, process, tls=tls, remote_root=str(root))
 
 
 @dataclass
