@@ -70,6 +70,8 @@ from pipeline.ftp_params import FtpParams
 
 log = logging.getLogger("beemon.sink.session")
 
+#: The steps of `connect`: the password is sent in one of them, so their errors are masked.
+LOGIN_STEPS = frozenset({"CONNECT", "AUTH", "USER", "PASS", "PROT", "PBSZ", "TYPE"})
 _MLST_SIZE = re.compile(r"(?:^|;)\s*size=(\d+)", re.IGNORECASE | re.MULTILINE)
 
 
@@ -288,7 +290,13 @@ class UploadSession:
     # --- commands
 
     def _classify(self, error: BaseException, command: str) -> FtpFailure:
-        return classify(error, command=command, secret=self.params.password)
+        """`classify`; the password is masked in what the login steps raise (a server may echo it there).
+
+        Only there: masking it wherever it occurs would give it away (a password "audio" would show
+        as the `***` in every masked path).
+        """
+        login = command.split(" ", 1)[0].upper() in LOGIN_STEPS
+        return classify(error, command=command, secret=self.params.password if login else "")
 
     def _require(self) -> FtpClient:
         if self._client is None:

@@ -72,28 +72,32 @@ class _Offline:
 
 
 def upload_once(options: UploaderOptions, *, max_retries: int = 5, progress: bool = False) -> int:
-    """Exit code 0 when every ready file was delivered, 1 (listing the rest) otherwise."""
-    # Ready means finished: not open for writing, and quiet for the debounce.
-    jobs = list(
-        scan_jobs(
-            options.outbox,
-            remote_root=options.ftp.remote_root,
-            station=options.station,
-            ignore_patterns=options.ignore_patterns,
-            backfill_order=options.backfill_order,
-            min_age_seconds=options.debounce_seconds,
+    """Exit code 0 when every ready file was delivered, 1 (listing the rest) otherwise.
+
+    The pipeline starts first: a setting that cannot work (a metrics port in use) ends the run in
+    one line before anything else is said.
+    """
+    with RunningPipeline(options, UploadStats(), on_result=lambda result: state.result(result), watch=False) as running:
+        # Ready means finished: not open for writing, and quiet for the debounce.
+        jobs = list(
+            scan_jobs(
+                options.outbox,
+                remote_root=options.ftp.remote_root,
+                station=options.station,
+                ignore_patterns=options.ignore_patterns,
+                backfill_order=options.backfill_order,
+                min_age_seconds=options.debounce_seconds,
+            )
         )
-    )
-    state = OnceProgress(max_retries=max_retries, open_jobs={job.local_path: job.size for job in jobs})
-    total_bytes = sum(job.size for job in jobs)
-    log.info("%d files ready (%s) in %s", len(jobs), format_bytes(total_bytes), options.outbox)
-    bar = _progress_bar(len(jobs), total_bytes) if progress and jobs else None
-    if bar is not None:
-        # The bar replaces the per-file lines on a terminal; warnings and errors still print.
-        logging.getLogger("beemon.sink").setLevel(logging.WARNING)
-    started = time.monotonic()
-    offline = _Offline(options, max_retries)
-    with RunningPipeline(options, UploadStats(), on_result=state.result, watch=False) as running:
+        state = OnceProgress(max_retries=max_retries, open_jobs={job.local_path: job.size for job in jobs})
+        total_bytes = sum(job.size for job in jobs)
+        log.info("%d files ready (%s) in %s", len(jobs), format_bytes(total_bytes), options.outbox)
+        bar = _progress_bar(len(jobs), total_bytes) if progress and jobs else None
+        if bar is not None:
+            # The bar replaces the per-file lines on a terminal; warnings and errors still print.
+            logging.getLogger("beemon.sink").setLevel(logging.WARNING)
+        started = time.monotonic()
+        offline = _Offline(options, max_retries)
         for job in jobs:
             running.submit(job)
         with state.changed:

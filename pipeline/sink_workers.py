@@ -28,7 +28,6 @@ from pipeline.ftp_errors import (
     SessionFailure,
     TooManyConnections,
     TransientFailure,
-    scrub,
 )
 from pipeline.ftp_params import FtpParams, UploadPolicy
 from pipeline.ftp_session import UploadProgress, UploadSession
@@ -58,6 +57,15 @@ def unsafe_settings(policy: UploadPolicy) -> list[str]:
             " leaves a cut file visible under its final name until it is sent again"
         )
     return risks
+
+
+def out_of_space(reply: str) -> bool:
+    """Whether a refusal says the server's disk (or the account's quota) is full: 452 and 552, or a 451 saying so."""
+    text = reply.split(": ", 1)[-1] if reply[:3].isalpha() else reply
+    code = text.strip()[:3]
+    return code in ("452", "552") or (
+        code == "451" and any(word in text.lower() for word in ("space", "quota", "full"))
+    )
 
 
 class _Outage:
@@ -111,6 +119,7 @@ class Sink:
         self._parked_replies: dict[str, str] = {}
         self._lock = threading.Lock()
         self._open_sessions = 0
+        self._out_of_space = False  # in an episode of "disk full" replies: warned once, until a file goes through
 
     def start(self) -> None:
         risks = unsafe_settings(self.policy)
@@ -367,6 +376,12 @@ class Sink:
         """The station's file (or a folder on its way) cannot be read: park it, it is tried when it changes."""
         self._finish(entry, Outcome.PARKED, started, f"cannot read {entry.path}: {error.strerror or error}")
 
+    def _space_episode(self, full: bool) -> bool:
+        """Record whether the server is out of space now; True when that starts or ends an episode."""
+        with self._lock:
+            changed, self._out_of_space = self._out_of_space != full, full
+            return changed
+
     def _changed(self, entry: Entry, started: float, reply: str, sent: int = 0) -> None:
         version = file_state(entry.job.local_path)
         if version is None:
@@ -390,7 +405,6 @@ class Sink:
         """Tell the board, the parent and the log how the attempt ended."""
         attempted = entry.job
         seconds = time.monotonic() - started
-        reply = scrub(reply, self.params.password)
         delay = self.board.finish(entry, outcome, job)
         result = UploadResult(
             attempted.local_path, attempted.remote_path, sent, seconds, entry.attempts, outcome.value, reply
@@ -413,6 +427,8 @@ class Sink:
         path = result.local_path
         if result.outcome == Outcome.DELIVERED:
             self._parked_replies.pop(path, None)
+            if self._space_episode(False):
+                log.info("the server takes files again (it had no space left)")
             log.info(
                 "delivered %s -> %s (%d B, %.2f s)", path, result.remote_path, result.bytes, result.seconds, extra=extra
             )
@@ -456,6 +472,12 @@ class Sink:
                 )
             else:
                 log.debug("still refused: %s: %s", path, result.reply, extra=extra)
+        elif result.outcome == Outcome.RETRY and out_of_space(result.reply) and self._space_episode(True):
+            log.warning(
+                "the server has no space left: %s; files stay in the outbox and are retried with backoff",
+                result.reply,
+                extra=extra,
+            )
         elif result.outcome == Outcome.RETRY:
             log.info("retrying %s in %.1f s (attempt %d): %s", path, delay, result.attempt, result.reply, extra=extra)
         elif result.outcome == Outcome.CHANGED:

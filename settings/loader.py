@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import socket
 import ssl
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from dynaconf import Dynaconf, ValidationError
@@ -65,22 +67,23 @@ def build_settings(
             mode,
             path,
         )
-    settings = Dynaconf(
-        envvar_prefix="BEEMON",
-        environments=True,
-        env_switcher="BEEMON_ENV",
-        env=env,
-        settings_files=files,
-        root_path=str(PACKAGE_DIR),
-        load_dotenv=False,
-    )
-    if legacy_ini is not None:
-        _apply_legacy_ini(settings, legacy_ini)
+    with _hidden_from_dynaconf([envvar(key) for key in TEXT_KEYS]):
+        settings = Dynaconf(
+            envvar_prefix="BEEMON",
+            environments=True,
+            env_switcher="BEEMON_ENV",
+            env=env,
+            settings_files=files,
+            root_path=str(PACKAGE_DIR),
+            load_dotenv=False,
+        )
+        if legacy_ini is not None:
+            _apply_legacy_ini(settings, legacy_ini)
+        if not settings.get("station") and envvar("station") not in os.environ:
+            settings.set("station", socket.gethostname(), loader_identifier="host name")
+        if validate:
+            validate_settings(settings, env)
     _keep_texts_as_given(settings)
-    if not settings.get("station"):
-        settings.set("station", socket.gethostname(), loader_identifier="host name")
-    if validate:
-        validate_settings(settings, env)
     return settings
 
 
@@ -152,16 +155,46 @@ def ca_file_problem(path: str) -> str | None:
     )
 
 
-#: Keys that are text whatever they look like: `BEEMON_FTP__PASSWORD=12345` is a password, not a number.
+#: Keys that are text whatever they look like: `BEEMON_FTP__PASSWORD=12345` is a password, not a number,
+#: and `@format {env[HOME]}` or `@int 12` is a password too, not a dynaconf expression.
 TEXT_KEYS = ("ftp.username", "ftp.password", "station")
 
 
+@contextlib.contextmanager
+def _hidden_from_dynaconf(names: list[str]) -> Iterator[None]:
+    """While dynaconf loads and validates, these variables hold a plain stand-in for their value.
+
+    dynaconf reads every `BEEMON_*` variable as TOML and runs `@` tokens (`@format`, `@int`,
+    `@jinja`...) in it, and again in a whole table whenever a key of it is set (validation sets
+    defaults): a secret would be changed, expanded or refused. The stand-in is a TOML string that is
+    empty exactly when the value is, so the rules that need a value still see whether it is there;
+    `_keep_texts_as_given` puts the real characters in last. (Settings are built once, at start,
+    before any thread of ours reads the environment.)
+    """
+    saved = {name: os.environ[name] for name in names if name in os.environ}
+    for name, raw in saved.items():
+        os.environ[name] = '"set"' if raw.strip() else json.dumps(raw)
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def _keep_texts_as_given(settings: Dynaconf) -> None:
-    """dynaconf parses environment values as TOML; for text keys, take the variable's characters as they are."""
-    for key in TEXT_KEYS:
-        raw = os.environ.get(envvar(key))
-        if raw is not None and not isinstance(settings.get(key), str):
-            settings.set(key, raw, loader_identifier=f"environment {envvar(key)}")
+    """For text keys set in the environment, take the variable's characters exactly as they are.
+
+    `set` records the layer (for `config`), but it runs dynaconf's `@` tokens over the table, so
+    the characters go into the store afterwards, once every `set` is done.
+    """
+    given = {key: os.environ[envvar(key)] for key in TEXT_KEYS if envvar(key) in os.environ}
+    for key, raw in given.items():
+        settings.set(key, "" if raw.lstrip().startswith("@") else raw, loader_identifier=f"environment {envvar(key)}")
+    for key, raw in given.items():
+        parent, _, leaf = key.rpartition(".")
+        if parent:
+            settings.store[parent.upper()][leaf] = raw
+        else:
+            settings.store[leaf.upper()] = raw
 
 
 def _apply_legacy_ini(settings: Dynaconf, path: str | os.PathLike[str]) -> None:
