@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint docs bench soak clean
+.PHONY: run test lint docs bench soak clean servers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -26,7 +26,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint docs
+# vsftpd and ProFTPD for the tests that run against real servers (unpacked under var/servers; see the script).
+servers:
+	./tools/install-servers.sh var/servers
+
+test: lint docs servers
 	$(BIN)/python -m pytest
 
 # About 8 minutes; lftp's rows need `lftp` installed (apt-get install lftp), else they say n/a.
@@ -35,7 +39,7 @@ bench: $(STAMP)
 
 # The reliability tests' soak variants (marked slow, left out of `make test`): some 1,500 files
 # under 21 SIGKILLs, 20 s outages, half a minute of folder churn, thousands of fuzzed inputs.
-soak: $(STAMP)
+soak: $(STAMP) servers
 	$(BIN)/python -m pytest -m slow tests/reliability
 
 docs: $(STAMP)

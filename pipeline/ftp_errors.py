@@ -10,7 +10,8 @@
 - `SessionFailure`: the account or the TLS setup is wrong (530 at login, a certificate that does
   not verify): nothing can be uploaded until that changes; keep reconnecting slowly, log loudly.
 
-Every message is the server's reply line or the local error's text, with the password scrubbed out.
+Every message is the server's reply line or the local error's text; for the login steps, with the
+password masked (`classify`'s `secret`), since a server may echo what it was sent.
 """
 
 from __future__ import annotations

@@ -27,7 +27,9 @@ final name against the local size. Decisions worth knowing:
   of the file (`resume`: an earlier attempt's STOR of it had started sending, see `progress`) and
   that `.part` is shorter than the file but not empty, the upload continues with REST + STOR (APPE
   if REST is refused). Any other `.part` is overwritten by a full STOR: its size alone proves
-  nothing about whose bytes it holds.
+  nothing about whose bytes it holds. A server that refuses the resumed STOR (ProFTPD's default
+  answers "451 Append/Restart not permitted") gets the whole file at once instead; when that STOR
+  is accepted, the session remembers that this server refuses resumes and stops asking.
 - TLS: certificates are verified by default; data connections reuse the control connection's TLS
   session (see `ftp_client`). Plain FTP sends with `socket.sendfile` (zero-copy); TLS, and plain
   FTP with sendfile off (or a bandwidth limit's smaller chunks), send blocks of `blocksize`.
@@ -69,6 +71,8 @@ from pipeline.ftp_params import FtpParams
 
 log = logging.getLogger("beemon.sink.session")
 
+#: The steps of `connect`: the password is sent in one of them, so their errors are masked.
+LOGIN_STEPS = frozenset({"CONNECT", "AUTH", "USER", "PASS", "PROT", "PBSZ", "TYPE"})
 _MLST_SIZE = re.compile(r"(?:^|;)\s*size=(\d+)", re.IGNORECASE | re.MULTILINE)
 
 
@@ -195,6 +199,8 @@ class UploadSession:
         self._progress = UploadProgress()
         self._late_guard: _Guard | None = None  # a guard the STOR's flight could not decide
         self._context: ssl.SSLContext | None = None  # made at the first secure connect, then reused
+        #: the server refused a resumed STOR and took the whole file instead: send whole files from now on
+        self.resumes_refused = False
         self.welcome = ""
 
     @classmethod
@@ -243,9 +249,11 @@ class UploadSession:
         """Connect, secure (per `tls`), log in, PROT P, TYPE I. Raises an `FtpFailure` subclass."""
         self.close()
         p = self.params
-        client = FtpClient(
-            implicit=p.tls == "implicit", context=self._tls_context(), timeout=p.timeout, pipelining=p.pipelining
-        )
+        try:
+            context = self._tls_context()
+        except (OSError, ssl.SSLError, ValueError) as error:  # checked at start; changed on disk since
+            raise SessionFailure(f"cannot use ftp.ca_file {p.ca_file!r}: {error}", command="TLS") from None
+        client = FtpClient(implicit=p.tls == "implicit", context=context, timeout=p.timeout, pipelining=p.pipelining)
         step = "CONNECT"
         try:
             self.welcome = client.connect(p.host, p.port)
@@ -338,7 +346,13 @@ class UploadSession:
     # --- commands
 
     def _classify(self, error: BaseException, command: str) -> FtpFailure:
-        return classify(error, command=command, secret=self.params.password)
+        """`classify`; the password is masked in what the login steps raise (a server may echo it there).
+
+        Only there: masking it wherever it occurs would give it away (a password "audio" would show
+        as the `***` in every masked path).
+        """
+        login = command.split(" ", 1)[0].upper() in LOGIN_STEPS
+        return classify(error, command=command, secret=self.params.password if login else "")
 
     def _require(self) -> FtpClient:
         if self._client is None:
@@ -578,6 +592,7 @@ class UploadSession:
                 guard = _Guard(target, local_path, size, may_replace)
             offset, sent, reply = 0, 0, ""
             existing = None
+            resume = resume and not self.resumes_refused
             if atomic_rename and (resume or part_complete):
                 existing, *probed = self._sizes([staging, target] if guard is not None else [staging])
                 if guard is not None:
@@ -588,7 +603,7 @@ class UploadSession:
             else:
                 if resume and not part_complete and existing is not None and 0 < existing < size:
                     offset = existing
-                sent, reply = self._store_with_retry_on_missing_dir(local, staging, offset, size, guard)
+                offset, sent, reply = self._store_with_retry_on_missing_dir(local, staging, offset, size, guard)
             if self._late_guard is not None:
                 late, self._late_guard = self._late_guard, None
                 late.check(self.remote_size(target))
@@ -607,7 +622,7 @@ class UploadSession:
 
     def _store_with_retry_on_missing_dir(
         self, local: BinaryIO, path: str, offset: int, size: int, guard: _Guard | None = None
-    ) -> tuple[int, str]:
+    ) -> tuple[int, int, str]:
         try:
             return self._store(local, path, offset, size, guard)
         except PermanentFailure as failure:
@@ -620,11 +635,11 @@ class UploadSession:
 
     def _store(
         self, local: BinaryIO, path: str, offset: int, size: int, guard: _Guard | None = None
-    ) -> tuple[int, str]:
-        """One STOR (or REST + STOR, or APPE) of `local[offset:size]`; returns (bytes sent, 226 reply).
+    ) -> tuple[int, int, str]:
+        """One STOR (or REST + STOR, or APPE) of `local[offset:size]`; returns (offset, bytes sent, 226 reply).
 
         With a `guard`, the final name's size is asked in the STOR's flight (else just before) and
-        checked before a byte is sent.
+        checked before a byte is sent. A refused resume falls back to a STOR of the whole file (offset 0).
         """
         client = self._require()
         command, rest = f"STOR {path}", (offset or None)
@@ -643,6 +658,13 @@ class UploadSession:
                     raise
                 command, rest = f"APPE {path}", None  # REST refused: append to the partial file instead
                 conn, _ = client.ntransfercmd(command)
+        except (ftplib.error_temp, ftplib.error_perm) as error:
+            if not offset or not self._session_in_step():
+                failure = self._classify(error, command)
+                if not failure.session_usable:
+                    self._discard()
+                raise failure from None
+            return self._store_whole(local, path, size, refusal=str(error).strip())
         except Exception as error:
             failure = self._classify(error, command)
             if not failure.session_usable:
@@ -687,7 +709,24 @@ class UploadSession:
                 self._discard()
             raise failure from None
         self._progress.complete = offset + sent == size
-        return sent, reply
+        return offset, sent, reply
+
+    def _session_in_step(self) -> bool:
+        return self._client is not None and self._client.sock is not None
+
+    def _store_whole(self, local: BinaryIO, path: str, size: int, refusal: str) -> tuple[int, int, str]:
+        """The resumed STOR (or APPE) was refused: send the whole file; once that is accepted, resume no more."""
+        log.debug("resuming %s was refused (%s): sending the whole file", path, refusal)
+        result = self._store(local, path, 0, size)
+        if not self.resumes_refused:
+            self.resumes_refused = True
+            log.info(
+                "%s:%d refuses to resume uploads (%s): cut uploads are sent again whole",
+                self.params.host,
+                self.params.port,
+                refusal,
+            )
+        return result
 
     def _abandon(self, conn: socket.socket, path: str) -> None:
         """End a transfer that must not send anything: close its data connection, read the reply, remove `path`."""

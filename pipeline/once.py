@@ -188,23 +188,25 @@ def upload_once(options: UploaderOptions, *, max_retries: int = 5, progress: boo
 
 
 def _upload_once(options: UploaderOptions, *, max_retries: int, progress: bool) -> int:
+    # The pipeline starts first (its logins overlap the scan): a setting that cannot work (a metrics
+    # port in use) ends the run in one line before anything else is said.
     started = time.monotonic()
     quiet = quiet_period(options.observer, options.debounce_seconds, options.polling_interval)
-    paths, day_files = present_files(options)
-    sizes = {path: st.st_size for path in paths if (st := regular_file_stat(path)) is not None}
-    total_bytes = sum(sizes.values())
-    log.info("%d files to deliver (%s) in %s", len(paths), format_bytes(total_bytes), options.outbox)
     options = options.replace(policy=replace(options.policy, connect_attempts=max_retries + 1))
     state = OnceProgress(max_retries=max_retries)
-    settling = Settling(options, quiet, paths, day_files)
-    settle_until = started + SETTLE_QUIET_PERIODS * quiet
-    bar = _progress_bar(len(paths), total_bytes) if progress and paths else None
-    if bar is not None:
-        # The bar replaces the per-file lines on a terminal; warnings and errors still print.
-        logging.getLogger("beemon.sink").setLevel(logging.WARNING)
     stop = threading.Event()
     cause = ""
     with stop_on_signals(stop), RunningPipeline(options, UploadStats(), on_result=state.result, watch=False) as running:
+        paths, day_files = present_files(options)
+        sizes = {path: st.st_size for path in paths if (st := regular_file_stat(path)) is not None}
+        total_bytes = sum(sizes.values())
+        log.info("%d files to deliver (%s) in %s", len(paths), format_bytes(total_bytes), options.outbox)
+        settling = Settling(options, quiet, paths, day_files)
+        settle_until = started + SETTLE_QUIET_PERIODS * quiet
+        bar = _progress_bar(len(paths), total_bytes) if progress and paths else None
+        if bar is not None:
+            # The bar replaces the per-file lines on a terminal; warnings and errors still print.
+            logging.getLogger("beemon.sink").setLevel(logging.WARNING)
         while True:
             for job in settling.ready():
                 with state.changed:

@@ -268,6 +268,11 @@ class JobBoard:
             self._wake(1 + waiting)  # and the job that waited for this remote path, if any
             return delay
 
+    def in_flight(self, entry: Entry) -> bool:
+        """Whether `entry`'s attempt is still open (taken and not finished)."""
+        with self._cond:
+            return self._in_flight.get(entry.path) is entry
+
     def part_is_ours(self, job: UploadJob) -> bool:
         """Whether the `.part` of `job.remote_path` was last written by a STOR of this very version of the file."""
         with self._cond:

@@ -67,6 +67,15 @@ def unsafe_settings(policy: UploadPolicy) -> list[str]:
     return risks
 
 
+def out_of_space(reply: str) -> bool:
+    """Whether a refusal says the server's disk (or the account's quota) is full: 452 and 552, or a 451 saying so."""
+    text = reply.split(": ", 1)[-1] if reply[:3].isalpha() else reply
+    code = text.strip()[:3]
+    return code in ("452", "552") or (
+        code == "451" and any(word in text.lower() for word in ("space", "quota", "full"))
+    )
+
+
 class _Outage:
     """One warning when the server becomes unreachable and one line when it is back, not one per worker."""
 
@@ -123,6 +132,7 @@ class Sink:
         self._failed_connects = 0
         self._probe_backoff = Backoff(policy.retry_base, policy.retry_max)
         self.gave_up = threading.Event()
+        self._out_of_space = False  # in an episode of "disk full" replies: warned once, until a file goes through
 
     def start(self) -> None:
         risks = unsafe_settings(self.policy)
@@ -167,48 +177,64 @@ class Sink:
     # --- one worker
 
     def _work(self, session: UploadSession) -> None:
+        """A worker's life. Nothing ends it but `stop`: an error it did not foresee is logged in one line and
+        the worker goes on with a fresh session after a pause (a dead worker would leave a live process that
+        uploads nothing, and no supervisor would notice)."""
+        while not self.stopping.is_set():
+            try:
+                self._serve(session)
+            except Exception as error:  # a bug: keep the worker, say what happened
+                log.error("upload worker error (%s: %s): reconnecting", type(error).__name__, error)
+                log.debug("upload worker error", exc_info=True)
+                session.close()
+                self.stopping.wait(self.policy.retry_base)
+
+    def _serve(self, session: UploadSession) -> None:
         backoff = Backoff(self.policy.retry_base, self.policy.retry_max)
         admitted = False
         ahead: Entry | None = None  # the next job: taken during the last upload's rename, or before connecting
         idle_since = time.monotonic()
-        while not self.stopping.is_set():
-            if not admitted:
-                if ahead is not None:  # not held through a reconnect: another worker may take it now
-                    self.board.untake(ahead)
-                admitted, ahead = self._grow(session, backoff)
-                idle_since = time.monotonic()
-                continue
-            entry, ahead = ahead or self.board.take(timeout=0), None
-            if entry is None:
-                session.drop_passive()
-                entry = self.board.take(timeout=self._idle_wait(idle_since))
-            if entry is not None:
-                ahead = self._attempt(session, entry)
-                idle_since = time.monotonic()
-            elif self.stopping.is_set():
-                break
-            elif time.monotonic() - idle_since >= self.policy.idle_close_seconds and self._retire():
-                log.debug(
-                    "closed a session idle for %.1f s (the stations sharing the server may use it)",
-                    time.monotonic() - idle_since,
-                )
-                session.close()
-                self.pool.release()
-                admitted = False
-                continue
-            else:
-                try:
-                    session.noop()
-                except FtpFailure as failure:
-                    log.debug("idle session lost (%s): reconnecting", failure)
-            if not session.connected:
-                admitted = False
+        try:
+            while not self.stopping.is_set():
+                if not admitted:
+                    if ahead is not None:  # not held through a reconnect: another worker may take it now
+                        self.board.untake(ahead)
+                        ahead = None
+                    admitted, ahead = self._grow(session, backoff)
+                    idle_since = time.monotonic()
+                    continue
+                entry, ahead = ahead or self.board.take(timeout=0), None
+                if entry is None:
+                    session.drop_passive()
+                    entry = self.board.take(timeout=self._idle_wait(idle_since))
+                if entry is not None:
+                    ahead = self._attempt(session, entry)
+                    idle_since = time.monotonic()
+                elif self.stopping.is_set():
+                    break
+                elif time.monotonic() - idle_since >= self.policy.idle_close_seconds and self._retire():
+                    log.debug(
+                        "closed a session idle for %.1f s (the stations sharing the server may use it)",
+                        time.monotonic() - idle_since,
+                    )
+                    session.close()
+                    self.pool.release()
+                    admitted = False
+                    continue
+                else:
+                    try:
+                        session.noop()
+                    except FtpFailure as failure:
+                        log.debug("idle session lost (%s): reconnecting", failure)
+                if not session.connected:
+                    admitted = False
+                    self._session_closed()
+        finally:
+            if ahead is not None:
+                self.board.untake(ahead)
+            session.close()
+            if admitted:
                 self._session_closed()
-        if ahead is not None:
-            self.board.untake(ahead)
-        session.close()
-        if admitted:
-            self._session_closed()
 
     def _idle_wait(self, idle_since: float) -> float:
         """How long an idle worker waits for a job before its next NOOP, or before its session may close."""
@@ -361,7 +387,8 @@ class Sink:
                 f"check ftp.username ({self.params.username!r}) and the password"
                 " (BEEMON_FTP__PASSWORD or .secrets.toml), and ftp.tls"
             )
-        return scrub(f"cannot log in to {where}: {failure}; {check}", self.params.password)
+        # Masked where printed: the server's words may echo what it was sent, the rest is ours.
+        return f"cannot log in to {where}: {scrub(str(failure), self.params.password)}; {check}"
 
     def _count_failed_connect(self) -> int:
         with self._lock:
@@ -370,10 +397,10 @@ class Sink:
 
     def _unreachable(self, failure: FtpFailure) -> str:
         where = f"{self.params.host}:{self.params.port}"
-        return scrub(
-            f"cannot reach {where} ({self._failed_connects} connection attempt(s) failed, the last: {failure});"
-            " check ftp.host, ftp.port and the network",
-            self.params.password,
+        last = scrub(str(failure), self.params.password)
+        return (
+            f"cannot reach {where} ({self._failed_connects} connection attempt(s) failed, the last: {last});"
+            " check ftp.host, ftp.port and the network"
         )
 
     def _probe_failed(self, failure: FtpFailure) -> None:
@@ -423,12 +450,23 @@ class Sink:
                 ahead.append(following)
             return following is not None
 
-        self._upload(session, entry, take_ahead)
+        try:
+            self._upload(session, entry, take_ahead)
+        except Exception as error:  # a bug: the file stays, is tried again, and the worker goes on
+            log.error("unexpected error while uploading %s (%s: %s)", entry.path, type(error).__name__, error)
+            log.debug("unexpected error while uploading %s", entry.path, exc_info=True)
+            session.close()
+            if self.board.in_flight(entry):
+                self._finish(entry, Outcome.RETRY, time.monotonic(), f"{type(error).__name__}: {error}")
         return ahead[0] if ahead else None
 
     def _upload(self, session: UploadSession, entry: Entry, take_ahead: Callable[[], bool]) -> None:
         started = time.monotonic()
-        version = file_state(entry.job.local_path)
+        try:
+            version = file_state(entry.job.local_path)
+        except PermissionError as error:  # a folder on the way is unreadable (mode 000)
+            self._unreadable(entry, started, error)
+            return
         if version is None:
             self._finish(entry, Outcome.GONE, started, "the local file is gone")
             return
@@ -466,12 +504,10 @@ class Sink:
             self._finish(entry, Outcome.RETRY, started, str(failure))
         except TransientFailure as failure:
             self._finish(entry, Outcome.RETRY, started, str(failure))
+        except PermissionError as error:
+            self._unreadable(entry, started, error)
         except OSError as error:  # reading the local file failed
             self._finish(entry, Outcome.RETRY, started, f"local read failed: {error}")
-        except Exception as error:  # a bug: keep the file, keep the worker, say what happened
-            log.exception("unexpected error while uploading %s", job.local_path)
-            session.close()
-            self._finish(entry, Outcome.RETRY, started, f"{type(error).__name__}: {error}")
         else:
             # Compared again under a read lease right before the removal (see `remove_uploaded`).
             if job.day_file:
@@ -517,6 +553,16 @@ class Sink:
                 job.remote_path,
             )
 
+    def _unreadable(self, entry: Entry, started: float, error: OSError) -> None:
+        """The station's file (or a folder on its way) cannot be read: park it, it is tried when it changes."""
+        self._finish(entry, Outcome.PARKED, started, f"cannot read {entry.path}: {error.strerror or error}")
+
+    def _space_episode(self, full: bool) -> bool:
+        """Record whether the server is out of space now; True when that starts or ends an episode."""
+        with self._lock:
+            changed, self._out_of_space = self._out_of_space != full, full
+            return changed
+
     def _changed(self, entry: Entry, started: float, reply: str, sent: int = 0) -> None:
         version = file_state(entry.job.local_path)
         if version is None:
@@ -540,7 +586,6 @@ class Sink:
         """Tell the board, the parent and the log how the attempt ended."""
         attempted = entry.job
         seconds = time.monotonic() - started
-        reply = scrub(reply, self.params.password)
         delay = self.board.finish(entry, outcome, job)
         result = UploadResult(
             attempted.local_path, attempted.remote_path, sent, seconds, entry.attempts, outcome.value, reply
@@ -563,6 +608,8 @@ class Sink:
         path = result.local_path
         if result.outcome == Outcome.DELIVERED:
             self._parked_replies.pop(path, None)
+            if self._space_episode(False):
+                log.info("the server takes files again (it had no space left)")
             log.info(
                 "delivered %s -> %s (%d B, %.2f s)", path, result.remote_path, result.bytes, result.seconds, extra=extra
             )
@@ -571,7 +618,15 @@ class Sink:
             if kept:
                 log.info("kept %s in the outbox: %s", path, kept, extra=extra)
         elif result.outcome == Outcome.PARKED:
-            if self._parked_replies.get(path) != result.reply and result.reply.startswith("refusing to overwrite"):
+            if self._parked_replies.get(path) != result.reply and result.reply.startswith("cannot read "):
+                self._parked_replies[path] = result.reply
+                log.warning(
+                    "%s: parked, it stays in the outbox and is tried again when it changes (and every %.0f s)",
+                    result.reply,
+                    delay,
+                    extra=extra,
+                )
+            elif self._parked_replies.get(path) != result.reply and result.reply.startswith("refusing to overwrite"):
                 self._parked_replies[path] = result.reply
                 log.warning(
                     "%s: parked, the local file stays in the outbox (two outbox files map to this remote name,"
@@ -598,6 +653,12 @@ class Sink:
                 )
             else:
                 log.debug("still refused: %s: %s", path, result.reply, extra=extra)
+        elif result.outcome == Outcome.RETRY and out_of_space(result.reply) and self._space_episode(True):
+            log.warning(
+                "the server has no space left: %s; files stay in the outbox and are retried with backoff",
+                result.reply,
+                extra=extra,
+            )
         elif result.outcome == Outcome.RETRY:
             log.info("retrying %s in %.1f s (attempt %d): %s", path, delay, result.attempt, result.reply, extra=extra)
         elif result.outcome == Outcome.CHANGED:

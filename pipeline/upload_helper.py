@@ -17,7 +17,9 @@ shared-memory array. How things come back:
 - logs: the child's records (loggers under "beemon.sink") travel on a log queue; the parent
   replays each one through its own logger of the same name, so they land in the parent's handlers
   and formats as if logged there. Pass `log_queue` to receive the raw records yourself instead.
-  The password is scrubbed from every record and every reply before it leaves the child.
+  The password is never printed: `FtpParams` masks it in its repr, and the session masks it in
+  what the login steps raise (where a server may echo it). It is not replaced wherever it occurs in
+  the text: a password that is a common word would then show in every masked path.
 """
 
 from __future__ import annotations
@@ -201,7 +203,7 @@ class UploadHelper(SpawnProcess):
         except LocalFileGone:
             return f"cannot read {source_filepath}: the file is gone"
         except (FtpFailure, LocalFileChanged, OSError) as error:
-            return scrub(f"upload of {source_filepath} to {dest_filepath} failed: {error}", self.ftp.password)
+            return f"upload of {source_filepath} to {dest_filepath} failed: {scrub(str(error), self.ftp.password)}"
         return None
 
     @staticmethod
@@ -335,7 +337,7 @@ class UploadHelper(SpawnProcess):
         """The child's main: workers and feeders, then wait for the stop message or the parent's exit."""
         self._running.set()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _log_to_queue(self._log_queue, self._log_level, self.ftp.password)
+        _log_to_queue(self._log_queue, self._log_level)
         emit = self.results.put if self.results is not None else (lambda result: None)
         sink = Sink(self.ftp, self.policy, emit, self._counters)
         journal = self.parts_journal
@@ -468,31 +470,10 @@ def _flush(queue: Queue[Any]) -> None:
         queue.cancel_join_thread()
 
 
-class _ScrubbingQueueHandler(QueueHandler):
-    """Send records to the log queue with the password removed from every text they carry.
-
-    The scrubbing happens in `prepare`, after the record was formatted: a traceback (`exc_info`)
-    becomes text only there, and an exception's message can hold anything the server or a library
-    echoed. A filter would run before that and let the traceback through.
-    """
-
-    def __init__(self, queue: Queue[Any], secret: str) -> None:
-        super().__init__(queue)
-        self.secret = secret
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        record = super().prepare(record)  # a copy: message, args and traceback merged into `msg`
-        if self.secret:
-            for key, value in list(record.__dict__.items()):
-                if isinstance(value, str) and self.secret in value:
-                    setattr(record, key, scrub(value, self.secret))
-        return record
-
-
-def _log_to_queue(queue: Queue[Any], level: int, secret: str) -> None:
-    """In the child: every "beemon.sink" record goes to the log queue, scrubbed; nothing else does."""
+def _log_to_queue(queue: Queue[Any], level: int) -> None:
+    """In the child: every "beemon.sink" record goes to the log queue; nothing else does."""
     logger = logging.getLogger("beemon.sink")
-    logger.handlers[:] = [_ScrubbingQueueHandler(queue, secret)]
+    logger.handlers[:] = [QueueHandler(queue)]
     logger.setLevel(level)
     logger.propagate = False
 

@@ -84,6 +84,7 @@ class Uploader(multiprocessing.Process):
                 'ftp.host = "embedded": files go to the built-in test server under %s, not to a real server',
                 self._options.embedded_root,
             )
+        check_options(self._options)
         self._command_queue = command_queue
         self._command_poll_seconds = command_poll_seconds
         self._context: Any = _context_of(command_queue)
@@ -220,6 +221,20 @@ def _context_of(command_queue: CommandQueue) -> Any:
     return SPAWN
 
 
+def check_options(options: UploaderOptions) -> None:
+    """Raise `SettingsError` (one line) for options that could never work, before anything starts."""
+    from settings import SettingsError
+    from settings.loader import ca_file_problem
+
+    if options.ftp.secure and (problem := ca_file_problem(options.ftp.ca_file)):
+        raise SettingsError(problem)
+    if os.path.lexists(options.outbox) and not os.path.isdir(options.outbox):
+        raise SettingsError(
+            f"setting local_output_directory = {options.outbox!r} is not valid: it is a file, not a folder;"
+            " point it at the station's outbox folder (settings.toml or BEEMON_LOCAL_OUTPUT_DIRECTORY)"
+        )
+
+
 class RunningPipeline:
     """The live parts of one run: embedded server, sink process, results pump, the subscription.
 
@@ -263,6 +278,7 @@ class RunningPipeline:
 
     def _start(self) -> None:
         options = self.options
+        check_options(options)
         if options.embedded:
             self.server = _start_embedded(options)
             log.info("embedded FTP server on 127.0.0.1:%d, storing into %s", self.server.port, options.embedded_root)
@@ -270,6 +286,9 @@ class RunningPipeline:
             self.options = options
         for risk in transport_risks(options.ftp):
             log.warning("%s", risk)
+        if options.metrics_port:  # first: a port that is taken ends the start before anything runs
+            self._metrics = _serve_metrics(self.stats, options.metrics_port)
+            log.info("Prometheus metrics on port %d", options.metrics_port)
         self._results = UploadHelper.new_queue()
         self.helper = UploadHelper(
             options.ftp, options.policy, results=self._results, outbox=options.outbox, station=options.station
@@ -281,11 +300,6 @@ class RunningPipeline:
         if options.stats_interval > 0:
             self._stats_thread = threading.Thread(target=self._log_stats, name="stats", daemon=True)
             self._stats_thread.start()
-        if options.metrics_port:
-            from pipeline.metrics import serve_metrics
-
-            self._metrics = serve_metrics(self.stats, options.metrics_port)
-            log.info("Prometheus metrics on port %d", options.metrics_port)
         if self.watch:
             stream = build_job_stream(
                 options.outbox,
@@ -405,6 +419,20 @@ class RunningPipeline:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+
+def _serve_metrics(stats: UploadStats, port: int) -> Any:
+    """The metrics endpoint; a port that cannot be had is a settings error (one line, exit 2), not a traceback."""
+    from pipeline.metrics import serve_metrics
+    from settings import SettingsError
+
+    try:
+        return serve_metrics(stats, port)
+    except OSError as error:
+        raise SettingsError(
+            f"setting metrics.port = {port} cannot be used: {error.strerror or error}; choose a free port,"
+            " or 0 for no metrics endpoint (settings.toml or BEEMON_METRICS__PORT)"
+        ) from None
 
 
 def _start_embedded(options: UploaderOptions) -> EmbeddedFtpServer:

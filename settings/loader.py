@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import socket
+import ssl
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,27 +75,28 @@ def build_settings(
             mode,
             path,
         )
-    settings = Dynaconf(
-        envvar_prefix="BEEMON",
-        environments=True,
-        env_switcher="BEEMON_ENV",
-        env=env,
-        settings_files=files,
-        root_path=str(PACKAGE_DIR),
-        load_dotenv=False,
-    )
-    if legacy_ini is not None:
-        _apply_legacy_ini(settings, legacy_ini)
-    _keep_texts_as_given(settings)
-    if legacy_ini is not None and not str(settings.get("ftp.host") or "").strip():
-        raise SettingsError(
-            f"no FTP server configured: [ftp] host is missing in {describe_legacy_source(legacy_ini)}, and neither"
-            f" {Path(files[1])} nor {envvar('ftp.host')} sets ftp.host; set the server in one of them"
+    with _hidden_from_dynaconf([envvar(key) for key in TEXT_KEYS]):
+        settings = Dynaconf(
+            envvar_prefix="BEEMON",
+            environments=True,
+            env_switcher="BEEMON_ENV",
+            env=env,
+            settings_files=files,
+            root_path=str(PACKAGE_DIR),
+            load_dotenv=False,
         )
-    if not settings.get("station"):
-        settings.set("station", socket.gethostname(), loader_identifier="host name")
-    if validate:
-        validate_settings(settings, env)
+        if legacy_ini is not None:
+            _apply_legacy_ini(settings, legacy_ini)
+        if legacy_ini is not None and not str(settings.get("ftp.host") or "").strip():
+            raise SettingsError(
+                f"no FTP server configured: [ftp] host is missing in {describe_legacy_source(legacy_ini)}, and neither"
+                f" {Path(files[1])} nor {envvar('ftp.host')} sets ftp.host; set the server in one of them"
+            )
+        if not settings.get("station") and envvar("station") not in os.environ:
+            settings.set("station", socket.gethostname(), loader_identifier="host name")
+        if validate:
+            validate_settings(settings, env)
+    _keep_texts_as_given(settings)
     return settings
 
 
@@ -123,6 +127,8 @@ def validate_settings(settings: Dynaconf, env: str) -> None:
             f"setting upload.retry_base_seconds = {settings.upload.retry_base_seconds!r} is above "
             f"upload.retry_max_seconds = {settings.upload.retry_max_seconds!r}: make the base the smaller"
         )
+    if settings.ftp.tls != "none" and (problem := ca_file_problem(settings.ftp.ca_file)):
+        raise SettingsError(problem)
     if not settings.get("ftp.password"):
         return
     for entry in get_history(settings, key="ftp.password"):
@@ -133,16 +139,75 @@ def validate_settings(settings: Dynaconf, env: str) -> None:
             )
 
 
-#: Keys that are text whatever they look like: `BEEMON_FTP__PASSWORD=12345` is a password, not a number.
+def ca_file_problem(path: str) -> str | None:
+    """Why `path` cannot serve as `ftp.ca_file` (one line for the user), or None when it loads.
+
+    Checked at start: found only at the first connect, a bad file would leave the uploader running
+    and never uploading.
+    """
+    if not path:
+        return None
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        reason = "does not exist"
+    except IsADirectoryError:
+        reason = "is a folder"
+    except PermissionError:
+        reason = "cannot be read (permission denied)"
+    except ssl.SSLError:
+        reason = "holds no PEM certificate"
+    except (OSError, ValueError) as error:
+        reason = f"cannot be loaded ({error})"
+    else:
+        return None
+    return (
+        f"setting ftp.ca_file = {path!r} is not valid: it {reason}; it must be a PEM file of the certificate"
+        f" authority that signed the server's certificate, or empty for the system's; fix it in settings.toml"
+        f" or {envvar('ftp.ca_file')}"
+    )
+
+
+#: Keys that are text whatever they look like: `BEEMON_FTP__PASSWORD=12345` is a password, not a number,
+#: and `@format {env[HOME]}` or `@int 12` is a password too, not a dynaconf expression.
 TEXT_KEYS = ("ftp.username", "ftp.password", "station")
 
 
+@contextlib.contextmanager
+def _hidden_from_dynaconf(names: list[str]) -> Iterator[None]:
+    """While dynaconf loads and validates, these variables hold a plain stand-in for their value.
+
+    dynaconf reads every `BEEMON_*` variable as TOML and runs `@` tokens (`@format`, `@int`,
+    `@jinja`...) in it, and again in a whole table whenever a key of it is set (validation sets
+    defaults): a secret would be changed, expanded or refused. The stand-in is a TOML string that is
+    empty exactly when the value is, so the rules that need a value still see whether it is there;
+    `_keep_texts_as_given` puts the real characters in last. (Settings are built once, at start,
+    before any thread of ours reads the environment.)
+    """
+    saved = {name: os.environ[name] for name in names if name in os.environ}
+    for name, raw in saved.items():
+        os.environ[name] = '"set"' if raw.strip() else json.dumps(raw)
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def _keep_texts_as_given(settings: Dynaconf) -> None:
-    """dynaconf parses environment values as TOML; for text keys, take the variable's characters as they are."""
-    for key in TEXT_KEYS:
-        raw = os.environ.get(envvar(key))
-        if raw is not None and not isinstance(settings.get(key), str):
-            settings.set(key, raw, loader_identifier=f"environment {envvar(key)}")
+    """For text keys set in the environment, take the variable's characters exactly as they are.
+
+    `set` records the layer (for `config`), but it runs dynaconf's `@` tokens over the table, so
+    the characters go into the store afterwards, once every `set` is done.
+    """
+    given = {key: os.environ[envvar(key)] for key in TEXT_KEYS if envvar(key) in os.environ}
+    for key, raw in given.items():
+        settings.set(key, "" if raw.lstrip().startswith("@") else raw, loader_identifier=f"environment {envvar(key)}")
+    for key, raw in given.items():
+        parent, _, leaf = key.rpartition(".")
+        if parent:
+            settings.store[parent.upper()][leaf] = raw
+        else:
+            settings.store[leaf.upper()] = raw
 
 
 def _apply_legacy_ini(settings: Dynaconf, source: Any) -> None:

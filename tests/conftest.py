@@ -18,6 +18,9 @@ from pipeline.embedded_server import EmbeddedFtpServer
 from pipeline.ftp_params import FtpParams
 from pipeline.outbox_lock import STATE_FOLDER
 from tests.ftp_faults import Faults, FaultyHandler
+from tests.servers import proftpd, vsftpd
+
+__all__ = ["proftpd", "vsftpd"]  # fixtures of real servers (ProFTPD, vsftpd) for every test package
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> object:

@@ -35,6 +35,8 @@ class Faults:
     refuse: dict[str, str] = field(default_factory=dict)
     #: answer the next commands of a name with these replies, one each, then behave (e.g. {"MKD": ["450 Busy."]}).
     once: dict[str, list[str]] = field(default_factory=dict)
+    #: drop the control connection when the next command of each name arrives (it never runs), once per entry.
+    drop_once: list[str] = field(default_factory=list)
     #: refuse RNTO onto an existing file (as some servers do) instead of replacing it.
     rnto_no_replace: bool = False
     #: behave as if SIZE (and, with `no_mlst`, MLST) were not implemented (500).
@@ -85,6 +87,11 @@ class _FaultMixin:
                 self._later(faults.stall.pop(cmd), self._drain)
                 return
             backlog.pop(0)
+            if cmd in faults.drop_once:
+                faults.drop_once.remove(cmd)
+                faults.journal.append(("DROP", cmd))
+                self.close()
+                return
             if (cmd == "SIZE" and faults.no_size) or (cmd == "MLST" and faults.no_mlst):
                 self.respond(f'500 Command "{cmd}" not understood.')
             elif cmd in faults.refuse:

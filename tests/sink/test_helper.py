@@ -16,7 +16,7 @@ import pytest
 from operators.model import Priority, UploadJob
 from pipeline.ftp_params import UploadPolicy
 from pipeline.sink_model import UploadResult
-from pipeline.upload_helper import UploadHelper, _log_to_queue
+from pipeline.upload_helper import UploadHelper
 from tests.conftest import params_for, wait_until
 from tests.ftp_faults import Faults, FaultyTLSHandler
 
@@ -547,32 +547,6 @@ def test_stop_before_start_and_submit_after_stop_are_harmless(ftp_server, creden
     helper.submit(UploadJob(str(outbox / "a.wav"), "a.wav", 1, 1))
     assert helper.stats().queued_primary == 0
     assert "not running" not in repr(helper) and "stopped" in repr(helper)
-
-
-def test_a_traceback_holding_the_password_is_scrubbed_before_it_leaves_the_child(credentials):
-    sink_logger = logging.getLogger("beemon.sink")
-    saved = (sink_logger.handlers[:], sink_logger.level, sink_logger.propagate)
-    records: queue.Queue = queue.Queue()
-    try:
-        _log_to_queue(records, logging.DEBUG, credentials.password)  # what the child does first
-        try:
-            raise RuntimeError(f"login as bee:{credentials.password} failed")
-        except RuntimeError:
-            logging.getLogger("beemon.sink.session").exception(
-                "unexpected error while uploading %s", "a.wav", extra={"reply": f"530 {credentials.password}"}
-            )
-    finally:
-        sink_logger.handlers[:], sink_logger.level, sink_logger.propagate = saved
-
-    record = records.get_nowait()
-    assert records.empty()
-    lines = record.getMessage().splitlines()
-    assert lines[0] == "unexpected error while uploading a.wav"
-    assert lines[1] == "Traceback (most recent call last):"
-    assert lines[-1] == "RuntimeError: login as bee:*** failed"
-    assert record.reply == "530 ***"
-    assert (record.exc_info, record.exc_text, record.args) == (None, None, None)
-    assert not [key for key, value in vars(record).items() if credentials.password in str(value)]
 
 
 @pytest.mark.parametrize("how", ["rewritten in place", "replaced by a rename"])
