@@ -14,9 +14,6 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	@# libfaketime for the wall-clock test (tests/field/test_watch.py); as root only, and never fatal.
-	-@[ "$$(id -u)" = 0 ] && ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 \
-		&& apt-get install -y -q faketime >/dev/null 2>&1 || true
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -26,7 +23,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# vsftpd and ProFTPD for the tests that run against real servers (unpacked under var/servers; see the script).
+# vsftpd and ProFTPD for the tests that run against real servers (unpacked under var/servers; see the script),
+# and libfaketime for the wall-clock test.
 servers:
 	./tools/install-servers.sh var/servers
 

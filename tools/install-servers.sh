@@ -1,5 +1,6 @@
 #!/bin/sh
-# Install the FTP servers the tests run on loopback: vsftpd and ProFTPD, from Debian's packages.
+# Install the FTP servers the tests run on loopback: vsftpd and ProFTPD, from Debian's packages,
+# and libfaketime (Debian's faketime) for the test that steps the uploader's wall clock.
 #
 # Idempotent: does nothing when both are found. The two packages conflict with each other (both
 # provide "ftp-server"), and an installed daemon may start as a service, so neither is installed
@@ -17,12 +18,21 @@ found() {  # found PACKAGE BINARY
 missing=""
 found vsftpd vsftpd || missing="$missing vsftpd"
 found proftpd-core proftpd || missing="$missing proftpd-core"
-[ -z "$missing" ] && exit 0
+faketime=""
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || faketime="faketime"
+[ -z "$missing$faketime" ] && exit 0
 
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-servers: cannot install$missing (needs root and apt-get); the tests that need them will skip" >&2
+    echo "install-servers: cannot install$missing $faketime (needs root and apt-get); the tests that need them will skip" >&2
     exit 0
 fi
+# A fresh machine has no package lists yet: without them apt-cache and apt-get find nothing.
+apt-get update -qq >/dev/null
+if [ -n "$faketime" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends faketime >/dev/null
+    echo "install-servers: installed faketime"
+fi
+[ -z "$missing" ] && exit 0
 libraries=$(for package in $missing; do
     apt-cache depends --no-recommends --no-suggests "$package" | awk '/^ *Depends: lib/ {print $2}'
 done | sort -u)

@@ -8,10 +8,9 @@ import time
 from datetime import date
 from pathlib import Path
 
-import pytest
-
 from tests.e2e.conftest import STATION, uploader_env, wait_until, write_file
 from tests.reliability.conftest import outbox_files, remote_of, start_uploader, watched_server  # noqa: F401
+from tests.servers import unavailable
 
 TODAY = date.today().isoformat()
 LIBFAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))), Path("/nonexistent"))
@@ -84,13 +83,14 @@ def test_an_outbox_deleted_and_made_again_while_running_is_watched_again_with_on
     assert "is gone" in warnings[1]
 
 
-@pytest.mark.skipif(not LIBFAKETIME.exists(), reason="libfaketime is not installed (apt-get install faketime)")
 def test_a_wall_clock_stepped_back_an_hour_during_the_quiet_period_delays_nothing(
     watched_server,  # noqa: F811
     start_uploader,  # noqa: F811
     outbox,
     tmp_path,
 ):
+    if not LIBFAKETIME.exists():
+        unavailable("libfaketime is not installed (Debian's faketime)")
     server = watched_server()
     offset = tmp_path / "clock-offset"
     offset.write_text("+0\n")
