@@ -52,7 +52,7 @@ def test_an_outbox_that_is_a_file_is_one_line_and_exit_2(watched_server, tmp_pat
     not_a_folder.write_bytes(b"a file where the outbox should be")
     env = uploader_env(server, not_a_folder, tmp_path)
     for args in (("run", "--stats-interval", "0"), ("run", "--once")):
-        one_line(run_cli(env, *args, timeout=30), "local_output_directory", "is a file")
+        one_line(run_cli(env, *args, timeout=30), "local_output_directory", "not a folder")
     assert not_a_folder.read_bytes() == b"a file where the outbox should be"
 
 
