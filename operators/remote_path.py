@@ -113,7 +113,7 @@ def station_in_name(name: str) -> str | None:
 def station_folder(name: str, station: str) -> str:
     """The station folder of a file: always the configured `station`, whatever its name's prefix says.
 
-    The one home of the rule (see the module docstring); `pipeline.job_stream` warns once per
+    The one home of the rule (see the module docstring); `pipeline.stream.jobs` warns once per
     prefix that differs.
     """
     return station

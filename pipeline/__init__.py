@@ -1,7 +1,7 @@
 """The edges of the pipeline: sources, the FTP sink, the composition root and the command line.
 
 The original uploader's names are importable from here (``from pipeline import Uploader``). They
-are loaded on first use, so a sink process that imports ``pipeline.upload_helper`` does not pull
+are loaded on first use, so a sink process that imports ``pipeline.sink.process`` does not pull
 in watchdog and the stream.
 """
 
@@ -11,10 +11,10 @@ from importlib import import_module
 from typing import Any
 
 _ORIGINAL_NAMES = {
-    "Uploader": "pipeline.uploader",
-    "UploadHelper": "pipeline.upload_helper",
-    "UploadSession": "pipeline.ftp_session",
-    "UploadHandler": "pipeline.watch_source",
+    "Uploader": "pipeline.app.uploader",
+    "UploadHelper": "pipeline.sink.process",
+    "UploadSession": "pipeline.ftp.session",
+    "UploadHandler": "pipeline.stream.watch",
 }
 
 __all__ = sorted(_ORIGINAL_NAMES)

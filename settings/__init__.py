@@ -1,6 +1,6 @@
 """Settings: one dynaconf object with environments, validators, and the legacy INI reader.
 
-Only the composition root (pipeline.cli / pipeline.uploader) reads settings; it passes plain
+Only the composition root (pipeline.cli.main / pipeline.app.uploader) reads settings; it passes plain
 values to everything else.
 """
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from pyftpdlib.handlers import FTPHandler
 
-from pipeline.embedded_server import EmbeddedFtpServer
-from pipeline.ftp_params import FtpParams
-from pipeline.outbox_lock import STATE_FOLDER
+from pipeline.dev.embedded_server import EmbeddedFtpServer
+from pipeline.ftp.params import FtpParams
+from pipeline.outbox.lock import STATE_FOLDER
 from tests.ftp_faults import Faults, FaultyHandler
 from tests.servers import proftpd, vsftpd
 

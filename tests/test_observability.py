@@ -10,8 +10,8 @@ import time
 import pytest
 
 from operators.model import Priority, UploadJob
-from pipeline.logs import configure_logging
-from pipeline.stats import UploadStats, format_bytes
+from pipeline.app.logs import configure_logging
+from pipeline.app.stats import UploadStats, format_bytes
 
 
 @pytest.fixture(autouse=True)

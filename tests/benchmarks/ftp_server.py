@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from pyftpdlib.handlers import DTPHandler, FTPHandler
 
-from pipeline.embedded_server import EmbeddedFtpServer
+from pipeline.dev.embedded_server import EmbeddedFtpServer
 
 #: The server loop's longest wait; held replies are released on time regardless (see EmbeddedFtpServer).
 POLL_TIMEOUT = 0.05

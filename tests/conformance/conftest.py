@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.embedded_server import EmbeddedFtpServer
+from pipeline.dev.embedded_server import EmbeddedFtpServer
 from tests.conftest import Credentials, ServerFactory, write_file
 from tests.ftp_faults import Faults
 

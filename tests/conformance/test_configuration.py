@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pipeline import Uploader, UploadHelper
-from pipeline.config_sources import options_from_config
+from pipeline.app.config_sources import options_from_config
 from settings import SettingsError, build_settings
 from tests.conformance.conftest import REMOTE_ROOT, Station, ini_text
 

@@ -12,7 +12,7 @@ PROBE = textwrap.dedent(
     import os, sys, threading, multiprocessing
     fds = sorted(os.listdir("/proc/self/fd"))
     import pipeline, operators, settings
-    import pipeline.uploader, pipeline.upload_helper, pipeline.watch_source, pipeline.cli, pipeline.once
+    import pipeline.app.uploader, pipeline.sink.process, pipeline.stream.watch, pipeline.cli.main, pipeline.cli.once
     from pipeline import Uploader, UploadHelper, UploadSession, UploadHandler
     opened = sorted(set(os.listdir("/proc/self/fd")) - set(fds))
     print("threads", threading.active_count())

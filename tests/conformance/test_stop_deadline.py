@@ -11,7 +11,7 @@ import time
 import pytest
 
 from pipeline import Uploader
-from pipeline.upload_helper import PARTS_JOURNAL_NAME
+from pipeline.sink.process import PARTS_JOURNAL_NAME
 from settings import build_settings
 from tests.conformance.conftest import REMOTE_ROOT, STATION, Station
 from tests.conftest import wait_until

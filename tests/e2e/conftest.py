@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pyftpdlib.handlers import FTPHandler
 
-from pipeline.embedded_server import EmbeddedFtpServer
+from pipeline.dev.embedded_server import EmbeddedFtpServer
 from tests.conftest import wait_until as shared_wait_until
 from tests.conftest import write_file
 

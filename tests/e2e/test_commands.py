@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from pyftpdlib.handlers import FTPHandler
 
-from pipeline.outbox_lock import OutboxBusy
-from pipeline.uploader import Uploader
+from pipeline.app.uploader import Uploader
+from pipeline.outbox.lock import OutboxBusy
 from settings import build_settings
 from tests.conftest import station_files
 from tests.e2e.conftest import STATION, cli, run_cli, uploader_env, wait_until, write_file
@@ -183,9 +183,9 @@ def test_kept_files_are_not_uploaded_again_by_rescans(make_server, outbox, tmp_p
     """With delete_after_upload = false a delivered file stays; rescans must not send it again, a change must."""
     from dataclasses import replace
 
-    from pipeline.options import options_from_settings
-    from pipeline.stats import UploadStats
-    from pipeline.uploader import RunningPipeline
+    from pipeline.app.options import options_from_settings
+    from pipeline.app.stats import UploadStats
+    from pipeline.app.uploader import RunningPipeline
 
     server = make_server()
     for key, value in uploader_env(server, outbox, tmp_path, BEEMON_UPLOAD__DELETE_AFTER_UPLOAD="false").items():

@@ -14,9 +14,9 @@ import time
 import urllib.request
 from dataclasses import replace
 
-from pipeline.options import options_from_settings
-from pipeline.stats import UploadStats
-from pipeline.uploader import RunningPipeline, Uploader
+from pipeline.app.options import options_from_settings
+from pipeline.app.stats import UploadStats
+from pipeline.app.uploader import RunningPipeline, Uploader
 from settings import build_settings
 from tests.conftest import station_files
 from tests.e2e.conftest import STATION, cli, uploader_env, wait_until, write_file

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from pyftpdlib.handlers import FTPHandler
 
-from pipeline.embedded_server import EmbeddedFtpServer
-from pipeline.outbox_lock import STATE_FOLDER
+from pipeline.dev.embedded_server import EmbeddedFtpServer
+from pipeline.outbox.lock import STATE_FOLDER
 from tests.e2e.conftest import REMOTE_ROOT, STATION, ArrivalRecorder, Server, cli, recording_handler
 from tests.ftp_faults import Faults
 from tests.reliability.server import Watch, WatchedHandler

@@ -144,7 +144,7 @@ class _Crash(BaseException):
 def test_a_crash_between_the_two_removals_of_a_finished_day_leaves_the_final_not_a_bare_csv(
     monkeypatch, watched_server, outbox, tmp_path
 ):
-    from pipeline import local_files
+    from pipeline.outbox import deletion as local_files
 
     day = outbox / "temp" / "2022-07-19"
     day.mkdir(parents=True)

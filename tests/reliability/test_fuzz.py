@@ -24,9 +24,9 @@ from operators.model import EventKind, FileEvent, UploadJob
 from operators.ready_files import parts_below, ready_files, watched_files
 from operators.remote_path import remote_path_for, safe_segment
 from operators.upload_jobs import job_for, to_upload_jobs
-from pipeline.ftp_params import FtpParams
-from pipeline.ftp_session import UploadSession, temp_name
-from pipeline.job_stream import DEFAULT_IGNORE_PATTERNS, scan_jobs
+from pipeline.ftp.params import FtpParams
+from pipeline.ftp.session import UploadSession, temp_name
+from pipeline.stream.jobs import DEFAULT_IGNORE_PATTERNS, scan_jobs
 
 ROOT = "/srv/bee data"
 OUTBOX = "/outbox"

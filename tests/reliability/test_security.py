@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ftp_params import FtpParams
-from pipeline.transport_risks import is_loopback, transport_risks
+from pipeline.app.transport_risks import is_loopback, transport_risks
+from pipeline.ftp.params import FtpParams
 from settings import build_settings
 from settings.loader import readable_secrets
 from tests.e2e.conftest import run_cli, uploader_env, wait_until
@@ -219,11 +219,11 @@ def test_the_password_appears_in_no_output_process_title_or_metrics_of_a_full_an
 
 @pytest.mark.filterwarnings("ignore:Usage of `from dynaconf import settings`:DeprecationWarning")  # its repr, touched
 def test_no_object_of_a_running_pipeline_shows_the_password_in_its_repr(watched_server, outbox, tmp_path, monkeypatch):
-    from pipeline.ftp_params import UploadPolicy
-    from pipeline.options import options_from_settings
-    from pipeline.sink_workers import Sink
-    from pipeline.stats import UploadStats
-    from pipeline.uploader import RunningPipeline
+    from pipeline.app.options import options_from_settings
+    from pipeline.app.stats import UploadStats
+    from pipeline.app.uploader import RunningPipeline
+    from pipeline.ftp.params import UploadPolicy
+    from pipeline.sink.workers import Sink
 
     server = watched_server()
     for key, value in uploader_env(server, outbox, tmp_path).items():

@@ -180,7 +180,7 @@ def test_a_server_stalling_mid_transfer_times_out_and_the_file_arrives_whole(wat
 
 
 def test_a_held_back_pool_admits_one_session_until_a_login_succeeds():
-    from pipeline.sink_pool import SessionPool
+    from pipeline.sink.pool import SessionPool
 
     now = [0.0]
     pool = SessionPool(4, regrow_seconds=1.0, clock=lambda: now[0])

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import exit_codes
-from pipeline.cli import main
+from pipeline.cli import exit_codes
+from pipeline.cli.main import main
 from settings import SettingsError, build_settings, describe_settings, read_legacy_ini
 from settings.legacy_ini import LegacyIniError
 from settings.validators import RULES, envvar

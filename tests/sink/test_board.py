@@ -7,9 +7,9 @@ import threading
 import pytest
 
 from operators.model import Priority, UploadJob
-from pipeline.ftp_session import UploadProgress
-from pipeline.sink_board import JobBoard
-from pipeline.sink_model import Outcome
+from pipeline.ftp.session import UploadProgress
+from pipeline.sink.board import JobBoard
+from pipeline.sink.model import Outcome
 from tests.conftest import wait_until
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from operators.model import Priority, UploadJob
-from pipeline.ftp_params import UploadPolicy
-from pipeline.sink_model import UploadResult
-from pipeline.upload_helper import UploadHelper
+from pipeline.ftp.params import UploadPolicy
+from pipeline.sink.model import UploadResult
+from pipeline.sink.process import UploadHelper
 from tests.conftest import params_for, wait_until
 from tests.ftp_faults import Faults, FaultyTLSHandler
 

@@ -10,9 +10,7 @@ import threading
 
 import pytest
 
-from pipeline.backoff import Backoff, full_jitter
-from pipeline.bandwidth import TokenBucket
-from pipeline.ftp_errors import (
+from pipeline.ftp.errors import (
     ConnectionLost,
     PermanentFailure,
     SessionFailure,
@@ -20,9 +18,11 @@ from pipeline.ftp_errors import (
     TransientFailure,
     classify,
 )
-from pipeline.ftp_params import FtpParams, UploadPolicy
-from pipeline.local_files import file_version, remove_local_file
-from pipeline.sink_pool import SessionPool
+from pipeline.ftp.params import FtpParams, UploadPolicy
+from pipeline.outbox.deletion import file_version, remove_local_file
+from pipeline.sink.pool import SessionPool
+from pipeline.sink.retry import Backoff, full_jitter
+from pipeline.transport.bandwidth import TokenBucket
 
 # --- backoff
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from operators.model import Priority, UploadJob
-from pipeline.ftp_params import UploadPolicy
-from pipeline.ftp_session import UploadSession
-from pipeline.sink_board import JobBoard
-from pipeline.sink_model import Outcome, UploadResult
-from pipeline.sink_workers import Sink
+from pipeline.ftp.params import UploadPolicy
+from pipeline.ftp.session import UploadSession
+from pipeline.sink.board import JobBoard
+from pipeline.sink.model import Outcome, UploadResult
+from pipeline.sink.workers import Sink
 from tests.conftest import params_for, wait_until
 from tests.ftp_faults import Faults
 

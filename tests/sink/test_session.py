@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import ftp_session
-from pipeline.bandwidth import TokenBucket
-from pipeline.ftp_client import make_context
-from pipeline.ftp_errors import (
+from pipeline.ftp import session as ftp_session
+from pipeline.ftp.client import make_context
+from pipeline.ftp.errors import (
     ConnectionLost,
     LocalFileChanged,
     LocalFileGone,
@@ -23,8 +22,9 @@ from pipeline.ftp_errors import (
     TooManyConnections,
     TransientFailure,
 )
-from pipeline.ftp_params import FtpParams
-from pipeline.ftp_session import UploadProgress, UploadSession, temp_name
+from pipeline.ftp.params import FtpParams
+from pipeline.ftp.session import UploadProgress, UploadSession, temp_name
+from pipeline.transport.bandwidth import TokenBucket
 from tests.conftest import params_for, wait_until
 from tests.ftp_faults import Faults, FaultyTLSHandler, ImplicitTLSHandler
 

@@ -14,7 +14,7 @@ import pytest
 from reactivex.subject import Subject
 
 from operators.model import Priority, UploadJob
-from pipeline.job_stream import build_job_stream, finished_file_stat, quiet_period, scan_jobs
+from pipeline.stream.jobs import build_job_stream, finished_file_stat, quiet_period, scan_jobs
 from tests.stream.conftest import wait_until, write_file
 
 ROOT = "/srv/bee"

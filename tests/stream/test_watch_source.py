@@ -12,7 +12,7 @@ from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent
 from watchdog.observers.inotify import InotifyObserver
 
 from operators.model import EventKind, FileEvent
-from pipeline.watch_source import UploadHandler, watch_source
+from pipeline.stream.watch import UploadHandler, watch_source
 from tests.stream.conftest import wait_until, write_file
 
 
@@ -86,7 +86,7 @@ def test_inotify_reports_closed_and_the_move_into_place(box, record):
 
 def test_a_missing_outbox_is_created_and_logged(tmp_path, record, caplog):
     missing = tmp_path / "not" / "yet"
-    with caplog.at_level(logging.INFO, logger="pipeline.watch_source"):
+    with caplog.at_level(logging.INFO, logger="pipeline.stream.watch"):
         record(watch_source(str(missing), "inotify", 1.0))
     assert missing.is_dir()
     assert f"created the outbox {missing}" in caplog.text
@@ -97,7 +97,7 @@ def test_the_inotify_watch_limit_falls_back_to_polling_with_a_warning(box, recor
         raise OSError(errno.ENOSPC, "inotify watch limit reached")
 
     monkeypatch.setattr(InotifyObserver, "start", limit_reached)
-    with caplog.at_level(logging.WARNING, logger="pipeline.watch_source"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.stream.watch"):
         recorder = record(watch_source(str(box), "inotify", 0.05))
     assert "polling every 0.05 s instead" in caplog.text
     target = write_file(box / "a.wav", b"abc")

@@ -33,8 +33,8 @@ from operators.model import EventKind, FileEvent, Priority
 from operators.ready_files import is_ignored_name, is_wanted
 from operators.remote_path import DATE_FOLDER, date_of, is_daily_csv
 from operators.upload_jobs import regular_file_stat
-from pipeline.local_files import final_beside
-from pipeline.monotonic import MonotonicEventLoopScheduler
+from pipeline.outbox.deletion import final_beside
+from pipeline.stream.monotonic import MonotonicEventLoopScheduler
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +311,7 @@ def backfill_source(
     that long (as backfill, or live if modified after the subscription: see `_Backfill.recheck`),
     so that one finished just before the start, whose Closed came before the watch, is not left for
     the next rescan. (A pause in the writing looks the same: the job stage's stat tells, see
-    `pipeline.job_stream.finished_file_stat`; a duplicate of a live job is dropped by the dedupe, a
+    `pipeline.stream.jobs.finished_file_stat`; a duplicate of a live job is dropped by the dedupe, a
     live job after it promotes it.) Completes after the scan and its young files when there are no
     rescans. Emission is
     stepped in batches on `scheduler` (by default a thread of its own per subscription), so live

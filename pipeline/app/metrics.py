@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from pipeline.stats import UploadStats
+from pipeline.app.stats import UploadStats
 
 
 class StatsCollector:

@@ -41,14 +41,14 @@ from typing import Any
 
 from operators.model import Priority, UploadJob
 from operators.remote_path import SENSOR_BY_EXTENSION, remote_name
-from pipeline import local_files
-from pipeline.ftp_errors import FtpFailure, LocalFileChanged, LocalFileGone, scrub
-from pipeline.ftp_params import FtpParams, UploadPolicy
-from pipeline.ftp_session import UploadSession
-from pipeline.main_guard import guard_main_module
-from pipeline.options import DEFAULT_IGNORE_PATTERNS
-from pipeline.sink_model import Outcome, SinkCounters, SinkStats, UploadResult
-from pipeline.sink_workers import ABORT_GRACE_SECONDS, Sink
+from pipeline.app.options import DEFAULT_IGNORE_PATTERNS
+from pipeline.ftp.errors import FtpFailure, LocalFileChanged, LocalFileGone, scrub
+from pipeline.ftp.params import FtpParams, UploadPolicy
+from pipeline.ftp.session import UploadSession
+from pipeline.outbox import deletion as local_files
+from pipeline.sink.main_guard import guard_main_module
+from pipeline.sink.model import Outcome, SinkCounters, SinkStats, UploadResult
+from pipeline.sink.workers import ABORT_GRACE_SECONDS, Sink
 
 __all__ = ["Outcome", "SinkStats", "UploadHelper", "UploadResult"]
 
@@ -86,7 +86,7 @@ class UploadHelper(SpawnProcess):
 
         The original's forms read the configuration as `Uploader(queue, config)` does (`config`,
         default None: a `beemon-config.ini` found nearby, else the site settings; see
-        `pipeline.config_sources`), including the outbox and station that `UploadHandler(helper)`
+        `pipeline.app.config_sources`), including the outbox and station that `UploadHandler(helper)`
         maps paths with. The polling interval is accepted and kept, but nothing polls: workers
         wait on the queues and wake the moment a job arrives.
         """
@@ -99,7 +99,7 @@ class UploadHelper(SpawnProcess):
                 raise TypeError(f"upload_queue_polling_interval_seconds must be a number, not {interval!r}")
             if interval is not None and interval <= 0:
                 raise ValueError(f"upload_queue_polling_interval_seconds must be positive, not {interval!r}")
-            from pipeline.config_sources import options_from_config
+            from pipeline.app.config_sources import options_from_config
 
             options = options_from_config(config, caller="UploadHelper()")
             if options.embedded:

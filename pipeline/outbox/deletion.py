@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 
 from operators.remote_path import bare_csv_of, is_daily_csv, is_final
-from pipeline.file_state import FileState, Held, file_state, held_for_reading
+from pipeline.outbox.file_state import FileState, Held, file_state, held_for_reading
 
 log = logging.getLogger("beemon.sink.files")
 

@@ -24,16 +24,16 @@ from types import FrameType
 from operators.model import EventKind, FileEvent, Priority, UploadJob
 from operators.remote_path import is_daily_csv
 from operators.upload_jobs import job_for, regular_file_stat
-from pipeline import exit_codes
-from pipeline.backfill_source import is_orphan_csv, is_young, iter_outbox
-from pipeline.file_state import finished_file_stat
-from pipeline.job_stream import StationNameCheck, quiet_period, with_state_folder
-from pipeline.options import UploaderOptions
-from pipeline.outbox_lock import OutboxLock
-from pipeline.stats import UploadStats, format_bytes
-from pipeline.upload_helper import UploadResult
-from pipeline.uploader import RunningPipeline
-from pipeline.watch_source import outbox_root
+from pipeline.app.options import UploaderOptions
+from pipeline.app.stats import UploadStats, format_bytes
+from pipeline.app.uploader import RunningPipeline
+from pipeline.cli import exit_codes
+from pipeline.outbox.file_state import finished_file_stat
+from pipeline.outbox.lock import OutboxLock
+from pipeline.sink.process import UploadResult
+from pipeline.stream.backfill import is_orphan_csv, is_young, iter_outbox
+from pipeline.stream.jobs import StationNameCheck, quiet_period, with_state_folder
+from pipeline.stream.watch import outbox_root
 
 log = logging.getLogger("beemon.once")
 #: How often files still open for writing are looked at again (no event tells when they close).

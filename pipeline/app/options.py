@@ -11,8 +11,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.backfill_source import ORPHAN_CSV_AFTER_SECONDS
-from pipeline.ftp_params import FtpParams, UploadPolicy
+from pipeline.ftp.params import FtpParams, UploadPolicy
+from pipeline.stream.backfill import ORPHAN_CSV_AFTER_SECONDS
 
 EMBEDDED = "embedded"
 #: Names never uploaded unless the settings say otherwise (`upload.ignore_patterns`).

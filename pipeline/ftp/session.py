@@ -53,9 +53,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, BinaryIO, NoReturn
 
-from pipeline.bandwidth import TokenBucket
-from pipeline.ftp_client import UNSUPPORTED, FtpClient, make_context, reply_error
-from pipeline.ftp_errors import (
+from pipeline.ftp.client import UNSUPPORTED, FtpClient, make_context, reply_error
+from pipeline.ftp.errors import (
     ConnectionLost,
     FtpFailure,
     LocalFileChanged,
@@ -67,7 +66,8 @@ from pipeline.ftp_errors import (
     classify,
     reply_code,
 )
-from pipeline.ftp_params import FtpParams
+from pipeline.ftp.params import FtpParams
+from pipeline.transport.bandwidth import TokenBucket
 
 log = logging.getLogger("beemon.sink.session")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from pipeline.ftp_params import FtpParams
+from pipeline.ftp.params import FtpParams
 
 
 def is_loopback(host: str) -> bool:

@@ -14,10 +14,10 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 
-from pipeline import exit_codes
-from pipeline.ftp_errors import FtpFailure
-from pipeline.ftp_session import UploadSession
-from pipeline.options import UploaderOptions
+from pipeline.app.options import UploaderOptions
+from pipeline.cli import exit_codes
+from pipeline.ftp.errors import FtpFailure
+from pipeline.ftp.session import UploadSession
 
 
 def _connect_reason(failure: FtpFailure, host: str, port: int) -> str:
@@ -33,7 +33,7 @@ def run_check(options: UploaderOptions, out: Callable[[str], None] = print) -> i
     """Exit 0 when every step passed, 1 at the first that failed."""
     out(f"settings: ok (station {options.station}, outbox {options.outbox}, remote root {options.ftp.remote_root})")
     if options.embedded:
-        from pipeline.uploader import _start_embedded
+        from pipeline.app.uploader import _start_embedded
 
         server = _start_embedded(options)
         try:

@@ -28,11 +28,11 @@ from operators.model import UploadJob
 from operators.ready_files import is_ready, ready_files, watched_files
 from operators.remote_path import station_in_name
 from operators.upload_jobs import StatFn, job_for, regular_file_stat, to_upload_jobs
-from pipeline.backfill_source import ORDERS, backfill_source, scan_outbox
-from pipeline.file_state import finished_file_stat
-from pipeline.monotonic import MonotonicEventLoopScheduler
-from pipeline.outbox_lock import STATE_FOLDER
-from pipeline.watch_source import OBSERVER_KINDS, outbox_root, watch_source
+from pipeline.outbox.file_state import finished_file_stat
+from pipeline.outbox.lock import STATE_FOLDER
+from pipeline.stream.backfill import ORDERS, backfill_source, scan_outbox
+from pipeline.stream.monotonic import MonotonicEventLoopScheduler
+from pipeline.stream.watch import OBSERVER_KINDS, outbox_root, watch_source
 
 DEFAULT_IGNORE_PATTERNS = (".*", "*.part", "*.tmp", "*~", "*.swp")
 

@@ -20,8 +20,8 @@ import logging
 import socket
 import ssl
 
-from pipeline.ftp_errors import reply_code
-from pipeline.ftp_params import FtpParams
+from pipeline.ftp.errors import reply_code
+from pipeline.ftp.params import FtpParams
 
 log = logging.getLogger("beemon.sink.session")
 

@@ -21,18 +21,18 @@ from reactivex import abc
 from reactivex.subject import Subject
 
 from operators.model import Priority, UploadJob
-from pipeline.config_sources import options_from_config
-from pipeline.job_stream import build_job_stream, scan_jobs
-from pipeline.main_guard import guard_main_module
-from pipeline.options import UploaderOptions
-from pipeline.outbox_lock import OutboxLock
-from pipeline.sink_model import SinkGaveUp
-from pipeline.stats import FINAL_OUTCOMES, UploadStats
-from pipeline.transport_risks import transport_risks
-from pipeline.upload_helper import UploadHelper, UploadResult
+from pipeline.app.config_sources import options_from_config
+from pipeline.app.options import UploaderOptions
+from pipeline.app.stats import FINAL_OUTCOMES, UploadStats
+from pipeline.app.transport_risks import transport_risks
+from pipeline.outbox.lock import OutboxLock
+from pipeline.sink.main_guard import guard_main_module
+from pipeline.sink.model import SinkGaveUp
+from pipeline.sink.process import UploadHelper, UploadResult
+from pipeline.stream.jobs import build_job_stream, scan_jobs
 
 if TYPE_CHECKING:  # pyftpdlib is imported only where the embedded server runs
-    from pipeline.embedded_server import EmbeddedFtpServer
+    from pipeline.dev.embedded_server import EmbeddedFtpServer
 
 log = logging.getLogger("beemon.uploader")
 SPAWN = multiprocessing.get_context("spawn")
@@ -55,7 +55,7 @@ class Uploader(multiprocessing.Process):
     ``beemon-config.ini``, a settings object (as `settings.build_settings` returns), an
     `UploaderOptions`, or None: then the first ``beemon-config.ini`` found in the working
     directory, the main script's folder or the site folder, else the site settings and
-    ``BEEMON_*`` variables (see `pipeline.config_sources`). It is read here, in the parent, so a
+    ``BEEMON_*`` variables (see `pipeline.app.config_sources`). It is read here, in the parent, so a
     bad or serverless configuration raises `ValueError` before a process starts; the child
     receives only plain values.
 
@@ -143,7 +143,7 @@ class Uploader(multiprocessing.Process):
         is built again, after a growing pause; the files it held are still in the outbox.
         """
         if not logging.getLogger().handlers:
-            from pipeline.logs import configure_logging
+            from pipeline.app.logs import configure_logging
 
             configure_logging()
         if self.stats is None:
@@ -423,7 +423,7 @@ class RunningPipeline:
 
 def _serve_metrics(stats: UploadStats, port: int) -> Any:
     """The metrics endpoint; a port that cannot be had is a settings error (one line, exit 2), not a traceback."""
-    from pipeline.metrics import serve_metrics
+    from pipeline.app.metrics import serve_metrics
     from settings import SettingsError
 
     try:
@@ -437,7 +437,7 @@ def _serve_metrics(stats: UploadStats, port: int) -> Any:
 
 def _start_embedded(options: UploaderOptions) -> EmbeddedFtpServer:
     """The embedded server on `ftp.port`, or on a free port when that one is taken (a second demo)."""
-    from pipeline.embedded_server import EmbeddedFtpServer
+    from pipeline.dev.embedded_server import EmbeddedFtpServer
 
     for port in (options.ftp.port, 0):
         server = EmbeddedFtpServer(options.embedded_root, options.ftp.username, options.ftp.password, port=port)

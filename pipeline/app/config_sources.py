@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.options import UploaderOptions, options_from_settings
+from pipeline.app.options import UploaderOptions, options_from_settings
 
 log = logging.getLogger("beemon.uploader")
 LEGACY_INI_NAME = "beemon-config.ini"

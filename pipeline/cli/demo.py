@@ -9,12 +9,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline import exit_codes
-from pipeline.options import EMBEDDED, UploaderOptions
-from pipeline.outbox_lock import OutboxLock
-from pipeline.station_simulator import StationSimulator
-from pipeline.stats import UploadStats, format_bytes
-from pipeline.uploader import RunningPipeline
+from pipeline.app.options import EMBEDDED, UploaderOptions
+from pipeline.app.stats import UploadStats, format_bytes
+from pipeline.app.uploader import RunningPipeline
+from pipeline.cli import exit_codes
+from pipeline.dev.station_simulator import StationSimulator
+from pipeline.outbox.lock import OutboxLock
 
 log = logging.getLogger("beemon.demo")
 #: How long the demo waits, after the station stops, for the last files to arrive.

@@ -24,10 +24,7 @@ from dataclasses import replace
 
 from operators.model import UploadJob
 from operators.remote_path import remote_name
-from pipeline.backoff import Backoff
-from pipeline.bandwidth import TokenBucket
-from pipeline.file_state import file_state
-from pipeline.ftp_errors import (
+from pipeline.ftp.errors import (
     FtpFailure,
     LocalFileChanged,
     LocalFileGone,
@@ -37,12 +34,15 @@ from pipeline.ftp_errors import (
     TransientFailure,
     scrub,
 )
-from pipeline.ftp_params import FtpParams, UploadPolicy
-from pipeline.ftp_session import UploadProgress, UploadSession
-from pipeline.local_files import Removal, final_beside, remove_uploaded
-from pipeline.sink_board import Entry, JobBoard
-from pipeline.sink_model import Outcome, SinkCounters, SinkGaveUp, UploadResult
-from pipeline.sink_pool import SessionPool
+from pipeline.ftp.params import FtpParams, UploadPolicy
+from pipeline.ftp.session import UploadProgress, UploadSession
+from pipeline.outbox.deletion import Removal, final_beside, remove_uploaded
+from pipeline.outbox.file_state import file_state
+from pipeline.sink.board import Entry, JobBoard
+from pipeline.sink.model import Outcome, SinkCounters, SinkGaveUp, UploadResult
+from pipeline.sink.pool import SessionPool
+from pipeline.sink.retry import Backoff
+from pipeline.transport.bandwidth import TokenBucket
 
 log = logging.getLogger("beemon.sink")
 #: After the stop deadline cut the transfers, how long workers get to report and close.

@@ -35,12 +35,12 @@ from watchdog.observers.polling import PollingObserver
 from operators.model import EventKind, FileEvent
 from operators.ready_files import is_ready
 from operators.upload_jobs import job_for
-from pipeline.backfill_source import iter_outbox
-from pipeline.file_state import finished_file_stat
-from pipeline.options import DEFAULT_IGNORE_PATTERNS
+from pipeline.app.options import DEFAULT_IGNORE_PATTERNS
+from pipeline.outbox.file_state import finished_file_stat
+from pipeline.stream.backfill import iter_outbox
 
 if TYPE_CHECKING:
-    from pipeline.upload_helper import UploadHelper as UploadHelperLike
+    from pipeline.sink.process import UploadHelper as UploadHelperLike
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
-from pipeline import exit_codes
-from pipeline.logs import configure_logging
-from pipeline.outbox_lock import OutboxLockError
+from pipeline.app.logs import configure_logging
+from pipeline.cli import exit_codes
+from pipeline.outbox.lock import OutboxLockError
 from settings import SettingsError, build_settings, describe_settings
 
 log = logging.getLogger("beemon.cli")
@@ -84,15 +84,15 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.options import options_from_settings
+    from pipeline.app.options import options_from_settings
 
     options = replace(options_from_settings(_settings(args)), stats_interval=args.stats_interval)
     if args.once:
-        from pipeline.once import upload_once
+        from pipeline.cli.once import upload_once
 
         return upload_once(options, max_retries=args.max_retries, progress=sys.stderr.isatty())
 
-    from pipeline.uploader import Uploader
+    from pipeline.app.uploader import Uploader
 
     commands: queue.Queue[str] = queue.Queue()
 
@@ -106,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
     station = None
     if args.simulate_station:
-        from pipeline.station_simulator import StationSimulator
+        from pipeline.dev.station_simulator import StationSimulator
 
         station = StationSimulator(Path(options.outbox)).start()
         log.info(
@@ -122,15 +122,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from pipeline.check import run_check
-    from pipeline.options import options_from_settings
+    from pipeline.app.options import options_from_settings
+    from pipeline.cli.check import run_check
 
     return run_check(options_from_settings(_settings(args)))
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
-    from pipeline.options import options_from_settings
+    from pipeline.app.options import options_from_settings
+    from pipeline.cli.demo import run_demo
 
     var = Path(args.var)
     options = options_from_settings(_settings(args))

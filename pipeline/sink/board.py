@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING
 
 from operators.model import Priority, UploadJob
 from operators.remote_path import bare_csv_of, is_final
-from pipeline.backoff import full_jitter
-from pipeline.sink_model import Outcome, SinkCounters
+from pipeline.sink.model import Outcome, SinkCounters
+from pipeline.sink.retry import full_jitter
 
 if TYPE_CHECKING:
-    from pipeline.ftp_session import UploadProgress
+    from pipeline.ftp.session import UploadProgress
 
 
 @dataclass(eq=False, slots=True)

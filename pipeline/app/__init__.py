@@ -1,0 +1,1 @@
+"""The composition root: options (the only reader of settings), Uploader, statistics, metrics and logs."""

@@ -1,0 +1,5 @@
+"""`python -m pipeline.cli`: the command line, as the `beemon-uploader` script runs it."""
+
+from pipeline.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""FTP(S) protocol only: replies, server features, the ftplib client, the session and the delivery steps."""

@@ -1,0 +1,1 @@
+"""Scheduling and policy of the sink process: board, retry, attempts, workers, pool, process. No reactivex."""

@@ -1,0 +1,1 @@
+"""Where files come from: the watchdog source, the backfill scan and the job stream built from them."""

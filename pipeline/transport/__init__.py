@@ -1,0 +1,1 @@
+"""The seam between the sink and a server: what every transport offers, and the shared bandwidth cap."""
