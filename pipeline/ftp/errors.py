@@ -1,4 +1,6 @@
-"""What went wrong in an FTP exchange, sorted by what the sink should do about it.
+"""What went wrong in an FTP exchange: ftplib's errors mapped to the transports' failure kinds.
+
+The kinds themselves live in `pipeline.transport.errors`; this module is the FTP side of the mapping.
 
 - `TransientFailure`: try this file again after a backoff (4xx replies, 552 "no space", a size
   mismatch). `session_usable` says whether the control connection is still in step.
@@ -19,71 +21,44 @@ from __future__ import annotations
 import ftplib
 import ssl
 
+from pipeline.transport.errors import (
+    ConnectionLost,
+    LocalFileChanged,
+    LocalFileGone,
+    PermanentFailure,
+    SessionFailure,
+    TargetExists,
+    TooManyConnections,
+    TransientFailure,
+    TransportFailure,
+    scrub,
+)
 
-class FtpFailure(Exception):
-    """Base of the sink's FTP errors; `reply` is the server's last reply line or the error text."""
+#: The FTP code's name for the transports' common failure base.
+FtpFailure = TransportFailure
 
-    session_usable = False
-
-    def __init__(self, reply: str, *, command: str = "") -> None:
-        super().__init__(reply)
-        self.reply = reply
-        self.command = command
-
-    def __str__(self) -> str:
-        return f"{self.command}: {self.reply}" if self.command else self.reply
-
-
-class TransientFailure(FtpFailure):
-    """Retry this file later; the session may carry on when `session_usable`."""
-
-    def __init__(self, reply: str, *, command: str = "", session_usable: bool = True) -> None:
-        super().__init__(reply, command=command)
-        self.session_usable = session_usable
-
-
-class ConnectionLost(TransientFailure):
-    """The connection cannot be trusted any more: close it, reconnect after a backoff."""
-
-    def __init__(self, reply: str, *, command: str = "") -> None:
-        super().__init__(reply, command=command, session_usable=False)
-
-
-class TooManyConnections(ConnectionLost):
-    """421 at connect or login: the server caps connections (per address or in total)."""
-
-
-class PermanentFailure(FtpFailure):
-    """The server refuses this file; retrying soon will not help."""
-
-    session_usable = True
-
-
-class TargetExists(PermanentFailure):
-    """The final name holds a different file that this upload must not replace (see the sink's overwrite guard)."""
-
-
-class SessionFailure(FtpFailure):
-    """Login or TLS setup failed: configuration, credentials or certificates need a person."""
-
-
-class LocalFileGone(Exception):
-    """The local file vanished before or while it was read: nothing to upload, nothing to retry."""
-
-
-class LocalFileChanged(Exception):
-    """The local file changed size while it was being sent: upload it again from its new state."""
+__all__ = [
+    "ConnectionLost",
+    "FtpFailure",
+    "LocalFileChanged",
+    "LocalFileGone",
+    "PermanentFailure",
+    "SessionFailure",
+    "TargetExists",
+    "TooManyConnections",
+    "TransientFailure",
+    "TransportFailure",
+    "classify",
+    "first_line",
+    "reply_code",
+    "scrub",
+]
 
 
 def reply_code(error: BaseException) -> int:
     """The three-digit code at the start of an ftplib error's reply, or 0."""
     text = str(error)[:3]
     return int(text) if text.isdigit() else 0
-
-
-def scrub(text: str, secret: str) -> str:
-    """`text` without `secret` in it (a server or library could echo what it was sent)."""
-    return text.replace(secret, "***") if secret else text
 
 
 def first_line(text: str) -> str:

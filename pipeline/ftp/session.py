@@ -68,6 +68,7 @@ from pipeline.ftp.errors import (
 )
 from pipeline.ftp.params import FtpParams
 from pipeline.transport.bandwidth import TokenBucket
+from pipeline.transport.base import Delivered, DeliveryProgress
 
 log = logging.getLogger("beemon.sink.session")
 
@@ -76,30 +77,9 @@ LOGIN_STEPS = frozenset({"CONNECT", "AUTH", "USER", "PASS", "PROT", "PBSZ", "TYP
 _MLST_SIZE = re.compile(r"(?:^|;)\s*size=(\d+)", re.IGNORECASE | re.MULTILINE)
 
 
-@dataclass(frozen=True, slots=True)
-class UploadReport:
-    """What one successful upload did: bytes sent now, where it resumed, the last reply, the check."""
-
-    bytes_sent: int
-    resumed_from: int
-    reply: str
-    verified: bool | None
-    seconds: float
-
-
-@dataclass(slots=True)
-class UploadProgress:
-    """How far one `upload` got on the server, also when it failed: what the caller may trust next time.
-
-    `stored`: a STOR (or APPE) into the staging name was accepted, so from then on that name held
-    this attempt's bytes of this version of the file (a prefix of it).
-    """
-
-    stored: bool = False
-    #: the 226 of that transfer came with the whole file sent: the staging name holds all of it
-    complete: bool = False
-    #: the rename onto the final name succeeded: it holds this file now
-    renamed: bool = False
+#: The names this module used before the transport seam: the same types.
+UploadReport = Delivered
+UploadProgress = DeliveryProgress
 
 
 @dataclass(frozen=True, slots=True)

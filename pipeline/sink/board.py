@@ -9,7 +9,7 @@ a session takes `cold`: only what no idle connected worker is waiting for, so se
 demand, when the open ones are all busy.
 
 The board also remembers, per remote path, which job's bytes this process last sent into its
-`.part` on the server (from each attempt's `UploadProgress`): a later attempt resumes only a `.part`
+`.part` on the server (from each attempt's `DeliveryProgress`): a later attempt resumes only a `.part`
 that holds the beginning of its own version, never one another job (or another process) wrote,
 and a job parked with its whole file in the `.part` (a refused rename) tries only the rename again.
 
@@ -36,7 +36,7 @@ from pipeline.sink.model import Outcome, SinkCounters
 from pipeline.sink.retry import full_jitter
 
 if TYPE_CHECKING:
-    from pipeline.ftp.session import UploadProgress
+    from pipeline.transport.base import DeliveryProgress
 
 
 @dataclass(eq=False, slots=True)
@@ -49,7 +49,7 @@ class Entry:
     parked: bool = False
     due: float = 0.0
     #: what the attempt in flight did on the server, filled in by the session as it goes
-    progress: UploadProgress | None = None
+    progress: DeliveryProgress | None = None
     #: the remote path this entry holds reserved while in flight
     reserved: str = ""
 

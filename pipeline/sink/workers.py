@@ -24,25 +24,25 @@ from dataclasses import replace
 
 from operators.model import UploadJob
 from operators.remote_path import remote_name
-from pipeline.ftp.errors import (
-    FtpFailure,
-    LocalFileChanged,
-    LocalFileGone,
-    PermanentFailure,
-    SessionFailure,
-    TooManyConnections,
-    TransientFailure,
-    scrub,
-)
 from pipeline.ftp.params import FtpParams, UploadPolicy
-from pipeline.ftp.session import UploadProgress, UploadSession
 from pipeline.outbox.deletion import Removal, final_beside, remove_uploaded
 from pipeline.outbox.file_state import file_state
 from pipeline.sink.board import Entry, JobBoard
 from pipeline.sink.model import Outcome, SinkCounters, SinkGaveUp, UploadResult
 from pipeline.sink.pool import SessionPool
 from pipeline.sink.retry import Backoff
+from pipeline.transport import Delivery, DeliveryProgress, Transport, make_transport
 from pipeline.transport.bandwidth import TokenBucket
+from pipeline.transport.errors import (
+    LocalFileChanged,
+    LocalFileGone,
+    PermanentFailure,
+    SessionFailure,
+    TooManyConnections,
+    TransientFailure,
+    TransportFailure,
+    scrub,
+)
 
 log = logging.getLogger("beemon.sink")
 #: After the stop deadline cut the transfers, how long workers get to report and close.
@@ -119,7 +119,7 @@ class Sink:
         rate = policy.bandwidth_bytes_per_second
         throttle = TokenBucket(rate) if rate > 0 else None
         self.sessions = [
-            UploadSession(params, throttle=throttle, use_sendfile=policy.use_sendfile, aborted=self.aborting)
+            make_transport(params, throttle=throttle, use_sendfile=policy.use_sendfile, aborted=self.aborting)
             for _ in range(policy.connections)
         ]
         self._threads: list[threading.Thread] = []
@@ -176,7 +176,7 @@ class Sink:
 
     # --- one worker
 
-    def _work(self, session: UploadSession) -> None:
+    def _work(self, session: Transport) -> None:
         """A worker's life. Nothing ends it but `stop`: an error it did not foresee is logged in one line and
         the worker goes on with a fresh session after a pause (a dead worker would leave a live process that
         uploads nothing, and no supervisor would notice)."""
@@ -189,7 +189,7 @@ class Sink:
                 session.close()
                 self.stopping.wait(self.policy.retry_base)
 
-    def _serve(self, session: UploadSession) -> None:
+    def _serve(self, session: Transport) -> None:
         backoff = Backoff(self.policy.retry_base, self.policy.retry_max)
         admitted = False
         ahead: Entry | None = None  # the next job: taken during the last upload's rename, or before connecting
@@ -205,7 +205,7 @@ class Sink:
                     continue
                 entry, ahead = ahead or self.board.take(timeout=0), None
                 if entry is None:
-                    session.drop_passive()
+                    session.idle()
                     entry = self.board.take(timeout=self._idle_wait(idle_since))
                 if entry is not None:
                     ahead = self._attempt(session, entry)
@@ -223,8 +223,8 @@ class Sink:
                     continue
                 else:
                     try:
-                        session.noop()
-                    except FtpFailure as failure:
+                        session.keep_alive()
+                    except TransportFailure as failure:
                         log.debug("idle session lost (%s): reconnecting", failure)
                 if not session.connected:
                     admitted = False
@@ -252,7 +252,7 @@ class Sink:
             self._publish_sessions()
             return True
 
-    def _grow(self, session: UploadSession, backoff: Backoff) -> tuple[bool, Entry | None]:
+    def _grow(self, session: Transport, backoff: Backoff) -> tuple[bool, Entry | None]:
         """A worker without a session: connect when none is open (the warm one) or when a job needs it.
 
         Returns (connected, the job to upload first).
@@ -282,7 +282,7 @@ class Sink:
                 self._connecting -= 1
         return connected, entry if connected else None
 
-    def _open(self, session: UploadSession, backoff: Backoff, entry: Entry | None = None) -> bool:
+    def _open(self, session: Transport, backoff: Backoff, entry: Entry | None = None) -> bool:
         """Connect once (the pool admitted it); on failure give `entry` back, wait the backoff; True when connected."""
         try:
             session.connect()
@@ -298,7 +298,7 @@ class Sink:
                 self._connect_failed(failure, backoff, None)
             self.pool.release()
             return False
-        except FtpFailure as failure:
+        except TransportFailure as failure:
             if entry is not None:
                 self.board.untake(entry)
             if self.policy.connect_attempts and not isinstance(failure, TooManyConnections):
@@ -339,7 +339,7 @@ class Sink:
             self._counters.set(sessions=self._open_sessions)
 
     def _connect_failed(
-        self, failure: FtpFailure, backoff: Backoff, limit: int | None, delay: float | None = None
+        self, failure: TransportFailure, backoff: Backoff, limit: int | None, delay: float | None = None
     ) -> None:
         """Log the failure (once per outage, or per episode of 421s) and wait out this worker's backoff.
 
@@ -378,7 +378,7 @@ class Sink:
         log.debug("connect attempt %d failed: %s; next try in %.2f s", backoff.failures, failure, delay)
         self.stopping.wait(delay)
 
-    def _login_refused(self, failure: FtpFailure) -> str:
+    def _login_refused(self, failure: TransportFailure) -> str:
         where = f"{self.params.host}:{self.params.port}"
         if "certificate" in str(failure).lower():
             check = "check ftp.ca_file and ftp.verify"
@@ -395,7 +395,7 @@ class Sink:
             self._failed_connects += 1
             return self._failed_connects
 
-    def _unreachable(self, failure: FtpFailure) -> str:
+    def _unreachable(self, failure: TransportFailure) -> str:
         where = f"{self.params.host}:{self.params.port}"
         last = scrub(str(failure), self.params.password)
         return (
@@ -403,7 +403,7 @@ class Sink:
             " check ftp.host, ftp.port and the network"
         )
 
-    def _probe_failed(self, failure: FtpFailure) -> None:
+    def _probe_failed(self, failure: TransportFailure) -> None:
         """A connect failed with `connect_attempts` set: give up after that many in a row, else wait the backoff."""
         failures = self._count_failed_connect()
         if failures >= self.policy.connect_attempts:
@@ -437,7 +437,7 @@ class Sink:
 
     # --- one attempt
 
-    def _attempt(self, session: UploadSession, entry: Entry) -> Entry | None:
+    def _attempt(self, session: Transport, entry: Entry) -> Entry | None:
         """Upload one job; returns the next job if one was taken during the rename (its data port is open)."""
         ahead: list[Entry] = []
 
@@ -460,7 +460,7 @@ class Sink:
                 self._finish(entry, Outcome.RETRY, time.monotonic(), f"{type(error).__name__}: {error}")
         return ahead[0] if ahead else None
 
-    def _upload(self, session: UploadSession, entry: Entry, take_ahead: Callable[[], bool]) -> None:
+    def _upload(self, session: Transport, entry: Entry, take_ahead: Callable[[], bool]) -> None:
         started = time.monotonic()
         try:
             version = file_state(entry.job.local_path)
@@ -475,23 +475,25 @@ class Sink:
         job = entry.job
         policy = self.policy
         resume = self.board.part_is_ours(job)
-        entry.progress = UploadProgress()  # what this attempt does on the server: the board reads it at the end
+        entry.progress = DeliveryProgress()  # what this attempt does on the server: the board reads it at the end
         try:
             if job.into_folder:  # the original API's queue_upload: a folder name puts the file inside it
                 name = os.path.basename(job.local_path)
                 remote = session.target_in_folder(job.remote_path, remote_name(name) or name)
                 job = entry.job = replace(job, remote_path=remote, into_folder=False)
-            report = session.upload(
-                job.local_path,
-                job.remote_path,
-                job.size,
-                resume=resume,
-                part_complete=resume and self.board.part_is_complete(job),
-                atomic_rename=policy.atomic_rename,
-                verify_size=policy.verify_size,
-                progress=entry.progress,
-                next_upload=take_ahead,
-                may_replace=lambda existing: self.board.may_replace(job, existing),
+            report = session.deliver(
+                Delivery(
+                    job.local_path,
+                    job.remote_path,
+                    job.size,
+                    resume=resume,
+                    part_complete=resume and self.board.part_is_complete(job),
+                    atomic_rename=policy.atomic_rename,
+                    verify_size=policy.verify_size,
+                    next_upload=take_ahead,
+                    may_replace=lambda existing: self.board.may_replace(job, existing),
+                ),
+                entry.progress,
             )
         except LocalFileGone:
             self._finish(entry, Outcome.GONE, started, "the local file is gone")
