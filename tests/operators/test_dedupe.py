@@ -8,7 +8,7 @@ from reactivex.testing.marbles import marbles_testing
 
 from operators.dedupe import dedupe_jobs
 from operators.model import Priority
-from tests.operators.events import OUTBOX, job
+from tests.helpers import OUTBOX, job
 
 A = job("audio/a.wav", size=10, mtime_ns=1)
 A_BACKFILL = job("audio/a.wav", size=10, mtime_ns=1, priority=Priority.BACKFILL)

@@ -23,6 +23,7 @@ from pipeline.outbox.deletion import file_version, remove_local_file
 from pipeline.sink.pool import SessionPool
 from pipeline.sink.retry import Backoff, full_jitter
 from pipeline.transport.bandwidth import TokenBucket
+from tests.helpers import Clock
 
 # --- backoff
 
@@ -42,14 +43,6 @@ def test_backoff_counts_failures_and_resets():
 
 
 # --- token bucket
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_token_bucket_allows_a_burst_then_charges_the_rate():
