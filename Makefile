@@ -22,6 +22,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # vsftpd and ProFTPD for the tests that run against real servers (unpacked under var/servers; see the script),
 # and libfaketime for the wall-clock test.

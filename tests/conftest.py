@@ -1,12 +1,13 @@
 """Shared fixtures: a real FTP(S) server on loopback, an outbox, test certificates, and `wait_until`.
 
+Plain helpers (no fixtures) are in tests/helpers.py.
+
 Tests wait on conditions with deadlines (never long sleeps), so the suite stays fast and honest.
 """
 
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,48 +16,16 @@ import pytest
 from pyftpdlib.handlers import FTPHandler
 
 from pipeline.dev.embedded_server import EmbeddedFtpServer
-from pipeline.ftp.params import FtpParams
-from pipeline.outbox.lock import STATE_FOLDER
 from tests.ftp_faults import Faults, FaultyHandler
+from tests.helpers import Credentials, wait_until
 from tests.servers import proftpd, vsftpd
 
 __all__ = ["proftpd", "vsftpd"]  # fixtures of real servers (ProFTPD, vsftpd) for every test package
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> object:
-    """Poll `predicate` until it returns something truthy (returned), or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {getattr(predicate, '__name__', predicate)}")
-        time.sleep(interval)
-
-
-def station_files(outbox: Path, pattern: str = "*") -> list[Path]:
-    """The files under `outbox` matching `pattern`, leaving out the uploader's own state folder (its lock)."""
-    return [p for p in outbox.rglob(pattern) if p.is_file() and STATE_FOLDER not in p.relative_to(outbox).parts]
-
-
-def write_file(path: Path, content: bytes) -> Path:
-    """Create folders as needed, write, close: the station's normal way of finishing a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        handle.write(content)
-    return path
-
-
 @pytest.fixture(name="wait_until")
 def wait_until_fixture() -> Callable[..., object]:
     return wait_until
-
-
-@dataclass(frozen=True)
-class Credentials:
-    username: str
-    password: str
 
 
 @pytest.fixture
@@ -140,17 +109,3 @@ def make_server(ftp_root: Path, credentials: Credentials) -> Iterator[ServerFact
 def ftp_server(make_server: ServerFactory) -> EmbeddedFtpServer:
     """A well-behaved plain-FTP server (a `FaultyHandler` with no faults, so it keeps a journal)."""
     return make_server()
-
-
-def params_for(server: EmbeddedFtpServer, credentials: Credentials, **changes: object) -> FtpParams:
-    """FtpParams for `server` and the test account, remote root `/upload`, short timeouts."""
-    values: dict[str, object] = {
-        "host": server.host,
-        "port": server.port,
-        "username": credentials.username,
-        "password": credentials.password,
-        "remote_root": "/upload",
-        "timeout": 5.0,
-    }
-    values.update(changes)
-    return FtpParams(**values)  # type: ignore[arg-type]

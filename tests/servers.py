@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 UNPACKED = Path(os.environ.get("BEEMON_TEST_SERVERS") or REPO / "var" / "servers")
 START_SECONDS = 15.0
@@ -53,12 +55,6 @@ def find_server(package: str, binary: str) -> tuple[Path, Path] | None:
     if os.access(unpacked / "usr" / "sbin" / binary, os.X_OK):
         return unpacked / "usr" / "sbin" / binary, unpacked
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

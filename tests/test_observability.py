@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from operators.model import Priority, UploadJob
+from operators.model import Priority
 from pipeline.app.logs import configure_logging
 from pipeline.app.stats import UploadStats, format_bytes
+from tests.helpers import job
 
 
 @pytest.fixture(autouse=True)
@@ -25,10 +26,6 @@ def restore_root_logging():
     for handler in handlers:
         root.addHandler(handler)
     root.setLevel(level)
-
-
-def job(path: str, priority: Priority, mtime_ns: int) -> UploadJob:
-    return UploadJob(path, "/r/" + path, 100, mtime_ns, priority)
 
 
 def test_json_log_lines_carry_the_upload_fields() -> None:
@@ -59,20 +56,20 @@ def test_text_log_line_is_readable() -> None:
 def test_stats_snapshot_counts_queues_flight_and_deliveries() -> None:
     stats = UploadStats()
     now_ns = time.time_ns()
-    stats.submitted(job("a", Priority.LIVE, now_ns))
-    stats.submitted(job("b", Priority.BACKFILL, now_ns - 3_600 * 10**9))
-    stats.submitted(job("c", Priority.BACKFILL, now_ns))
-    stats.started("c")
-    stats.finished("a", "delivered", 1_500)
-    stats.finished("c", "retry", 0)
+    stats.submitted(job("/a", Priority.LIVE, mtime_ns=now_ns))
+    stats.submitted(job("/b", Priority.BACKFILL, mtime_ns=now_ns - 3_600 * 10**9))
+    stats.submitted(job("/c", Priority.BACKFILL, mtime_ns=now_ns))
+    stats.started("/c")
+    stats.finished("/a", "delivered", 1_500)
+    stats.finished("/c", "retry", 0)
     snap = stats.snapshot()
     assert (snap.queued_primary, snap.queued_secondary, snap.in_flight) == (0, 2, 0)
     assert (snap.delivered, snap.failed, snap.bytes_delivered) == (1, 1, 1_500)
     assert 3_599 <= snap.oldest_waiting_seconds <= 3_700
     assert snap.rate_bytes_per_second == 1_500.0
     assert snap.line().startswith("queued 0 live + 2 backfill, in flight 0, delivered 1, failed 1, 1.5 KB, 1.5 KB/s")
-    stats.finished("b", "gone", 0)
-    stats.finished("c", "delivered", 100)
+    stats.finished("/b", "gone", 0)
+    stats.finished("/c", "delivered", 100)
     assert stats.waiting() == []
 
 

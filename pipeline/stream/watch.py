@@ -16,7 +16,7 @@ import logging
 import os
 import stat as stat_module
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
@@ -40,7 +40,8 @@ from pipeline.outbox.file_state import finished_file_stat
 from pipeline.stream.backfill import iter_outbox
 
 if TYPE_CHECKING:
-    from pipeline.sink.process import UploadHelper as UploadHelperLike
+    from operators.model import UploadJob
+    from pipeline.ftp.params import FtpParams
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,17 @@ EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedE
 _DISPATCH_TIMEOUT = 0.5
 #: How often the guard checks that the outbox is still the folder being watched (one stat).
 GUARD_SECONDS = 1.0
+
+
+class UploadHelperLike(Protocol):
+    """What `UploadHandler(upload_helper)` uses of the sink's `UploadHelper`, named here because the
+    stream and the sink are sibling layers that do not import each other."""
+
+    outbox: str | None
+    station: str
+    ftp: FtpParams
+
+    def submit(self, job: UploadJob) -> None: ...
 
 
 class UploadHandler(FileSystemEventHandler):

@@ -35,7 +35,7 @@ from tests.benchmarks.harness import (
     verify,
     write_files,
 )
-from tests.conftest import station_files
+from tests.helpers import station_files
 
 Figures = dict[str, float | None]
 MB = 1_000_000

@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 
 from pipeline.dev.embedded_server import EmbeddedFtpServer
-from tests.conftest import Credentials, ServerFactory, write_file
+from tests.conftest import ServerFactory
 from tests.ftp_faults import Faults
+from tests.helpers import Credentials, write_file
 
 REMOTE_ROOT = "/usr/local/bee/beemon"
 STATION = "rpi4-11"
 DAY = "2022-07-19"
 
-__all__ = ["DAY", "REMOTE_ROOT", "STATION", "Station", "write_file"]
+__all__ = ["DAY", "REMOTE_ROOT", "STATION", "Station"]
 
 
 @dataclass

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conformance.conftest import DAY, STATION, Station, write_file
-from tests.conftest import station_files
+from tests.conformance.conftest import DAY, STATION, Station
+from tests.helpers import station_files, write_file
 
 STOP_DEADLINE_SECONDS = 10.0  # upload.stop_deadline_seconds, the default
 

@@ -20,8 +20,8 @@ import pytest
 from watchdog.observers import Observer
 
 from pipeline import Uploader, UploadHandler, UploadHelper, UploadSession
-from tests.conformance.conftest import DAY, REMOTE_ROOT, STATION, Station, write_file
-from tests.conftest import wait_until
+from tests.conformance.conftest import DAY, REMOTE_ROOT, STATION, Station
+from tests.helpers import wait_until, write_file
 
 
 def arrived(station: Station, *paths: Path, sensor: str = "audio") -> bool:

@@ -14,8 +14,8 @@ from pipeline import Uploader
 from pipeline.sink.process import PARTS_JOURNAL_NAME
 from settings import build_settings
 from tests.conformance.conftest import REMOTE_ROOT, STATION, Station
-from tests.conftest import wait_until
 from tests.ftp_faults import Faults
+from tests.helpers import wait_until
 
 SIZE = 3_000_000
 

@@ -15,10 +15,6 @@ import pytest
 from pyftpdlib.handlers import FTPHandler
 
 from pipeline.dev.embedded_server import EmbeddedFtpServer
-from tests.conftest import wait_until as shared_wait_until
-from tests.conftest import write_file
-
-__all__ = ["write_file"]
 
 REMOTE_ROOT = "/data"
 STATION = "rpi4-test"
@@ -129,8 +125,3 @@ def run_cli(
     env: dict[str, str], *args: str, timeout: float = 60, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cli(*args), env=env, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd)
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05) -> object:
-    """The shared `wait_until`, with the end-to-end tests' longer default deadline (processes start)."""
-    return shared_wait_until(predicate, timeout, interval)

@@ -18,8 +18,8 @@ from pyftpdlib.handlers import FTPHandler
 from pipeline.app.uploader import Uploader
 from pipeline.outbox.lock import OutboxBusy
 from settings import build_settings
-from tests.conftest import station_files
-from tests.e2e.conftest import STATION, cli, run_cli, uploader_env, wait_until, write_file
+from tests.e2e.conftest import STATION, cli, run_cli, uploader_env
+from tests.helpers import station_files, wait_until, write_file
 
 DAY = "2022-07-19"
 

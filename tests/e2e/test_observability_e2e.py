@@ -8,7 +8,6 @@ import pty
 import re
 import select
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -18,16 +17,10 @@ from pipeline.app.options import options_from_settings
 from pipeline.app.stats import UploadStats
 from pipeline.app.uploader import RunningPipeline, Uploader
 from settings import build_settings
-from tests.conftest import station_files
-from tests.e2e.conftest import STATION, cli, uploader_env, wait_until, write_file
+from tests.e2e.conftest import STATION, cli, uploader_env
+from tests.helpers import free_port, station_files, wait_until, write_file
 
 DAY = "2022-07-19"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def use_env(monkeypatch, env: dict[str, str]) -> None:

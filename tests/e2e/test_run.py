@@ -9,8 +9,8 @@ import time
 
 from pyftpdlib.handlers import FTPHandler
 
-from tests.conftest import station_files
-from tests.e2e.conftest import STATION, cli, uploader_env, wait_until, write_file
+from tests.e2e.conftest import STATION, cli, uploader_env
+from tests.helpers import station_files, wait_until, write_file
 
 DAY = "2022-07-19"
 

@@ -9,7 +9,8 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from tests.e2e.conftest import STATION, run_cli, uploader_env, wait_until
+from tests.e2e.conftest import STATION, run_cli, uploader_env
+from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files, remote_of, start_uploader, watched_server  # noqa: F401
 
 YESTERDAY = (date.today() - timedelta(days=1)).isoformat()

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import wait_until
 from tests.field.conftest import field_env, recording
+from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files, remote_of
 
 OLDER_DAY, NEWER_DAY, NEW_DAY = "2024-05-01", "2024-05-02", "2024-05-03"

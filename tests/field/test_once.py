@@ -9,8 +9,9 @@ import signal
 import subprocess
 import time
 
-from tests.e2e.conftest import cli, run_cli, wait_until
+from tests.e2e.conftest import cli, run_cli
 from tests.field.conftest import field_env, recording
+from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files, remote_of
 from tests.reliability.server import DeadPort
 

@@ -13,7 +13,8 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from tests.e2e.conftest import STATION, uploader_env, wait_until
+from tests.e2e.conftest import STATION, uploader_env
+from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files, remote_of, start_uploader, watched_server  # noqa: F401
 
 TODAY = date.today()

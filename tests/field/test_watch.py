@@ -8,7 +8,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from tests.e2e.conftest import STATION, uploader_env, wait_until, write_file
+from tests.e2e.conftest import STATION, uploader_env
+from tests.helpers import wait_until, write_file
 from tests.reliability.conftest import outbox_files, remote_of, start_uploader, watched_server  # noqa: F401
 from tests.servers import unavailable
 

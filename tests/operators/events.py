@@ -1,10 +1,9 @@
-"""Short constructors for the events and jobs of the marble tests."""
+"""Short constructors for the events of the marble tests (jobs: tests.helpers.job)."""
 
 from __future__ import annotations
 
-from operators.model import EventKind, FileEvent, Priority, UploadJob
-
-OUTBOX = "/outbox"
+from operators.model import EventKind, FileEvent, Priority
+from tests.helpers import OUTBOX
 
 
 def _path(name: str) -> str:
@@ -33,9 +32,3 @@ def moved(src: str, dest: str, *, is_directory: bool = False) -> FileEvent:
 
 def found(name: str) -> FileEvent:
     return FileEvent(EventKind.FOUND, _path(name), priority=Priority.BACKFILL)
-
-
-def job(
-    name: str, size: int = 10, mtime_ns: int = 1, priority: Priority = Priority.LIVE, remote: str = ""
-) -> UploadJob:
-    return UploadJob(_path(name), remote or f"/remote/{name}", size, mtime_ns, priority)

@@ -1,7 +1,9 @@
-"""debounce_per_path on virtual time: bursts per path, independent paths, completion and errors."""
+"""debounce_per_path on virtual time: bursts per path, independent paths, completion and errors, and when
+the source is subscribed and disposed."""
 
 from __future__ import annotations
 
+from reactivex.testing import ReactiveTest, TestScheduler
 from reactivex.testing.marbles import marbles_testing
 
 from operators.debounce import debounce_per_path
@@ -62,3 +64,42 @@ def test_state_is_released_when_a_path_goes_quiet():
         events = cold("-a---------------a--------|", lookup=EVENTS)
         expected = exp("----a---------------a-----|", lookup=EVENTS)
         assert start(events.pipe(debounce_per_path(3))) == expected
+
+
+# --- subscription and disposal times (virtual ticks; subscribed at 200 as in RxPY's own tests)
+
+on_next, on_completed, on_error = ReactiveTest.on_next, ReactiveTest.on_completed, ReactiveTest.on_error
+subscribe = ReactiveTest.subscribe
+
+
+def test_the_source_is_subscribed_until_it_completes_and_the_pending_path_flushes_then():
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(
+        on_next(150, A_MODIFIED),  # before the subscription: never seen
+        on_next(250, A_CLOSED),
+        on_next(330, B_CLOSED),  # b: one burst, still pending when the source completes
+        on_next(360, B_CLOSED),
+        on_completed(400),
+    )
+    results = scheduler.start(lambda: xs.pipe(debounce_per_path(50, scheduler)))
+    assert results.messages == [on_next(300, A_CLOSED), on_next(400, B_CLOSED), on_completed(400)]
+    assert xs.subscriptions == [subscribe(200, 400)]
+
+
+def test_disposal_unsubscribes_the_source_and_drops_the_pending_timers():
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(250, A_CLOSED), on_next(500, B_CLOSED), on_completed(800))
+    results = scheduler.start(lambda: xs.pipe(debounce_per_path(100, scheduler)), disposed=550)
+    assert results.messages == [on_next(350, A_CLOSED)]  # b was pending at 550: never emitted
+    assert xs.subscriptions == [subscribe(200, 550)]
+    scheduler.advance_to(1000)
+    assert results.messages == [on_next(350, A_CLOSED)]
+
+
+def test_an_error_unsubscribes_the_source_at_once():
+    error = RuntimeError("observer gone")
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_next(50, A_CLOSED), on_error(100, error), on_next(200, B_CLOSED))
+    results = scheduler.start(lambda: xs.pipe(debounce_per_path(100, scheduler)))
+    assert results.messages == [on_error(300, error)]
+    assert xs.subscriptions == [subscribe(200, 300)]

@@ -8,7 +8,7 @@ from reactivex.testing.marbles import marbles_testing
 
 from operators.dedupe import dedupe_jobs
 from operators.model import Priority
-from tests.operators.events import OUTBOX, job
+from tests.helpers import OUTBOX, job
 
 A = job("audio/a.wav", size=10, mtime_ns=1)
 A_BACKFILL = job("audio/a.wav", size=10, mtime_ns=1, priority=Priority.BACKFILL)
@@ -16,7 +16,8 @@ A_GROWN = job("audio/a.wav", size=20, mtime_ns=2)
 A_GROWN_BACKFILL = job("audio/a.wav", size=20, mtime_ns=2, priority=Priority.BACKFILL)
 B = job("video/b.h264")
 JOBS = {"a": A, "A": A_BACKFILL, "g": A_GROWN, "G": A_GROWN_BACKFILL, "b": B}
-on_next, on_completed, subscribe = ReactiveTest.on_next, ReactiveTest.on_completed, ReactiveTest.subscribe
+on_next, on_completed, on_error = ReactiveTest.on_next, ReactiveTest.on_completed, ReactiveTest.on_error
+subscribe = ReactiveTest.subscribe
 PATHS = {"x": f"{OUTBOX}/audio/a.wav", "y": f"{OUTBOX}/video/b.h264"}
 
 
@@ -102,3 +103,24 @@ def test_jobs_and_released_are_subscribed_until_the_jobs_complete_or_disposal():
         assert results.messages == messages
         assert jobs.subscriptions == [subscribe(200, end)]
         assert released.subscriptions == [subscribe(200, end)]
+
+
+def test_an_error_of_the_jobs_unsubscribes_both_sources_at_once():
+    error = RuntimeError("scan failed")
+    scheduler = TestScheduler()
+    jobs = scheduler.create_cold_observable(on_next(10, A), on_error(100, error))
+    released = scheduler.create_hot_observable(on_next(230, PATHS["x"]), on_completed(900))
+    results = scheduler.start(lambda: jobs.pipe(dedupe_jobs(released)))
+    assert results.messages == [on_next(210, A), on_error(300, error)]
+    assert jobs.subscriptions == [subscribe(200, 300)]
+    assert released.subscriptions == [subscribe(200, 300)]
+
+
+def test_released_completing_early_leaves_the_jobs_subscribed():
+    scheduler = TestScheduler()
+    jobs = scheduler.create_cold_observable(on_next(10, A), on_next(100, B), on_completed(350))
+    released = scheduler.create_hot_observable(on_next(230, PATHS["x"]), on_completed(240))
+    results = scheduler.start(lambda: jobs.pipe(dedupe_jobs(released)))
+    assert results.messages == [on_next(210, A), on_next(300, B), on_completed(550)]
+    assert jobs.subscriptions == [subscribe(200, 550)]
+    assert released.subscriptions == [subscribe(200, 240)]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import run_cli, uploader_env, wait_until
+from tests.e2e.conftest import run_cli, uploader_env
+from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files, remote_of
 from tests.reliability.station import Station
 

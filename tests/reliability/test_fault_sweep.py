@@ -14,8 +14,9 @@ import os
 from datetime import date, timedelta
 from pathlib import Path
 
-from tests.e2e.conftest import STATION, uploader_env, wait_until
+from tests.e2e.conftest import STATION, uploader_env
 from tests.ftp_faults import Faults
+from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files, remote_of
 from tests.reliability.test_security import tls_server
 from tests.reliability.test_station_input import _without_file_permission_override

@@ -11,7 +11,8 @@ import contextlib
 import os
 import signal
 
-from tests.e2e.conftest import run_cli, uploader_env, wait_until
+from tests.e2e.conftest import run_cli, uploader_env
+from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files
 from tests.reliability.test_server_link import wav
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from tests.e2e.conftest import uploader_env, wait_until
+from tests.e2e.conftest import uploader_env
+from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files, remote_of
 from tests.reliability.station import OLD
 

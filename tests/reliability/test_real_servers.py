@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.e2e.conftest import REMOTE_ROOT, STATION, uploader_env, wait_until
+from tests.e2e.conftest import REMOTE_ROOT, STATION, uploader_env
 from tests.ftp_proxy import FtpProxy
+from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files
 from tests.servers import ServerFiles
 

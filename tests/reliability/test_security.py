@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -14,8 +13,9 @@ from pipeline.app.transport_risks import is_loopback, transport_risks
 from pipeline.ftp.params import FtpParams
 from settings import build_settings
 from settings.loader import readable_secrets
-from tests.e2e.conftest import run_cli, uploader_env, wait_until
+from tests.e2e.conftest import run_cli, uploader_env
 from tests.ftp_faults import Faults
+from tests.helpers import free_port, lines_with, wait_until
 from tests.reliability.conftest import outbox_files, remote_of
 from tests.reliability.server import WatchedTLSHandler
 
@@ -27,10 +27,6 @@ def put(outbox: Path, name: str, content: bytes) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
     return remote_of(f"{DAY}/audio/{name}")
-
-
-def lines(output: str, text: str) -> list[str]:
-    return [line for line in output.splitlines() if text in line]
 
 
 def tls_server(watched_server, tls_files):
@@ -58,7 +54,7 @@ def test_ftps_certificates_are_verified_unless_explicitly_turned_off(watched_ser
     # The system's authorities do not know the test CA: refused, nothing sent, nothing deleted.
     done = run_cli(uploader_env(server, outbox, tmp_path, **fast), "run", "--once", "--max-retries", "0")
     assert done.returncode == 1, done.stderr
-    assert len(lines(done.stderr, "TLS certificate verification failed")) == 1, done.stderr
+    assert len(lines_with(done.stderr, "TLS certificate verification failed")) == 1, done.stderr
     assert server.password not in done.stderr + done.stdout
     assert server.watch.logins == [] and server.files() == {}
     assert outbox_files(outbox) == [f"audio/{DAY}/a.wav"]
@@ -66,7 +62,7 @@ def test_ftps_certificates_are_verified_unless_explicitly_turned_off(watched_ser
     # Turned off explicitly: it works, with one warning at start naming the risk.
     done = run_cli(uploader_env(server, outbox, tmp_path, BEEMON_FTP__VERIFY="false", **fast), "run", "--once")
     assert done.returncode == 0, done.stderr
-    assert len(lines(done.stderr, "ftp.verify = false: the certificate of 127.0.0.1 is not checked")) == 1
+    assert len(lines_with(done.stderr, "ftp.verify = false: the certificate of 127.0.0.1 is not checked")) == 1
     assert server.files() == {remote: b"RIFF over TLS"}
 
     # With the right authority: verified, no warning.
@@ -85,7 +81,7 @@ def test_plain_ftp_to_a_remote_host_is_warned_about_at_start_and_loopback_is_not
     remote = uploader_env(server, outbox, tmp_path, BEEMON_FTP__HOST="192.0.2.1", BEEMON_FTP__TIMEOUT_SECONDS="1")
     done = run_cli(remote, "run", "--once")
     assert done.returncode == 0, done.stderr  # nothing was ready
-    warnings = lines(done.stderr, "ftp.tls = none")
+    warnings = lines_with(done.stderr, "ftp.tls = none")
     assert len(warnings) == 1, done.stderr
     assert " WARNING " in warnings[0] and "192.0.2.1 unencrypted" in warnings[0] and "ftp.tls = explicit" in warnings[0]
     done = run_cli(uploader_env(server, outbox, tmp_path), "run", "--once")
@@ -135,7 +131,7 @@ def test_a_secrets_file_others_can_read_is_warned_about_once_at_start(watched_se
     done = run_cli(env, "run", "--once")
     assert done.returncode == 0, done.stderr
     assert server.files() == {remote: b"RIFF"}
-    warned = lines(done.stderr, ".secrets.toml")
+    warned = lines_with(done.stderr, ".secrets.toml")
     assert len(warned) == 1, done.stderr
     assert str(secrets) in warned[0] and "mode 644" in warned[0] and f"chmod 600 {secrets}" in warned[0]
     secrets.chmod(0o600)
@@ -159,12 +155,6 @@ def test_readable_secrets_looks_at_group_and_world_bits_of_secrets_files_only(tm
 
 
 # --- the password, wherever one might look
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_the_password_appears_in_no_output_process_title_or_metrics_of_a_full_and_a_failing_run(

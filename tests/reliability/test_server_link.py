@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import run_cli, uploader_env, wait_until
+from tests.e2e.conftest import run_cli, uploader_env
 from tests.ftp_faults import Faults
+from tests.helpers import lines_with, wait_until
 from tests.reliability.conftest import outbox_files, remote_of
 from tests.reliability.server import DeadPort
 
@@ -25,10 +26,6 @@ def wav(outbox, index: int, size: int = 30_000, name: str = "") -> tuple[str, by
     content = b"RIFF" + os.urandom(size)
     path.write_bytes(content)
     return remote_of(f"{DAY}/audio/{name}"), content
-
-
-def lines(output: str, text: str) -> list[str]:
-    return [line for line in output.splitlines() if text in line]
 
 
 def test_server_down_mid_run_then_back_delivers_everything_without_hammering(
@@ -62,8 +59,8 @@ def test_server_down_mid_run_then_back_delivers_everything_without_hammering(
     # No tight loop while it was down: exponential backoff with full jitter, capped at retry_max, per session.
     sessions, ramp = 2, 6  # the testing environment's connections; failures before the cap is reached
     assert 1 <= len(dead.attempts) <= sessions * (ramp + 3 * down_for / retry_max), (len(dead.attempts), down_for)
-    assert len(lines(output, "cannot reach")) == 1, output
-    assert len(lines(output, "again after")) == 1, output
+    assert len(lines_with(output, "cannot reach")) == 1, output
+    assert len(lines_with(output, "again after")) == 1, output
 
 
 def test_a_wrong_password_gives_one_error_line_retries_at_the_cap_and_deletes_nothing(
@@ -85,7 +82,7 @@ def test_a_wrong_password_gives_one_error_line_retries_at_the_cap_and_deletes_no
     assert run.stop() == 0
     output = run.output()
 
-    errors = lines(output, "cannot log in")
+    errors = lines_with(output, "cannot log in")
     assert len(errors) == 1, output
     assert " ERROR " in errors[0] and "530" in errors[0], errors
     # One session probes the account, once per retry_max: a lockout policy (fail2ban) is not tripped.
@@ -109,7 +106,7 @@ def test_421_at_login_shrinks_the_sessions_and_everything_arrives(watched_server
     assert done.returncode == 0, done.stderr
     assert server.files() == expected
     assert outbox_files(outbox) == []
-    assert lines(done.stderr, "answered 421 (too many connections)"), done.stderr
+    assert lines_with(done.stderr, "answered 421 (too many connections)"), done.stderr
 
 
 @pytest.mark.parametrize(
@@ -128,7 +125,9 @@ def test_a_transient_refusal_of_stor_is_retried_until_delivered(watched_server, 
     assert done.returncode == 0, done.stderr
     assert server.files() == expected
     assert outbox_files(outbox) == []
-    retries = lines(done.stderr, "retrying ") + lines(done.stderr, "has no space left")  # a full disk: one warning
+    retries = lines_with(done.stderr, "retrying ") + lines_with(
+        done.stderr, "has no space left"
+    )  # a full disk: one warning
     assert len(retries) == 2 and all(reply[:3] in line for line in retries), done.stderr
 
 
@@ -144,7 +143,7 @@ def test_550_parks_that_file_with_one_warning_while_the_rest_flows(watched_serve
     output = run.output()
     assert outbox_files(outbox) == [f"audio/{DAY}/forbidden.wav"]
     assert (outbox / "audio" / DAY / "forbidden.wav").read_bytes() == content
-    parked = lines(output, "parked ")
+    parked = lines_with(output, "parked ")
     assert len(parked) == 1 and "forbidden.wav" in parked[0] and "550" in parked[0], output
     assert denied not in server.files()
 
@@ -176,7 +175,7 @@ def test_a_server_stalling_mid_transfer_times_out_and_the_file_arrives_whole(wat
     assert server.files() == {remote: content}
     assert outbox_files(outbox) == []
     assert server.watch.stalls == 0
-    assert lines(done.stderr, "timed out"), done.stderr
+    assert lines_with(done.stderr, "timed out"), done.stderr
 
 
 def test_a_held_back_pool_admits_one_session_until_a_login_succeeds():
@@ -214,10 +213,10 @@ def test_once_with_a_wrong_password_gives_up_at_the_first_530_and_deletes_nothin
     done = run_cli(env, "run", "--once", "--max-retries", "1", timeout=30)
     assert done.returncode == 1, done.stderr
     assert time.monotonic() - started < 10
-    refused = lines(done.stderr, "cannot log in")
+    refused = lines_with(done.stderr, "cannot log in")
     assert len(refused) == 1 and " ERROR " in refused[0] and "530" in refused[0], done.stderr
     assert "check ftp.username" in refused[0] and f"{len(files)} file(s) left in the outbox" in refused[0]
-    assert len(lines(done.stderr, " ERROR ")) == 1, done.stderr
+    assert len(lines_with(done.stderr, " ERROR ")) == 1, done.stderr
     assert outbox_files(outbox) == before
     assert server.files() == {}
     # A refused login does not heal: one login, not one per session or per retry.

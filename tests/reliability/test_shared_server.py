@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import REMOTE_ROOT, uploader_env, wait_until
+from tests.e2e.conftest import REMOTE_ROOT, uploader_env
+from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files
 
 DAY = "2022-07-19"

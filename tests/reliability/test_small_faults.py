@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import run_cli, uploader_env, wait_until
+from tests.e2e.conftest import run_cli, uploader_env
 from tests.ftp_faults import Faults
+from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files, remote_of
 
 DAY = "2022-07-19"

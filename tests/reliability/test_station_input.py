@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import run_cli, uploader_env, wait_until
+from tests.e2e.conftest import run_cli, uploader_env
 from tests.ftp_faults import Faults
+from tests.helpers import lines_with, wait_until
 from tests.reliability.conftest import outbox_files, remote_of
 
 DAY = "2022-07-19"
@@ -31,10 +32,6 @@ def put(outbox: Path, relative: str | bytes, content: bytes, mtime: float = NOON
     path.write_bytes(content)
     os.utime(path, (mtime, mtime))
     return path
-
-
-def lines(output: str, text: str) -> list[str]:
-    return [line for line in output.splitlines() if text in line]
 
 
 def test_odd_names_empty_files_and_names_outside_the_convention_all_arrive_where_the_mapping_says(
@@ -71,7 +68,7 @@ def test_odd_names_empty_files_and_names_outside_the_convention_all_arrive_where
     assert server.files() == expected
     assert outbox_files(outbox) == [f"audio/{DAY}/{dotted.name}"]  # ignored, so neither sent nor deleted
     assert not undecodable.exists()
-    assert len(lines(done.stderr, "delivered ")) == len(expected) + 1  # each file, and the summary line
+    assert len(lines_with(done.stderr, "delivered ")) == len(expected) + 1  # each file, and the summary line
 
 
 def test_files_vanishing_before_their_upload_are_logged_as_gone_and_the_rest_flows(
@@ -154,7 +151,7 @@ def test_an_unreadable_file_is_reported_kept_and_does_not_hold_up_the_rest(watch
     assert outbox_files(outbox) == [f"audio/{DAY}/locked.wav"]
     locked.chmod(0o644)
     assert locked.read_bytes() == b"RIFF locked"
-    assert lines(done.stderr, f"not delivered: {locked}") and "Permission denied" in done.stderr, done.stderr
+    assert lines_with(done.stderr, f"not delivered: {locked}") and "Permission denied" in done.stderr, done.stderr
 
 
 def test_symlinks_in_the_outbox_are_not_followed_and_are_logged(watched_server, outbox, tmp_path, start_uploader):
@@ -184,7 +181,7 @@ def test_symlinks_in_the_outbox_are_not_followed_and_are_logged(watched_server, 
     assert file_link.is_symlink() and folder_link.is_symlink() and live_link.is_symlink()
     assert secret.read_bytes() == b"not for upload"
     for link in (file_link, folder_link, live_link):
-        assert len(lines(output, f"symlink {link}")) == 1, output
+        assert len(lines_with(output, f"symlink {link}")) == 1, output
 
 
 def test_folders_deleted_while_they_are_scanned_do_not_stop_the_flow(
@@ -248,4 +245,4 @@ def test_a_file_growing_while_it_uploads_is_never_shown_short_and_arrives_whole(
     assert server.files() == {final: content}
     shown = [digest for path, digest in server.watch.renames if path == final]
     assert shown == [server.digests()[final]], "the final name showed a short version first"
-    assert lines(run.output(), "changed while it was uploaded"), run.output()
+    assert lines_with(run.output(), "changed while it was uploaded"), run.output()

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import run_cli, uploader_env, wait_until
+from tests.e2e.conftest import run_cli, uploader_env
 from tests.ftp_faults import Faults
+from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files, remote_of
 from tests.reliability.test_real_servers import real_env
 from tests.reliability.test_station_input import _without_file_permission_override

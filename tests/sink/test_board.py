@@ -10,24 +10,12 @@ from operators.model import Priority, UploadJob
 from pipeline.ftp.session import UploadProgress
 from pipeline.sink.board import JobBoard
 from pipeline.sink.model import Outcome
-from tests.conftest import wait_until
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def job(name: str, priority: Priority = Priority.LIVE, size: int = 10, mtime: int = 1) -> UploadJob:
-    return UploadJob(f"/out/{name}", f"/up/{name}", size, mtime, priority)
+from tests.helpers import Clock, job, wait_until
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(100.0)
 
 
 @pytest.fixture
@@ -55,7 +43,7 @@ def test_a_newer_job_for_a_queued_path_replaces_it_in_place(board):
     board.put(job("b"))
     board.put(job("a", size=20))
     entries = [board.take(timeout=0), board.take(timeout=0)]
-    assert [(e.job.local_path, e.job.size) for e in entries] == [("/out/a", 20), ("/out/b", 10)]
+    assert [(e.job.local_path, e.job.size) for e in entries] == [("/outbox/a", 20), ("/outbox/b", 10)]
     assert board.take(timeout=0) is None
 
 
@@ -76,7 +64,7 @@ def test_a_failed_job_waits_its_own_backoff_without_blocking_others(board, clock
     assert take_all(board) == ["b"]
     clock.now += 1.0
     a = board.take(timeout=0)
-    assert (a.job.local_path, a.attempts, a.failures) == ("/out/a", 2, 1)
+    assert (a.job.local_path, a.attempts, a.failures) == ("/outbox/a", 2, 1)
     assert board.finish(a, Outcome.RETRY) == 2.0
     for _ in range(5):
         clock.now += 10
@@ -131,10 +119,10 @@ def test_changed_goes_back_at_once_with_the_new_version_and_no_resume(board):
     board.put(job("a"))
     entry = board.take(timeout=0)
     entry.progress = UploadProgress(stored=True)
-    board.finish(entry, Outcome.CHANGED, job("a", size=30, mtime=2))
+    board.finish(entry, Outcome.CHANGED, job("a", size=30, mtime_ns=2))
     again = board.take(timeout=0)
     assert (again.job.size, again.job.mtime_ns, again.attempts) == (30, 2, 2)
-    assert board.part_is_ours(job("a", size=10, mtime=1))  # the old version's bytes...
+    assert board.part_is_ours(job("a", size=10, mtime_ns=1))  # the old version's bytes...
     assert not board.part_is_ours(again.job)  # ...are no beginning of the new one
 
 
@@ -172,7 +160,7 @@ def test_take_blocks_until_a_job_arrives_and_close_wakes_everyone():
     worker.start()
     board.put(job("a"))
     worker.join(2)
-    assert got[0].job.local_path == "/out/a"
+    assert got[0].job.local_path == "/outbox/a"
 
     waiters = [threading.Thread(target=lambda: got.append(board.take())) for _ in range(3)]
     for waiter in waiters:
@@ -205,7 +193,7 @@ def test_jobs_due_together_wake_every_idle_worker_not_just_the_one_that_released
     first = board.take(timeout=0)
     idle.join(0.4)  # the idle worker is woken for the next one now, not at the end of its sleep
     assert not idle.is_alive()
-    assert [first.job.local_path, got[0].job.local_path] == ["/out/a", "/out/b"]
+    assert [first.job.local_path, got[0].job.local_path] == ["/outbox/a", "/outbox/b"]
     assert board.counts()["queued_primary"] == 1
 
 
@@ -216,7 +204,7 @@ def test_a_remote_path_in_flight_holds_back_another_job_for_it_until_the_attempt
         board.put(one)
     first = board.take(timeout=0)
     assert first.job == hive1
-    assert board.take(timeout=0).job.local_path == "/out/other"  # hive2 waits: same remote path
+    assert board.take(timeout=0).job.local_path == "/outbox/other"  # hive2 waits: same remote path
     assert board.take(timeout=0) is None
     assert board.counts()["queued_primary"] == 1
     board.untake(first)  # given back: the path is free again, but hive1 is first in line
@@ -266,10 +254,10 @@ def test_a_cold_taker_gets_a_job_only_while_no_warm_taker_waits(board):
     board.put(job("a.wav"))
     assert board.take(timeout=0, cold=True) is None  # the waiting session's job (taken, or about to be)
     warm.join(5)
-    assert warm_got == ["/out/a.wav"]
+    assert warm_got == ["/outbox/a.wav"]
     board.put(job("b.wav"))  # nobody warm waits now: a new session may open for it
     entry = board.take(timeout=0, cold=True)
-    assert entry is not None and entry.path == "/out/b.wav"
+    assert entry is not None and entry.path == "/outbox/b.wav"
 
 
 def test_cold_takers_are_woken_when_work_is_left_over(board):
@@ -279,4 +267,4 @@ def test_cold_takers_are_woken_when_work_is_left_over(board):
     wait_until(lambda: board._cold_waiting == 1)
     board.put(job("a.wav"))
     cold.join(5)
-    assert cold_got == ["/out/a.wav"]
+    assert cold_got == ["/outbox/a.wav"]

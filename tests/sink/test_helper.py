@@ -17,8 +17,8 @@ from operators.model import Priority, UploadJob
 from pipeline.ftp.params import UploadPolicy
 from pipeline.sink.model import UploadResult
 from pipeline.sink.process import UploadHelper
-from tests.conftest import params_for, wait_until
 from tests.ftp_faults import Faults, FaultyTLSHandler
+from tests.helpers import params_for, wait_until, write
 
 FAST = UploadPolicy(connections=2, retry_base=0.05, retry_max=0.5, idle_noop_seconds=5, stop_deadline_seconds=2)
 
@@ -66,13 +66,6 @@ def start_sink(credentials, caplog) -> Iterator[Callable[..., Run]]:
     yield start
     for run in runs:
         run.helper.stop(1.0)
-
-
-def write(path: Path, size: int) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = os.urandom(size)
-    path.write_bytes(data)
-    return data
 
 
 def job_for(path: Path, remote: str, priority: Priority = Priority.LIVE, *, size: int = 0) -> UploadJob:

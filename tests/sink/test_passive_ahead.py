@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from operators.model import Priority, UploadJob
 from pipeline.ftp.params import UploadPolicy
 from pipeline.ftp.session import UploadSession
 from pipeline.sink.board import JobBoard
 from pipeline.sink.model import Outcome, UploadResult
 from pipeline.sink.workers import Sink
-from tests.conftest import params_for, wait_until
 from tests.ftp_faults import Faults
-
-
-def write(path: Path, size: int) -> bytes:
-    data = path.name.encode() * (size // len(path.name) + 1)
-    path.write_bytes(data[:size])
-    return data[:size]
+from tests.helpers import params_for, wait_until, write
 
 
 def test_the_next_epsv_rides_in_the_rename_flight(make_server, ftp_root, outbox, credentials):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -25,15 +23,8 @@ from pipeline.ftp.errors import (
 from pipeline.ftp.params import FtpParams
 from pipeline.ftp.session import UploadProgress, UploadSession, temp_name
 from pipeline.transport.bandwidth import TokenBucket
-from tests.conftest import params_for, wait_until
 from tests.ftp_faults import Faults, FaultyTLSHandler, ImplicitTLSHandler
-
-
-def write(path: Path, size: int) -> bytes:
-    data = os.urandom(size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return data
+from tests.helpers import params_for, wait_until, write
 
 
 def after(journal: list[tuple[str, str]], start: int) -> list[str]:

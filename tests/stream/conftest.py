@@ -1,4 +1,4 @@
-"""Fixtures for the stream tests: a deadline-based `wait_until`, and a subscriber that records and disposes."""
+"""Fixtures for the stream tests: a subscriber that records and disposes."""
 
 from __future__ import annotations
 
@@ -10,15 +10,7 @@ from typing import Any
 import pytest
 from reactivex import Observable
 
-from tests.conftest import wait_until as shared_wait_until
-from tests.conftest import write_file
-
-__all__ = ["write_file"]
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> object:
-    """The shared `wait_until`, with the stream tests' shorter default deadline."""
-    return shared_wait_until(predicate, timeout, interval)
+from tests.helpers import wait_until
 
 
 class Recorder:

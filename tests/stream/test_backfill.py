@@ -19,7 +19,7 @@ from reactivex.testing import ReactiveTest, TestScheduler
 from operators.model import EventKind, FileEvent, Priority
 from pipeline.stream.backfill import BATCH, PACE_SECONDS, backfill_source, iter_outbox
 from pipeline.stream.jobs import build_job_stream
-from tests.stream.conftest import wait_until, write_file
+from tests.helpers import wait_until, write_file
 
 PATTERNS = (".*", "*.part", "*.tmp", "*~", "*.swp")
 NOON_0719 = datetime.fromisoformat("2022-07-19T12:00:00+00:00").timestamp()

@@ -15,7 +15,7 @@ from reactivex.subject import Subject
 
 from operators.model import Priority, UploadJob
 from pipeline.stream.jobs import build_job_stream, finished_file_stat, quiet_period, scan_jobs
-from tests.stream.conftest import wait_until, write_file
+from tests.helpers import wait_until, write_file
 
 ROOT = "/srv/bee"
 QUIET = 0.1

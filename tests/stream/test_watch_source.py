@@ -13,7 +13,7 @@ from watchdog.observers.inotify import InotifyObserver
 
 from operators.model import EventKind, FileEvent
 from pipeline.stream.watch import UploadHandler, watch_source
-from tests.stream.conftest import wait_until, write_file
+from tests.helpers import wait_until, write_file
 
 
 class ListObserver:

@@ -1,0 +1,52 @@
+"""The session pool: shrinking on 421, growing back one at a time, the sink-wide pause."""
+
+from __future__ import annotations
+
+import threading
+
+from pipeline.sink.pool import SessionPool
+from tests.helpers import Clock
+
+
+def test_pool_shrinks_on_421_and_grows_back_one_at_a_time():
+    clock = Clock()
+    pool = SessionPool(3, regrow_seconds=10, clock=clock)
+    assert pool.admit() and pool.admit() and pool.admit()
+    assert pool.too_many() == 2  # the third got 421: the other two stay
+    pool.release()
+    blocked = threading.Thread(target=pool.admit, daemon=True)
+    blocked.start()
+    blocked.join(0.05)
+    assert blocked.is_alive()
+    clock.now += 10
+    with pool._cond:
+        pool._cond.notify_all()
+    blocked.join(2)
+    assert not blocked.is_alive()
+    assert (pool.limit, pool.active) == (3, 3)
+
+
+def test_pool_never_shrinks_below_one_and_close_releases_waiters():
+    pool = SessionPool(2, regrow_seconds=100)
+    assert pool.admit()
+    assert pool.too_many() == 1
+    assert pool.too_many() == 1
+    results = []
+    waiter = threading.Thread(target=lambda: results.append(pool.admit()))
+    waiter.start()
+    pool.close()
+    waiter.join(2)
+    assert results == [False]
+
+
+def test_after_a_421_the_pool_admits_nobody_until_the_refused_workers_backoff_passed():
+    """Contending stations take turns: a 421 pauses the whole sink for a jittered backoff, not only its worker."""
+    clock = Clock()
+    pool = SessionPool(4, regrow_seconds=100, clock=clock)
+    assert pool.admit()
+    assert pool.too_many(pause=3.0) == 1
+    pool.release()
+    assert not pool.try_admit()  # a slot is free, but the pause is not over
+    clock.now += 3.0
+    assert pool.try_admit()
+    assert not pool.try_admit()  # and the limit is the one session that got in (none: at least one)
