@@ -30,7 +30,7 @@ from pipeline.app.uploader import RunningPipeline
 from pipeline.cli import exit_codes
 from pipeline.outbox.file_state import finished_file_stat
 from pipeline.outbox.lock import OutboxLock
-from pipeline.sink.process import UploadResult
+from pipeline.sink.model import Outcome, UploadResult
 from pipeline.stream.backfill import is_orphan_csv, is_young, iter_outbox
 from pipeline.stream.jobs import StationNameCheck, quiet_period, with_state_folder
 from pipeline.stream.watch import outbox_root
@@ -61,15 +61,15 @@ class OnceProgress:
         with self.changed:
             if result.local_path not in self.open_jobs:
                 return
-            if result.outcome == "delivered":
+            if result.outcome == Outcome.DELIVERED:
                 self.delivered_files += 1
                 self.delivered_bytes += self.open_jobs.pop(result.local_path)
-            elif result.outcome == "gone":
+            elif result.outcome == Outcome.GONE:
                 self.open_jobs.pop(result.local_path)
-            elif result.outcome in ("retry", "parked", "changed"):
+            elif result.outcome.failed:
                 failures = self.failures.get(result.local_path, 0) + 1
                 self.failures[result.local_path] = failures
-                if failures > self.max_retries or result.outcome == "parked":
+                if failures > self.max_retries or result.outcome == Outcome.PARKED:
                     self.open_jobs.pop(result.local_path)
                     self.undelivered[result.local_path] = result.reply
             self.changed.notify_all()

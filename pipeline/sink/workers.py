@@ -590,7 +590,7 @@ class Sink:
         seconds = time.monotonic() - started
         delay = self.board.finish(entry, outcome, job)
         result = UploadResult(
-            attempted.local_path, attempted.remote_path, sent, seconds, entry.attempts, outcome.value, reply
+            attempted.local_path, attempted.remote_path, sent, seconds, entry.attempts, outcome, reply
         )
         if self._counters is not None:
             self._counters.add("delivered" if outcome == Outcome.DELIVERED else "failed", 1)
