@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(eq=False, slots=True)
-class Entry:
+class Ticket:
     """One path's life on the board: its current job and its history of attempts."""
 
     job: UploadJob
@@ -50,7 +50,7 @@ class Entry:
     due: float = 0.0
     #: what the attempt in flight did on the server, filled in by the session as it goes
     progress: DeliveryProgress | None = None
-    #: the remote path this entry holds reserved while in flight
+    #: the remote path this ticket holds reserved while in flight
     reserved: str = ""
 
     @property
@@ -100,12 +100,12 @@ class JobBoard:
         self._clock = clock
         self._rand = rand or random.random
         self._cond = threading.Condition()
-        self._ready: tuple[OrderedDict[str, Entry], OrderedDict[str, Entry]] = (OrderedDict(), OrderedDict())
-        self._waiting: dict[str, Entry] = {}
+        self._ready: tuple[OrderedDict[str, Ticket], OrderedDict[str, Ticket]] = (OrderedDict(), OrderedDict())
+        self._waiting: dict[str, Ticket] = {}
         self._parked = 0
         self._timers: list[tuple[float, int, str]] = []
         self._sequence = 0
-        self._in_flight: dict[str, Entry] = {}
+        self._in_flight: dict[str, Ticket] = {}
         self._follow_ups: dict[str, UploadJob] = {}
         #: remote path -> ((local path, size, mtime_ns) whose STOR last wrote that path's `.part`, all of it?)
         self._parts: dict[str, tuple[tuple[str, int, int], bool]] = {}
@@ -132,25 +132,25 @@ class JobBoard:
                 self._follow_ups[path] = _merge(earlier, job) if earlier else job
                 return
             for index, queue in enumerate(self._ready):
-                entry = queue.get(path)
-                if entry is None:
+                ticket = queue.get(path)
+                if ticket is None:
                     continue
-                entry.job = _merge(entry.job, job)
-                if _queue_index(entry.job.priority) != index:
+                ticket.job = _merge(ticket.job, job)
+                if _queue_index(ticket.job.priority) != index:
                     del queue[path]
-                    self._ready[0][path] = entry
+                    self._ready[0][path] = ticket
                 self._publish()
                 return
-            entry = self._waiting.get(path)
-            if entry is not None:
-                if _same_version(entry.job, job):  # a rescan found it again: keep its backoff
-                    entry.job = _merge(entry.job, job)
+            ticket = self._waiting.get(path)
+            if ticket is not None:
+                if _same_version(ticket.job, job):  # a rescan found it again: keep its backoff
+                    ticket.job = _merge(ticket.job, job)
                     return
                 self._unwait(path)  # the file changed: try the new version now
-                entry.job, entry.failures, entry.parked = _merge(entry.job, job), 0, False
-                self._make_ready(entry)
+                ticket.job, ticket.failures, ticket.parked = _merge(ticket.job, job), 0, False
+                self._make_ready(ticket)
             else:
-                self._make_ready(Entry(job))
+                self._make_ready(Ticket(job))
             self._wake()
 
     def close(self) -> None:
@@ -161,7 +161,7 @@ class JobBoard:
 
     # --- workers
 
-    def take(self, timeout: float | None = None, *, cold: bool = False) -> Entry | None:
+    def take(self, timeout: float | None = None, *, cold: bool = False) -> Ticket | None:
         """The next ready job (primary first), or None after `timeout` seconds idle or once closed.
 
         `cold`: the taker has no session yet; it gets a job only while no warm taker is waiting
@@ -173,11 +173,11 @@ class JobBoard:
                 now = self._clock()
                 if self._release_due(now) > 1:
                     self._cond.notify_all()  # the other idle workers may sleep past the due time otherwise
-                entry = None if cold and self._warm_waiting else self._take_ready()
-                if entry is not None:
+                ticket = None if cold and self._warm_waiting else self._take_ready()
+                if ticket is not None:
                     if not cold and self._cold_waiting and not self._warm_waiting:
                         self._cond.notify_all()  # what is left is for a new session now
-                    return entry
+                    return ticket
                 if deadline is not None and now >= deadline:
                     return None
                 wait = None if deadline is None else deadline - now
@@ -187,17 +187,17 @@ class JobBoard:
                 self._wait_in_take(wait, cold)
             return None
 
-    def _take_ready(self) -> Entry | None:
+    def _take_ready(self) -> Ticket | None:
         for queue in self._ready:
-            entry = self._first_free(queue)
-            if entry is not None:
-                del queue[entry.path]
-                entry.attempts += 1
-                entry.reserved = entry.job.remote_path
-                self._reserved[entry.reserved] = entry.path
-                self._in_flight[entry.path] = entry
+            ticket = self._first_free(queue)
+            if ticket is not None:
+                del queue[ticket.path]
+                ticket.attempts += 1
+                ticket.reserved = ticket.job.remote_path
+                self._reserved[ticket.reserved] = ticket.path
+                self._in_flight[ticket.path] = ticket
                 self._publish()
-                return entry
+                return ticket
         return None
 
     def _wait_in_take(self, wait: float | None, cold: bool) -> None:
@@ -215,63 +215,63 @@ class JobBoard:
                 if not self._warm_waiting and self._cold_waiting:
                     self._cond.notify_all()  # cold takers may take now
 
-    def untake(self, entry: Entry) -> None:
+    def untake(self, ticket: Ticket) -> None:
         """Give back a job taken but never attempted (its worker lost its session first): first in its queue again."""
         with self._cond:
-            path = entry.path
+            path = ticket.path
             if self._in_flight.pop(path, None) is None:
                 return
-            waiting = self._release(entry)
-            entry.attempts -= 1
+            waiting = self._release(ticket)
+            ticket.attempts -= 1
             follow_up = self._follow_ups.pop(path, None)
             if follow_up is not None:
-                entry.job = _merge(entry.job, follow_up)
-            queue = self._ready[_queue_index(entry.job.priority)]
-            queue[path] = entry
+                ticket.job = _merge(ticket.job, follow_up)
+            queue = self._ready[_queue_index(ticket.job.priority)]
+            queue[path] = ticket
             queue.move_to_end(path, last=False)
             self._publish()
             self._wake(1 + waiting)
 
-    def finish(self, entry: Entry, outcome: Outcome, job: UploadJob | None = None) -> float:
-        """Record how `entry`'s attempt ended; returns the seconds it now waits (0 when ready or done).
+    def finish(self, ticket: Ticket, outcome: Outcome, job: UploadJob | None = None) -> float:
+        """Record how `ticket`'s attempt ended; returns the seconds it now waits (0 when ready or done).
 
         `job` is the file's new state for `changed` (queued again at once).
         """
         with self._cond:
-            path = entry.path
+            path = ticket.path
             self._in_flight.pop(path, None)
-            waiting = self._release(entry)
-            self._record_part(entry, outcome)
+            waiting = self._release(ticket)
+            self._record_part(ticket, outcome)
             follow_up = self._follow_ups.pop(path, None)
             delay = 0.0
             if outcome in (Outcome.DELIVERED, Outcome.GONE):
-                if follow_up is not None and (outcome == Outcome.GONE or not _same_version(follow_up, entry.job)):
-                    self._make_ready(Entry(follow_up))
+                if follow_up is not None and (outcome == Outcome.GONE or not _same_version(follow_up, ticket.job)):
+                    self._make_ready(Ticket(follow_up))
             elif outcome == Outcome.CHANGED:
-                newest = job or entry.job
-                entry.job = _merge(follow_up, newest) if follow_up else newest
-                self._make_ready(entry)
-            elif follow_up is not None and not _same_version(follow_up, entry.job):
-                entry.job, entry.failures, entry.parked = _merge(entry.job, follow_up), 0, False
-                self._make_ready(entry)
+                newest = job or ticket.job
+                ticket.job = _merge(follow_up, newest) if follow_up else newest
+                self._make_ready(ticket)
+            elif follow_up is not None and not _same_version(follow_up, ticket.job):
+                ticket.job, ticket.failures, ticket.parked = _merge(ticket.job, follow_up), 0, False
+                self._make_ready(ticket)
             else:
                 if follow_up is not None:
-                    entry.job = _merge(entry.job, follow_up)
-                entry.failures += 1
-                entry.parked = outcome == Outcome.PARKED
-                if entry.parked:
+                    ticket.job = _merge(ticket.job, follow_up)
+                ticket.failures += 1
+                ticket.parked = outcome == Outcome.PARKED
+                if ticket.parked:
                     delay = self.retry_max
                 else:
-                    delay = full_jitter(entry.failures, self.retry_base, self.retry_max, self._rand)
-                self._wait(entry, delay)
+                    delay = full_jitter(ticket.failures, self.retry_base, self.retry_max, self._rand)
+                self._wait(ticket, delay)
             self._publish()
             self._wake(1 + waiting)  # and the job that waited for this remote path, if any
             return delay
 
-    def in_flight(self, entry: Entry) -> bool:
-        """Whether `entry`'s attempt is still open (taken and not finished)."""
+    def in_flight(self, ticket: Ticket) -> bool:
+        """Whether `ticket`'s attempt is still open (taken and not finished)."""
         with self._cond:
-            return self._in_flight.get(entry.path) is entry
+            return self._in_flight.get(ticket.path) is ticket
 
     def part_is_ours(self, job: UploadJob) -> bool:
         """Whether the `.part` of `job.remote_path` was last written by a STOR of this very version of the file."""
@@ -332,10 +332,10 @@ class JobBoard:
         else:
             self._cond.notify(n)
 
-    def _release(self, entry: Entry) -> int:
-        """Free the entry's remote path; 1 when a ready job was waiting for it, else 0."""
-        remote, entry.reserved = entry.reserved, ""
-        if not remote or self._reserved.get(remote) != entry.path:
+    def _release(self, ticket: Ticket) -> int:
+        """Free the ticket's remote path; 1 when a ready job was waiting for it, else 0."""
+        remote, ticket.reserved = ticket.reserved, ""
+        if not remote or self._reserved.get(remote) != ticket.path:
             return 0
         del self._reserved[remote]
         if remote in self._contended:
@@ -343,56 +343,56 @@ class JobBoard:
             return 1
         return 0
 
-    def _first_free(self, queue: OrderedDict[str, Entry]) -> Entry | None:
+    def _first_free(self, queue: OrderedDict[str, Ticket]) -> Ticket | None:
         """The first job whose remote path is not in flight: one for a path in flight waits its turn."""
-        for entry in queue.values():
-            remote = entry.job.remote_path
+        for ticket in queue.values():
+            remote = ticket.job.remote_path
             if remote not in self._reserved:
-                return entry
+                return ticket
             self._contended.add(remote)
         return None
 
-    def _record_part(self, entry: Entry, outcome: Outcome) -> None:
+    def _record_part(self, ticket: Ticket, outcome: Outcome) -> None:
         """Note whose bytes the attempt left in its remote path's `.part`, and what it renamed onto the final name."""
-        progress, entry.progress = entry.progress, None
-        remote = entry.job.remote_path
+        progress, ticket.progress = ticket.progress, None
+        remote = ticket.job.remote_path
         if progress is not None and progress.renamed:
-            self._placed[remote] = _source(entry.path)
+            self._placed[remote] = _source(ticket.path)
             self._placed.move_to_end(remote)
             if len(self._placed) > self.placed_memory:
                 self._placed.popitem(last=False)
-        abandoned = outcome == Outcome.GONE and self._parts.get(remote, (("",), False))[0][0] == entry.path
+        abandoned = outcome == Outcome.GONE and self._parts.get(remote, (("",), False))[0][0] == ticket.path
         if outcome == Outcome.DELIVERED or abandoned:
             self._parts.pop(remote, None)  # renamed away, or nobody will resume it
         elif progress is not None and progress.stored:
-            self._parts[remote] = (_version(entry.job), progress.complete)
+            self._parts[remote] = (_version(ticket.job), progress.complete)
 
-    def _make_ready(self, entry: Entry) -> None:
-        self._ready[_queue_index(entry.job.priority)][entry.path] = entry
+    def _make_ready(self, ticket: Ticket) -> None:
+        self._ready[_queue_index(ticket.job.priority)][ticket.path] = ticket
         self._publish()
 
-    def _wait(self, entry: Entry, delay: float) -> None:
-        entry.due = self._clock() + delay
-        self._waiting[entry.path] = entry
-        self._parked += entry.parked
+    def _wait(self, ticket: Ticket, delay: float) -> None:
+        ticket.due = self._clock() + delay
+        self._waiting[ticket.path] = ticket
+        self._parked += ticket.parked
         self._sequence += 1
-        heapq.heappush(self._timers, (entry.due, self._sequence, entry.path))
+        heapq.heappush(self._timers, (ticket.due, self._sequence, ticket.path))
 
     def _release_due(self, now: float) -> int:
         """Move waiting jobs whose time has come back to their queue (stale timers are skipped); how many moved."""
         released = 0
         while self._timers and self._timers[0][0] <= now:
             due, _, path = heapq.heappop(self._timers)
-            entry = self._waiting.get(path)
-            if entry is not None and entry.due == due:
+            ticket = self._waiting.get(path)
+            if ticket is not None and ticket.due == due:
                 self._make_ready(self._unwait(path))
                 released += 1
         return released
 
-    def _unwait(self, path: str) -> Entry:
-        entry = self._waiting.pop(path)
-        self._parked -= entry.parked
-        return entry
+    def _unwait(self, path: str) -> Ticket:
+        ticket = self._waiting.pop(path)
+        self._parked -= ticket.parked
+        return ticket
 
     def _publish(self) -> None:
         if self._counters is not None:

@@ -27,7 +27,7 @@ from operators.remote_path import remote_name
 from pipeline.ftp.params import FtpParams, UploadPolicy
 from pipeline.outbox.deletion import Removal, final_beside, remove_uploaded
 from pipeline.outbox.file_state import file_state
-from pipeline.sink.board import Entry, JobBoard
+from pipeline.sink.board import JobBoard, Ticket
 from pipeline.sink.model import Outcome, SinkCounters, SinkGaveUp, UploadResult
 from pipeline.sink.pool import SessionPool
 from pipeline.sink.retry import Backoff
@@ -192,7 +192,7 @@ class Sink:
     def _serve(self, session: Transport) -> None:
         backoff = Backoff(self.policy.retry_base, self.policy.retry_max)
         admitted = False
-        ahead: Entry | None = None  # the next job: taken during the last upload's rename, or before connecting
+        ahead: Ticket | None = None  # the next job: taken during the last upload's rename, or before connecting
         idle_since = time.monotonic()
         try:
             while not self.stopping.is_set():
@@ -203,12 +203,12 @@ class Sink:
                     admitted, ahead = self._grow(session, backoff)
                     idle_since = time.monotonic()
                     continue
-                entry, ahead = ahead or self.board.take(timeout=0), None
-                if entry is None:
+                ticket, ahead = ahead or self.board.take(timeout=0), None
+                if ticket is None:
                     session.idle()
-                    entry = self.board.take(timeout=self._idle_wait(idle_since))
-                if entry is not None:
-                    ahead = self._attempt(session, entry)
+                    ticket = self.board.take(timeout=self._idle_wait(idle_since))
+                if ticket is not None:
+                    ahead = self._attempt(session, ticket)
                     idle_since = time.monotonic()
                 elif self.stopping.is_set():
                     break
@@ -252,7 +252,7 @@ class Sink:
             self._publish_sessions()
             return True
 
-    def _grow(self, session: Transport, backoff: Backoff) -> tuple[bool, Entry | None]:
+    def _grow(self, session: Transport, backoff: Backoff) -> tuple[bool, Ticket | None]:
         """A worker without a session: connect when none is open (the warm one) or when a job needs it.
 
         Returns (connected, the job to upload first).
@@ -261,34 +261,34 @@ class Sink:
             warm = self._open_sessions + self._connecting == 0
             if warm:
                 self._connecting += 1
-        entry = None
+        ticket = None
         if warm:
             admitted = self.pool.admit()
         else:
-            entry = self.board.take(timeout=self.policy.idle_noop_seconds, cold=True)
-            if entry is None:
+            ticket = self.board.take(timeout=self.policy.idle_noop_seconds, cold=True)
+            if ticket is None:
                 return False, None
             admitted = self.pool.try_admit()
             if not admitted:  # the pool is at its limit (after a 421): the open sessions will take it
-                self.board.untake(entry)
+                self.board.untake(ticket)
                 self.pool.wait_for_room(self.policy.idle_noop_seconds)
                 return False, None
             with self._lock:
                 self._connecting += 1
         try:
-            connected = admitted and self._open(session, backoff, entry)
+            connected = admitted and self._open(session, backoff, ticket)
         finally:
             with self._lock:
                 self._connecting -= 1
-        return connected, entry if connected else None
+        return connected, ticket if connected else None
 
-    def _open(self, session: Transport, backoff: Backoff, entry: Entry | None = None) -> bool:
-        """Connect once (the pool admitted it); on failure give `entry` back, wait the backoff; True when connected."""
+    def _open(self, session: Transport, backoff: Backoff, ticket: Ticket | None = None) -> bool:
+        """Connect once (the pool admitted it); on failure give `ticket` back, wait the backoff; True when connected."""
         try:
             session.connect()
         except SessionFailure as failure:
-            if entry is not None:
-                self.board.untake(entry)
+            if ticket is not None:
+                self.board.untake(ticket)
             # Refused credentials or certificate: this worker probes again after retry_max, keeping
             # its slot meanwhile, and the held-back pool lets no other worker try in between.
             self.pool.hold_back()
@@ -299,8 +299,8 @@ class Sink:
             self.pool.release()
             return False
         except TransportFailure as failure:
-            if entry is not None:
-                self.board.untake(entry)
+            if ticket is not None:
+                self.board.untake(ticket)
             if self.policy.connect_attempts and not isinstance(failure, TooManyConnections):
                 self._probe_failed(failure)  # waits holding the slot: one prober at a time
                 self.pool.release()
@@ -437,9 +437,9 @@ class Sink:
 
     # --- one attempt
 
-    def _attempt(self, session: Transport, entry: Entry) -> Entry | None:
+    def _attempt(self, session: Transport, ticket: Ticket) -> Ticket | None:
         """Upload one job; returns the next job if one was taken during the rename (its data port is open)."""
-        ahead: list[Entry] = []
+        ahead: list[Ticket] = []
 
         def take_ahead() -> bool:
             """Take the next ready job now, so the rename's flight can ask for its data port."""
@@ -451,36 +451,36 @@ class Sink:
             return following is not None
 
         try:
-            self._upload(session, entry, take_ahead)
+            self._upload(session, ticket, take_ahead)
         except Exception as error:  # a bug: the file stays, is tried again, and the worker goes on
-            log.error("unexpected error while uploading %s (%s: %s)", entry.path, type(error).__name__, error)
-            log.debug("unexpected error while uploading %s", entry.path, exc_info=True)
+            log.error("unexpected error while uploading %s (%s: %s)", ticket.path, type(error).__name__, error)
+            log.debug("unexpected error while uploading %s", ticket.path, exc_info=True)
             session.close()
-            if self.board.in_flight(entry):
-                self._finish(entry, Outcome.RETRY, time.monotonic(), f"{type(error).__name__}: {error}")
+            if self.board.in_flight(ticket):
+                self._finish(ticket, Outcome.RETRY, time.monotonic(), f"{type(error).__name__}: {error}")
         return ahead[0] if ahead else None
 
-    def _upload(self, session: Transport, entry: Entry, take_ahead: Callable[[], bool]) -> None:
+    def _upload(self, session: Transport, ticket: Ticket, take_ahead: Callable[[], bool]) -> None:
         started = time.monotonic()
         try:
-            version = file_state(entry.job.local_path)
+            version = file_state(ticket.job.local_path)
         except PermissionError as error:  # a folder on the way is unreadable (mode 000)
-            self._unreadable(entry, started, error)
+            self._unreadable(ticket, started, error)
             return
         if version is None:
-            self._finish(entry, Outcome.GONE, started, "the local file is gone")
+            self._finish(ticket, Outcome.GONE, started, "the local file is gone")
             return
-        if (version.size, version.mtime_ns) != (entry.job.size, entry.job.mtime_ns):
-            entry.job = replace(entry.job, size=version.size, mtime_ns=version.mtime_ns)
-        job = entry.job
+        if (version.size, version.mtime_ns) != (ticket.job.size, ticket.job.mtime_ns):
+            ticket.job = replace(ticket.job, size=version.size, mtime_ns=version.mtime_ns)
+        job = ticket.job
         policy = self.policy
         resume = self.board.part_is_ours(job)
-        entry.progress = DeliveryProgress()  # what this attempt does on the server: the board reads it at the end
+        ticket.progress = DeliveryProgress()  # what this attempt does on the server: the board reads it at the end
         try:
             if job.into_folder:  # the original API's queue_upload: a folder name puts the file inside it
                 name = os.path.basename(job.local_path)
                 remote = session.target_in_folder(job.remote_path, remote_name(name) or name)
-                job = entry.job = replace(job, remote_path=remote, into_folder=False)
+                job = ticket.job = replace(job, remote_path=remote, into_folder=False)
             report = session.deliver(
                 Delivery(
                     job.local_path,
@@ -493,23 +493,23 @@ class Sink:
                     next_upload=take_ahead,
                     may_replace=lambda existing: self.board.may_replace(job, existing),
                 ),
-                entry.progress,
+                ticket.progress,
             )
         except LocalFileGone:
-            self._finish(entry, Outcome.GONE, started, "the local file is gone")
+            self._finish(ticket, Outcome.GONE, started, "the local file is gone")
         except LocalFileChanged as error:
-            self._changed(entry, started, str(error))
+            self._changed(ticket, started, str(error))
         except PermanentFailure as failure:
-            self._finish(entry, Outcome.PARKED, started, str(failure))
+            self._finish(ticket, Outcome.PARKED, started, str(failure))
         except SessionFailure as failure:
             session.close()
-            self._finish(entry, Outcome.RETRY, started, str(failure))
+            self._finish(ticket, Outcome.RETRY, started, str(failure))
         except TransientFailure as failure:
-            self._finish(entry, Outcome.RETRY, started, str(failure))
+            self._finish(ticket, Outcome.RETRY, started, str(failure))
         except PermissionError as error:
-            self._unreadable(entry, started, error)
+            self._unreadable(ticket, started, error)
         except OSError as error:  # reading the local file failed
-            self._finish(entry, Outcome.RETRY, started, f"local read failed: {error}")
+            self._finish(ticket, Outcome.RETRY, started, f"local read failed: {error}")
         else:
             # Compared again under a read lease right before the removal (see `remove_uploaded`).
             if job.day_file:
@@ -520,11 +520,11 @@ class Sink:
                 now = file_state(job.local_path)
                 removal = Removal(changed=now is not None and now != version)
             if removal.changed:
-                self._changed(entry, started, report.reply, sent=report.bytes_sent)
+                self._changed(ticket, started, report.reply, sent=report.bytes_sent)
                 return
             reply = report.reply if report.verified is not None else f"{report.reply} (size not checked)"
             self._finish(
-                entry,
+                ticket,
                 Outcome.DELIVERED,
                 started,
                 reply,
@@ -555,9 +555,9 @@ class Sink:
                 job.remote_path,
             )
 
-    def _unreadable(self, entry: Entry, started: float, error: OSError) -> None:
+    def _unreadable(self, ticket: Ticket, started: float, error: OSError) -> None:
         """The station's file (or a folder on its way) cannot be read: park it, it is tried when it changes."""
-        self._finish(entry, Outcome.PARKED, started, f"cannot read {entry.path}: {error.strerror or error}")
+        self._finish(ticket, Outcome.PARKED, started, f"cannot read {ticket.path}: {error.strerror or error}")
 
     def _space_episode(self, full: bool) -> bool:
         """Record whether the server is out of space now; True when that starts or ends an episode."""
@@ -565,17 +565,17 @@ class Sink:
             changed, self._out_of_space = self._out_of_space != full, full
             return changed
 
-    def _changed(self, entry: Entry, started: float, reply: str, sent: int = 0) -> None:
-        version = file_state(entry.job.local_path)
+    def _changed(self, ticket: Ticket, started: float, reply: str, sent: int = 0) -> None:
+        version = file_state(ticket.job.local_path)
         if version is None:
-            self._finish(entry, Outcome.GONE, started, "the local file is gone")
+            self._finish(ticket, Outcome.GONE, started, "the local file is gone")
             return
-        newer = replace(entry.job, size=version.size, mtime_ns=version.mtime_ns)
-        self._finish(entry, Outcome.CHANGED, started, reply, sent=sent, job=newer)
+        newer = replace(ticket.job, size=version.size, mtime_ns=version.mtime_ns)
+        self._finish(ticket, Outcome.CHANGED, started, reply, sent=sent, job=newer)
 
     def _finish(
         self,
-        entry: Entry,
+        ticket: Ticket,
         outcome: Outcome,
         started: float,
         reply: str,
@@ -586,11 +586,11 @@ class Sink:
         kept: str = "",
     ) -> None:
         """Tell the board, the parent and the log how the attempt ended."""
-        attempted = entry.job
+        attempted = ticket.job
         seconds = time.monotonic() - started
-        delay = self.board.finish(entry, outcome, job)
+        delay = self.board.finish(ticket, outcome, job)
         result = UploadResult(
-            attempted.local_path, attempted.remote_path, sent, seconds, entry.attempts, outcome, reply
+            attempted.local_path, attempted.remote_path, sent, seconds, ticket.attempts, outcome, reply
         )
         if self._counters is not None:
             self._counters.add("delivered" if outcome == Outcome.DELIVERED else "failed", 1)
