@@ -29,6 +29,7 @@ from pipeline.outbox.lock import OutboxLock
 from pipeline.sink.main_guard import guard_main_module
 from pipeline.sink.model import Outcome, SinkGaveUp
 from pipeline.sink.process import UploadHelper, UploadResult
+from pipeline.sink.retry import RetryPolicy
 from pipeline.stream.jobs import build_job_stream, scan_jobs
 
 if TYPE_CHECKING:  # pyftpdlib is imported only where the embedded server runs
@@ -158,7 +159,7 @@ class Uploader(multiprocessing.Process):
             self._outbox_lock.release()
 
     def _run_pipelines(self) -> None:
-        pause = self._options.policy.retry_base
+        pauses = RetryPolicy.of(self._options.policy).rebuild_pauses()
         while not self._stop_requested.is_set():
             with RunningPipeline(self._options, self.stats) as running:
                 self._helper = running.helper
@@ -168,10 +169,10 @@ class Uploader(multiprocessing.Process):
                     break
                 if running.start_failed:
                     raise SystemExit(1)  # the reason is logged; it would fail again
+            pause = next(pauses)
             log.error("restarting the pipeline in %.0f s (unsent files stay in the outbox)", pause)
             if self._stop_requested.wait(pause):
                 break
-            pause = min(pause * 2, self._options.policy.retry_max)
 
     def _serve_commands(self, running: RunningPipeline) -> None:
         """Poll the command queue until stop, or until the pipeline broke (`running.failure`)."""

@@ -22,7 +22,6 @@ name (`may_replace`), so the sink's overwrite guard can tell its own earlier cop
 from __future__ import annotations
 
 import heapq
-import random
 import threading
 import time
 from collections import OrderedDict
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING
 from operators.model import Priority, UploadJob
 from operators.remote_path import bare_csv_of, is_final
 from pipeline.sink.model import Outcome, SinkCounters
-from pipeline.sink.retry import full_jitter
+from pipeline.sink.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from pipeline.transport.base import DeliveryProgress
@@ -94,11 +93,9 @@ class JobBoard:
         rand: Callable[[], float] | None = None,
         placed_memory: int = 10_000,
     ) -> None:
-        self.retry_base = retry_base
-        self.retry_max = retry_max
+        self.retry = RetryPolicy(retry_base, retry_max, rand) if rand else RetryPolicy(retry_base, retry_max)
         self._counters = counters
         self._clock = clock
-        self._rand = rand or random.random
         self._cond = threading.Condition()
         self._ready: tuple[OrderedDict[str, Ticket], OrderedDict[str, Ticket]] = (OrderedDict(), OrderedDict())
         self._waiting: dict[str, Ticket] = {}
@@ -259,10 +256,7 @@ class JobBoard:
                     ticket.job = _merge(ticket.job, follow_up)
                 ticket.failures += 1
                 ticket.parked = outcome == Outcome.PARKED
-                if ticket.parked:
-                    delay = self.retry_max
-                else:
-                    delay = full_jitter(ticket.failures, self.retry_base, self.retry_max, self._rand)
+                delay = self.retry.job_delay(ticket.failures, outcome)
                 self._wait(ticket, delay)
             self._publish()
             self._wake(1 + waiting)  # and the job that waited for this remote path, if any

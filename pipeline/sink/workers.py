@@ -30,7 +30,7 @@ from pipeline.outbox.file_state import file_state
 from pipeline.sink.board import JobBoard, Ticket
 from pipeline.sink.model import Outcome, SinkCounters, SinkGaveUp, UploadResult
 from pipeline.sink.pool import SessionPool
-from pipeline.sink.retry import Backoff
+from pipeline.sink.retry import Backoff, ConnectAttempts, RetryPolicy
 from pipeline.transport import Delivery, DeliveryProgress, Transport, make_transport
 from pipeline.transport.bandwidth import TokenBucket
 from pipeline.transport.errors import (
@@ -112,8 +112,9 @@ class Sink:
         self.policy = policy
         self._emit = emit
         self._counters = counters
+        self.retry = RetryPolicy.of(policy)
         self.board = JobBoard(policy.retry_base, policy.retry_max, counters)
-        self.pool = SessionPool(policy.connections, regrow_seconds=policy.retry_max)
+        self.pool = SessionPool(policy.connections, regrow_seconds=self.retry.regrow_seconds)
         self.stopping = threading.Event()
         self.aborting = threading.Event()
         rate = policy.bandwidth_bytes_per_second
@@ -128,9 +129,7 @@ class Sink:
         self._lock = threading.Lock()
         self._open_sessions = 0
         self._connecting = 0  # workers between `admit` and the end of their login
-        # With `policy.connect_attempts` (run --once): failed connects in a row, on one shared schedule.
-        self._failed_connects = 0
-        self._probe_backoff = Backoff(policy.retry_base, policy.retry_max)
+        self._connects = ConnectAttempts(policy.connect_attempts, self.retry)
         self.gave_up = threading.Event()
         self._out_of_space = False  # in an episode of "disk full" replies: warned once, until a file goes through
 
@@ -187,10 +186,10 @@ class Sink:
                 log.error("upload worker error (%s: %s): reconnecting", type(error).__name__, error)
                 log.debug("upload worker error", exc_info=True)
                 session.close()
-                self.stopping.wait(self.policy.retry_base)
+                self.stopping.wait(self.retry.after_worker_error)
 
     def _serve(self, session: Transport) -> None:
-        backoff = Backoff(self.policy.retry_base, self.policy.retry_max)
+        backoff = self.retry.backoff()
         admitted = False
         ahead: Ticket | None = None  # the next job: taken during the last upload's rename, or before connecting
         idle_since = time.monotonic()
@@ -292,33 +291,31 @@ class Sink:
             # Refused credentials or certificate: this worker probes again after retry_max, keeping
             # its slot meanwhile, and the held-back pool lets no other worker try in between.
             self.pool.hold_back()
-            if self.policy.connect_attempts:
+            if self._connects.limit:
                 self._give_up(self._login_refused(failure))
             else:
-                self._connect_failed(failure, backoff, None)
+                self._connect_failed(failure, backoff, None, self.retry.connect_delay(backoff, login_refused=True))
             self.pool.release()
             return False
         except TransportFailure as failure:
             if ticket is not None:
                 self.board.untake(ticket)
-            if self.policy.connect_attempts and not isinstance(failure, TooManyConnections):
+            if self._connects.limit and not isinstance(failure, TooManyConnections):
                 self._probe_failed(failure)  # waits holding the slot: one prober at a time
                 self.pool.release()
                 return False
-            if self.policy.connect_attempts and self._count_failed_connect() >= self.policy.connect_attempts:
+            if self._connects.limit and self._connects.exhausted(self._connects.failed()):
                 self.pool.release()
                 self._give_up(self._unreachable(failure))
                 return False
-            delay = backoff.next_delay()
+            delay = self.retry.connect_delay(backoff)
             # Shrink while this worker still counts as active: the limit is "the others that got in".
             limit = self.pool.too_many(pause=delay) if isinstance(failure, TooManyConnections) else None
             self.pool.release()
             self._connect_failed(failure, backoff, limit, delay)
             return False
         backoff.reset()
-        with self._lock:
-            self._failed_connects = 0
-            self._probe_backoff.reset()
+        self._connects.connected()
         self.pool.logged_in()
         with self._lock:
             self._open_sessions += 1
@@ -338,16 +335,8 @@ class Sink:
         if self._counters is not None:
             self._counters.set(sessions=self._open_sessions)
 
-    def _connect_failed(
-        self, failure: TransportFailure, backoff: Backoff, limit: int | None, delay: float | None = None
-    ) -> None:
-        """Log the failure (once per outage, or per episode of 421s) and wait out this worker's backoff.
-
-        A refused login waits the cap at once: it will not fix itself sooner.
-        """
-        delay = backoff.next_delay() if delay is None else delay
-        if isinstance(failure, SessionFailure):
-            delay = self.policy.retry_max
+    def _connect_failed(self, failure: TransportFailure, backoff: Backoff, limit: int | None, delay: float) -> None:
+        """Log the failure (once per outage, or per episode of 421s) and wait `delay` (`RetryPolicy.connect_delay`)."""
         first = self._outage.failed()
         where = f"{self.params.host}:{self.params.port}"
         if limit is not None and not first:
@@ -390,27 +379,21 @@ class Sink:
         # Masked where printed: the server's words may echo what it was sent, the rest is ours.
         return f"cannot log in to {where}: {scrub(str(failure), self.params.password)}; {check}"
 
-    def _count_failed_connect(self) -> int:
-        with self._lock:
-            self._failed_connects += 1
-            return self._failed_connects
-
     def _unreachable(self, failure: TransportFailure) -> str:
         where = f"{self.params.host}:{self.params.port}"
         last = scrub(str(failure), self.params.password)
         return (
-            f"cannot reach {where} ({self._failed_connects} connection attempt(s) failed, the last: {last});"
+            f"cannot reach {where} ({self._connects.failures} connection attempt(s) failed, the last: {last});"
             " check ftp.host, ftp.port and the network"
         )
 
     def _probe_failed(self, failure: TransportFailure) -> None:
         """A connect failed with `connect_attempts` set: give up after that many in a row, else wait the backoff."""
-        failures = self._count_failed_connect()
-        if failures >= self.policy.connect_attempts:
+        failures = self._connects.failed()
+        if self._connects.exhausted(failures):
             self._give_up(self._unreachable(failure))
             return
-        with self._lock:
-            delay = self._probe_backoff.next_delay()
+        delay = self._connects.next_delay()
         if failures == 1:
             log.warning(
                 "cannot reach %s:%d: %s; %d more attempt(s) with backoff",
