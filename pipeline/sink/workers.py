@@ -25,21 +25,18 @@ from dataclasses import replace
 from operators.model import UploadJob
 from operators.remote_path import remote_name
 from pipeline.ftp.params import FtpParams, UploadPolicy
-from pipeline.outbox.deletion import Removal, final_beside, remove_uploaded
+from pipeline.outbox.deletion import final_beside
 from pipeline.outbox.file_state import file_state
+from pipeline.sink import attempt
 from pipeline.sink.board import JobBoard, Ticket
 from pipeline.sink.model import Outcome, SinkCounters, SinkGaveUp, UploadResult
 from pipeline.sink.pool import SessionPool
 from pipeline.sink.retry import Backoff, ConnectAttempts, RetryPolicy
-from pipeline.transport import Delivery, DeliveryProgress, Transport, make_transport
+from pipeline.transport import Delivered, Delivery, DeliveryProgress, Transport, make_transport
 from pipeline.transport.bandwidth import TokenBucket
 from pipeline.transport.errors import (
-    LocalFileChanged,
-    LocalFileGone,
-    PermanentFailure,
     SessionFailure,
     TooManyConnections,
-    TransientFailure,
     TransportFailure,
     scrub,
 )
@@ -448,73 +445,69 @@ class Sink:
         try:
             version = file_state(ticket.job.local_path)
         except PermissionError as error:  # a folder on the way is unreadable (mode 000)
-            self._unreadable(ticket, started, error)
+            self._finish(ticket, Outcome.PARKED, started, attempt.unreadable(ticket.path, error))
             return
         if version is None:
-            self._finish(ticket, Outcome.GONE, started, "the local file is gone")
+            self._finish(ticket, Outcome.GONE, started, attempt.GONE_REPLY)
             return
         if (version.size, version.mtime_ns) != (ticket.job.size, ticket.job.mtime_ns):
             ticket.job = replace(ticket.job, size=version.size, mtime_ns=version.mtime_ns)
+        try:
+            report = self._deliver(session, ticket, take_ahead)
+        except Exception as error:
+            failure = attempt.failure_of(error, ticket.path)
+            if failure is None:
+                raise  # a bug: `_attempt` reports it
+            if failure.drop_session:
+                session.close()
+            if failure.outcome == Outcome.CHANGED:
+                self._changed(ticket, started, failure.reply)
+            else:
+                self._finish(ticket, failure.outcome, started, failure.reply)
+            return
+        job = ticket.job
+        if job.day_file:
+            self._log_day_file(job)
+        # Compared again under a read lease right before any removal (see `remove_uploaded`).
+        removal = attempt.settle(job, version, delete_after_upload=self.policy.delete_after_upload)
+        if removal.changed:
+            self._changed(ticket, started, report.reply, sent=report.bytes_sent)
+            return
+        reply = report.reply if report.verified is not None else f"{report.reply} (size not checked)"
+        self._finish(
+            ticket,
+            Outcome.DELIVERED,
+            started,
+            reply,
+            sent=report.bytes_sent,
+            removed=removal.removed,
+            kept=removal.kept,
+        )
+
+    def _deliver(self, session: Transport, ticket: Ticket, take_ahead: Callable[[], bool]) -> Delivered:
+        """Hand the ticket's job to the transport: resuming only a `.part` of this very version (the board knows)."""
         job = ticket.job
         policy = self.policy
         resume = self.board.part_is_ours(job)
         ticket.progress = DeliveryProgress()  # what this attempt does on the server: the board reads it at the end
-        try:
-            if job.into_folder:  # the original API's queue_upload: a folder name puts the file inside it
-                name = os.path.basename(job.local_path)
-                remote = session.target_in_folder(job.remote_path, remote_name(name) or name)
-                job = ticket.job = replace(job, remote_path=remote, into_folder=False)
-            report = session.deliver(
-                Delivery(
-                    job.local_path,
-                    job.remote_path,
-                    job.size,
-                    resume=resume,
-                    part_complete=resume and self.board.part_is_complete(job),
-                    atomic_rename=policy.atomic_rename,
-                    verify_size=policy.verify_size,
-                    next_upload=take_ahead,
-                    may_replace=lambda existing: self.board.may_replace(job, existing),
-                ),
-                ticket.progress,
-            )
-        except LocalFileGone:
-            self._finish(ticket, Outcome.GONE, started, "the local file is gone")
-        except LocalFileChanged as error:
-            self._changed(ticket, started, str(error))
-        except PermanentFailure as failure:
-            self._finish(ticket, Outcome.PARKED, started, str(failure))
-        except SessionFailure as failure:
-            session.close()
-            self._finish(ticket, Outcome.RETRY, started, str(failure))
-        except TransientFailure as failure:
-            self._finish(ticket, Outcome.RETRY, started, str(failure))
-        except PermissionError as error:
-            self._unreadable(ticket, started, error)
-        except OSError as error:  # reading the local file failed
-            self._finish(ticket, Outcome.RETRY, started, f"local read failed: {error}")
-        else:
-            # Compared again under a read lease right before the removal (see `remove_uploaded`).
-            if job.day_file:
-                self._log_day_file(job)
-            if policy.delete_after_upload:
-                removal = remove_uploaded(job.local_path, version, day_file=job.day_file)
-            else:
-                now = file_state(job.local_path)
-                removal = Removal(changed=now is not None and now != version)
-            if removal.changed:
-                self._changed(ticket, started, report.reply, sent=report.bytes_sent)
-                return
-            reply = report.reply if report.verified is not None else f"{report.reply} (size not checked)"
-            self._finish(
-                ticket,
-                Outcome.DELIVERED,
-                started,
-                reply,
-                sent=report.bytes_sent,
-                removed=removal.removed,
-                kept=removal.kept,
-            )
+        if job.into_folder:  # the original API's queue_upload: a folder name puts the file inside it
+            name = os.path.basename(job.local_path)
+            remote = session.target_in_folder(job.remote_path, remote_name(name) or name)
+            job = ticket.job = replace(job, remote_path=remote, into_folder=False)
+        return session.deliver(
+            Delivery(
+                job.local_path,
+                job.remote_path,
+                job.size,
+                resume=resume,
+                part_complete=resume and self.board.part_is_complete(job),
+                atomic_rename=policy.atomic_rename,
+                verify_size=policy.verify_size,
+                next_upload=take_ahead,
+                may_replace=lambda existing: self.board.may_replace(job, existing),
+            ),
+            ticket.progress,
+        )
 
     def _log_day_file(self, job: UploadJob) -> None:
         """Say why a bare `.csv` went up as its day's file: its `.final` is shorter, or never came."""
@@ -538,10 +531,6 @@ class Sink:
                 job.remote_path,
             )
 
-    def _unreadable(self, ticket: Ticket, started: float, error: OSError) -> None:
-        """The station's file (or a folder on its way) cannot be read: park it, it is tried when it changes."""
-        self._finish(ticket, Outcome.PARKED, started, f"cannot read {ticket.path}: {error.strerror or error}")
-
     def _space_episode(self, full: bool) -> bool:
         """Record whether the server is out of space now; True when that starts or ends an episode."""
         with self._lock:
@@ -551,7 +540,7 @@ class Sink:
     def _changed(self, ticket: Ticket, started: float, reply: str, sent: int = 0) -> None:
         version = file_state(ticket.job.local_path)
         if version is None:
-            self._finish(ticket, Outcome.GONE, started, "the local file is gone")
+            self._finish(ticket, Outcome.GONE, started, attempt.GONE_REPLY)
             return
         newer = replace(ticket.job, size=version.size, mtime_ns=version.mtime_ns)
         self._finish(ticket, Outcome.CHANGED, started, reply, sent=sent, job=newer)
