@@ -1,16 +1,12 @@
 """Sink: the inside of the sink process, a pool of worker threads each owning one persistent session.
 
-Sessions open on demand and close when idle, so that stations sharing a server leave it the slots
-they do not use: one worker connects at start and stays connected (warm, NOOPing when idle) for
-the next file; another connects only when a job is ready that no idle session is waiting for, and
-closes its session once idle for `idle_close_seconds`, unless it is the last one open. A worker
-connects (admitted by the `SessionPool`, backing off with full jitter after any failure, a 421
-included, so contending stations take turns) before its job's upload starts, and gives the job
-back when the connection fails, so jobs never wait on a dead connection. Each attempt ends in
-exactly one `UploadResult`; the `JobBoard` decides what happens to the job next. A local file is
-deleted only after the server's copy was verified (or, on servers that cannot tell sizes, after
+A worker's loop (`_serve`) takes jobs from the `JobBoard` and attempts them over its session; its
+session opens and closes as `SessionLife` says, and waits as `RetryPolicy` says. Each attempt ends
+in exactly one `UploadResult`: `attempt.failure_of` names the outcome of a failure, the `JobBoard`
+decides what happens to the job next, and `attempt.settle` whether the local file goes. A local file
+is deleted only after the server's copy was verified (or, on servers that cannot tell sizes, after
 the 226 reply) and only if it is still the version (size, mtime, inode, ctime) it was when the
-attempt began and no process has it open for writing (`local_files.remove_uploaded`).
+attempt began and no process has it open for writing (`pipeline.outbox.deletion.remove_uploaded`).
 """
 
 from __future__ import annotations
@@ -25,74 +21,23 @@ from dataclasses import replace
 from operators.model import UploadJob
 from operators.remote_path import remote_name
 from pipeline.ftp.params import FtpParams, UploadPolicy
-from pipeline.outbox.deletion import final_beside
 from pipeline.outbox.file_state import file_state
 from pipeline.sink import attempt
 from pipeline.sink.board import JobBoard, Ticket
 from pipeline.sink.model import Outcome, SinkCounters, SinkGaveUp, UploadResult
 from pipeline.sink.pool import SessionPool
-from pipeline.sink.retry import Backoff, ConnectAttempts, RetryPolicy
+from pipeline.sink.result_log import ResultLog, day_file_delivered, unsafe_settings
+from pipeline.sink.retry import RetryPolicy
+from pipeline.sink.session_life import SessionLife
 from pipeline.transport import Delivered, Delivery, DeliveryProgress, Transport, make_transport
 from pipeline.transport.bandwidth import TokenBucket
 from pipeline.transport.errors import (
-    SessionFailure,
-    TooManyConnections,
     TransportFailure,
-    scrub,
 )
 
 log = logging.getLogger("beemon.sink")
 #: After the stop deadline cut the transfers, how long workers get to report and close.
 ABORT_GRACE_SECONDS = 5.0
-
-
-def unsafe_settings(policy: UploadPolicy) -> list[str]:
-    """What the policy gives up of the checks that keep a cut upload from costing a file, one phrase each."""
-    risks = []
-    if not policy.verify_size:
-        risks.append(
-            "upload.verify_size = false: the server's copy is never checked, a local file is deleted on the"
-            " server's 226 reply alone (a copy cut short on the server would be all that is left)"
-            if policy.delete_after_upload
-            else "upload.verify_size = false: the server's copy is never checked against the local size"
-        )
-    if not policy.atomic_rename:
-        risks.append(
-            "upload.atomic_rename = false: files are stored under their final names, so an interrupted upload"
-            " leaves a cut file visible under its final name until it is sent again"
-        )
-    return risks
-
-
-def out_of_space(reply: str) -> bool:
-    """Whether a refusal says the server's disk (or the account's quota) is full: 452 and 552, or a 451 saying so."""
-    text = reply.split(": ", 1)[-1] if reply[:3].isalpha() else reply
-    code = text.strip()[:3]
-    return code in ("452", "552") or (
-        code == "451" and any(word in text.lower() for word in ("space", "quota", "full"))
-    )
-
-
-class _Outage:
-    """One warning when the server becomes unreachable and one line when it is back, not one per worker."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.down_since: float | None = None
-
-    def failed(self) -> bool:
-        """Record a failed connect; True for the first failure of an outage."""
-        with self._lock:
-            if self.down_since is None:
-                self.down_since = time.monotonic()
-                return True
-            return False
-
-    def recovered(self) -> float | None:
-        """Record a successful connect; the outage's length when this ends one."""
-        with self._lock:
-            since, self.down_since = self.down_since, None
-            return None if since is None else time.monotonic() - since
 
 
 class Sink:
@@ -121,14 +66,12 @@ class Sink:
             for _ in range(policy.connections)
         ]
         self._threads: list[threading.Thread] = []
-        self._outage = _Outage()
-        self._parked_replies: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._open_sessions = 0
-        self._connecting = 0  # workers between `admit` and the end of their login
-        self._connects = ConnectAttempts(policy.connect_attempts, self.retry)
         self.gave_up = threading.Event()
-        self._out_of_space = False  # in an episode of "disk full" replies: warned once, until a file goes through
+        self.life = SessionLife(
+            params, policy, self.retry, self.board, self.pool, self.stopping, self._give_up, counters
+        )
+        self.results_log = ResultLog()
 
     def start(self) -> None:
         risks = unsafe_settings(self.policy)
@@ -196,19 +139,19 @@ class Sink:
                     if ahead is not None:  # not held through a reconnect: another worker may take it now
                         self.board.untake(ahead)
                         ahead = None
-                    admitted, ahead = self._grow(session, backoff)
+                    admitted, ahead = self.life.grow(session, backoff)
                     idle_since = time.monotonic()
                     continue
                 ticket, ahead = ahead or self.board.take(timeout=0), None
                 if ticket is None:
                     session.idle()
-                    ticket = self.board.take(timeout=self._idle_wait(idle_since))
+                    ticket = self.board.take(timeout=self.life.idle_wait(idle_since))
                 if ticket is not None:
                     ahead = self._attempt(session, ticket)
                     idle_since = time.monotonic()
                 elif self.stopping.is_set():
                     break
-                elif time.monotonic() - idle_since >= self.policy.idle_close_seconds and self._retire():
+                elif time.monotonic() - idle_since >= self.policy.idle_close_seconds and self.life.retire():
                     log.debug(
                         "closed a session idle for %.1f s (the stations sharing the server may use it)",
                         time.monotonic() - idle_since,
@@ -224,184 +167,13 @@ class Sink:
                         log.debug("idle session lost (%s): reconnecting", failure)
                 if not session.connected:
                     admitted = False
-                    self._session_closed()
+                    self.life.closed()
         finally:
             if ahead is not None:
                 self.board.untake(ahead)
             session.close()
             if admitted:
-                self._session_closed()
-
-    def _idle_wait(self, idle_since: float) -> float:
-        """How long an idle worker waits for a job before its next NOOP, or before its session may close."""
-        until_close = idle_since + self.policy.idle_close_seconds - time.monotonic()
-        if until_close <= 0:  # this one stays warm: the last open session
-            return self.policy.idle_noop_seconds
-        return min(self.policy.idle_noop_seconds, until_close)
-
-    def _retire(self) -> bool:
-        """Whether this idle session may close: not when it is the last one open (that one stays warm)."""
-        with self._lock:
-            if self._open_sessions <= 1:
-                return False
-            self._open_sessions -= 1
-            self._publish_sessions()
-            return True
-
-    def _grow(self, session: Transport, backoff: Backoff) -> tuple[bool, Ticket | None]:
-        """A worker without a session: connect when none is open (the warm one) or when a job needs it.
-
-        Returns (connected, the job to upload first).
-        """
-        with self._lock:
-            warm = self._open_sessions + self._connecting == 0
-            if warm:
-                self._connecting += 1
-        ticket = None
-        if warm:
-            admitted = self.pool.admit()
-        else:
-            ticket = self.board.take(timeout=self.policy.idle_noop_seconds, cold=True)
-            if ticket is None:
-                return False, None
-            admitted = self.pool.try_admit()
-            if not admitted:  # the pool is at its limit (after a 421): the open sessions will take it
-                self.board.untake(ticket)
-                self.pool.wait_for_room(self.policy.idle_noop_seconds)
-                return False, None
-            with self._lock:
-                self._connecting += 1
-        try:
-            connected = admitted and self._open(session, backoff, ticket)
-        finally:
-            with self._lock:
-                self._connecting -= 1
-        return connected, ticket if connected else None
-
-    def _open(self, session: Transport, backoff: Backoff, ticket: Ticket | None = None) -> bool:
-        """Connect once (the pool admitted it); on failure give `ticket` back, wait the backoff; True when connected."""
-        try:
-            session.connect()
-        except SessionFailure as failure:
-            if ticket is not None:
-                self.board.untake(ticket)
-            # Refused credentials or certificate: this worker probes again after retry_max, keeping
-            # its slot meanwhile, and the held-back pool lets no other worker try in between.
-            self.pool.hold_back()
-            if self._connects.limit:
-                self._give_up(self._login_refused(failure))
-            else:
-                self._connect_failed(failure, backoff, None, self.retry.connect_delay(backoff, login_refused=True))
-            self.pool.release()
-            return False
-        except TransportFailure as failure:
-            if ticket is not None:
-                self.board.untake(ticket)
-            if self._connects.limit and not isinstance(failure, TooManyConnections):
-                self._probe_failed(failure)  # waits holding the slot: one prober at a time
-                self.pool.release()
-                return False
-            if self._connects.limit and self._connects.exhausted(self._connects.failed()):
-                self.pool.release()
-                self._give_up(self._unreachable(failure))
-                return False
-            delay = self.retry.connect_delay(backoff)
-            # Shrink while this worker still counts as active: the limit is "the others that got in".
-            limit = self.pool.too_many(pause=delay) if isinstance(failure, TooManyConnections) else None
-            self.pool.release()
-            self._connect_failed(failure, backoff, limit, delay)
-            return False
-        backoff.reset()
-        self._connects.connected()
-        self.pool.logged_in()
-        with self._lock:
-            self._open_sessions += 1
-            self._publish_sessions()
-        down_for = self._outage.recovered()
-        if down_for is not None:
-            log.info("connected to %s:%d again after %.1f s", self.params.host, self.params.port, down_for)
-        return True
-
-    def _session_closed(self) -> None:
-        self.pool.release()
-        with self._lock:
-            self._open_sessions -= 1
-            self._publish_sessions()
-
-    def _publish_sessions(self) -> None:
-        if self._counters is not None:
-            self._counters.set(sessions=self._open_sessions)
-
-    def _connect_failed(self, failure: TransportFailure, backoff: Backoff, limit: int | None, delay: float) -> None:
-        """Log the failure (once per outage, or per episode of 421s) and wait `delay` (`RetryPolicy.connect_delay`)."""
-        first = self._outage.failed()
-        where = f"{self.params.host}:{self.params.port}"
-        if limit is not None and not first:
-            log.debug("%s answered 421 again: at most %d session(s)", where, limit, extra={"reply": failure.reply})
-        elif limit is not None:
-            log.warning(
-                "%s answered 421 (too many connections): using at most %d session(s), trying more again in %.0f s",
-                where,
-                limit,
-                self.pool.regrow_seconds,
-                extra={"reply": failure.reply},
-            )
-        elif first and isinstance(failure, SessionFailure):
-            log.error(
-                "cannot log in to %s: %s (check ftp.username, the password, ftp.tls, ftp.ca_file); retrying",
-                where,
-                failure,
-                extra={"reply": failure.reply},
-            )
-        elif first:
-            log.warning(
-                "cannot reach %s: %s; retrying with backoff (at most %.0f s apart)",
-                where,
-                failure,
-                self.policy.retry_max,
-                extra={"reply": failure.reply},
-            )
-        log.debug("connect attempt %d failed: %s; next try in %.2f s", backoff.failures, failure, delay)
-        self.stopping.wait(delay)
-
-    def _login_refused(self, failure: TransportFailure) -> str:
-        where = f"{self.params.host}:{self.params.port}"
-        if "certificate" in str(failure).lower():
-            check = "check ftp.ca_file and ftp.verify"
-        else:
-            check = (
-                f"check ftp.username ({self.params.username!r}) and the password"
-                " (BEEMON_FTP__PASSWORD or .secrets.toml), and ftp.tls"
-            )
-        # Masked where printed: the server's words may echo what it was sent, the rest is ours.
-        return f"cannot log in to {where}: {scrub(str(failure), self.params.password)}; {check}"
-
-    def _unreachable(self, failure: TransportFailure) -> str:
-        where = f"{self.params.host}:{self.params.port}"
-        last = scrub(str(failure), self.params.password)
-        return (
-            f"cannot reach {where} ({self._connects.failures} connection attempt(s) failed, the last: {last});"
-            " check ftp.host, ftp.port and the network"
-        )
-
-    def _probe_failed(self, failure: TransportFailure) -> None:
-        """A connect failed with `connect_attempts` set: give up after that many in a row, else wait the backoff."""
-        failures = self._connects.failed()
-        if self._connects.exhausted(failures):
-            self._give_up(self._unreachable(failure))
-            return
-        delay = self._connects.next_delay()
-        if failures == 1:
-            log.warning(
-                "cannot reach %s:%d: %s; %d more attempt(s) with backoff",
-                self.params.host,
-                self.params.port,
-                failure,
-                self.policy.connect_attempts - failures,
-                extra={"reply": failure.reply},
-            )
-        log.debug("connect attempt %d failed: %s; next try in %.2f s", failures, failure, delay)
-        self.stopping.wait(delay)
+                self.life.closed()
 
     def _give_up(self, reason: str) -> None:
         """Stop every worker and tell the parent why, once (the files stay in the outbox)."""
@@ -467,7 +239,7 @@ class Sink:
             return
         job = ticket.job
         if job.day_file:
-            self._log_day_file(job)
+            day_file_delivered(job)
         # Compared again under a read lease right before any removal (see `remove_uploaded`).
         removal = attempt.settle(job, version, delete_after_upload=self.policy.delete_after_upload)
         if removal.changed:
@@ -509,34 +281,6 @@ class Sink:
             ticket.progress,
         )
 
-    def _log_day_file(self, job: UploadJob) -> None:
-        """Say why a bare `.csv` went up as its day's file: its `.final` is shorter, or never came."""
-        final = final_beside(job.local_path)
-        final_size = file_state(final) if final is not None else None
-        if final is not None and final_size is not None:
-            log.warning(
-                "delivered %s (%d B) as its day's file %s: %s is shorter (%d B)",
-                job.local_path,
-                job.size,
-                job.remote_path,
-                final.rsplit("/", 1)[-1],
-                final_size.size,
-            )
-        else:
-            log.warning(
-                "delivered %s (%d B) as its day's file %s without its .final: the day is over and the file"
-                " was left quiet; a .final that comes later replaces it on the server",
-                job.local_path,
-                job.size,
-                job.remote_path,
-            )
-
-    def _space_episode(self, full: bool) -> bool:
-        """Record whether the server is out of space now; True when that starts or ends an episode."""
-        with self._lock:
-            changed, self._out_of_space = self._out_of_space != full, full
-            return changed
-
     def _changed(self, ticket: Ticket, started: float, reply: str, sent: int = 0) -> None:
         version = file_state(ticket.job.local_path)
         if version is None:
@@ -567,75 +311,4 @@ class Sink:
         if self._counters is not None:
             self._counters.add("delivered" if outcome == Outcome.DELIVERED else "failed", 1)
         self._emit(result)
-        self._log(result, delay, removed or [], kept)
-
-    def _log(self, result: UploadResult, delay: float, removed: list[str], kept: str = "") -> None:
-        extra = {
-            "file": result.local_path,
-            "remote": result.remote_path,
-            "size": result.bytes,
-            "seconds": round(result.seconds, 3),
-            "attempt": result.attempt,
-            "outcome": result.outcome,
-            "reply": result.reply,
-        }
-        path = result.local_path
-        if result.outcome == Outcome.DELIVERED:
-            self._parked_replies.pop(path, None)
-            if self._space_episode(False):
-                log.info("the server takes files again (it had no space left)")
-            log.info(
-                "delivered %s -> %s (%d B, %.2f s)", path, result.remote_path, result.bytes, result.seconds, extra=extra
-            )
-            if removed:
-                log.info("removed %s from the outbox (verified on the server)", ", ".join(removed), extra=extra)
-            if kept:
-                log.info("kept %s in the outbox: %s", path, kept, extra=extra)
-        elif result.outcome == Outcome.PARKED:
-            if self._parked_replies.get(path) != result.reply and result.reply.startswith("cannot read "):
-                self._parked_replies[path] = result.reply
-                log.warning(
-                    "%s: parked, it stays in the outbox and is tried again when it changes (and every %.0f s)",
-                    result.reply,
-                    delay,
-                    extra=extra,
-                )
-            elif self._parked_replies.get(path) != result.reply and result.reply.startswith("refusing to overwrite"):
-                self._parked_replies[path] = result.reply
-                log.warning(
-                    "%s: parked, the local file stays in the outbox (two outbox files map to this remote name,"
-                    " or the server's file came from elsewhere); retrying every %.0f s",
-                    result.reply,
-                    delay,
-                    extra=extra,
-                )
-            elif self._parked_replies.get(path) != result.reply:
-                self._parked_replies[path] = result.reply
-                hint = (
-                    "; if this server never allows renames, set upload.atomic_rename = false"
-                    if "rename refused" in result.reply
-                    else ""
-                )
-                log.warning(
-                    "parked %s -> %s: the server answered %r; retrying every %.0f s%s",
-                    path,
-                    result.remote_path,
-                    result.reply,
-                    delay,
-                    hint,
-                    extra=extra,
-                )
-            else:
-                log.debug("still refused: %s: %s", path, result.reply, extra=extra)
-        elif result.outcome == Outcome.RETRY and out_of_space(result.reply) and self._space_episode(True):
-            log.warning(
-                "the server has no space left: %s; files stay in the outbox and are retried with backoff",
-                result.reply,
-                extra=extra,
-            )
-        elif result.outcome == Outcome.RETRY:
-            log.info("retrying %s in %.1f s (attempt %d): %s", path, delay, result.attempt, result.reply, extra=extra)
-        elif result.outcome == Outcome.CHANGED:
-            log.info("%s changed while it was uploaded: kept, uploading it again", path, extra=extra)
-        else:
-            log.info("%s is gone from the outbox: nothing to upload", path, extra=extra)
+        self.results_log.result(result, delay, removed or [], kept)
