@@ -8,15 +8,13 @@ ones wait `retry_max`. Idle workers block on one condition variable: no polling.
 a session takes `cold`: only what no idle connected worker is waiting for, so sessions open on
 demand, when the open ones are all busy.
 
-The board also remembers, per remote path, which job's bytes this process last sent into its
-`.part` on the server (from each attempt's `DeliveryProgress`): a later attempt resumes only a `.part`
-that holds the beginning of its own version, never one another job (or another process) wrote,
-and a job parked with its whole file in the `.part` (a refused rename) tries only the rename again.
+The board also keeps the `PartRecords` (`board.parts`): whose bytes each remote path's `.part`
+holds, so a later attempt resumes only its own version, and what this process renamed where.
 
 Two local files can map to one remote path (`audio/hive1/N.wav` and `audio/hive2/N.wav`). A remote
 path is reserved while a job for it is in flight, so the other waits in its queue (it never shares
 the `.part`), and the board remembers which source file this process last placed under each remote
-name (`may_replace`), so the sink's overwrite guard can tell its own earlier copy from another file.
+name (`PartRecords.may_replace`), so the sink's overwrite guard can tell its own earlier copy from another file.
 """
 
 from __future__ import annotations
@@ -30,8 +28,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from operators.model import Priority, UploadJob
-from operators.remote_path import bare_csv_of, is_final
 from pipeline.sink.model import Outcome, SinkCounters
+from pipeline.sink.part_records import PartRecords
 from pipeline.sink.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -60,15 +58,6 @@ class Ticket:
 def _queue_index(priority: int) -> int:
     """The original's rule: priority 0 is the primary queue, anything else the secondary."""
     return 0 if priority == Priority.LIVE else 1
-
-
-def _version(job: UploadJob) -> tuple[str, int, int]:
-    return job.local_path, job.size, job.mtime_ns
-
-
-def _source(local_path: str) -> str:
-    """The file a local path delivers: `X.csv.final` is the last state of `X.csv`, the same file."""
-    return bare_csv_of(local_path) if is_final(local_path) else local_path
 
 
 def _same_version(a: UploadJob, b: UploadJob) -> bool:
@@ -104,15 +93,12 @@ class JobBoard:
         self._sequence = 0
         self._in_flight: dict[str, Ticket] = {}
         self._follow_ups: dict[str, UploadJob] = {}
-        #: remote path -> ((local path, size, mtime_ns) whose STOR last wrote that path's `.part`, all of it?)
-        self._parts: dict[str, tuple[tuple[str, int, int], bool]] = {}
+        #: whose bytes each remote path's `.part` holds, and what this process renamed onto each name
+        self.parts = PartRecords(placed_memory)
         #: remote path -> local path of the job in flight for it
         self._reserved: dict[str, str] = {}
         #: reserved remote paths that a ready job waits for
         self._contended: set[str] = set()
-        #: remote path -> the source file this process last renamed onto it (the newest `placed_memory`)
-        self._placed: OrderedDict[str, str] = OrderedDict()
-        self.placed_memory = placed_memory
         self._closed = False
         #: workers waiting in `take`: with a session (warm) and without one (cold)
         self._warm_waiting = 0
@@ -238,7 +224,8 @@ class JobBoard:
             path = ticket.path
             self._in_flight.pop(path, None)
             waiting = self._release(ticket)
-            self._record_part(ticket, outcome)
+            progress, ticket.progress = ticket.progress, None
+            self.parts.record(ticket.job, progress, outcome)
             follow_up = self._follow_ups.pop(path, None)
             delay = 0.0
             if outcome in (Outcome.DELIVERED, Outcome.GONE):
@@ -266,41 +253,6 @@ class JobBoard:
         """Whether `ticket`'s attempt is still open (taken and not finished)."""
         with self._cond:
             return self._in_flight.get(ticket.path) is ticket
-
-    def part_is_ours(self, job: UploadJob) -> bool:
-        """Whether the `.part` of `job.remote_path` was last written by a STOR of this very version of the file."""
-        with self._cond:
-            return self._parts.get(job.remote_path, (None, False))[0] == _version(job)
-
-    def may_replace(self, job: UploadJob, existing_size: int) -> bool:
-        """Whether the file of `existing_size` bytes at `job.remote_path` may be replaced by `job`'s file.
-
-        Yes when this process placed it there from the same source file (an earlier version, or the
-        `X.csv` of an `X.csv.final`); no when it placed another file there; otherwise only a copy of
-        the same size (what a crash between the rename and the local delete leaves) is replaced, or,
-        for a `.final`, a copy no larger than it: its day's `X.csv` sent when the `.final` was late.
-        """
-        with self._cond:
-            source = self._placed.get(job.remote_path)
-        if source is not None:
-            return source == _source(job.local_path)
-        return existing_size == job.size or (is_final(job.local_path) and existing_size <= job.size)
-
-    def part_is_complete(self, job: UploadJob) -> bool:
-        """Whether that `.part` got the whole of this version (its STOR ended with the 226)."""
-        with self._cond:
-            return self._parts.get(job.remote_path) == (_version(job), True)
-
-    def parts_snapshot(self) -> list[tuple[str, str, int, int, bool]]:
-        """Every `.part` this process's STORs left unrenamed: (remote path, local path, size, mtime_ns, complete)."""
-        with self._cond:
-            return [(remote, *version, complete) for remote, (version, complete) in self._parts.items()]
-
-    def restore_parts(self, records: list[tuple[str, str, int, int, bool]]) -> None:
-        """Take over `parts_snapshot` of an earlier process, so that its cut transfers resume here."""
-        with self._cond:
-            for remote, local, size, mtime_ns, complete in records:
-                self._parts.setdefault(remote, ((local, size, mtime_ns), complete))
 
     # --- inspection
 
@@ -345,21 +297,6 @@ class JobBoard:
                 return ticket
             self._contended.add(remote)
         return None
-
-    def _record_part(self, ticket: Ticket, outcome: Outcome) -> None:
-        """Note whose bytes the attempt left in its remote path's `.part`, and what it renamed onto the final name."""
-        progress, ticket.progress = ticket.progress, None
-        remote = ticket.job.remote_path
-        if progress is not None and progress.renamed:
-            self._placed[remote] = _source(ticket.path)
-            self._placed.move_to_end(remote)
-            if len(self._placed) > self.placed_memory:
-                self._placed.popitem(last=False)
-        abandoned = outcome == Outcome.GONE and self._parts.get(remote, (("",), False))[0][0] == ticket.path
-        if outcome == Outcome.DELIVERED or abandoned:
-            self._parts.pop(remote, None)  # renamed away, or nobody will resume it
-        elif progress is not None and progress.stored:
-            self._parts[remote] = (_version(ticket.job), progress.complete)
 
     def _make_ready(self, ticket: Ticket) -> None:
         self._ready[_queue_index(ticket.job.priority)][ticket.path] = ticket

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import ftplib
-import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -48,6 +47,7 @@ from pipeline.ftp.session import UploadSession
 from pipeline.outbox import deletion as local_files
 from pipeline.sink.main_guard import guard_main_module
 from pipeline.sink.model import Outcome, SinkCounters, SinkStats, UploadResult
+from pipeline.sink.part_records import load_journal, save_journal
 from pipeline.sink.workers import ABORT_GRACE_SECONDS, Sink
 
 __all__ = ["Outcome", "SinkStats", "UploadHelper", "UploadResult"]
@@ -342,7 +342,7 @@ class UploadHelper(SpawnProcess):
         sink = Sink(self.ftp, self.policy, emit, self._counters)
         journal = self.parts_journal
         if journal is not None:
-            sink.board.restore_parts(_load_parts(journal))
+            sink.board.parts.restore(load_journal(journal))
         sink.start()
         for queue, label, counters in (
             (self._primary, "primary", None),
@@ -361,7 +361,7 @@ class UploadHelper(SpawnProcess):
             deadline = self.policy.stop_deadline_seconds
         clean = sink.stop(deadline)
         if journal is not None:  # only transfers cut short: a parked, complete .part is retried by its own rule
-            _save_parts(journal, [record for record in sink.board.parts_snapshot() if not record[4]])
+            save_journal(journal, [record for record in sink.board.parts.snapshot() if not record[4]])
         log.debug("sink stopped (%s)", "clean" if clean else "transfers cut at the deadline")
         for queue in (self.results, self._log_queue):
             if queue is not None:
@@ -379,41 +379,6 @@ class UploadHelper(SpawnProcess):
                 return float(self._control_reader.recv())
         log.warning("the parent process is gone: stopping")
         return self.policy.stop_deadline_seconds
-
-
-def _load_parts(journal: str) -> list[tuple[str, str, int, int, bool]]:
-    """The records an earlier run left, once: the file is removed as it is read (a stale one must not linger)."""
-    try:
-        with open(journal, encoding="utf-8") as handle:
-            records = json.load(handle)
-        os.unlink(journal)
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError) as error:
-        log.warning("cannot read %s (%s): cut transfers start again from the beginning", journal, error)
-        with contextlib.suppress(OSError):
-            os.unlink(journal)
-        return []
-    return [
-        (str(r[0]), str(r[1]), int(r[2]), int(r[3]), bool(r[4])) for r in records if isinstance(r, list) and len(r) == 5
-    ]
-
-
-def _save_parts(journal: str, records: list[tuple[str, str, int, int, bool]]) -> None:
-    """Write the records atomically (temp file, fsync, rename), or nothing when there are none."""
-    if not records:
-        return
-    temporary = f"{journal}.tmp"
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(records, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, journal)
-    except OSError as error:
-        log.warning("cannot write %s (%s): cut transfers will start again from the beginning", journal, error)
-        return
-    log.info("%d transfer(s) cut at the stop deadline will resume from their .part at the next start", len(records))
 
 
 def _remote_name(local_path: str) -> str:

@@ -260,7 +260,7 @@ class Sink:
         """Hand the ticket's job to the transport: resuming only a `.part` of this very version (the board knows)."""
         job = ticket.job
         policy = self.policy
-        resume = self.board.part_is_ours(job)
+        resume = self.board.parts.is_ours(job)
         ticket.progress = DeliveryProgress()  # what this attempt does on the server: the board reads it at the end
         if job.into_folder:  # the original API's queue_upload: a folder name puts the file inside it
             name = os.path.basename(job.local_path)
@@ -272,11 +272,11 @@ class Sink:
                 job.remote_path,
                 job.size,
                 resume=resume,
-                part_complete=resume and self.board.part_is_complete(job),
+                part_complete=resume and self.board.parts.is_complete(job),
                 atomic_rename=policy.atomic_rename,
                 verify_size=policy.verify_size,
                 next_upload=take_ahead,
-                may_replace=lambda existing: self.board.may_replace(job, existing),
+                may_replace=lambda existing: self.board.parts.may_replace(job, existing),
             ),
             ticket.progress,
         )
