@@ -24,50 +24,16 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from operators.model import Priority, UploadJob
+from operators.model import UploadJob
 from pipeline.sink.model import Outcome, SinkCounters
 from pipeline.sink.part_records import PartRecords
 from pipeline.sink.retry import RetryPolicy
+from pipeline.sink.ticket import Ticket, merge, queue_index, same_version
 
 if TYPE_CHECKING:
-    from pipeline.transport.base import DeliveryProgress
-
-
-@dataclass(eq=False, slots=True)
-class Ticket:
-    """One path's life on the board: its current job and its history of attempts."""
-
-    job: UploadJob
-    attempts: int = 0
-    failures: int = 0
-    parked: bool = False
-    due: float = 0.0
-    #: what the attempt in flight did on the server, filled in by the session as it goes
-    progress: DeliveryProgress | None = None
-    #: the remote path this ticket holds reserved while in flight
-    reserved: str = ""
-
-    @property
-    def path(self) -> str:
-        return self.job.local_path
-
-
-def _queue_index(priority: int) -> int:
-    """The original's rule: priority 0 is the primary queue, anything else the secondary."""
-    return 0 if priority == Priority.LIVE else 1
-
-
-def _same_version(a: UploadJob, b: UploadJob) -> bool:
-    return (a.remote_path, a.size, a.mtime_ns) == (b.remote_path, b.size, b.mtime_ns)
-
-
-def _merge(old: UploadJob, new: UploadJob) -> UploadJob:
-    """The newer job, at the more urgent of the two priorities (a live file never drops to backfill)."""
-    priority = Priority(min(_queue_index(old.priority), _queue_index(new.priority)))
-    return new if _queue_index(new.priority) == priority else replace(new, priority=priority)
+    pass
 
 
 class JobBoard:
@@ -112,25 +78,25 @@ class JobBoard:
             path = job.local_path
             if path in self._in_flight:
                 earlier = self._follow_ups.get(path)
-                self._follow_ups[path] = _merge(earlier, job) if earlier else job
+                self._follow_ups[path] = merge(earlier, job) if earlier else job
                 return
             for index, queue in enumerate(self._ready):
                 ticket = queue.get(path)
                 if ticket is None:
                     continue
-                ticket.job = _merge(ticket.job, job)
-                if _queue_index(ticket.job.priority) != index:
+                ticket.job = merge(ticket.job, job)
+                if queue_index(ticket.job.priority) != index:
                     del queue[path]
                     self._ready[0][path] = ticket
                 self._publish()
                 return
             ticket = self._waiting.get(path)
             if ticket is not None:
-                if _same_version(ticket.job, job):  # a rescan found it again: keep its backoff
-                    ticket.job = _merge(ticket.job, job)
+                if same_version(ticket.job, job):  # a rescan found it again: keep its backoff
+                    ticket.job = merge(ticket.job, job)
                     return
                 self._unwait(path)  # the file changed: try the new version now
-                ticket.job, ticket.failures, ticket.parked = _merge(ticket.job, job), 0, False
+                ticket.job, ticket.failures, ticket.parked = merge(ticket.job, job), 0, False
                 self._make_ready(ticket)
             else:
                 self._make_ready(Ticket(job))
@@ -208,8 +174,8 @@ class JobBoard:
             ticket.attempts -= 1
             follow_up = self._follow_ups.pop(path, None)
             if follow_up is not None:
-                ticket.job = _merge(ticket.job, follow_up)
-            queue = self._ready[_queue_index(ticket.job.priority)]
+                ticket.job = merge(ticket.job, follow_up)
+            queue = self._ready[queue_index(ticket.job.priority)]
             queue[path] = ticket
             queue.move_to_end(path, last=False)
             self._publish()
@@ -229,18 +195,18 @@ class JobBoard:
             follow_up = self._follow_ups.pop(path, None)
             delay = 0.0
             if outcome in (Outcome.DELIVERED, Outcome.GONE):
-                if follow_up is not None and (outcome == Outcome.GONE or not _same_version(follow_up, ticket.job)):
+                if follow_up is not None and (outcome == Outcome.GONE or not same_version(follow_up, ticket.job)):
                     self._make_ready(Ticket(follow_up))
             elif outcome == Outcome.CHANGED:
                 newest = job or ticket.job
-                ticket.job = _merge(follow_up, newest) if follow_up else newest
+                ticket.job = merge(follow_up, newest) if follow_up else newest
                 self._make_ready(ticket)
-            elif follow_up is not None and not _same_version(follow_up, ticket.job):
-                ticket.job, ticket.failures, ticket.parked = _merge(ticket.job, follow_up), 0, False
+            elif follow_up is not None and not same_version(follow_up, ticket.job):
+                ticket.job, ticket.failures, ticket.parked = merge(ticket.job, follow_up), 0, False
                 self._make_ready(ticket)
             else:
                 if follow_up is not None:
-                    ticket.job = _merge(ticket.job, follow_up)
+                    ticket.job = merge(ticket.job, follow_up)
                 ticket.failures += 1
                 ticket.parked = outcome == Outcome.PARKED
                 delay = self.retry.job_delay(ticket.failures, outcome)
@@ -299,7 +265,7 @@ class JobBoard:
         return None
 
     def _make_ready(self, ticket: Ticket) -> None:
-        self._ready[_queue_index(ticket.job.priority)][ticket.path] = ticket
+        self._ready[queue_index(ticket.job.priority)][ticket.path] = ticket
         self._publish()
 
     def _wait(self, ticket: Ticket, delay: float) -> None:

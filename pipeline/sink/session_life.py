@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable
 
 from pipeline.ftp.params import FtpParams, UploadPolicy
-from pipeline.sink.board import JobBoard, Ticket
+from pipeline.sink.board import JobBoard
 from pipeline.sink.model import SinkCounters
 from pipeline.sink.pool import SessionPool
 from pipeline.sink.retry import Backoff, ConnectAttempts, RetryPolicy
+from pipeline.sink.ticket import Ticket
 from pipeline.transport import Transport
 from pipeline.transport.errors import SessionFailure, TooManyConnections, TransportFailure, scrub
 

@@ -23,12 +23,13 @@ from operators.remote_path import remote_name
 from pipeline.ftp.params import FtpParams, UploadPolicy
 from pipeline.outbox.file_state import file_state
 from pipeline.sink import attempt
-from pipeline.sink.board import JobBoard, Ticket
+from pipeline.sink.board import JobBoard
 from pipeline.sink.model import Outcome, SinkCounters, SinkGaveUp, UploadResult
 from pipeline.sink.pool import SessionPool
 from pipeline.sink.result_log import ResultLog, day_file_delivered, unsafe_settings
 from pipeline.sink.retry import RetryPolicy
 from pipeline.sink.session_life import SessionLife
+from pipeline.sink.ticket import Ticket
 from pipeline.transport import Delivered, Delivery, DeliveryProgress, Transport, make_transport
 from pipeline.transport.bandwidth import TokenBucket
 from pipeline.transport.errors import (
