@@ -51,8 +51,9 @@ class UploadResult:
 @dataclass(frozen=True, slots=True)
 class SinkStats:
     """A snapshot of the sink: ready jobs per queue, jobs waiting a retry (of which parked), in flight,
-    open sessions, and totals since start (`received_secondary`: backfill jobs taken off the
-    inter-process queue, which tells the parent how many are still on their way)."""
+    open sessions, and totals since start: attempts delivered and failed (`Outcome.failed`, as
+    `UploadStats` counts them), and `received_secondary`, backfill jobs taken off the inter-process
+    queue, which tells the parent how many are still on their way."""
 
     queued_primary: int = 0
     queued_secondary: int = 0

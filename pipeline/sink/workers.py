@@ -310,6 +310,9 @@ class Sink:
             attempted.local_path, attempted.remote_path, sent, seconds, ticket.attempts, outcome, reply
         )
         if self._counters is not None:
-            self._counters.add("delivered" if outcome == Outcome.DELIVERED else "failed", 1)
+            if outcome == Outcome.DELIVERED:
+                self._counters.add("delivered")
+            elif outcome.failed:
+                self._counters.add("failed")
         self._emit(result)
         self.results_log.result(result, delay, removed or [], kept)

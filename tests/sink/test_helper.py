@@ -468,6 +468,8 @@ def test_a_vanished_file_is_gone_without_retry_and_keep_mode_deletes_nothing(mak
         ("kept.wav", "delivered"),
         ("never-there.wav", "gone"),
     ]
+    stats = run.helper.stats()  # counted before each result is sent
+    assert (stats.delivered, stats.failed) == (1, 0)  # a vanished file did not fail: as UploadStats counts
     assert run.helper.stop(1.0)
     assert (outbox / "kept.wav").exists()
     assert sorted(server_files(ftp_root)) == ["/upload/kept.wav"]
