@@ -12,6 +12,7 @@ import pytest
 from operators.model import Priority
 from pipeline.app.logs import configure_logging
 from pipeline.app.stats import UploadStats, format_bytes
+from pipeline.sink.model import Outcome
 from tests.helpers import job
 
 
@@ -60,16 +61,16 @@ def test_stats_snapshot_counts_queues_flight_and_deliveries() -> None:
     stats.submitted(job("/b", Priority.BACKFILL, mtime_ns=now_ns - 3_600 * 10**9))
     stats.submitted(job("/c", Priority.BACKFILL, mtime_ns=now_ns))
     stats.started("/c")
-    stats.finished("/a", "delivered", 1_500)
-    stats.finished("/c", "retry", 0)
+    stats.finished("/a", Outcome.DELIVERED, 1_500)
+    stats.finished("/c", Outcome.RETRY, 0)
     snap = stats.snapshot()
     assert (snap.queued_primary, snap.queued_secondary, snap.in_flight) == (0, 2, 0)
     assert (snap.delivered, snap.failed, snap.bytes_delivered) == (1, 1, 1_500)
     assert 3_599 <= snap.oldest_waiting_seconds <= 3_700
     assert snap.rate_bytes_per_second == 1_500.0
     assert snap.line().startswith("queued 0 live + 2 backfill, in flight 0, delivered 1, failed 1, 1.5 KB, 1.5 KB/s")
-    stats.finished("/b", "gone", 0)
-    stats.finished("/c", "delivered", 100)
+    stats.finished("/b", Outcome.GONE, 0)
+    stats.finished("/c", Outcome.DELIVERED, 100)
     assert stats.waiting() == []
 
 

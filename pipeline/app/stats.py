@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from operators.model import Priority, UploadJob
-
-#: Outcomes after which a file is no longer waiting.
-FINAL_OUTCOMES = frozenset({"delivered", "gone"})
+from pipeline.sink.model import Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +68,17 @@ class UploadStats:
         with self._lock:
             self._in_flight.add(local_path)
 
-    def finished(self, local_path: str, outcome: str, size: int) -> None:
+    def finished(self, local_path: str, outcome: Outcome, size: int) -> None:
         """One attempt ended; a delivered or vanished file stops waiting."""
         with self._lock:
             self._in_flight.discard(local_path)
-            if outcome == "delivered":
+            if outcome == Outcome.DELIVERED:
                 self.delivered += 1
                 self.bytes_delivered += size
                 self._recent.append((time.monotonic(), size))
-            elif outcome not in FINAL_OUTCOMES:
+            elif outcome.failed:
                 self.failed += 1
-            if outcome in FINAL_OUTCOMES:
+            if outcome.final:
                 self._waiting.pop(local_path, None)
 
     def waiting(self) -> list[str]:

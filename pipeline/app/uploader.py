@@ -23,12 +23,13 @@ from reactivex.subject import Subject
 from operators.model import Priority, UploadJob
 from pipeline.app.config_sources import options_from_config
 from pipeline.app.options import UploaderOptions
-from pipeline.app.stats import FINAL_OUTCOMES, UploadStats
+from pipeline.app.stats import UploadStats
 from pipeline.app.transport_risks import transport_risks
 from pipeline.outbox.lock import OutboxLock
 from pipeline.sink.main_guard import guard_main_module
-from pipeline.sink.model import SinkGaveUp
+from pipeline.sink.model import Outcome, SinkGaveUp
 from pipeline.sink.process import UploadHelper, UploadResult
+from pipeline.sink.retry import RetryPolicy
 from pipeline.stream.jobs import build_job_stream, scan_jobs
 
 if TYPE_CHECKING:  # pyftpdlib is imported only where the embedded server runs
@@ -158,7 +159,7 @@ class Uploader(multiprocessing.Process):
             self._outbox_lock.release()
 
     def _run_pipelines(self) -> None:
-        pause = self._options.policy.retry_base
+        pauses = RetryPolicy.of(self._options.policy).rebuild_pauses()
         while not self._stop_requested.is_set():
             with RunningPipeline(self._options, self.stats) as running:
                 self._helper = running.helper
@@ -168,10 +169,10 @@ class Uploader(multiprocessing.Process):
                     break
                 if running.start_failed:
                     raise SystemExit(1)  # the reason is logged; it would fail again
+            pause = next(pauses)
             log.error("restarting the pipeline in %.0f s (unsent files stay in the outbox)", pause)
             if self._stop_requested.wait(pause):
                 break
-            pause = min(pause * 2, self._options.policy.retry_max)
 
     def _serve_commands(self, running: RunningPipeline) -> None:
         """Poll the command queue until stop, or until the pipeline broke (`running.failure`)."""
@@ -368,16 +369,16 @@ class RunningPipeline:
             "live" if job.priority == Priority.LIVE else "backfill",
         )
 
-    def _releases(self, path: str, outcome: str) -> bool:
+    def _releases(self, path: str, outcome: Outcome) -> bool:
         """Whether the stream may forget the path: it is gone, or delivered and deleted.
 
         A delivered file still in the outbox (`delete_after_upload = false`, or a deletion that
         failed on a read-only card) stays remembered: releasing it would make every rescan upload
         it again. Only a change uploads it anew.
         """
-        if outcome == "delivered":
+        if outcome == Outcome.DELIVERED:
             return self.options.policy.delete_after_upload and not os.path.lexists(path)
-        return outcome in FINAL_OUTCOMES
+        return outcome.final
 
     def _pump_results(self) -> None:
         while True:

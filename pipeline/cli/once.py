@@ -30,7 +30,8 @@ from pipeline.app.uploader import RunningPipeline
 from pipeline.cli import exit_codes
 from pipeline.outbox.file_state import finished_file_stat
 from pipeline.outbox.lock import OutboxLock
-from pipeline.sink.process import UploadResult
+from pipeline.sink.model import Outcome, UploadResult
+from pipeline.sink.retry import connect_attempts_for, once_gives_up
 from pipeline.stream.backfill import is_orphan_csv, is_young, iter_outbox
 from pipeline.stream.jobs import StationNameCheck, quiet_period, with_state_folder
 from pipeline.stream.watch import outbox_root
@@ -61,15 +62,15 @@ class OnceProgress:
         with self.changed:
             if result.local_path not in self.open_jobs:
                 return
-            if result.outcome == "delivered":
+            if result.outcome == Outcome.DELIVERED:
                 self.delivered_files += 1
                 self.delivered_bytes += self.open_jobs.pop(result.local_path)
-            elif result.outcome == "gone":
+            elif result.outcome == Outcome.GONE:
                 self.open_jobs.pop(result.local_path)
-            elif result.outcome in ("retry", "parked", "changed"):
+            elif result.outcome.failed:
                 failures = self.failures.get(result.local_path, 0) + 1
                 self.failures[result.local_path] = failures
-                if failures > self.max_retries or result.outcome == "parked":
+                if once_gives_up(failures, result.outcome, self.max_retries):
                     self.open_jobs.pop(result.local_path)
                     self.undelivered[result.local_path] = result.reply
             self.changed.notify_all()
@@ -192,7 +193,7 @@ def _upload_once(options: UploaderOptions, *, max_retries: int, progress: bool) 
     # port in use) ends the run in one line before anything else is said.
     started = time.monotonic()
     quiet = quiet_period(options.observer, options.debounce_seconds, options.polling_interval)
-    options = options.replace(policy=replace(options.policy, connect_attempts=max_retries + 1))
+    options = options.replace(policy=replace(options.policy, connect_attempts=connect_attempts_for(max_retries)))
     state = OnceProgress(max_retries=max_retries)
     stop = threading.Event()
     cause = ""

@@ -1,4 +1,4 @@
-"""The outbox's deletion rules: what may be removed after a verified upload, and when.
+"""The outbox's deletion mechanics: how an uploaded file is removed, under read leases, with its companion.
 
 The file system is the durable queue, so a local file is removed only once the server holds a
 verified copy of exactly the bytes it has now. A bare `.csv` is still being appended to by its
@@ -6,9 +6,12 @@ sensor and is never removed; `X.csv.final` is the day's last state of `X.csv`, s
 removes `X.csv` too (the original uploader's `remove_local_file`), once the `.final` is seen to
 hold all of `X.csv`.
 
-A bare `X.csv` delivered as its day's file (`day_file`: its `.final` never came, or is shorter) is
-removed like a `.final`; a `.final` beside it goes first, and only when the delivered bytes hold it
-(a later upload of it would otherwise replace the longer copy on the server). Extensions in any case.
+A bare `X.csv` delivered as its day's file (its `.final` never came, or is shorter) is removed like
+a `.final`; a `.final` beside it goes first, and only when the delivered bytes hold it (a later upload
+of it would otherwise replace the longer copy on the server). Extensions in any case.
+
+Whether a file is to be removed at all is the sink's decision (`pipeline.sink.attempt.settle`), which
+asks `keeps_bare_csv` here.
 """
 
 from __future__ import annotations
@@ -51,19 +54,26 @@ class Removal:
     changed: bool = False
 
 
-def remove_local_file(filepath: str) -> list[str]:
-    """Remove an uploaded file by the outbox's rules; returns the paths actually removed.
+def keeps_bare_csv(local_path: str, *, day_file: bool = False) -> bool:
+    """A bare `X.csv` is still appended to by its sensor: never removed, unless delivered as its day's file."""
+    return is_daily_csv(local_path) and not day_file
 
-    The original API: `remove_uploaded` without a version to compare, so only a file some process
-    has open for writing is kept.
+
+def remove_local_file(filepath: str) -> list[str]:
+    """The original API's removal of an uploaded file; returns the paths actually removed.
+
+    No version to compare: only a file some process has open for writing is kept, and a bare `.csv`
+    (`X.csv.final` takes `X.csv` along, when it holds all of it).
     """
+    if keeps_bare_csv(filepath):
+        return []
     return remove_uploaded(filepath).removed
 
 
-def remove_uploaded(filepath: str, version: FileState | None = None, *, day_file: bool = False) -> Removal:
+def remove_uploaded(filepath: str, version: FileState | None = None) -> Removal:
     """Remove an uploaded file by the outbox's rules, if it is still `version` (when given).
 
-    A bare `.csv` is kept; `X.csv.final` takes `X.csv` with it, and `X.csv` goes first: a crash
+    `X.csv.final` takes `X.csv` with it, and `X.csv` goes first: a crash
     between the two removals then leaves `X.csv.final` (uploaded again at the next start, then
     removed with nothing left), never a bare `X.csv` of a finished day that nothing would ever
     upload or remove. A file already gone is not an error. `X.csv` goes only when the `.final`
@@ -72,10 +82,8 @@ def remove_uploaded(filepath: str, version: FileState | None = None, *, day_file
 
     The check and the removal happen under a read lease (`held_for_reading`): a file open for
     writing is kept, and no writer can open it between the comparison and the removal. A bare
-    `.csv` delivered as its `day_file` is removed by `_remove_day_file`'s rules.
+    `.csv` (the sink removes one only when it went up as its day's file) goes by `_day_file_may_go`.
     """
-    if is_daily_csv(filepath) and not day_file:
-        return Removal()
     try:
         with held_for_reading(filepath) as held:
             if held is None:

@@ -22,6 +22,17 @@ class Outcome(StrEnum):
     GONE = "gone"  # the local file vanished before it could be sent: nothing to do
     CHANGED = "changed"  # the local file changed while it was sent: kept, queued again at once
 
+    @property
+    def final(self) -> bool:
+        """The file no longer waits: it was delivered, or it is gone from the outbox."""
+        return self in (Outcome.DELIVERED, Outcome.GONE)
+
+    @property
+    def failed(self) -> bool:
+        """What every "failed" count counts: an attempt that ended with its file still waiting
+        (retry, parked, changed). A file that vanished did not fail; there is nothing left to send."""
+        return not self.final
+
 
 @dataclass(frozen=True, slots=True)
 class UploadResult:
@@ -33,15 +44,16 @@ class UploadResult:
     bytes: int
     seconds: float
     attempt: int
-    outcome: str
+    outcome: Outcome
     reply: str
 
 
 @dataclass(frozen=True, slots=True)
 class SinkStats:
     """A snapshot of the sink: ready jobs per queue, jobs waiting a retry (of which parked), in flight,
-    open sessions, and totals since start (`received_secondary`: backfill jobs taken off the
-    inter-process queue, which tells the parent how many are still on their way)."""
+    open sessions, and totals since start: attempts delivered and failed (`Outcome.failed`, as
+    `UploadStats` counts them), and `received_secondary`, backfill jobs taken off the inter-process
+    queue, which tells the parent how many are still on their way."""
 
     queued_primary: int = 0
     queued_secondary: int = 0

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import ftplib
-import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -34,20 +33,20 @@ import os
 import posixpath
 import signal
 import threading
-from logging.handlers import QueueHandler, QueueListener
+from logging.handlers import QueueListener
 from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
 from typing import Any
 
 from operators.model import Priority, UploadJob
-from operators.remote_path import SENSOR_BY_EXTENSION, remote_name
 from pipeline.app.options import DEFAULT_IGNORE_PATTERNS
-from pipeline.ftp.errors import FtpFailure, LocalFileChanged, LocalFileGone, scrub
 from pipeline.ftp.params import FtpParams, UploadPolicy
-from pipeline.ftp.session import UploadSession
 from pipeline.outbox import deletion as local_files
+from pipeline.sink import original_api
+from pipeline.sink.child import ReplayInParent, Terminated, feed, flush, log_to_queue, raise_terminated
 from pipeline.sink.main_guard import guard_main_module
 from pipeline.sink.model import Outcome, SinkCounters, SinkStats, UploadResult
+from pipeline.sink.part_records import load_journal, save_journal
 from pipeline.sink.workers import ABORT_GRACE_SECONDS, Sink
 
 __all__ = ["Outcome", "SinkStats", "UploadHelper", "UploadResult"]
@@ -58,8 +57,6 @@ log = logging.getLogger("beemon.sink")
 PARTS_JOURNAL_NAME = ".beemon-uploader-parts.json"
 #: Beyond the stop deadline: time to cut transfers, report, flush the queues and exit.
 STOP_GRACE_SECONDS = ABORT_GRACE_SECONDS + 5.0
-#: How long the child waits for its results and log records to reach the pipes before it exits.
-FLUSH_SECONDS = 5.0
 
 
 class UploadHelper(SpawnProcess):
@@ -93,20 +90,8 @@ class UploadHelper(SpawnProcess):
         guard_main_module("UploadHelper(...)")
         interval = upload_queue_polling_interval_seconds
         if not isinstance(ftp, FtpParams):
-            if ftp is not None:
-                interval = ftp
-            if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int | float)):
-                raise TypeError(f"upload_queue_polling_interval_seconds must be a number, not {interval!r}")
-            if interval is not None and interval <= 0:
-                raise ValueError(f"upload_queue_polling_interval_seconds must be positive, not {interval!r}")
-            from pipeline.app.config_sources import options_from_config
-
-            options = options_from_config(config, caller="UploadHelper()")
-            if options.embedded:
-                raise ValueError(
-                    'UploadHelper(): ftp.host = "embedded" names the built-in test server, which only Uploader and'
-                    " beemon-uploader run start: name a real server"
-                )
+            interval = _polling_interval(interval if ftp is None else ftp)
+            options = _configured_options(config)
             ftp, policy = options.ftp, policy or options.policy
             self.ignore_patterns = options.ignore_patterns
             outbox = outbox if outbox is not None else options.outbox
@@ -121,6 +106,10 @@ class UploadHelper(SpawnProcess):
         #: the local folder and station name `UploadHandler(helper)` maps paths with (None: not known)
         self.outbox = outbox
         self.station = station or ""
+        self._open_channels(log_queue)
+
+    def _open_channels(self, log_queue: Queue[Any] | None) -> None:
+        """The queues, pipe, shared counters and events between the parent and the child."""
         self._primary: Queue[Any] = SPAWN.Queue()
         self._secondary: Queue[Any] = SPAWN.Queue()
         self._sent_secondary = 0  # parent side: jobs put on the secondary queue
@@ -155,7 +144,7 @@ class UploadHelper(SpawnProcess):
         """Start the child (and, in the parent, the thread that replays its log records)."""
         self._log_level = log.getEffectiveLevel()
         if self._own_log_queue:
-            self._listener = QueueListener(self._log_queue, _ReplayInParent())
+            self._listener = QueueListener(self._log_queue, ReplayInParent())
             self._listener.start()
         super().start()
         self._control_reader.close()
@@ -169,7 +158,7 @@ class UploadHelper(SpawnProcess):
         primary queue, anything else to the secondary. The file is stat'ed now; one that is missing
         is reported as "gone" by the sink.
         """
-        name = _remote_name(source_filepath)
+        name = original_api.remote_name_of(source_filepath)
         into_folder = False
         if dest_filepath.endswith("/"):
             dest_filepath += name
@@ -186,25 +175,7 @@ class UploadHelper(SpawnProcess):
         name, rename, size check); the local file is kept (`remove_local_file` removes it).
         Returns None on success, else one line saying what failed (never the password).
         """
-        try:
-            size = os.stat(source_filepath).st_size
-        except OSError as error:
-            return f"cannot read {source_filepath}: {error.strerror or error}"
-        try:
-            with UploadSession(self.ftp) as session:
-                target = session.target_in_folder(dest_filepath, _remote_name(source_filepath))
-                session.upload(
-                    source_filepath,
-                    target,
-                    size,
-                    atomic_rename=self.policy.atomic_rename,
-                    verify_size=self.policy.verify_size,
-                )
-        except LocalFileGone:
-            return f"cannot read {source_filepath}: the file is gone"
-        except (FtpFailure, LocalFileChanged, OSError) as error:
-            return f"upload of {source_filepath} to {dest_filepath} failed: {scrub(str(error), self.ftp.password)}"
-        return None
+        return original_api.upload_file(self.ftp, self.policy, source_filepath, dest_filepath)
 
     @staticmethod
     def make_directory(session: ftplib.FTP, directory_name: str) -> str | None:
@@ -213,15 +184,7 @@ class UploadHelper(SpawnProcess):
 
         An existing folder is success. Returns None, or one line saying why it could not be made.
         """
-        try:
-            session.mkd(directory_name)
-        except ftplib.error_perm as error:
-            if _is_folder(session, directory_name):
-                return None
-            return f"cannot create remote folder {directory_name}: {error}"
-        except (ftplib.Error, OSError, EOFError) as error:
-            return f"cannot create remote folder {directory_name}: {error or type(error).__name__}"
-        return None
+        return original_api.make_directory(session, directory_name)
 
     def make_remote_directories(self, session: ftplib.FTP, date: str) -> str | None:
         """The original API: create `<remote root>/<station>/<date>/` and a folder per sensor under it.
@@ -232,24 +195,11 @@ class UploadHelper(SpawnProcess):
         """
         if not self.station:
             return "cannot create the remote folders: the station name is not known (give UploadHelper station=...)"
-        root = posixpath.normpath("/" + self.ftp.remote_root.strip("/"))
-        day = posixpath.join(root, self.station, date)
-        folders = [posixpath.join(root, self.station), day]
-        folders += [posixpath.join(day, sensor) for sensor in self._sensors()]
-        parts = [part for part in root.split("/") if part]
-        parents = ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
-        for folder in parents + folders:
+        for folder in original_api.day_folders(self.ftp.remote_root, self.station, date, self.outbox):
             error = self.make_directory(session, folder)
             if error is not None:
                 return error
         return None
-
-    def _sensors(self) -> list[str]:
-        sensors = set(SENSOR_BY_EXTENSION.values())
-        if self.outbox and os.path.isdir(self.outbox):
-            with os.scandir(self.outbox) as entries:
-                sensors |= {e.name for e in entries if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")}
-        return sorted(sensors)
 
     def submit(self, job: UploadJob) -> None:
         """Queue one job; a newer job for a path already queued replaces the older one."""
@@ -337,35 +287,35 @@ class UploadHelper(SpawnProcess):
         """The child's main: workers and feeders, then wait for the stop message or the parent's exit."""
         self._running.set()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _log_to_queue(self._log_queue, self._log_level)
+        log_to_queue(self._log_queue, self._log_level)
         emit = self.results.put if self.results is not None else (lambda result: None)
         sink = Sink(self.ftp, self.policy, emit, self._counters)
         journal = self.parts_journal
         if journal is not None:
-            sink.board.restore_parts(_load_parts(journal))
+            sink.board.parts.restore(load_journal(journal))
         sink.start()
         for queue, label, counters in (
             (self._primary, "primary", None),
             (self._secondary, "secondary", self._counters),
         ):
-            feeder = threading.Thread(target=_feed, args=(queue, sink, counters), name=f"feed-{label}", daemon=True)
+            feeder = threading.Thread(target=feed, args=(queue, sink, counters), name=f"feed-{label}", daemon=True)
             feeder.start()
         log.debug("sink started (pid %d, %d session(s))", os.getpid(), self.policy.connections)
         try:
-            signal.signal(signal.SIGTERM, _raise_terminated)
+            signal.signal(signal.SIGTERM, raise_terminated)
             deadline = self._wait_for_stop()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        except _Terminated:
+        except Terminated:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             log.info("SIGTERM: finishing transfers in flight, then stopping")
             deadline = self.policy.stop_deadline_seconds
         clean = sink.stop(deadline)
         if journal is not None:  # only transfers cut short: a parked, complete .part is retried by its own rule
-            _save_parts(journal, [record for record in sink.board.parts_snapshot() if not record[4]])
+            save_journal(journal, [record for record in sink.board.parts.snapshot() if not record[4]])
         log.debug("sink stopped (%s)", "clean" if clean else "transfers cut at the deadline")
         for queue in (self.results, self._log_queue):
             if queue is not None:
-                _flush(queue)
+                flush(queue)
 
     def _wait_for_stop(self) -> float:
         """Block until the parent sends the deadline, or exits without doing so (then the default)."""
@@ -381,107 +331,23 @@ class UploadHelper(SpawnProcess):
         return self.policy.stop_deadline_seconds
 
 
-def _load_parts(journal: str) -> list[tuple[str, str, int, int, bool]]:
-    """The records an earlier run left, once: the file is removed as it is read (a stale one must not linger)."""
-    try:
-        with open(journal, encoding="utf-8") as handle:
-            records = json.load(handle)
-        os.unlink(journal)
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError) as error:
-        log.warning("cannot read %s (%s): cut transfers start again from the beginning", journal, error)
-        with contextlib.suppress(OSError):
-            os.unlink(journal)
-        return []
-    return [
-        (str(r[0]), str(r[1]), int(r[2]), int(r[3]), bool(r[4])) for r in records if isinstance(r, list) and len(r) == 5
-    ]
+def _polling_interval(interval: object) -> float | None:
+    """The original API's polling interval, checked: None, or a positive number."""
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int | float)):
+        raise TypeError(f"upload_queue_polling_interval_seconds must be a number, not {interval!r}")
+    if interval is not None and interval <= 0:
+        raise ValueError(f"upload_queue_polling_interval_seconds must be positive, not {interval!r}")
+    return interval
 
 
-def _save_parts(journal: str, records: list[tuple[str, str, int, int, bool]]) -> None:
-    """Write the records atomically (temp file, fsync, rename), or nothing when there are none."""
-    if not records:
-        return
-    temporary = f"{journal}.tmp"
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(records, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, journal)
-    except OSError as error:
-        log.warning("cannot write %s (%s): cut transfers will start again from the beginning", journal, error)
-        return
-    log.info("%d transfer(s) cut at the stop deadline will resume from their .part at the next start", len(records))
+def _configured_options(config: Any) -> Any:
+    """The options of the original API's forms, read as `Uploader(queue, config)` reads them (no embedded server)."""
+    from pipeline.app.config_sources import options_from_config
 
-
-def _remote_name(local_path: str) -> str:
-    """The name a file keeps inside a remote folder: its own, with `X.csv.final` delivered as `X.csv`."""
-    name = os.path.basename(local_path)
-    return remote_name(name) or name
-
-
-def _is_folder(session: ftplib.FTP, path: str) -> bool:
-    """Whether `path` is a folder on the server, asked with CWD and undone (the session's folder is the caller's)."""
-    try:
-        here = session.pwd()
-        session.cwd(path)
-    except (ftplib.Error, OSError, EOFError):
-        return False
-    with contextlib.suppress(ftplib.Error, OSError, EOFError):
-        session.cwd(here)
-    return True
-
-
-class _Terminated(Exception):
-    """SIGTERM arrived while the child waited for its stop message."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise _Terminated
-
-
-def _feed(queue: Queue[Any], sink: Sink, counters: SinkCounters | None = None) -> None:
-    """Move jobs from one inter-process queue onto the board until the queue closes.
-
-    With `counters` (the secondary queue's feeder), each job taken off the queue is counted in
-    `received_secondary`, after it is on the board: the parent never counts a job as neither.
-    """
-    while True:
-        try:
-            job = queue.get()
-        except (EOFError, OSError, ValueError):
-            return
-        if job is None:
-            return
-        sink.put(job)
-        if counters is not None:
-            counters.add("received_secondary")
-
-
-def _flush(queue: Queue[Any]) -> None:
-    """Let the queue's feeder thread write what is buffered, but never hang the exit on a full pipe."""
-    queue.close()
-    joiner = threading.Thread(target=queue.join_thread, daemon=True)
-    joiner.start()
-    joiner.join(FLUSH_SECONDS)
-    if joiner.is_alive():
-        queue.cancel_join_thread()
-
-
-def _log_to_queue(queue: Queue[Any], level: int) -> None:
-    """In the child: every "beemon.sink" record goes to the log queue; nothing else does."""
-    logger = logging.getLogger("beemon.sink")
-    logger.handlers[:] = [QueueHandler(queue)]
-    logger.setLevel(level)
-    logger.propagate = False
-
-
-class _ReplayInParent(logging.Handler):
-    """In the parent: hand a record from the child to the parent's logger of the same name."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        logger = logging.getLogger(record.name)
-        if logger.isEnabledFor(record.levelno):
-            logger.handle(record)
+    options = options_from_config(config, caller="UploadHelper()")
+    if options.embedded:
+        raise ValueError(
+            'UploadHelper(): ftp.host = "embedded" names the built-in test server, which only Uploader and'
+            " beemon-uploader run start: name a real server"
+        )
+    return options

@@ -122,8 +122,8 @@ def test_changed_goes_back_at_once_with_the_new_version_and_no_resume(board):
     board.finish(entry, Outcome.CHANGED, job("a", size=30, mtime_ns=2))
     again = board.take(timeout=0)
     assert (again.job.size, again.job.mtime_ns, again.attempts) == (30, 2, 2)
-    assert board.part_is_ours(job("a", size=10, mtime_ns=1))  # the old version's bytes...
-    assert not board.part_is_ours(again.job)  # ...are no beginning of the new one
+    assert board.parts.is_ours(job("a", size=10, mtime_ns=1))  # the old version's bytes...
+    assert not board.parts.is_ours(again.job)  # ...are no beginning of the new one
 
 
 def test_a_part_is_resumed_only_by_the_version_whose_stor_wrote_it_last(board, clock):
@@ -139,12 +139,12 @@ def test_a_part_is_resumed_only_by_the_version_whose_stor_wrote_it_last(board, c
 
     board.put(one)
     assert attempt(stored=False) == one  # failed before its STOR was accepted
-    assert not board.part_is_ours(one)
+    assert not board.parts.is_ours(one)
     assert attempt(stored=True) == one  # cut in the middle
-    assert board.part_is_ours(one)
+    assert board.parts.is_ours(one)
     board.put(two)
     assert attempt(stored=True) == two  # another file with the same remote path wrote the .part since
-    assert (board.part_is_ours(one), board.part_is_ours(two)) == (False, True)
+    assert (board.parts.is_ours(one), board.parts.is_ours(two)) == (False, True)
 
 
 def test_gone_is_final(board):
@@ -237,12 +237,12 @@ def test_what_this_process_placed_decides_what_it_may_replace(board):
 
     hive1 = UploadJob("/out/hive1/x.wav", "/up/x.wav", 10, 1)
     hive2 = UploadJob("/out/hive2/x.wav", "/up/x.wav", 10, 1)
-    assert board.may_replace(hive2, 10) and not board.may_replace(hive2, 11)  # unknown: only its own size
+    assert board.parts.may_replace(hive2, 10) and not board.parts.may_replace(hive2, 11)  # unknown: only its own size
     place(hive1)
-    assert not board.may_replace(hive2, 10)  # this process put another file there
-    assert board.may_replace(UploadJob("/out/hive1/x.wav", "/up/x.wav", 99, 2), 10)  # a newer version of it
+    assert not board.parts.may_replace(hive2, 10)  # this process put another file there
+    assert board.parts.may_replace(UploadJob("/out/hive1/x.wav", "/up/x.wav", 99, 2), 10)  # a newer version of it
     place(UploadJob("/out/t/s.csv", "/up/s.csv", 5, 1))
-    assert board.may_replace(UploadJob("/out/t/s.csv.final", "/up/s.csv", 9, 2), 5)  # the day's final state
+    assert board.parts.may_replace(UploadJob("/out/t/s.csv.final", "/up/s.csv", 9, 2), 5)  # the day's final state
 
 
 def test_a_cold_taker_gets_a_job_only_while_no_warm_taker_waits(board):

@@ -15,7 +15,7 @@ import pytest
 
 from operators.model import Priority, UploadJob
 from pipeline.ftp.params import UploadPolicy
-from pipeline.sink.model import UploadResult
+from pipeline.sink.model import Outcome, UploadResult
 from pipeline.sink.process import UploadHelper
 from tests.ftp_faults import Faults, FaultyTLSHandler
 from tests.helpers import params_for, wait_until, write
@@ -42,10 +42,10 @@ class Run:
         return self.collected
 
     def delivered(self, count: int, timeout: float = 15.0) -> list[UploadResult]:
-        self.until(lambda results: sum(r.outcome == "delivered" for r in results) >= count, timeout)
-        return [r for r in self.collected if r.outcome == "delivered"]
+        self.until(lambda results: sum(r.outcome == Outcome.DELIVERED for r in results) >= count, timeout)
+        return [r for r in self.collected if r.outcome == Outcome.DELIVERED]
 
-    def outcomes(self, path: Path | str) -> list[str]:
+    def outcomes(self, path: Path | str) -> list[Outcome]:
         return [r.outcome for r in self.collected if r.local_path == str(path)]
 
 
@@ -196,7 +196,7 @@ def test_421_on_the_first_logins_shrinks_the_pool_and_everything_arrives(
 
     run.delivered(4)
     assert sorted(server_files(ftp_root)) == [f"/upload/a/{i}.wav" for i in range(4)]
-    assert all(r.outcome == "delivered" for r in run.collected)  # connection trouble never fails a job
+    assert all(r.outcome == Outcome.DELIVERED for r in run.collected)  # connection trouble never fails a job
     wait_until(lambda: any("answered 421" in m for m in messages(caplog, logging.WARNING)))  # logs trail results
     assert faults.logins_421 == 0
 
@@ -226,7 +226,7 @@ def test_550_on_one_file_parks_it_while_the_others_are_delivered(make_server, st
     run.until(lambda results: run.outcomes(outbox / "refused.wav") == ["parked", "parked"])  # retried at retry_max
     assert sorted(server_files(ftp_root)) == ["/upload/one.wav", "/upload/two.wav"]
     assert (outbox / "refused.wav").exists()
-    parked = [r for r in run.collected if r.outcome == "parked"]
+    parked = [r for r in run.collected if r.outcome == Outcome.PARKED]
     assert parked[0].reply == "STOR: 550 Permission denied by the test server."
     lines = wait_until(lambda: [m for m in messages(caplog, logging.WARNING) if "refused.wav" in m])
     assert len(lines) == 1  # one clear line; the later refusals are DEBUG
@@ -242,7 +242,7 @@ def test_553_on_rnfr_parks_the_file_and_atomic_rename_false_delivers_it(
     run = start_sink(server, jobs=(job_for(outbox / "a.wav", "a.wav"),))
 
     run.until(lambda results: results)
-    assert run.collected[0].outcome == "parked"
+    assert run.collected[0].outcome == Outcome.PARKED
     assert run.collected[0].reply == "RNFR: rename refused: 553 Renaming not allowed."
     assert (outbox / "a.wav").exists()
     assert not (ftp_root / "upload/a.wav").exists()
@@ -428,7 +428,7 @@ def test_stop_cuts_a_transfer_past_the_deadline_and_leaves_no_final_file(make_se
     assert "RNFR" not in [cmd for cmd, _ in faults.journal]
     assert sorted(server_files(ftp_root)) == ["/upload/.slow.h264.part"]
     run.until(lambda results: results)
-    assert run.collected[0].outcome == "retry"
+    assert run.collected[0].outcome == Outcome.RETRY
 
 
 def test_stop_lets_a_transfer_in_flight_finish(make_server, start_sink, outbox, ftp_root):
@@ -446,7 +446,7 @@ def test_stop_lets_a_transfer_in_flight_finish(make_server, start_sink, outbox, 
     assert not run.helper.is_alive()
     assert (ftp_root / "upload/a.wav").read_bytes() == data
     assert not (outbox / "a.wav").exists()
-    assert run.until(lambda results: results)[0].outcome == "delivered"
+    assert run.until(lambda results: results)[0].outcome == Outcome.DELIVERED
 
 
 def test_a_vanished_file_is_gone_without_retry_and_keep_mode_deletes_nothing(make_server, start_sink, outbox, ftp_root):
@@ -461,6 +461,8 @@ def test_a_vanished_file_is_gone_without_retry_and_keep_mode_deletes_nothing(mak
         ("kept.wav", "delivered"),
         ("never-there.wav", "gone"),
     ]
+    stats = run.helper.stats()  # counted before each result is sent
+    assert (stats.delivered, stats.failed) == (1, 0)  # a vanished file did not fail: as UploadStats counts
     assert run.helper.stop(1.0)
     assert (outbox / "kept.wav").exists()
     assert sorted(server_files(ftp_root)) == ["/upload/kept.wav"]
@@ -531,7 +533,7 @@ def test_sigterm_finishes_the_transfer_in_flight_then_exits(make_server, start_s
     run.helper.join(10)
     assert run.helper.exitcode == 0
     assert (ftp_root / "upload/a.wav").read_bytes() == data
-    assert run.until(lambda results: results)[0].outcome == "delivered"
+    assert run.until(lambda results: results)[0].outcome == Outcome.DELIVERED
 
 
 def test_stop_before_start_and_submit_after_stop_are_harmless(ftp_server, credentials, outbox):

@@ -1,0 +1,94 @@
+"""The original uploader's one-off helpers, behind `UploadHelper`'s methods of the same names.
+
+`upload_file` sends one file now over a session of its own (`UploadSession`, the original facade:
+temporary name, rename, size check); `make_directory` and `day_folders` serve the original's
+folder-making over a caller's `ftplib.FTP` session. The sink's own uploads never come here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ftplib
+import os
+import posixpath
+
+from operators.remote_path import SENSOR_BY_EXTENSION, remote_name
+from pipeline.ftp.errors import FtpFailure, LocalFileChanged, LocalFileGone, scrub
+from pipeline.ftp.params import FtpParams, UploadPolicy
+from pipeline.ftp.session import UploadSession
+
+
+def remote_name_of(local_path: str) -> str:
+    """The name a file keeps inside a remote folder: its own, with `X.csv.final` delivered as `X.csv`."""
+    name = os.path.basename(local_path)
+    return remote_name(name) or name
+
+
+def upload_file(ftp: FtpParams, policy: UploadPolicy, source_filepath: str, dest_filepath: str) -> str | None:
+    """Upload one file now; None on success, else one line saying what failed (never the password)."""
+    try:
+        size = os.stat(source_filepath).st_size
+    except OSError as error:
+        return f"cannot read {source_filepath}: {error.strerror or error}"
+    try:
+        with UploadSession(ftp) as session:
+            target = session.target_in_folder(dest_filepath, remote_name_of(source_filepath))
+            session.upload(
+                source_filepath,
+                target,
+                size,
+                atomic_rename=policy.atomic_rename,
+                verify_size=policy.verify_size,
+            )
+    except LocalFileGone:
+        return f"cannot read {source_filepath}: the file is gone"
+    except (FtpFailure, LocalFileChanged, OSError) as error:
+        return f"upload of {source_filepath} to {dest_filepath} failed: {scrub(str(error), ftp.password)}"
+    return None
+
+
+def make_directory(session: ftplib.FTP, directory_name: str) -> str | None:
+    """Create one remote folder; an existing folder is success. None, or one line saying why it could not be made."""
+    try:
+        session.mkd(directory_name)
+    except ftplib.error_perm as error:
+        if _is_folder(session, directory_name):
+            return None
+        return f"cannot create remote folder {directory_name}: {error}"
+    except (ftplib.Error, OSError, EOFError) as error:
+        return f"cannot create remote folder {directory_name}: {error or type(error).__name__}"
+    return None
+
+
+def day_folders(remote_root: str, station: str, date: str, outbox: str | None) -> list[str]:
+    """The folders of one station's day, parents first: the remote root's, the station's, the day's, one per sensor.
+
+    The sensors are the ones the remote-path mapping knows and every folder at the top of the outbox.
+    """
+    root = posixpath.normpath("/" + remote_root.strip("/"))
+    day = posixpath.join(root, station, date)
+    folders = [posixpath.join(root, station), day]
+    folders += [posixpath.join(day, sensor) for sensor in _sensors(outbox)]
+    parts = [part for part in root.split("/") if part]
+    parents = ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+    return parents + folders
+
+
+def _sensors(outbox: str | None) -> list[str]:
+    sensors = set(SENSOR_BY_EXTENSION.values())
+    if outbox and os.path.isdir(outbox):
+        with os.scandir(outbox) as entries:
+            sensors |= {e.name for e in entries if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")}
+    return sorted(sensors)
+
+
+def _is_folder(session: ftplib.FTP, path: str) -> bool:
+    """Whether `path` is a folder on the server, asked with CWD and undone (the session's folder is the caller's)."""
+    try:
+        here = session.pwd()
+        session.cwd(path)
+    except (ftplib.Error, OSError, EOFError):
+        return False
+    with contextlib.suppress(ftplib.Error, OSError, EOFError):
+        session.cwd(here)
+    return True
