@@ -42,7 +42,7 @@ from pipeline.stream.backfill import iter_outbox
 if TYPE_CHECKING:
     from pipeline.sink.process import UploadHelper as UploadHelperLike
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("beemon.stream.watch")
 
 OBSERVER_KINDS = ("inotify", "polling")
 #: inotify_add_watch / inotify_init errors that mean "too many watches or instances": poll instead.
