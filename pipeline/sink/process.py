@@ -46,6 +46,7 @@ from pipeline.ftp.errors import FtpFailure, LocalFileChanged, LocalFileGone, scr
 from pipeline.ftp.params import FtpParams, UploadPolicy
 from pipeline.ftp.session import UploadSession
 from pipeline.outbox import deletion as local_files
+from pipeline.sink.heartbeat import Heartbeat
 from pipeline.sink.main_guard import guard_main_module
 from pipeline.sink.model import Outcome, SinkCounters, SinkStats, UploadResult
 from pipeline.sink.workers import ABORT_GRACE_SECONDS, Sink
@@ -125,6 +126,8 @@ class UploadHelper(SpawnProcess):
         self._secondary: Queue[Any] = SPAWN.Queue()
         self._sent_secondary = 0  # parent side: jobs put on the secondary queue
         self._counters = SinkCounters(SPAWN)
+        #: bumped by the child while its board answers (the systemd watchdog reads it)
+        self.heartbeat = Heartbeat(SPAWN)
         self._control_reader, self._control_writer = SPAWN.Pipe(duplex=False)
         self._running = SPAWN.Event()  # set by the child once it reached `run` (past its start-up)
         self._own_log_queue = log_queue is None
@@ -337,6 +340,7 @@ class UploadHelper(SpawnProcess):
         """The child's main: workers and feeders, then wait for the stop message or the parent's exit."""
         self._running.set()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the parent's: it rebuilds the sink
         _log_to_queue(self._log_queue, self._log_level)
         emit = self.results.put if self.results is not None else (lambda result: None)
         sink = Sink(self.ftp, self.policy, emit, self._counters)
@@ -344,6 +348,8 @@ class UploadHelper(SpawnProcess):
         if journal is not None:
             sink.board.restore_parts(_load_parts(journal))
         sink.start()
+        beating = threading.Event()
+        self.heartbeat.start(sink.board.counts, beating)
         for queue, label, counters in (
             (self._primary, "primary", None),
             (self._secondary, "secondary", self._counters),
@@ -360,6 +366,7 @@ class UploadHelper(SpawnProcess):
             log.info("SIGTERM: finishing transfers in flight, then stopping")
             deadline = self.policy.stop_deadline_seconds
         clean = sink.stop(deadline)
+        beating.set()
         if journal is not None:  # only transfers cut short: a parked, complete .part is retried by its own rule
             _save_parts(journal, [record for record in sink.board.parts_snapshot() if not record[4]])
         log.debug("sink stopped (%s)", "clean" if clean else "transfers cut at the deadline")
