@@ -59,3 +59,14 @@ def test_sdist_carries_deploy_docs_and_license(tmp_path: Path):
     ):
         assert expected in names
     assert not any(name.startswith("docs/_build") for name in names)
+
+
+def test_the_unit_is_a_notify_service_with_a_watchdog_and_a_narrow_view_of_the_disk():
+    unit = (ROOT / "deploy" / "beemon-uploader.service").read_text()
+    settings = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    assert settings["Type"] == "notify" and int(settings["WatchdogSec"]) >= 30
+    assert settings["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert settings["IOSchedulingClass"] == "idle" and int(settings["Nice"]) > 0
+    assert settings["ProtectSystem"] == "strict"
+    production = tomllib.loads((ROOT / "settings" / "settings.toml").read_text())["production"]
+    assert settings["ReadWritePaths"] == production["local_output_directory"]
