@@ -12,11 +12,12 @@ FAST_TESTS=(tests/operators tests/settings tests/stream/test_job_stream.py tests
   tests/test_metrics_dashboard.py tests/daemon/test_cli_options.py tests/test_packaging.py
   "tests/daemon/test_reload_status.py::test_dry_run_lists_where_each_file_would_go_and_changes_nothing")
 
-find_python() {  # the newest installed interpreter of a minor version, or nothing
-  local minor=$1 root
+find_python() {  # the newest installed interpreter of a minor version (pyenv first, then PATH), or nothing
+  local minor=$1 root found
   root=$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")
-  ls -d "$root"/versions/"$minor".*/bin/python 2>/dev/null | sort -V | tail -1 || true
-  command -v "python$minor" 2>/dev/null || true
+  found=$(ls -d "$root"/versions/"$minor".*/bin/python 2>/dev/null | sort -V | tail -n 1 || true)
+  [ -n "$found" ] || found=$(command -v "python$minor" 2>/dev/null || true)
+  echo "$found"
 }
 
 run() {  # label python resolution
@@ -31,7 +32,7 @@ run() {  # label python resolution
 
 run lowest-3.11 "${PYTHON:-python3}" lowest-direct
 for minor in 3.12 3.13; do
-  python=$(find_python "$minor" | head -1)
+  python=$(find_python "$minor")
   if [ -z "$python" ]; then
     echo "== python$minor: skipped, no interpreter found (install it with pyenv to test it)"
   else
