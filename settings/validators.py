@@ -99,6 +99,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "watch.observer": (_one_of(OBSERVERS), "one of " + ", ".join(OBSERVERS)),
     "watch.polling_interval_seconds": (_number_in(0, 3600, open_low=True), "a number of seconds above 0"),
     "watch.rescan_interval_seconds": (_number_in(0), "a number of seconds, 0 to rescan only at start"),
+    "watch.min_free_percent": (_number_in(0, 100), "a percentage from 0 to 100 (0: no disk warning)"),
     "metrics.port": (_int_in(0, 65535), "an integer from 1 to 65535, or 0 for no metrics endpoint"),
 }
 

@@ -40,6 +40,8 @@ class UploaderOptions:
     metrics_port: int = 0
     stats_interval: float = 0.0
     embedded_root: str = EMBEDDED_ROOT
+    #: below this free share of the outbox's file system: one warning per crossing (0: never)
+    min_free_percent: float = 10.0
 
     @property
     def embedded(self) -> bool:
@@ -91,4 +93,5 @@ def options_from_settings(settings: Any) -> UploaderOptions:
         orphan_csv_after_seconds=float(upload.orphan_csv_after_hours) * 3600.0,
         rescan_interval=float(watch.rescan_interval_seconds),
         metrics_port=int(settings.get("metrics.port") or 0),
+        min_free_percent=float(watch.get("min_free_percent", 10)),
     )

@@ -85,6 +85,14 @@ class UploadStats:
         with self._lock:
             return sorted(self._waiting)
 
+    def oldest_waiting(self) -> tuple[str, float] | None:
+        """The file waiting longest (by its modification time) and its age in seconds, or None."""
+        with self._lock:
+            if not self._waiting:
+                return None
+            path, (mtime_ns, _) = min(self._waiting.items(), key=lambda item: item[1][0])
+        return path, max(0.0, time.time() - mtime_ns / 1e9)
+
     def snapshot(self) -> Snapshot:
         now = time.monotonic()
         with self._lock:

@@ -21,7 +21,10 @@ from reactivex import abc
 from reactivex.subject import Subject
 
 from operators.model import Priority, UploadJob
+from pipeline.app.activity import Activity
 from pipeline.app.config_sources import options_from_config
+from pipeline.app.health_metrics import HealthCollector
+from pipeline.app.liveness import Beat
 from pipeline.app.options import UploaderOptions
 from pipeline.app.stats import UploadStats
 from pipeline.app.transport_risks import transport_risks
@@ -31,6 +34,7 @@ from pipeline.sink.model import Outcome, SinkGaveUp
 from pipeline.sink.process import UploadHelper, UploadResult
 from pipeline.sink.retry import RetryPolicy
 from pipeline.stream.jobs import build_job_stream, scan_jobs
+from pipeline.stream.monotonic import MonotonicEventLoopScheduler
 
 if TYPE_CHECKING:  # pyftpdlib is imported only where the embedded server runs
     from pipeline.dev.embedded_server import EmbeddedFtpServer
@@ -94,6 +98,13 @@ class Uploader(multiprocessing.Process):
         # Set in run(): never pickled to the child.
         self._helper: UploadHelper | None = None
         self.stats: UploadStats | None = UploadStats()
+        self.activity = Activity()
+        #: the pipeline running now (None while one is built or torn down), for the service monitor
+        self.pipeline: RunningPipeline | None = None
+        #: re-reads the settings on "reload" (SIGHUP); None: this uploader cannot reload
+        self.reload_options: Callable[[], UploaderOptions] | None = None
+        self._reload_requested = False
+        self._monitor: Any = None
 
     @staticmethod
     def _Popen(process_obj: Any) -> Any:
@@ -108,6 +119,8 @@ class Uploader(multiprocessing.Process):
         state["_helper"] = None
         state["_context"] = None
         state["stats"] = None  # made anew in the child: it holds a lock
+        state["activity"] = None
+        state["reload_options"] = None
         return state
 
     # -- the orchestrator's protocol ------------------------------------------------------------
@@ -117,7 +130,10 @@ class Uploader(multiprocessing.Process):
         if command == "stop":
             self.stop()
             return None
-        message = f"unknown command {command!r}: the uploader understands only 'stop'"
+        if command == "reload":
+            self._reload()
+            return None
+        message = f"unknown command {command!r}: the uploader understands only 'stop' and 'reload'"
         log.error(message)
         return message
 
@@ -137,6 +153,19 @@ class Uploader(multiprocessing.Process):
         """Ask `run` to return: it disposes the pipeline and lets the sink finish what is in flight."""
         self._stop_requested.set()
 
+    def _reload(self) -> None:
+        """Re-read the settings; if they load, rebuild the pipeline with them (in-flight jobs finish first)."""
+        from pipeline.app.reload import reloaded_options
+
+        new = reloaded_options(self.reload_options, self._options)
+        if new is None:
+            return
+        if self._monitor is not None:
+            self._monitor.reloading()
+        self.activity.reloaded()
+        self._options = new
+        self._reload_requested = True
+
     def run(self) -> None:
         """Build, subscribe, and poll the command queue until ``"stop"`` (or `stop()`).
 
@@ -149,26 +178,41 @@ class Uploader(multiprocessing.Process):
             configure_logging()
         if self.stats is None:
             self.stats = UploadStats()
+        if self.activity is None:
+            self.activity = Activity()
         if self._outbox_lock.held:
             self._outbox_lock.write_pid()  # inherited from `start()`: the PID a second instance names is ours
         else:
             self._outbox_lock.acquire()
+        from pipeline.app.service import ServiceMonitor
+
+        self._monitor = ServiceMonitor(self).start()
         try:
             self._run_pipelines()
         finally:
+            self._monitor.stop()
             self._outbox_lock.release()
 
     def _run_pipelines(self) -> None:
         pauses = RetryPolicy.of(self._options.policy).rebuild_pauses()
         while not self._stop_requested.is_set():
-            with RunningPipeline(self._options, self.stats) as running:
-                self._helper = running.helper
+            health = HealthCollector(self.stats, self.activity, self._monitor.disk)
+            with RunningPipeline(
+                self._options, self.stats, on_result=self.activity.record, collectors=(health,)
+            ) as running:
+                self._helper, self.pipeline = running.helper, running
                 self._serve_commands(running)
-                self._helper = None
+                self._helper = self.pipeline = None
                 if self._stop_requested.is_set():
                     break
                 if running.start_failed:
                     raise SystemExit(1)  # the reason is logged; it would fail again
+            if self._reload_requested:
+                self._reload_requested = False
+                pauses = RetryPolicy.of(self._options.policy).rebuild_pauses()
+                log.info("settings reloaded: the pipeline starts again with them")
+                continue
+            self.activity.sink_restarted()
             pause = next(pauses)
             log.error("restarting the pipeline in %.0f s (unsent files stay in the outbox)", pause)
             if self._stop_requested.wait(pause):
@@ -189,6 +233,8 @@ class Uploader(multiprocessing.Process):
                 self.stop()
                 return
             self._handle_command(str(command))
+            if self._reload_requested:
+                return
 
     def populate_secondary_queue(self) -> int:
         """Queue every ready file in the outbox as backfill (the original's startup scan); returns the count."""
@@ -249,11 +295,13 @@ class RunningPipeline:
         *,
         on_result: Callable[[UploadResult], None] | None = None,
         watch: bool = True,
+        collectors: tuple[Any, ...] = (),
     ) -> None:
         self.options = options
         self.stats = stats
         self.on_result = on_result
         self.watch = watch
+        self.collectors = collectors  # more for the metrics endpoint (`pipeline.app.health_metrics`)
         self.server: EmbeddedFtpServer | None = None
         self.helper: UploadHelper | None = None
         self._results: Any = None
@@ -265,6 +313,9 @@ class RunningPipeline:
         self._metrics: Any = None
         self._stream_error: BaseException | None = None
         self._sink_gave_up: str | None = None
+        #: bumped every second on the stream's event loop (the systemd watchdog reads it)
+        self.stream_beat = Beat()
+        self._loop: MonotonicEventLoopScheduler | None = None
 
     def __enter__(self) -> RunningPipeline:
         try:
@@ -288,7 +339,7 @@ class RunningPipeline:
         for risk in transport_risks(options.ftp):
             log.warning("%s", risk)
         if options.metrics_port:  # first: a port that is taken ends the start before anything runs
-            self._metrics = _serve_metrics(self.stats, options.metrics_port)
+            self._metrics = _serve_metrics(self.stats, options.metrics_port, self.collectors)
             log.info("Prometheus metrics on port %d", options.metrics_port)
         self._results = UploadHelper.new_queue()
         self.helper = UploadHelper(
@@ -302,6 +353,8 @@ class RunningPipeline:
             self._stats_thread = threading.Thread(target=self._log_stats, name="stats", daemon=True)
             self._stats_thread.start()
         if self.watch:
+            self._loop = MonotonicEventLoopScheduler()
+            self._loop.schedule_periodic(1.0, self.stream_beat.beat)
             stream = build_job_stream(
                 options.outbox,
                 remote_root=options.ftp.remote_root,
@@ -315,6 +368,7 @@ class RunningPipeline:
                 rescan_interval=options.rescan_interval,
                 released=self._released,
                 backfill_may_emit=self._backfill_may_emit,
+                scheduler=self._loop,
             )
             self._subscription = stream.subscribe(on_next=self.submit, on_error=self._stream_failed)
             log.info("watching %s (%s)", options.outbox, options.observer)
@@ -343,6 +397,11 @@ class RunningPipeline:
         if self._stream_error is not None:
             return f"the file stream stopped ({type(self._stream_error).__name__}: {self._stream_error})"
         return None
+
+    @property
+    def ready(self) -> bool:
+        """The outbox is watched and the sink process has started (what systemd's READY=1 says)."""
+        return self._subscription is not None and self.helper is not None and self.helper.reached_run
 
     @property
     def start_failed(self) -> bool:
@@ -406,6 +465,9 @@ class RunningPipeline:
         if self._subscription is not None:
             self._subscription.dispose()
             self._subscription = None
+        if self._loop is not None:
+            self._loop.dispose()
+            self._loop = None
         if self.helper is not None:
             self.stats.sink = None
             self.helper.stop()  # policy.stop_deadline_seconds for in-flight transfers; joins, ends it past that
@@ -422,13 +484,13 @@ class RunningPipeline:
             self.server = None
 
 
-def _serve_metrics(stats: UploadStats, port: int) -> Any:
+def _serve_metrics(stats: UploadStats, port: int, collectors: tuple[Any, ...] = ()) -> Any:
     """The metrics endpoint; a port that cannot be had is a settings error (one line, exit 2), not a traceback."""
     from pipeline.app.metrics import serve_metrics
     from settings import SettingsError
 
     try:
-        return serve_metrics(stats, port)
+        return serve_metrics(stats, port, extra=collectors)
     except OSError as error:
         raise SettingsError(
             f"setting metrics.port = {port} cannot be used: {error.strerror or error}; choose a free port,"

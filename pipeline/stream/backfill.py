@@ -36,7 +36,7 @@ from operators.upload_jobs import regular_file_stat
 from pipeline.outbox.deletion import final_beside
 from pipeline.stream.monotonic import MonotonicEventLoopScheduler
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("beemon.stream.backfill")
 
 ORDERS = ("newest", "oldest")
 #: Files emitted per scheduled step: live events interleave between steps on a shared scheduler.

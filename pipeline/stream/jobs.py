@@ -36,7 +36,7 @@ from pipeline.stream.watch import OBSERVER_KINDS, outbox_root, watch_source
 
 DEFAULT_IGNORE_PATTERNS = (".*", "*.part", "*.tmp", "*~", "*.swp")
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("beemon.stream.jobs")
 
 
 def logging_links(stat: StatFn) -> StatFn:

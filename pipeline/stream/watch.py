@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from operators.model import UploadJob
     from pipeline.ftp.params import FtpParams
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("beemon.stream.watch")
 
 OBSERVER_KINDS = ("inotify", "polling")
 #: inotify_add_watch / inotify_init errors that mean "too many watches or instances": poll instead.

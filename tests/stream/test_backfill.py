@@ -73,7 +73,7 @@ def test_symlinks_are_logged_and_skipped(box, tmp_path, tree, caplog):
     touch(outside / "2022-07-22" / "secret.wav", NOON_0719)
     (box / "audio" / "2022-07-19" / "link.wav").symlink_to(tree["a1"])
     (box / "linked").symlink_to(outside)
-    with caplog.at_level(logging.INFO, logger="pipeline.stream.backfill"):
+    with caplog.at_level(logging.INFO, logger="beemon.stream.backfill"):
         paths = scanned(box)
     assert paths == [str(tree[name]) for name in ["loose", "v1", "deep", "a2", "a1", "scale"]]
     assert f"skipping the symlink {box / 'linked'}" in caplog.text

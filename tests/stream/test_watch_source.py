@@ -86,7 +86,7 @@ def test_inotify_reports_closed_and_the_move_into_place(box, record):
 
 def test_a_missing_outbox_is_created_and_logged(tmp_path, record, caplog):
     missing = tmp_path / "not" / "yet"
-    with caplog.at_level(logging.INFO, logger="pipeline.stream.watch"):
+    with caplog.at_level(logging.INFO, logger="beemon.stream.watch"):
         record(watch_source(str(missing), "inotify", 1.0))
     assert missing.is_dir()
     assert f"created the outbox {missing}" in caplog.text
@@ -97,7 +97,7 @@ def test_the_inotify_watch_limit_falls_back_to_polling_with_a_warning(box, recor
         raise OSError(errno.ENOSPC, "inotify watch limit reached")
 
     monkeypatch.setattr(InotifyObserver, "start", limit_reached)
-    with caplog.at_level(logging.WARNING, logger="pipeline.stream.watch"):
+    with caplog.at_level(logging.WARNING, logger="beemon.stream.watch"):
         recorder = record(watch_source(str(box), "inotify", 0.05))
     assert "polling every 0.05 s instead" in caplog.text
     target = write_file(box / "a.wav", b"abc")
