@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ftp import session as ftp_session
+from pipeline.ftp import connection as ftp_connection
 from pipeline.ftp.client import make_context
+from pipeline.ftp.delivery import Upload
 from pipeline.ftp.errors import (
     ConnectionLost,
     LocalFileChanged,
@@ -25,6 +26,7 @@ from pipeline.ftp.errors import (
 from pipeline.ftp.params import FtpParams
 from pipeline.ftp.session import UploadProgress, UploadSession, temp_name
 from pipeline.transport.bandwidth import TokenBucket
+from pipeline.transport.base import Delivery
 from tests.conftest import params_for, wait_until
 from tests.ftp_faults import Faults, FaultyTLSHandler, ImplicitTLSHandler
 
@@ -351,7 +353,7 @@ def test_a_size_mismatch_is_a_transient_failure(make_server, ftp_root, outbox, c
         assert report.verified is True
         (ftp_root / "upload/a.wav").write_bytes(b"x" * 10)  # the server's copy changes behind our back
         with pytest.raises(TransientFailure, match="size mismatch"):
-            session._verify("/upload/a.wav", 50)
+            Upload(session.parts, Delivery(str(outbox / "a.wav"), "/upload/a.wav", 50), UploadProgress()).verify(None)
 
 
 def test_550_on_stor_is_permanent_and_the_session_carries_on(make_server, ftp_root, outbox, credentials):
@@ -539,11 +541,11 @@ def test_the_tls_context_is_made_once_per_session_and_never_for_plain_ftp(
 ):
     """Loading the CA certificates costs some 20 ms of CPU: not at every reconnect through an outage."""
     made = []
-    monkeypatch.setattr(ftp_session, "make_context", lambda params: made.append(params) or make_context(params))
+    monkeypatch.setattr(ftp_connection, "make_context", lambda params: made.append(params) or make_context(params))
     plain = UploadSession(params_for(make_server(), credentials))
     for _ in range(2):
         plain.connect()
-    assert plain._client is not None and plain._client.context is None
+    assert plain.client is not None and plain.client.context is None
     plain.close()
     assert made == []
     server = tls_server(make_server, tls_files)
