@@ -15,9 +15,10 @@ from collections.abc import Callable
 from reactivex import Observable
 from reactivex import operators as ops
 
+from operators.file_rules import bare_csv_of, is_final
 from operators.model import EventKind, FileEvent, UploadJob
 from operators.ready_files import parts_below
-from operators.remote_path import bare_csv_of, is_final, remote_path_for
+from operators.remote_path import remote_path_for
 
 StatFn = Callable[[str], os.stat_result | None]
 

@@ -28,14 +28,13 @@ from pipeline.app.transport_risks import transport_risks
 from pipeline.outbox.lock import OutboxLock
 from pipeline.sink.main_guard import guard_main_module
 from pipeline.sink.model import SinkGaveUp
-from pipeline.sink.process import UploadHelper, UploadResult
+from pipeline.sink.process import SPAWN, UploadHelper, UploadResult
 from pipeline.stream.jobs import build_job_stream, scan_jobs
 
 if TYPE_CHECKING:  # pyftpdlib is imported only where the embedded server runs
     from pipeline.dev.embedded_server import EmbeddedFtpServer
 
 log = logging.getLogger("beemon.uploader")
-SPAWN = multiprocessing.get_context("spawn")
 #: Backfill jobs the sink may hold ready before the scan waits for it to take some. The outbox is
 #: the durable queue: a job queued further ahead costs about 1 KB (parent and sink together) and
 #: gains nothing, so a backlog of 100,000 files would otherwise hold some 100 MB. Jobs waiting a

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from types import FrameType
 
+from operators.file_rules import is_daily_csv
 from operators.model import EventKind, FileEvent, Priority, UploadJob
-from operators.remote_path import is_daily_csv
 from operators.upload_jobs import job_for, regular_file_stat
 from pipeline.app.options import UploaderOptions
 from pipeline.app.stats import UploadStats, format_bytes

@@ -29,16 +29,17 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
 from reactivex.internal.exceptions import DisposedException
 
+from operators.choices import BACKFILL_ORDERS
+from operators.file_rules import is_daily_csv
 from operators.model import EventKind, FileEvent, Priority
 from operators.ready_files import is_ignored_name, is_wanted
-from operators.remote_path import DATE_FOLDER, date_of, is_daily_csv
+from operators.remote_path import DATE_FOLDER, date_of
 from operators.upload_jobs import regular_file_stat
 from pipeline.outbox.deletion import final_beside
 from pipeline.stream.monotonic import MonotonicEventLoopScheduler
 
 log = logging.getLogger(__name__)
 
-ORDERS = ("newest", "oldest")
 #: Files emitted per scheduled step: live events interleave between steps on a shared scheduler.
 BATCH = 256
 #: An mtime this far in the future is a clock jump, not a file being written: never wait for it.
@@ -112,8 +113,8 @@ def iter_outbox(
     The date is the mapping's (`date_of`): the name's, else the date folder's, else the mtime's.
     Nothing is read before the first item is asked for. `day_files`: bare `.csv` files too.
     """
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
+    if order not in BACKFILL_ORDERS:
+        raise ValueError(f"order must be one of {BACKFILL_ORDERS}, not {order!r}")
     return _ordered_files(root, order == "newest", tuple(ignore_patterns), day_files)
 
 
@@ -319,8 +320,8 @@ def backfill_source(
     says no, the scan waits (asking again every `PACE_SECONDS`), so a consumer can keep the part of a
     large backlog it holds in memory bounded; the rest stays in the outbox, listed one day at a time.
     """
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
+    if order not in BACKFILL_ORDERS:
+        raise ValueError(f"order must be one of {BACKFILL_ORDERS}, not {order!r}")
     root = os.path.abspath(outbox)
     patterns = tuple(ignore_patterns)
 

@@ -22,6 +22,7 @@ from reactivex import Observable, abc
 from reactivex import operators as ops
 from reactivex.disposable import CompositeDisposable
 
+from operators.choices import BACKFILL_ORDERS, DEFAULT_IGNORE_PATTERNS, OBSERVER_KINDS
 from operators.debounce import debounce_per_path
 from operators.dedupe import dedupe_jobs
 from operators.model import UploadJob
@@ -30,11 +31,9 @@ from operators.remote_path import station_in_name
 from operators.upload_jobs import StatFn, job_for, regular_file_stat, to_upload_jobs
 from pipeline.outbox.file_state import finished_file_stat
 from pipeline.outbox.lock import STATE_FOLDER
-from pipeline.stream.backfill import ORDERS, backfill_source, scan_outbox
+from pipeline.stream.backfill import backfill_source, scan_outbox
 from pipeline.stream.monotonic import MonotonicEventLoopScheduler
-from pipeline.stream.watch import OBSERVER_KINDS, outbox_root, watch_source
-
-DEFAULT_IGNORE_PATTERNS = (".*", "*.part", "*.tmp", "*~", "*.swp")
+from pipeline.stream.watch import outbox_root, watch_source
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +127,8 @@ def build_job_stream(
     """
     if observer not in OBSERVER_KINDS:
         raise ValueError(f"observer must be one of {OBSERVER_KINDS}, not {observer!r}")
-    if backfill_order not in ORDERS:
-        raise ValueError(f"backfill_order must be one of {ORDERS}, not {backfill_order!r}")
+    if backfill_order not in BACKFILL_ORDERS:
+        raise ValueError(f"backfill_order must be one of {BACKFILL_ORDERS}, not {backfill_order!r}")
     root = outbox_root(outbox)
     patterns = with_state_folder(ignore_patterns)
     polling = observer == "polling"

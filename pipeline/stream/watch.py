@@ -32,10 +32,10 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from operators.choices import DEFAULT_IGNORE_PATTERNS, OBSERVER_KINDS
 from operators.model import EventKind, FileEvent
 from operators.ready_files import is_ready
 from operators.upload_jobs import job_for
-from pipeline.app.options import DEFAULT_IGNORE_PATTERNS
 from pipeline.outbox.file_state import finished_file_stat
 from pipeline.stream.backfill import iter_outbox
 
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OBSERVER_KINDS = ("inotify", "polling")
 #: inotify_add_watch / inotify_init errors that mean "too many watches or instances": poll instead.
 WATCH_LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})
 #: The events the stream uses. Leaving out opens, read-only closes and folder changes keeps them

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from reactivex.subject import Subject
 
+from operators.choices import OBSERVER_KINDS
 from operators.model import Priority, UploadJob
 from pipeline.stream.jobs import build_job_stream, finished_file_stat, quiet_period, scan_jobs
 from tests.helpers import wait_until, write_file
 
 ROOT = "/srv/bee"
 QUIET = 0.1
-OBSERVERS = ["inotify", "polling"]
+OBSERVERS = list(OBSERVER_KINDS)
 
 
 def stream(box: Path, observer: str = "inotify", **overrides):
