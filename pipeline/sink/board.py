@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from operators.file_rules import delivered_file, is_final
 from operators.model import Priority, UploadJob
-from operators.remote_path import bare_csv_of, is_final
 from pipeline.sink.model import Outcome, SinkCounters
 from pipeline.sink.retry import full_jitter
 
@@ -65,11 +65,6 @@ def _queue_index(priority: int) -> int:
 
 def _version(job: UploadJob) -> tuple[str, int, int]:
     return job.local_path, job.size, job.mtime_ns
-
-
-def _source(local_path: str) -> str:
-    """The file a local path delivers: `X.csv.final` is the last state of `X.csv`, the same file."""
-    return bare_csv_of(local_path) if is_final(local_path) else local_path
 
 
 def _same_version(a: UploadJob, b: UploadJob) -> bool:
@@ -289,7 +284,7 @@ class JobBoard:
         with self._cond:
             source = self._placed.get(job.remote_path)
         if source is not None:
-            return source == _source(job.local_path)
+            return source == delivered_file(job.local_path)
         return existing_size == job.size or (is_final(job.local_path) and existing_size <= job.size)
 
     def part_is_complete(self, job: UploadJob) -> bool:
@@ -357,7 +352,7 @@ class JobBoard:
         progress, entry.progress = entry.progress, None
         remote = entry.job.remote_path
         if progress is not None and progress.renamed:
-            self._placed[remote] = _source(entry.path)
+            self._placed[remote] = delivered_file(entry.path)
             self._placed.move_to_end(remote)
             if len(self._placed) > self.placed_memory:
                 self._placed.popitem(last=False)

@@ -39,9 +39,9 @@ from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
 from typing import Any
 
+from operators.choices import DEFAULT_IGNORE_PATTERNS
 from operators.model import Priority, UploadJob
 from operators.remote_path import SENSOR_BY_EXTENSION, remote_name
-from pipeline.app.options import DEFAULT_IGNORE_PATTERNS
 from pipeline.ftp.errors import FtpFailure, LocalFileChanged, LocalFileGone, scrub
 from pipeline.ftp.params import FtpParams, UploadPolicy
 from pipeline.ftp.session import UploadSession
