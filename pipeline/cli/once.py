@@ -23,12 +23,12 @@ from types import FrameType
 
 from operators.file_rules import is_daily_csv
 from operators.model import EventKind, FileEvent, Priority, UploadJob
-from operators.upload_jobs import job_for, regular_file_stat
+from operators.upload_jobs import job_for
 from pipeline.app.options import UploaderOptions
 from pipeline.app.stats import UploadStats, format_bytes
 from pipeline.app.uploader import RunningPipeline
 from pipeline.cli import exit_codes
-from pipeline.outbox.file_state import finished_file_stat
+from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
 from pipeline.outbox.lock import OutboxLock
 from pipeline.sink.process import UploadResult
 from pipeline.stream.backfill import is_orphan_csv, is_young, iter_outbox

@@ -34,8 +34,8 @@ from operators.file_rules import is_daily_csv
 from operators.model import EventKind, FileEvent, Priority
 from operators.ready_files import is_ignored_name, is_wanted
 from operators.remote_path import DATE_FOLDER, date_of
-from operators.upload_jobs import regular_file_stat
 from pipeline.outbox.deletion import final_beside
+from pipeline.outbox.file_state import regular_file_stat
 from pipeline.stream.monotonic import MonotonicEventLoopScheduler
 
 log = logging.getLogger(__name__)

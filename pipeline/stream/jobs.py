@@ -28,8 +28,8 @@ from operators.dedupe import dedupe_jobs
 from operators.model import UploadJob
 from operators.ready_files import is_ready, ready_files, watched_files
 from operators.remote_path import station_in_name
-from operators.upload_jobs import StatFn, job_for, regular_file_stat, to_upload_jobs
-from pipeline.outbox.file_state import finished_file_stat
+from operators.upload_jobs import StatFn, job_for, to_upload_jobs
+from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
 from pipeline.outbox.lock import STATE_FOLDER
 from pipeline.stream.backfill import backfill_source, scan_outbox
 from pipeline.stream.monotonic import MonotonicEventLoopScheduler
