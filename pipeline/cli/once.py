@@ -25,8 +25,8 @@ from operators.file_rules import is_daily_csv
 from operators.model import EventKind, FileEvent, Priority, UploadJob
 from operators.upload_jobs import job_for
 from pipeline.app.options import UploaderOptions
+from pipeline.app.running import RunningPipeline
 from pipeline.app.stats import UploadStats, format_bytes
-from pipeline.app.uploader import RunningPipeline
 from pipeline.cli import exit_codes
 from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
 from pipeline.outbox.lock import OutboxLock
