@@ -13,7 +13,7 @@ from typing import Any
 
 from operators.choices import DEFAULT_IGNORE_PATTERNS
 from pipeline.ftp.params import FtpParams, UploadPolicy
-from pipeline.stream.backfill import ORPHAN_CSV_AFTER_SECONDS
+from pipeline.stream.scan import ORPHAN_CSV_AFTER_SECONDS
 
 EMBEDDED = "embedded"
 #: Where the embedded server keeps what it receives (development runs and `demo`).

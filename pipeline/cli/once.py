@@ -32,8 +32,8 @@ from pipeline.cli import exit_codes
 from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
 from pipeline.outbox.lock import OutboxLock
 from pipeline.sink.process import UploadResult
-from pipeline.stream.backfill import is_orphan_csv, is_young, iter_outbox
 from pipeline.stream.jobs import StationNameCheck, quiet_period, with_state_folder
+from pipeline.stream.scan import is_orphan_csv, is_young, iter_outbox
 from pipeline.stream.watch import outbox_root
 
 log = logging.getLogger("beemon.once")

@@ -31,8 +31,9 @@ from operators.remote_path import station_in_name
 from operators.upload_jobs import StatFn, job_for, to_upload_jobs
 from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
 from pipeline.outbox.lock import STATE_FOLDER
-from pipeline.stream.backfill import backfill_source, scan_outbox
+from pipeline.stream.backfill import backfill_source
 from pipeline.stream.monotonic import MonotonicEventLoopScheduler
+from pipeline.stream.scan import scan_outbox
 from pipeline.stream.watch import outbox_root, watch_source
 
 log = logging.getLogger(__name__)

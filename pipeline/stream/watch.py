@@ -37,7 +37,7 @@ from operators.model import EventKind, FileEvent
 from operators.ready_files import is_ready
 from operators.upload_jobs import job_for
 from pipeline.outbox.file_state import finished_file_stat
-from pipeline.stream.backfill import iter_outbox
+from pipeline.stream.scan import iter_outbox
 
 if TYPE_CHECKING:
     from operators.model import UploadJob
