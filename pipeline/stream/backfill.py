@@ -159,9 +159,8 @@ def backfill_source(
     `pipeline.outbox.file_state.finished_file_stat`; a duplicate of a live job is dropped by the
     dedupe, a live job after it promotes it). Completes after the scan and its young files
     when there are no rescans. Emission is stepped in batches on `scheduler` (by default a thread of
-    its own per subscription), so live events interleave with a long scan. `may_emit`, when given,
-    is asked before each batch: while it says no, the scan waits (asking again every
-    `PACE_SECONDS`), so a consumer can keep the part of a large backlog it holds in memory bounded.
+    its own), so live events interleave with a long scan. While `may_emit` (asked before each batch)
+    says no, the scan waits, asking every `PACE_SECONDS`: a consumer keeps what it holds bounded.
     """
     if order not in BACKFILL_ORDERS:
         raise ValueError(f"order must be one of {BACKFILL_ORDERS}, not {order!r}")
