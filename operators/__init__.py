@@ -7,7 +7,7 @@ __all__ = ["EventKind", "FileEvent", "Priority", "UploadJob", "remote_name", "re
 from operators.debounce import debounce_per_path
 from operators.dedupe import dedupe_jobs
 from operators.ready_files import is_ready, is_wanted, ready_files, watched_files
-from operators.upload_jobs import job_for, regular_file_stat, to_upload_jobs
+from operators.upload_jobs import job_for, to_upload_jobs
 
 __all__ += [
     "debounce_per_path",
@@ -16,7 +16,6 @@ __all__ += [
     "is_wanted",
     "job_for",
     "ready_files",
-    "regular_file_stat",
     "to_upload_jobs",
     "watched_files",
 ]

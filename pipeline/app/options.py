@@ -11,12 +11,11 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from operators.choices import DEFAULT_IGNORE_PATTERNS
 from pipeline.ftp.params import FtpParams, UploadPolicy
-from pipeline.stream.backfill import ORPHAN_CSV_AFTER_SECONDS
+from pipeline.stream.scan import ORPHAN_CSV_AFTER_SECONDS
 
 EMBEDDED = "embedded"
-#: Names never uploaded unless the settings say otherwise (`upload.ignore_patterns`).
-DEFAULT_IGNORE_PATTERNS: tuple[str, ...] = (".*", "*.part", "*.tmp", "*~", "*.swp")
 #: Where the embedded server keeps what it receives (development runs and `demo`).
 EMBEDDED_ROOT = "./var/ftp-root"
 

@@ -11,8 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.app.options import EMBEDDED, UploaderOptions
+from pipeline.app.running import RunningPipeline
 from pipeline.app.stats import UploadStats, format_bytes
-from pipeline.app.uploader import RunningPipeline
 from pipeline.cli import exit_codes
 from pipeline.dev.station_simulator import StationSimulator
 from pipeline.outbox.lock import OutboxLock

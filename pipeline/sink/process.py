@@ -38,8 +38,8 @@ from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
 from typing import Any
 
+from operators.choices import DEFAULT_IGNORE_PATTERNS
 from operators.model import Priority, UploadJob
-from pipeline.app.options import DEFAULT_IGNORE_PATTERNS
 from pipeline.ftp.params import FtpParams, UploadPolicy
 from pipeline.outbox import deletion as local_files
 from pipeline.sink import original_api

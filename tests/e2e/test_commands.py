@@ -192,8 +192,8 @@ def test_kept_files_are_not_uploaded_again_by_rescans(make_server, outbox, tmp_p
     from dataclasses import replace
 
     from pipeline.app.options import options_from_settings
+    from pipeline.app.running import RunningPipeline
     from pipeline.app.stats import UploadStats
-    from pipeline.app.uploader import RunningPipeline
 
     server = make_server()
     for key, value in uploader_env(server, outbox, tmp_path, BEEMON_UPLOAD__DELETE_AFTER_UPLOAD="false").items():
