@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from operators.choices import DEFAULT_IGNORE_PATTERNS
-from pipeline.ftp.params import FtpParams, UploadPolicy
+from pipeline.ftp.params import FtpParams
+from pipeline.sink.policy import UploadPolicy
 from pipeline.stream.scan import ORPHAN_CSV_AFTER_SECONDS
 
 EMBEDDED = "embedded"

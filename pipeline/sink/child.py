@@ -6,15 +6,23 @@ through its own logger of the same name (`ReplayInParent`), so they land in its 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
 import threading
+from dataclasses import dataclass
 from logging.handlers import QueueHandler
 from multiprocessing.queues import Queue
 from typing import Any
 
 from pipeline.sink.model import SinkCounters
+from pipeline.sink.part_records import load_journal, save_journal
 from pipeline.sink.workers import Sink
 
+log = logging.getLogger("beemon.sink")
 #: How long the child waits for its results and log records to reach the pipes before it exits.
 FLUSH_SECONDS = 5.0
 
@@ -70,3 +78,72 @@ class ReplayInParent(logging.Handler):
         logger = logging.getLogger(record.name)
         if logger.isEnabledFor(record.levelno):
             logger.handle(record)
+
+
+def wait_for_stop(control: Any, default_deadline: float) -> float:
+    """Block until the parent sends the stop deadline on `control`, or exits without doing so (then the default)."""
+    parent = multiprocessing.parent_process()
+    waitables: list[Any] = [control]
+    if parent is not None:
+        waitables.append(parent.sentinel)
+    ready = multiprocessing.connection.wait(waitables)
+    if control in ready:
+        with contextlib.suppress(EOFError, OSError):
+            return float(control.recv())
+    log.warning("the parent process is gone: stopping")
+    return default_deadline
+
+
+@dataclass(frozen=True)
+class ChildEnds:
+    """The child's ends of what `UploadHelper` shares with it: the job queues, the control pipe, the results
+    and log queues, the shared counters and heartbeat, and the `.part` journal's path (None: none kept)."""
+
+    primary: Queue[Any]
+    secondary: Queue[Any]
+    control: Any
+    results: Queue[Any] | None
+    log_queue: Queue[Any]
+    log_level: int
+    counters: SinkCounters
+    heartbeat: Any
+    journal: str | None
+
+
+def run_sink(ftp: Any, policy: Any, ends: ChildEnds) -> None:
+    """The sink process's main, for `UploadHelper.run`: workers and feeders, then wait for the stop
+    message or the parent's exit, stop within the deadline, keep the cut transfers' records, flush."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the parent's: it rebuilds the sink
+    log_to_queue(ends.log_queue, ends.log_level)
+    emit = ends.results.put if ends.results is not None else (lambda result: None)
+    sink = Sink(ftp, policy, emit, ends.counters)
+    journal = ends.journal
+    if journal is not None:
+        sink.board.parts.restore(load_journal(journal))
+    sink.start()
+    beating = threading.Event()
+    ends.heartbeat.start(sink.board.counts, beating)
+    for queue, label, counters in (
+        (ends.primary, "primary", None),
+        (ends.secondary, "secondary", ends.counters),
+    ):
+        feeder = threading.Thread(target=feed, args=(queue, sink, counters), name=f"feed-{label}", daemon=True)
+        feeder.start()
+    log.debug("sink started (pid %d, %d session(s))", os.getpid(), policy.connections)
+    try:
+        signal.signal(signal.SIGTERM, raise_terminated)
+        deadline = wait_for_stop(ends.control, policy.stop_deadline_seconds)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        log.info("SIGTERM: finishing transfers in flight, then stopping")
+        deadline = policy.stop_deadline_seconds
+    clean = sink.stop(deadline)
+    beating.set()
+    if journal is not None:  # only transfers cut short: a parked, complete .part is retried by its own rule
+        save_journal(journal, [record for record in sink.board.parts.snapshot() if not record[4]])
+    log.debug("sink stopped (%s)", "clean" if clean else "transfers cut at the deadline")
+    for queue in (ends.results, ends.log_queue):
+        if queue is not None:
+            flush(queue)

@@ -11,11 +11,13 @@ import contextlib
 import ftplib
 import os
 import posixpath
+from typing import Any
 
 from operators.remote_path import SENSOR_BY_EXTENSION, remote_name
 from pipeline.ftp.errors import FtpFailure, LocalFileChanged, LocalFileGone, scrub
-from pipeline.ftp.params import FtpParams, UploadPolicy
+from pipeline.ftp.params import FtpParams
 from pipeline.ftp.session import UploadSession
+from pipeline.sink.policy import UploadPolicy
 
 
 def remote_name_of(local_path: str) -> str:
@@ -92,3 +94,25 @@ def _is_folder(session: ftplib.FTP, path: str) -> bool:
     with contextlib.suppress(ftplib.Error, OSError, EOFError):
         session.cwd(here)
     return True
+
+
+def polling_interval(interval: object) -> float | None:
+    """The original API's polling interval, checked: None, or a positive number."""
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int | float)):
+        raise TypeError(f"upload_queue_polling_interval_seconds must be a number, not {interval!r}")
+    if interval is not None and interval <= 0:
+        raise ValueError(f"upload_queue_polling_interval_seconds must be positive, not {interval!r}")
+    return interval
+
+
+def configured_options(config: Any) -> Any:
+    """The options of the original API's forms, read as `Uploader(queue, config)` reads them (no embedded server)."""
+    from pipeline.app.config_sources import options_from_config
+
+    options = options_from_config(config, caller="UploadHelper()")
+    if options.embedded:
+        raise ValueError(
+            'UploadHelper(): ftp.host = "embedded" names the built-in test server, which only Uploader and'
+            " beemon-uploader run start: name a real server"
+        )
+    return options

@@ -31,7 +31,6 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import posixpath
-import signal
 import threading
 from logging.handlers import QueueListener
 from multiprocessing.context import SpawnProcess
@@ -40,15 +39,19 @@ from typing import Any
 
 from operators.choices import DEFAULT_IGNORE_PATTERNS
 from operators.model import Priority, UploadJob
-from pipeline.ftp.params import FtpParams, UploadPolicy
+from pipeline.ftp.params import FtpParams
 from pipeline.outbox import deletion as local_files
 from pipeline.sink import original_api
-from pipeline.sink.child import ReplayInParent, Terminated, feed, flush, log_to_queue, raise_terminated
+from pipeline.sink.child import (
+    ChildEnds,
+    ReplayInParent,
+    run_sink,
+)
 from pipeline.sink.heartbeat import Heartbeat
 from pipeline.sink.main_guard import guard_main_module
 from pipeline.sink.model import Outcome, SinkCounters, SinkStats, UploadResult
-from pipeline.sink.part_records import load_journal, save_journal
-from pipeline.sink.workers import ABORT_GRACE_SECONDS, Sink
+from pipeline.sink.policy import UploadPolicy
+from pipeline.sink.workers import ABORT_GRACE_SECONDS
 
 __all__ = ["Outcome", "SinkStats", "UploadHelper", "UploadResult"]
 
@@ -91,8 +94,8 @@ class UploadHelper(SpawnProcess):
         guard_main_module("UploadHelper(...)")
         interval = upload_queue_polling_interval_seconds
         if not isinstance(ftp, FtpParams):
-            interval = _polling_interval(interval if ftp is None else ftp)
-            options = _configured_options(config)
+            interval = original_api.polling_interval(interval if ftp is None else ftp)
+            options = original_api.configured_options(config)
             ftp, policy = options.ftp, policy or options.policy
             self.ignore_patterns = options.ignore_patterns
             outbox = outbox if outbox is not None else options.outbox
@@ -287,74 +290,17 @@ class UploadHelper(SpawnProcess):
         return self._running.is_set()
 
     def run(self) -> None:
-        """The child's main: workers and feeders, then wait for the stop message or the parent's exit."""
+        """The child's main (`pipeline.sink.child.run_sink`): workers and feeders until the stop message."""
         self._running.set()
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the parent's: it rebuilds the sink
-        log_to_queue(self._log_queue, self._log_level)
-        emit = self.results.put if self.results is not None else (lambda result: None)
-        sink = Sink(self.ftp, self.policy, emit, self._counters)
-        journal = self.parts_journal
-        if journal is not None:
-            sink.board.parts.restore(load_journal(journal))
-        sink.start()
-        beating = threading.Event()
-        self.heartbeat.start(sink.board.counts, beating)
-        for queue, label, counters in (
-            (self._primary, "primary", None),
-            (self._secondary, "secondary", self._counters),
-        ):
-            feeder = threading.Thread(target=feed, args=(queue, sink, counters), name=f"feed-{label}", daemon=True)
-            feeder.start()
-        log.debug("sink started (pid %d, %d session(s))", os.getpid(), self.policy.connections)
-        try:
-            signal.signal(signal.SIGTERM, raise_terminated)
-            deadline = self._wait_for_stop()
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        except Terminated:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            log.info("SIGTERM: finishing transfers in flight, then stopping")
-            deadline = self.policy.stop_deadline_seconds
-        clean = sink.stop(deadline)
-        beating.set()
-        if journal is not None:  # only transfers cut short: a parked, complete .part is retried by its own rule
-            save_journal(journal, [record for record in sink.board.parts.snapshot() if not record[4]])
-        log.debug("sink stopped (%s)", "clean" if clean else "transfers cut at the deadline")
-        for queue in (self.results, self._log_queue):
-            if queue is not None:
-                flush(queue)
-
-    def _wait_for_stop(self) -> float:
-        """Block until the parent sends the deadline, or exits without doing so (then the default)."""
-        parent = multiprocessing.parent_process()
-        waitables: list[Any] = [self._control_reader]
-        if parent is not None:
-            waitables.append(parent.sentinel)
-        ready = multiprocessing.connection.wait(waitables)
-        if self._control_reader in ready:
-            with contextlib.suppress(EOFError, OSError):
-                return float(self._control_reader.recv())
-        log.warning("the parent process is gone: stopping")
-        return self.policy.stop_deadline_seconds
-
-
-def _polling_interval(interval: object) -> float | None:
-    """The original API's polling interval, checked: None, or a positive number."""
-    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int | float)):
-        raise TypeError(f"upload_queue_polling_interval_seconds must be a number, not {interval!r}")
-    if interval is not None and interval <= 0:
-        raise ValueError(f"upload_queue_polling_interval_seconds must be positive, not {interval!r}")
-    return interval
-
-
-def _configured_options(config: Any) -> Any:
-    """The options of the original API's forms, read as `Uploader(queue, config)` reads them (no embedded server)."""
-    from pipeline.app.config_sources import options_from_config
-
-    options = options_from_config(config, caller="UploadHelper()")
-    if options.embedded:
-        raise ValueError(
-            'UploadHelper(): ftp.host = "embedded" names the built-in test server, which only Uploader and'
-            " beemon-uploader run start: name a real server"
+        ends = ChildEnds(
+            self._primary,
+            self._secondary,
+            self._control_reader,
+            self.results,
+            self._log_queue,
+            self._log_level,
+            self._counters,
+            self.heartbeat,
+            self.parts_journal,
         )
-    return options
+        run_sink(self.ftp, self.policy, ends)

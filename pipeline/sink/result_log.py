@@ -12,10 +12,10 @@ import logging
 import threading
 
 from operators.model import UploadJob
-from pipeline.ftp.params import UploadPolicy
 from pipeline.outbox.deletion import final_beside
 from pipeline.outbox.file_state import file_state
 from pipeline.sink.model import Outcome, UploadResult
+from pipeline.sink.policy import UploadPolicy
 
 log = logging.getLogger("beemon.sink")
 

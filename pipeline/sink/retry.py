@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from pipeline.sink.model import Outcome
 
 if TYPE_CHECKING:
-    from pipeline.ftp.params import UploadPolicy
+    from pipeline.sink.policy import UploadPolicy
 
 
 def full_jitter(failures: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:

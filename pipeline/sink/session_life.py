@@ -16,9 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from pipeline.ftp.params import FtpParams, UploadPolicy
+from pipeline.ftp.params import FtpParams
 from pipeline.sink.board import JobBoard
 from pipeline.sink.model import SinkCounters
+from pipeline.sink.policy import UploadPolicy
 from pipeline.sink.pool import SessionPool
 from pipeline.sink.retry import Backoff, ConnectAttempts, RetryPolicy
 from pipeline.sink.ticket import Ticket

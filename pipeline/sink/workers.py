@@ -20,17 +20,19 @@ from dataclasses import replace
 
 from operators.model import UploadJob
 from operators.remote_path import remote_name
-from pipeline.ftp.params import FtpParams, UploadPolicy
+from pipeline.ftp.params import FtpParams
 from pipeline.outbox.file_state import file_state
 from pipeline.sink import attempt
 from pipeline.sink.board import JobBoard
 from pipeline.sink.model import Outcome, SinkCounters, SinkGaveUp, UploadResult
+from pipeline.sink.policy import UploadPolicy
 from pipeline.sink.pool import SessionPool
 from pipeline.sink.result_log import ResultLog, day_file_delivered, unsafe_settings
 from pipeline.sink.retry import RetryPolicy
 from pipeline.sink.session_life import SessionLife
 from pipeline.sink.ticket import Ticket
-from pipeline.transport import Delivered, Delivery, DeliveryProgress, Transport, make_transport
+from pipeline.sink.transports import make_transport
+from pipeline.transport import Delivered, Delivery, DeliveryProgress, Transport
 from pipeline.transport.bandwidth import TokenBucket
 from pipeline.transport.errors import (
     TransportFailure,

@@ -6,7 +6,8 @@ import pickle
 
 import pytest
 
-from pipeline.ftp.params import FtpParams, UploadPolicy
+from pipeline.ftp.params import FtpParams
+from pipeline.sink.policy import UploadPolicy
 
 
 def test_params_pickle_and_hide_the_password():

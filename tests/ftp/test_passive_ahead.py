@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from operators.model import Priority, UploadJob
-from pipeline.ftp.params import UploadPolicy
 from pipeline.ftp.session import UploadSession
 from pipeline.sink.board import JobBoard
 from pipeline.sink.model import Outcome, UploadResult
+from pipeline.sink.policy import UploadPolicy
 from pipeline.sink.workers import Sink
 from tests.ftp_faults import Faults
 from tests.helpers import params_for, wait_until, write

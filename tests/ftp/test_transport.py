@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pipeline.ftp.transport import FtpTransport
-from pipeline.transport import Delivery, DeliveryProgress, Transport, make_transport
+from pipeline.sink.transports import make_transport
+from pipeline.transport import Delivery, DeliveryProgress, Transport
 from tests.ftp_faults import Faults
 from tests.helpers import params_for, write
 

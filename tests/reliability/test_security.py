@@ -212,7 +212,7 @@ def test_no_object_of_a_running_pipeline_shows_the_password_in_its_repr(watched_
     from pipeline.app.options import options_from_settings
     from pipeline.app.running import RunningPipeline
     from pipeline.app.stats import UploadStats
-    from pipeline.ftp.params import UploadPolicy
+    from pipeline.sink.policy import UploadPolicy
     from pipeline.sink.workers import Sink
 
     server = watched_server()

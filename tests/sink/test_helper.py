@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from operators.model import Priority, UploadJob
-from pipeline.ftp.params import UploadPolicy
 from pipeline.sink.model import Outcome, UploadResult
+from pipeline.sink.policy import UploadPolicy
 from pipeline.sink.process import UploadHelper
 from tests.ftp_faults import Faults, FaultyTLSHandler
 from tests.helpers import params_for, wait_until, write
