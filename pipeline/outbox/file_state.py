@@ -14,10 +14,9 @@ import errno
 import fcntl
 import os
 import signal
+import stat as stat_module
 from collections.abc import Iterator
 from typing import NamedTuple
-
-from operators.upload_jobs import regular_file_stat
 
 
 class FileState(NamedTuple):
@@ -39,6 +38,15 @@ def file_state(path: str) -> FileState | None:
         return FileState.of(os.stat(path))
     except FileNotFoundError:
         return None
+
+
+def regular_file_stat(path: str) -> os.stat_result | None:
+    """The file's `lstat`, or None if it is gone or not a regular file (a symlink is never followed)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st if stat_module.S_ISREG(st.st_mode) else None
 
 
 class Held(NamedTuple):

@@ -39,12 +39,11 @@ from multiprocessing.queues import Queue
 from typing import Any
 
 from operators.model import Priority, UploadJob
-from pipeline.app.options import DEFAULT_IGNORE_PATTERNS
 from pipeline.ftp.params import FtpParams, UploadPolicy
 from pipeline.outbox import deletion as local_files
 from pipeline.sink import original_api
 from pipeline.sink.child import ReplayInParent, Terminated, feed, flush, log_to_queue, raise_terminated
-from pipeline.sink.main_guard import guard_main_module
+from pipeline.sink.main_guard import guard_main_module, main_module_left_out
 from pipeline.sink.model import Outcome, SinkCounters, SinkStats, UploadResult
 from pipeline.sink.part_records import load_journal, save_journal
 from pipeline.sink.workers import ABORT_GRACE_SECONDS, Sink
@@ -97,6 +96,8 @@ class UploadHelper(SpawnProcess):
             outbox = outbox if outbox is not None else options.outbox
             station = station if station is not None else options.station
         else:
+            from pipeline.app.options import DEFAULT_IGNORE_PATTERNS  # parent side: the child never loads app/
+
             self.ignore_patterns = DEFAULT_IGNORE_PATTERNS
         super().__init__(name=name, daemon=True)
         self.ftp = ftp
@@ -146,7 +147,8 @@ class UploadHelper(SpawnProcess):
         if self._own_log_queue:
             self._listener = QueueListener(self._log_queue, ReplayInParent())
             self._listener.start()
-        super().start()
+        with main_module_left_out():
+            super().start()
         self._control_reader.close()
 
     def queue_upload(self, source_filepath: str, dest_filepath: str, priority: int | None = 0) -> None:
