@@ -244,6 +244,10 @@ class UploadHelper(SpawnProcess):
         if started:
             with contextlib.suppress(OSError):
                 self._control_writer.send(deadline)
+            if not self.reached_run:
+                # Still importing (run --once on an empty outbox stops it at once): nothing to finish, and no
+                # need to wait for its imports. Past `run`, SIGTERM is the same stop message (see `run`).
+                self.terminate()
             self.join(deadline + STOP_GRACE_SECONDS)
             if self.is_alive():
                 clean = False
