@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint docs bench soak clean servers
+.PHONY: run test lint docs bench soak clean servers test-installs constraints
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -31,6 +31,20 @@ servers:
 
 test: lint docs servers
 	$(BIN)/python -m pytest
+
+# The fast tests on the lowest allowed dependency versions (Python 3.11) and on Python 3.12 and 3.13
+# with the newest ones, each in its own venv under var/installs (about 2 minutes; .ci/run runs it).
+test-installs: $(STAMP)
+	$(BIN)/python -m pip install --quiet uv
+	PYTHON=$(PYTHON) UV=$(BIN)/uv ./tools/test-installs.sh
+
+# deploy/constraints.txt: the versions of the dev venv, hashed, for station installs.
+constraints: $(STAMP)
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/python -m pip freeze --exclude-editable | grep -iE '^(dynaconf|prometheus.client|pyftpdlib|reactivex|tqdm|watchdog|typing.extensions|pyasyn[a-z]+)==' > var/tested-pins.txt
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --no-header \
+		--annotation-style line -c var/tested-pins.txt -o var/constraints.body
+	{ sed -n '/^#/p' deploy/constraints.txt; cat var/constraints.body; } > deploy/constraints.txt
 
 # About 8 minutes; lftp's rows need `lftp` installed (apt-get install lftp), else they say n/a.
 bench: $(STAMP)

@@ -24,7 +24,6 @@ _HOMES = {
     "ready_files": "operators.ready_files",
     "watched_files": "operators.ready_files",
     "job_for": "operators.upload_jobs",
-    "regular_file_stat": "operators.upload_jobs",
     "to_upload_jobs": "operators.upload_jobs",
 }
 

@@ -49,61 +49,69 @@ def debounce_per_path(
         def subscribe(
             observer: abc.ObserverBase[FileEvent], scheduler_: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            clock = scheduler or scheduler_ or TimeoutScheduler.singleton()
-            pending: dict[str, _Quiet] = {}
-            lock = threading.RLock()
-
-            def drop_timers() -> None:
-                for entry in pending.values():
-                    if entry.timer is not None:
-                        entry.timer.dispose()
-                pending.clear()
-
-            def timer_for(path: str) -> Callable[[abc.SchedulerBase, Any], None]:
-                def expire(_scheduler: abc.SchedulerBase, _state: Any = None) -> None:
-                    with lock:
-                        entry = pending.get(path)
-                        if entry is None:
-                            return
-                        rest = (entry.due - clock.now).total_seconds()
-                        if rest > 0:  # events came meanwhile: sleep for the rest of the quiet period
-                            entry.timer = clock.schedule_relative(rest, expire)
-                            return
-                        del pending[path]
-                        observer.on_next(entry.event)
-
-                return expire
-
-            def on_next(event: FileEvent) -> None:
-                with lock:
-                    due = clock.now + quiet
-                    entry = pending.get(event.path)
-                    if entry is not None:
-                        entry.event, entry.due = event, due
-                        return
-                    entry = pending[event.path] = _Quiet(event, due)
-                    entry.timer = clock.schedule_relative(quiet, timer_for(event.path))
-
-            def on_error(error: Exception) -> None:
-                with lock:
-                    drop_timers()
-                    observer.on_error(error)
-
-            def on_completed() -> None:
-                with lock:
-                    flushed = [entry.event for entry in pending.values()]
-                    drop_timers()
-                    for event in flushed:
-                        observer.on_next(event)
-                    observer.on_completed()
-
-            def dispose() -> None:
-                with lock:
-                    drop_timers()
-
-            subscription = source.subscribe(on_next, on_error, on_completed, scheduler=scheduler_)
-            return CompositeDisposable(subscription, Disposable(dispose))
+            state = _Debounce(observer, scheduler or scheduler_ or TimeoutScheduler.singleton(), quiet)
+            subscription = source.subscribe(state.on_next, state.on_error, state.on_completed, scheduler=scheduler_)
+            return CompositeDisposable(subscription, Disposable(state.dispose))
 
         return Observable(subscribe)
 
     return operator
+
+
+class _Debounce:
+    """One subscription's pending paths and their timers; every method holds the lock."""
+
+    def __init__(self, observer: abc.ObserverBase[FileEvent], clock: abc.SchedulerBase, quiet: timedelta) -> None:
+        self.observer = observer
+        self.clock = clock
+        self.quiet = quiet
+        self.pending: dict[str, _Quiet] = {}
+        self.lock = threading.RLock()
+
+    def _drop_timers(self) -> None:
+        for entry in self.pending.values():
+            if entry.timer is not None:
+                entry.timer.dispose()
+        self.pending.clear()
+
+    def _timer_for(self, path: str) -> Callable[[abc.SchedulerBase, Any], None]:
+        def expire(_scheduler: abc.SchedulerBase, _state: Any = None) -> None:
+            with self.lock:
+                entry = self.pending.get(path)
+                if entry is None:
+                    return
+                rest = (entry.due - self.clock.now).total_seconds()
+                if rest > 0:  # events came meanwhile: sleep for the rest of the quiet period
+                    entry.timer = self.clock.schedule_relative(rest, expire)
+                    return
+                del self.pending[path]
+                self.observer.on_next(entry.event)
+
+        return expire
+
+    def on_next(self, event: FileEvent) -> None:
+        with self.lock:
+            due = self.clock.now + self.quiet
+            entry = self.pending.get(event.path)
+            if entry is not None:
+                entry.event, entry.due = event, due
+                return
+            entry = self.pending[event.path] = _Quiet(event, due)
+            entry.timer = self.clock.schedule_relative(self.quiet, self._timer_for(event.path))
+
+    def on_error(self, error: Exception) -> None:
+        with self.lock:
+            self._drop_timers()
+            self.observer.on_error(error)
+
+    def on_completed(self) -> None:
+        with self.lock:
+            flushed = [entry.event for entry in self.pending.values()]
+            self._drop_timers()
+            for event in flushed:
+                self.observer.on_next(event)
+            self.observer.on_completed()
+
+    def dispose(self) -> None:
+        with self.lock:
+            self._drop_timers()

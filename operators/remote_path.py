@@ -7,7 +7,8 @@ The station folder is always the configured station (`station_folder`): the orig
 remote directory for the current Raspberry Pi", and a name's `<station>@` prefix that differs
 (a typo, a renamed Pi, a copied file) must not scatter a Pi's data over folders of their own.
 
-Every rule on a name's extension ignores case: `X.CSV` grows like `X.csv`, `X.CSV.FINAL` ends it.
+The day-file rule (a bare `X.csv` grows, `X.csv.final` is delivered as `X.csv`) lives in
+`operators.file_rules`; every rule on a name's extension ignores case.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import re
 from datetime import date, datetime
 from pathlib import PurePosixPath
 
+from operators.file_rules import bare_csv_of, is_daily_csv, is_final
+
 #: `<station>@<YYYY-MM-DD>[@HH-MM-SS].<ext>`: the station is the first `@` field.
 STATION_DATE_NAME = re.compile(r"^(?P<station>[^@]+)@(?P<date>\d{4}-\d{2}-\d{2})(?=[@.]|$)")
 #: The date folder of a file whose name, folders and modification time give no usable date.
 UNDATED = "undated"
 DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 SENSOR_BY_EXTENSION = {".wav": "audio", ".h264": "video", ".mp4": "video", ".csv": "temp"}
-FINAL_SUFFIX = ".csv.final"
-CSV_SUFFIX = ".csv"
 #: Control characters, path separators and the NUL byte never reach the server; nor do bytes that
 #: are not UTF-8 (`os.fsdecode` makes them lone surrogates, which ftplib cannot even send).
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\\ud800-\udfff]")
@@ -47,21 +48,6 @@ def _parse_date(text: str) -> date | None:
         return date.fromisoformat(text)
     except ValueError:
         return None
-
-
-def is_final(name: str) -> bool:
-    """`X.csv.final` (any case): the day's finished state of `X.csv`."""
-    return name.lower().endswith(FINAL_SUFFIX)
-
-
-def is_daily_csv(name: str) -> bool:
-    """A bare `X.csv` (any case): a sensor's file for one day, appended to until its `.final` comes."""
-    return name.lower().endswith(CSV_SUFFIX)
-
-
-def bare_csv_of(final: str) -> str:
-    """`X.csv.final` -> `X.csv` (the case of `X.csv` kept as written)."""
-    return final[: -len(".final")]
 
 
 def remote_name(local_name: str, *, day_file: bool = False) -> str | None:

@@ -1,5 +1,8 @@
 """Ready files become upload jobs: a stat of the file plus the remote-path mapping.
 
+The stat is the caller's (`stat=`): operators touch no file system themselves, so the stream
+passes `pipeline.outbox.file_state.finished_file_stat` and the tests a fake disk.
+
 The day's CSV: a `X.csv.final` normally delivers itself as `X.csv`. When the bare `X.csv` beside
 it is longer (the station wrote an empty or cut `.final`), the job delivers `X.csv` instead, as
 the day's file (`day_file`): the server gets the longer of the two, and the sink removes the
@@ -9,31 +12,21 @@ the day's file (`day_file`): the server gets the longer of the two, and the sink
 from __future__ import annotations
 
 import os
-import stat as stat_module
 from collections.abc import Callable
 
 from reactivex import Observable
 from reactivex import operators as ops
 
+from operators.file_rules import bare_csv_of, is_final
 from operators.model import EventKind, FileEvent, UploadJob
 from operators.ready_files import parts_below
-from operators.remote_path import bare_csv_of, is_final, remote_path_for
+from operators.remote_path import remote_path_for
 
+#: A file's stat, or None when it is gone or must not be uploaded (a symlink, a file still being written).
 StatFn = Callable[[str], os.stat_result | None]
 
 
-def regular_file_stat(path: str) -> os.stat_result | None:
-    """The file's `lstat`, or None if it is gone or not a regular file (a symlink is never followed)."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    return st if stat_module.S_ISREG(st.st_mode) else None
-
-
-def job_for(
-    event: FileEvent, *, outbox: str, remote_root: str, station: str, stat: StatFn = regular_file_stat
-) -> UploadJob | None:
+def job_for(event: FileEvent, *, outbox: str, remote_root: str, station: str, stat: StatFn) -> UploadJob | None:
     """The job for a ready file, or None if it vanished, lies outside the outbox or maps to no remote name.
 
     A `.final` shorter than its bare `.csv` gives the `.csv`'s job (see the module docstring).
@@ -59,7 +52,7 @@ def job_for(
 
 
 def to_upload_jobs(
-    outbox: str, *, remote_root: str, station: str, stat: StatFn = regular_file_stat
+    outbox: str, *, remote_root: str, station: str, stat: StatFn
 ) -> Callable[[Observable[FileEvent]], Observable[UploadJob]]:
     """Map each ready file event to its `UploadJob`; files that vanished meanwhile are skipped silently.
 

@@ -14,7 +14,7 @@ _ORIGINAL_NAMES = {
     "Uploader": "pipeline.app.uploader",
     "UploadHelper": "pipeline.sink.process",
     "UploadSession": "pipeline.ftp.session",
-    "UploadHandler": "pipeline.stream.watch",
+    "UploadHandler": "pipeline.stream.handler",
 }
 
 __all__ = sorted(_ORIGINAL_NAMES)

@@ -63,11 +63,27 @@ def build_settings(
     ./var/outbox) must never fill its gaps. It must then name the server, or the site settings or
     `BEEMON_FTP__HOST` must.
     """
+    env = _environment(env, legacy_ini)
+    files = settings_files(config_dir)
+    _warn_readable_secrets(files)
+    with _hidden_from_dynaconf([envvar(key) for key in TEXT_KEYS]):
+        settings = _load(env, files, legacy_ini)
+        if validate:
+            validate_settings(settings, env)
+    _keep_texts_as_given(settings)
+    return settings
+
+
+def _environment(env: str | None, legacy_ini: Any) -> str:
+    """The environment asked for (`env`, else `BEEMON_ENV`), else production with a legacy configuration."""
     default_env = "production" if legacy_ini is not None else "development"
     env = (env or os.environ.get("BEEMON_ENV") or default_env).lower()
     if env not in ENVIRONMENTS:
         raise SettingsError(f"environment {env!r} is unknown: set BEEMON_ENV to one of {', '.join(ENVIRONMENTS)}")
-    files = settings_files(config_dir)
+    return env
+
+
+def _warn_readable_secrets(files: Iterable[str]) -> None:
     for path, mode in readable_secrets(files):
         log.warning(
             "%s can be read by other users (mode %03o) and holds secrets such as the FTP password: run chmod 600 %s",
@@ -75,28 +91,28 @@ def build_settings(
             mode,
             path,
         )
-    with _hidden_from_dynaconf([envvar(key) for key in TEXT_KEYS]):
-        settings = Dynaconf(
-            envvar_prefix="BEEMON",
-            environments=True,
-            env_switcher="BEEMON_ENV",
-            env=env,
-            settings_files=files,
-            root_path=str(PACKAGE_DIR),
-            load_dotenv=False,
+
+
+def _load(env: str, files: list[str], legacy_ini: Any) -> Dynaconf:
+    """The layers read into one Dynaconf object, the legacy configuration on top; the station defaults to the host."""
+    settings = Dynaconf(
+        envvar_prefix="BEEMON",
+        environments=True,
+        env_switcher="BEEMON_ENV",
+        env=env,
+        settings_files=files,
+        root_path=str(PACKAGE_DIR),
+        load_dotenv=False,
+    )
+    if legacy_ini is not None:
+        _apply_legacy_ini(settings, legacy_ini)
+    if legacy_ini is not None and not str(settings.get("ftp.host") or "").strip():
+        raise SettingsError(
+            f"no FTP server configured: [ftp] host is missing in {describe_legacy_source(legacy_ini)}, and neither"
+            f" {Path(files[1])} nor {envvar('ftp.host')} sets ftp.host; set the server in one of them"
         )
-        if legacy_ini is not None:
-            _apply_legacy_ini(settings, legacy_ini)
-        if legacy_ini is not None and not str(settings.get("ftp.host") or "").strip():
-            raise SettingsError(
-                f"no FTP server configured: [ftp] host is missing in {describe_legacy_source(legacy_ini)}, and neither"
-                f" {Path(files[1])} nor {envvar('ftp.host')} sets ftp.host; set the server in one of them"
-            )
-        if not settings.get("station") and envvar("station") not in os.environ:
-            settings.set("station", socket.gethostname(), loader_identifier="host name")
-        if validate:
-            validate_settings(settings, env)
-    _keep_texts_as_given(settings)
+    if not settings.get("station") and envvar("station") not in os.environ:
+        settings.set("station", socket.gethostname(), loader_identifier="host name")
     return settings
 
 

@@ -12,9 +12,7 @@ from typing import Any
 
 from dynaconf import Validator
 
-TLS_MODES = ("none", "explicit", "implicit")
-OBSERVERS = ("inotify", "polling")
-BACKFILL_ORDERS = ("newest", "oldest")
+from operators.choices import BACKFILL_ORDERS, OBSERVER_KINDS, TLS_MODES
 
 
 def envvar(key: str) -> str:
@@ -96,9 +94,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "upload.ignore_patterns": (_str_list, "a list of glob patterns such as ['*.tmp']"),
     "upload.stop_deadline_seconds": (_number_in(0, 3600), "a number of seconds from 0 to 3600"),
-    "watch.observer": (_one_of(OBSERVERS), "one of " + ", ".join(OBSERVERS)),
+    "watch.observer": (_one_of(OBSERVER_KINDS), "one of " + ", ".join(OBSERVER_KINDS)),
     "watch.polling_interval_seconds": (_number_in(0, 3600, open_low=True), "a number of seconds above 0"),
     "watch.rescan_interval_seconds": (_number_in(0), "a number of seconds, 0 to rescan only at start"),
+    "watch.min_free_percent": (_number_in(0, 100), "a percentage from 0 to 100 (0: no disk warning)"),
     "metrics.port": (_int_in(0, 65535), "an integer from 1 to 65535, or 0 for no metrics endpoint"),
 }
 

@@ -45,9 +45,19 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(log_format: str = "text", level: int | str = logging.INFO, stream: TextIO | None = None) -> None:
-    """Replace the root logger's handlers with one stream handler in the chosen format."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    """Replace the root logger's handlers with one stream handler in the chosen format.
+
+    When the stream is the journal (`pipeline.app.journal_format`), lines get a priority prefix and
+    the text form drops its time (journald keeps its own).
+    """
+    from pipeline.app.journal_format import JournalFormatter, is_journal
+
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
+    formatter: logging.Formatter = JsonFormatter() if log_format == "json" else TextFormatter()
+    if is_journal(stream):
+        formatter = JournalFormatter(formatter if log_format == "json" else None)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

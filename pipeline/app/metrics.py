@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pipeline.app.stats import UploadStats
@@ -40,11 +40,25 @@ class StatsCollector:
         )
 
 
-def serve_metrics(stats: UploadStats, port: int, address: str = "0.0.0.0") -> Any:
-    """Start the endpoint on its own registry; returns the server (call `.shutdown()` to stop it)."""
-    from prometheus_client import CollectorRegistry, start_http_server
+def serve_metrics(stats: UploadStats, port: int, address: str = "0.0.0.0", *, extra: Sequence[Any] = ()) -> Any:
+    """Start the endpoint on its own registry; returns the server (call `.shutdown()` to stop it).
+
+    Besides the statistics: `build_info`, the standard `process_*`, `python_*` and `python_gc_*`
+    series, and the `extra` collectors (`pipeline.app.health_metrics`).
+    """
+    from prometheus_client import (
+        GC_COLLECTOR,
+        PLATFORM_COLLECTOR,
+        PROCESS_COLLECTOR,
+        CollectorRegistry,
+        start_http_server,
+    )
+
+    from pipeline.app.health_metrics import BuildInfoCollector
 
     registry = CollectorRegistry()
     registry.register(StatsCollector(stats))
+    for collector in (BuildInfoCollector(), PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR, *extra):
+        registry.register(collector)
     server, _thread = start_http_server(port, addr=address, registry=registry)
     return server

@@ -11,12 +11,11 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from operators.choices import DEFAULT_IGNORE_PATTERNS
 from pipeline.ftp.params import FtpParams, UploadPolicy
-from pipeline.stream.backfill import ORPHAN_CSV_AFTER_SECONDS
+from pipeline.stream.scan import ORPHAN_CSV_AFTER_SECONDS
 
 EMBEDDED = "embedded"
-#: Names never uploaded unless the settings say otherwise (`upload.ignore_patterns`).
-DEFAULT_IGNORE_PATTERNS: tuple[str, ...] = (".*", "*.part", "*.tmp", "*~", "*.swp")
 #: Where the embedded server keeps what it receives (development runs and `demo`).
 EMBEDDED_ROOT = "./var/ftp-root"
 
@@ -40,6 +39,8 @@ class UploaderOptions:
     metrics_port: int = 0
     stats_interval: float = 0.0
     embedded_root: str = EMBEDDED_ROOT
+    #: below this free share of the outbox's file system: one warning per crossing (0: never)
+    min_free_percent: float = 10.0
 
     @property
     def embedded(self) -> bool:
@@ -91,4 +92,5 @@ def options_from_settings(settings: Any) -> UploaderOptions:
         orphan_csv_after_seconds=float(upload.orphan_csv_after_hours) * 3600.0,
         rescan_interval=float(watch.rescan_interval_seconds),
         metrics_port=int(settings.get("metrics.port") or 0),
+        min_free_percent=float(watch.get("min_free_percent", 10)),
     )

@@ -54,7 +54,6 @@ class UploadStats:
         self._lock = threading.Lock()
         self._window = window
         self._waiting: dict[str, tuple[int, Priority]] = {}
-        self._in_flight: set[str] = set()
         self._recent: deque[tuple[float, int]] = deque()
         self.delivered = 0
         self.failed = 0
@@ -64,14 +63,9 @@ class UploadStats:
         with self._lock:
             self._waiting[job.local_path] = (job.mtime_ns, job.priority)
 
-    def started(self, local_path: str) -> None:
-        with self._lock:
-            self._in_flight.add(local_path)
-
     def finished(self, local_path: str, outcome: Outcome, size: int) -> None:
         """One attempt ended; a delivered or vanished file stops waiting."""
         with self._lock:
-            self._in_flight.discard(local_path)
             if outcome == Outcome.DELIVERED:
                 self.delivered += 1
                 self.bytes_delivered += size
@@ -81,9 +75,13 @@ class UploadStats:
             if outcome.final:
                 self._waiting.pop(local_path, None)
 
-    def waiting(self) -> list[str]:
+    def oldest_waiting(self) -> tuple[str, float] | None:
+        """The file waiting longest (by its modification time) and its age in seconds, or None."""
         with self._lock:
-            return sorted(self._waiting)
+            if not self._waiting:
+                return None
+            path, (mtime_ns, _) = min(self._waiting.items(), key=lambda item: item[1][0])
+        return path, max(0.0, time.time() - mtime_ns / 1e9)
 
     def snapshot(self) -> Snapshot:
         now = time.monotonic()
@@ -92,11 +90,10 @@ class UploadStats:
                 self._recent.popleft()
             span = min(self._window, max(now - self._recent[0][0], 1.0)) if self._recent else 1.0
             rate = sum(size for _, size in self._recent) / span
-            waiting = [p for p in self._waiting if p not in self._in_flight]
-            primary = sum(1 for p in waiting if self._waiting[p][1] == Priority.LIVE)
+            primary = sum(1 for _, priority in self._waiting.values() if priority == Priority.LIVE)
             oldest_ns = min((mtime for mtime, _ in self._waiting.values()), default=None)
             oldest = max(0.0, time.time() - oldest_ns / 1e9) if oldest_ns is not None else 0.0
-            secondary, in_flight = len(waiting) - primary, len(self._in_flight)
+            secondary, in_flight = len(self._waiting) - primary, 0  # in flight: only the sink knows
         if self.sink is not None:
             counts = self.sink()
             primary, secondary = counts.queued_primary, counts.queued_secondary + counts.waiting

@@ -33,9 +33,10 @@ def run_check(options: UploaderOptions, out: Callable[[str], None] = print) -> i
     """Exit 0 when every step passed, 1 at the first that failed."""
     out(f"settings: ok (station {options.station}, outbox {options.outbox}, remote root {options.ftp.remote_root})")
     if options.embedded:
-        from pipeline.app.uploader import _start_embedded
+        from pipeline.dev.embedded_server import start_embedded_server
 
-        server = _start_embedded(options)
+        ftp = options.ftp
+        server = start_embedded_server(options.embedded_root, ftp.username, ftp.password, ftp.port)
         try:
             local = options.replace(ftp=replace(options.ftp, host="127.0.0.1", port=server.port))
             out(f"embedded: ok (server on 127.0.0.1:{server.port})")

@@ -5,18 +5,21 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from pipeline.app.options import EMBEDDED, UploaderOptions
+from pipeline.app.running import RunningPipeline
 from pipeline.app.stats import UploadStats, format_bytes
-from pipeline.app.uploader import RunningPipeline
 from pipeline.cli import exit_codes
 from pipeline.dev.station_simulator import StationSimulator
 from pipeline.outbox.lock import OutboxLock
 
 log = logging.getLogger("beemon.demo")
+#: The simulated station's name: the demo's server folder holds only its files.
+DEMO_STATION = "rpi4-demo"
 #: How long the demo waits, after the station stops, for the last files to arrive.
 DRAIN_SECONDS = 60.0
 
@@ -32,13 +35,14 @@ def run_demo(options: UploaderOptions, *, var: Path, duration: float) -> int:
     options = replace(
         options,
         outbox=str(outbox),
-        station="rpi4-demo",
+        station=DEMO_STATION,
         embedded_root=str(ftp_root),
         debounce_seconds=min(options.debounce_seconds, 1.0),
         ftp=replace(options.ftp, host=EMBEDDED, port=options.ftp.port, password=secrets.token_urlsafe(16), tls="none"),
     )
     stats = UploadStats()
-    station = StationSimulator(outbox, station="rpi4-demo")
+    _forget_previous_demo(ftp_root / options.ftp.remote_root.lstrip("/") / DEMO_STATION)
+    station = StationSimulator(outbox, station=DEMO_STATION)
     log.info("demo: station writing into %s for %.0f s; server storing into %s", outbox, duration, ftp_root)
     with OutboxLock(str(outbox)), RunningPipeline(options, stats) as running:
         station.start()
@@ -65,6 +69,14 @@ def run_demo(options: UploaderOptions, *, var: Path, duration: float) -> int:
     for path in missing:
         print(f"  missing: {path}")
     return exit_codes.FAILURES_REMAIN if missing else exit_codes.OK
+
+
+def _forget_previous_demo(station_folder: Path) -> None:
+    """Remove an earlier demo's copies from the demo server: today's CSV of this run differs from that one's,
+    and the server would rightly refuse to replace a day's file with another (so demo can run again and again)."""
+    if station_folder.is_dir():
+        shutil.rmtree(station_folder)
+        log.info("demo: removed the previous demo's copies under %s", station_folder)
 
 
 def _remote_file(ftp_root: Path, options: UploaderOptions, local: Path, outbox: Path) -> Path:

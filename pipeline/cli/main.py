@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from pipeline.app.logs import configure_logging
+from pipeline.app.options import UploaderOptions
 from pipeline.cli import exit_codes
 from pipeline.outbox.lock import OutboxLockError
 from pipeline.sink.main_guard import children_need_no_main_module
@@ -33,19 +34,21 @@ def _positive(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from pipeline.app.version import VERSION
+    from pipeline.cli.global_options import add_global_options
+
     parser = argparse.ArgumentParser(
         prog="beemon-uploader",
         description="Move finished sensor files from a station's outbox to an FTP(S) server.",
         epilog="Exit codes: 0 success, 1 failures remain, 2 bad usage or settings, or the outbox is in use.",
     )
-    parser.add_argument("--env", help="settings environment (development, testing, production); default BEEMON_ENV")
-    parser.add_argument("--legacy-ini", metavar="PATH", help="read a legacy beemon-config.ini over the settings")
-    parser.add_argument("--config-dir", metavar="DIR", help="site settings folder (default /etc/beemon-uploader)")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines for people or JSON")
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--version", action="version", version=f"beemon-uploader {VERSION}")
+    add_global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="watch the outbox and upload until stopped (SIGTERM/SIGINT: exit 0)")
+    run = commands.add_parser(
+        "run", help="watch the outbox and upload until stopped (SIGTERM/SIGINT: exit 0; SIGHUP: reload the settings)"
+    )
     run.add_argument("--once", action="store_true", help="upload what is ready now, then exit (no watching)")
     run.add_argument(
         "--max-retries",
@@ -54,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         help="with --once: attempts after the first, per file and to reach the server (default 5)",
     )
     run.add_argument("--stats-interval", type=_positive, default=60.0, help="seconds between statistics lines (0: off)")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="(implies --once) list local -> remote for every ready file, and what would be skipped; change nothing",
+    )
     run.add_argument(
         "--simulate-station",
         action="store_true",
@@ -67,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--var", default="./var", help="folder for outbox/ and ftp-root/ (default ./var)")
 
     commands.add_parser("config", help="print the effective settings, the layer that set each, secrets masked")
+
+    status = commands.add_parser(
+        "status", help="what the running uploader is doing (its status file), or, with none running, the outbox"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    for command in commands.choices.values():
+        add_global_options(command, defaults=False)  # global options also after the command
     return parser
 
 
@@ -87,7 +102,14 @@ def _config(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from pipeline.app.options import options_from_settings
 
-    options = replace(options_from_settings(_settings(args)), stats_interval=args.stats_interval)
+    def load_options() -> UploaderOptions:
+        return replace(options_from_settings(_settings(args)), stats_interval=args.stats_interval)
+
+    options = load_options()
+    if args.dry_run:
+        from pipeline.cli.dry_run import dry_run
+
+        return dry_run(options)
     if args.once:
         from pipeline.cli.once import upload_once
 
@@ -101,10 +123,16 @@ def _run(args: argparse.Namespace) -> int:
         log.info("received %s: stopping", signal.Signals(signum).name)
         commands.put("stop")
 
+    def request_reload(signum: int, _frame: FrameType | None) -> None:
+        log.info("received SIGHUP: reloading the settings")
+        commands.put("reload")
+
     uploader = Uploader(commands, options)
+    uploader.reload_options = load_options
     uploader.lock_outbox()  # before anything else: a second instance leaves without touching the outbox
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGHUP, request_reload)
     station = None
     if args.simulate_station:
         from pipeline.dev.station_simulator import StationSimulator
@@ -138,6 +166,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(options, var=var, duration=args.duration)
 
 
+def _status(args: argparse.Namespace) -> int:
+    from pipeline.cli.status import show_status
+
+    return show_status(str(_settings(args).local_output_directory), as_json=args.json)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = _parser()
@@ -147,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_codes.OK if exit_.code in (0, None) else exit_codes.BAD_USAGE
     configure_logging(args.log_format, args.log_level)
     children_need_no_main_module()  # the sink starts without loading this command line again
-    handlers = {"config": _config, "run": _run, "check": _check, "demo": _demo}
+    handlers = {"config": _config, "run": _run, "check": _check, "demo": _demo, "status": _status}
     try:
         return handlers[args.command](args)
     except SettingsError as error:

@@ -20,20 +20,21 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from types import FrameType
+from typing import Any
 
+from operators.file_rules import is_daily_csv
 from operators.model import EventKind, FileEvent, Priority, UploadJob
-from operators.remote_path import is_daily_csv
-from operators.upload_jobs import job_for, regular_file_stat
+from operators.upload_jobs import job_for
 from pipeline.app.options import UploaderOptions
+from pipeline.app.running import RunningPipeline
 from pipeline.app.stats import UploadStats, format_bytes
-from pipeline.app.uploader import RunningPipeline
 from pipeline.cli import exit_codes
-from pipeline.outbox.file_state import finished_file_stat
+from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
 from pipeline.outbox.lock import OutboxLock
 from pipeline.sink.model import Outcome, UploadResult
 from pipeline.sink.retry import connect_attempts_for, once_gives_up
-from pipeline.stream.backfill import is_orphan_csv, is_young, iter_outbox
 from pipeline.stream.jobs import StationNameCheck, quiet_period, with_state_folder
+from pipeline.stream.scan import is_orphan_csv, is_young, iter_outbox
 from pipeline.stream.watch import outbox_root
 
 log = logging.getLogger("beemon.once")
@@ -196,41 +197,18 @@ def _upload_once(options: UploaderOptions, *, max_retries: int, progress: bool) 
     options = options.replace(policy=replace(options.policy, connect_attempts=connect_attempts_for(max_retries)))
     state = OnceProgress(max_retries=max_retries)
     stop = threading.Event()
-    cause = ""
     with stop_on_signals(stop), RunningPipeline(options, UploadStats(), on_result=state.result, watch=False) as running:
         paths, day_files = present_files(options)
         sizes = {path: st.st_size for path in paths if (st := regular_file_stat(path)) is not None}
         total_bytes = sum(sizes.values())
         log.info("%d files to deliver (%s) in %s", len(paths), format_bytes(total_bytes), options.outbox)
         settling = Settling(options, quiet, paths, day_files)
-        settle_until = started + SETTLE_QUIET_PERIODS * quiet
         bar = _progress_bar(len(paths), total_bytes) if progress and paths else None
         if bar is not None:
             # The bar replaces the per-file lines on a terminal; warnings and errors still print.
             logging.getLogger("beemon.sink").setLevel(logging.WARNING)
-        while True:
-            for job in settling.ready():
-                with state.changed:
-                    state.open_jobs[job.local_path] = job.size
-                running.submit(job)
-            if settling.waiting and time.monotonic() >= settle_until:
-                state.undelivered.update(settling.left())
-                settling.waiting.clear()
-            broken = running.failure() or ("stopped by a signal" if stop.is_set() else None)
-            with state.changed:
-                if broken is not None:
-                    cause = broken
-                    left = {**dict.fromkeys(state.open_jobs, broken), **dict.fromkeys(settling.waiting, broken)}
-                    state.undelivered.update(left)
-                    state.open_jobs.clear()
-                    settling.waiting.clear()
-                if not state.open_jobs and not settling.waiting:
-                    break
-                wait = min(settling.due(), settle_until - time.monotonic()) if settling.waiting else 0.5
-                state.changed.wait(max(0.01, wait))
-            if bar is not None:
-                bar.n = state.delivered_bytes
-                bar.set_postfix_str(f"{state.delivered_files}/{len(paths)} files", refresh=True)
+        settle_until = started + SETTLE_QUIET_PERIODS * quiet
+        cause = _deliver(running, settling, state, stop, settle_until=settle_until, bar=bar, files=len(paths))
     if bar is not None:
         bar.close()
     log.info(
@@ -241,6 +219,46 @@ def _upload_once(options: UploaderOptions, *, max_retries: int, progress: bool) 
         time.monotonic() - started,
     )
     return _report(state.undelivered, cause)
+
+
+def _deliver(
+    running: RunningPipeline,
+    settling: Settling,
+    state: OnceProgress,
+    stop: threading.Event,
+    *,
+    settle_until: float,
+    bar: Any,
+    files: int,
+) -> str:
+    """Submit the files as they settle until every job has ended or the run broke; returns why it broke, or "".
+
+    Files still settling at `settle_until` are left (with why); when the pipeline fails or a signal
+    stops the run, every open and settling file is left with that cause.
+    """
+    while True:
+        for job in settling.ready():
+            with state.changed:
+                state.open_jobs[job.local_path] = job.size
+            running.submit(job)
+        if settling.waiting and time.monotonic() >= settle_until:
+            state.undelivered.update(settling.left())
+            settling.waiting.clear()
+        broken = running.failure() or ("stopped by a signal" if stop.is_set() else None)
+        with state.changed:
+            if broken is not None:
+                left = {**dict.fromkeys(state.open_jobs, broken), **dict.fromkeys(settling.waiting, broken)}
+                state.undelivered.update(left)
+                state.open_jobs.clear()
+                settling.waiting.clear()
+                return broken
+            if not state.open_jobs and not settling.waiting:
+                return ""
+            wait = min(settling.due(), settle_until - time.monotonic()) if settling.waiting else 0.5
+            state.changed.wait(max(0.01, wait))
+        if bar is not None:
+            bar.n = state.delivered_bytes
+            bar.set_postfix_str(f"{state.delivered_files}/{files} files", refresh=True)
 
 
 def _report(undelivered: dict[str, str], cause: str) -> int:

@@ -18,6 +18,7 @@ from pyftpdlib.servers import FTPServer
 
 #: Read and write everything under the home folder (no site commands).
 FULL_PERMISSIONS = "elradfmwMT"
+log = logging.getLogger("beemon.embedded")
 
 
 def _quiet_pyftpdlib() -> None:
@@ -121,3 +122,20 @@ class EmbeddedFtpServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def start_embedded_server(root: str | Path, username: str, password: str, port: int) -> EmbeddedFtpServer:
+    """The embedded server of `ftp.host = "embedded"` on `port`, or on a free port when that one is taken.
+
+    A second demo or development run on the same machine then still gets a server; the caller
+    reads the port it got from `.port`.
+    """
+    for candidate in (port, 0):
+        server = EmbeddedFtpServer(root, username, password, port=candidate)
+        try:
+            return server.start()
+        except OSError as error:
+            if candidate == 0:
+                raise
+            log.warning("port %d is taken (%s): the embedded server takes a free one", port, error.strerror or error)
+    raise AssertionError("unreachable")

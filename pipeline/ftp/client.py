@@ -20,25 +20,36 @@ import logging
 import socket
 import ssl
 
-from pipeline.ftp.errors import reply_code
+from pipeline.ftp.features import ServerFeatures
 from pipeline.ftp.params import FtpParams
+from pipeline.ftp.replies import EPSV_REFUSED, UNSUPPORTED, passive_address, reply_code, reply_error
+
+__all__ = ["UNSUPPORTED", "FtpClient", "make_context", "reply_error"]
 
 log = logging.getLogger("beemon.sink.session")
-
-#: Reply codes meaning "this server does not know or allow that command".
-UNSUPPORTED = frozenset({500, 501, 502, 504})
 
 
 class FtpClient(ftplib.FTP_TLS):
     """One control connection (see the module docstring); `data_socket` is the transfer in progress."""
 
-    def __init__(self, *, implicit: bool, context: ssl.SSLContext | None, timeout: float, pipelining: bool) -> None:
-        """`context` None: plain FTP only (ftplib's unverified default context is dropped, so any TLS step fails)."""
+    def __init__(
+        self,
+        *,
+        implicit: bool,
+        context: ssl.SSLContext | None,
+        timeout: float,
+        pipelining: bool,
+        features: ServerFeatures | None = None,
+    ) -> None:
+        """`context` None: plain FTP only (ftplib's unverified default context is dropped, so any TLS step fails).
+
+        `features`: the session's record of what the server supports (EPSV is learned here).
+        """
         super().__init__(context=context, timeout=timeout)
         self.context: ssl.SSLContext | None = context
         self.implicit = implicit
         self.pipelining = pipelining
-        self.use_epsv = True
+        self.features = features if features is not None else ServerFeatures()
         self.data_socket: socket.socket | None = None
         self.last_data_session_reused: bool | None = None
         #: A passive address asked for ahead of time (`take_passive_reply`), used by the next transfer.
@@ -68,14 +79,13 @@ class FtpClient(ftplib.FTP_TLS):
             address, self.passive_ahead = self.passive_ahead, None
             return address
         peer = self.sock.getpeername()
-        if self.use_epsv:
+        if self.features.epsv:
             try:
                 return ftplib.parse229(self.sendcmd("EPSV"), peer)
             except ftplib.error_perm as error:
-                if reply_code(error) not in (*UNSUPPORTED, 522):
+                if reply_code(error) not in EPSV_REFUSED:
                     raise
-                self.use_epsv = False
-                log.debug("server refused EPSV (%s); using PASV", error)
+                self.features.epsv_refused(str(error))
         announced, port = ftplib.parse227(self.sendcmd("PASV"))
         if announced != peer[0]:
             log.debug("PASV announced %s; connecting to the control peer %s instead", announced, peer[0])
@@ -84,23 +94,19 @@ class FtpClient(ftplib.FTP_TLS):
     @property
     def passive_command(self) -> str:
         """The command that opens a passive data port on this server: EPSV, or PASV once EPSV was refused."""
-        return "EPSV" if self.use_epsv else "PASV"
+        return self.features.passive_command
 
     def take_passive_reply(self, reply: str) -> bool:
         """Keep the address of a pipelined EPSV/PASV reply for the next transfer; False if there is none."""
-        peer = self.sock.getpeername()
         try:
-            if reply.startswith("229"):
-                self.passive_ahead = ftplib.parse229(reply, peer)
-            elif reply.startswith("227"):
-                self.passive_ahead = (peer[0], ftplib.parse227(reply)[1])
-            else:
-                if self.use_epsv and reply_code(reply) in (*UNSUPPORTED, 522):
-                    self.use_epsv = False
-                    log.debug("server refused EPSV (%s); using PASV", reply.strip())
-                return False
+            address = passive_address(reply, self.sock.getpeername())
         except ftplib.Error:
             return False
+        if address is None:
+            if self.features.epsv and reply_code(reply) in EPSV_REFUSED:
+                self.features.epsv_refused(reply)
+            return False
+        self.passive_ahead = address
         return True
 
     def can_overlap(self, rest: int | str | None = None) -> bool:
@@ -159,16 +165,6 @@ class FtpClient(ftplib.FTP_TLS):
             raise ValueError("an illegal newline character should not be contained")
         self.sock.sendall("".join(f"{line}\r\n" for line in lines).encode(self.encoding))
         return [self.getmultiline() for _ in lines]
-
-
-def reply_error(reply: str) -> ftplib.Error:
-    """The ftplib exception `voidcmd` would have raised for `reply`."""
-    line = reply.strip()
-    if line[:1] == "4":
-        return ftplib.error_temp(line)
-    if line[:1] == "5":
-        return ftplib.error_perm(line)
-    return ftplib.error_reply(line)
 
 
 def make_context(params: FtpParams) -> ssl.SSLContext:

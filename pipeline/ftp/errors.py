@@ -14,13 +14,20 @@ The kinds themselves live in `pipeline.transport.errors`; this module is the FTP
 
 Every message is the server's reply line or the local error's text; for the login steps, with the
 password masked (`classify`'s `secret`), since a server may echo what it was sent.
+
+`map_exceptions` is the one place that turns what a block of FTP code raised into these kinds (as
+httpcore's `map_exceptions` does for its backends): classify, drop a connection that is no longer
+in step, raise the failure without the ftplib traceback chained to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import ssl
+from collections.abc import Callable, Iterator
 
+from pipeline.ftp.replies import first_line, reply_code
 from pipeline.transport.errors import (
     ConnectionLost,
     LocalFileChanged,
@@ -50,19 +57,10 @@ __all__ = [
     "TransportFailure",
     "classify",
     "first_line",
+    "map_exceptions",
     "reply_code",
     "scrub",
 ]
-
-
-def reply_code(error: BaseException) -> int:
-    """The three-digit code at the start of an ftplib error's reply, or 0."""
-    text = str(error)[:3]
-    return int(text) if text.isdigit() else 0
-
-
-def first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def classify(error: BaseException, *, command: str = "", secret: str = "") -> FtpFailure:
@@ -93,3 +91,37 @@ def classify(error: BaseException, *, command: str = "", secret: str = "") -> Ft
     if isinstance(error, ftplib.Error | OSError | EOFError):
         return ConnectionLost(text, command=verb)
     return ConnectionLost(f"{type(error).__name__}: {text}", command=verb)
+
+
+#: Raised by the station's side of a transfer, not by the server: passed through unmapped.
+LOCAL_FAILURES = (LocalFileGone, LocalFileChanged)
+
+
+@contextlib.contextmanager
+def map_exceptions(
+    command: str,
+    *,
+    secret: str = "",
+    discard: Callable[[], None] | None = None,
+    lost: bool = False,
+    keep: tuple[type[BaseException], ...] = (),
+) -> Iterator[None]:
+    """Raise what the block raises as the `classify`d failure of `command`, `from None`.
+
+    `discard` (the session's "forget this connection") is called when the failure leaves the
+    connection out of step (`session_usable` False). `lost`: any failure means the connection is
+    gone (a data transfer cut midway): raised as `ConnectionLost`, and `discard` is always called.
+    `secret` is masked in the message (the login steps). `LocalFileGone`/`LocalFileChanged`, and
+    the exception types in `keep` (those the caller reads itself), pass through as they are.
+    """
+    try:
+        yield
+    except (*LOCAL_FAILURES, *keep):
+        raise
+    except Exception as error:
+        failure = classify(error, command=command, secret=secret)
+        if lost:
+            failure = ConnectionLost(failure.reply, command=failure.command)
+        if discard is not None and not failure.session_usable:
+            discard()
+        raise failure from None

@@ -7,10 +7,9 @@ process receives them as they are. The password never appears in a repr (logs pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Literal
 
-TlsMode = Literal["none", "explicit", "implicit"]
-TLS_MODES: tuple[str, ...] = ("none", "explicit", "implicit")
+from operators.choices import TLS_MODES
+
 MASK = "***"
 
 

@@ -1,19 +1,35 @@
-"""FTP(S) behind the transport seam: `FtpTransport` speaks `Transport` (pipeline.transport.base) via `UploadSession`."""
+"""FtpTransport: FTP(S) behind the transport seam, `Transport` (pipeline.transport.base) made of the ftp parts.
+
+One persistent, logged-in connection (`Connection`) with its folder cache (`Directories`), its size
+questions (`RemoteSizes`) and the delivery protocol (`delivery.Upload`: `.part` -> rename -> verify).
+`UploadSession` (pipeline.ftp.session) is the original API's facade over the same object.
+"""
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import threading
 
+from pipeline.ftp.connection import Connection
+from pipeline.ftp.delivery import Parts, Upload, temp_name
+from pipeline.ftp.directories import Directories
 from pipeline.ftp.errors import PermanentFailure
 from pipeline.ftp.params import FtpParams
-from pipeline.ftp.session import UploadSession, temp_name
+from pipeline.ftp.sizes import RemoteSizes
+from pipeline.ftp.store import DataSender
 from pipeline.transport.bandwidth import TokenBucket
 from pipeline.transport.base import Delivered, Delivery, DeliveryProgress
 
+log = logging.getLogger("beemon.sink.session")
+
 
 class FtpTransport:
-    """One persistent FTP(S) session as a sink worker uses it (see `UploadSession` for the protocol's steps)."""
+    """One persistent FTP(S) session as a sink worker uses it (see `pipeline.ftp.delivery` for the protocol).
+
+    Not thread-safe: one worker thread owns it. `abort()` is the one method another thread may
+    call: it cuts the sockets so that a transfer stuck past a stop deadline ends now.
+    """
 
     def __init__(
         self,
@@ -23,48 +39,53 @@ class FtpTransport:
         use_sendfile: bool = True,
         aborted: threading.Event | None = None,
     ) -> None:
-        self.session = UploadSession(params, throttle=throttle, use_sendfile=use_sendfile, aborted=aborted)
+        self.params = params
+        self.connection = Connection(params, aborted=aborted)
+        self.features = self.connection.features
+        self.directories = Directories(self.connection)
+        self.sizes = RemoteSizes(self.connection)
+        sender = DataSender(params.blocksize, throttle, use_sendfile, self.connection.aborted)
+        self.parts = Parts(self.connection, self.directories, self.sizes, sender)
+
+    def __repr__(self) -> str:
+        p = self.params
+        state = "connected" if self.connected else "closed"
+        return f"{type(self).__name__}({p.username}@{p.host}:{p.port}{self.connection.root}, tls={p.tls}, {state})"
 
     @property
     def connected(self) -> bool:
-        return self.session.connected
+        return self.connection.connected
 
     def connect(self) -> str:
-        return self.session.connect()
+        """Connect, secure (per `tls`), log in, PROT P, TYPE I. Raises an `FtpFailure` subclass."""
+        welcome = self.connection.connect()
+        self.directories.clear()
+        log.debug("session open: %r", self)
+        return welcome
 
     def deliver(self, delivery: Delivery, progress: DeliveryProgress) -> Delivered:
-        return self.session.upload(
-            delivery.local_path,
-            delivery.remote_path,
-            delivery.size,
-            resume=delivery.resume,
-            part_complete=delivery.part_complete,
-            atomic_rename=delivery.atomic_rename,
-            verify_size=delivery.verify_size,
-            next_upload=delivery.next_upload,
-            progress=progress,
-            may_replace=delivery.may_replace,
-        )
+        """Deliver one file atomically (see `pipeline.ftp.delivery`); `progress` is filled in as it goes."""
+        return Upload(self.parts, delivery, progress).run()
 
     def target_in_folder(self, remote_path: str, name: str) -> str:
-        return self.session.target_in_folder(remote_path, name)
+        return self.directories.target_in_folder(remote_path, name)
 
     def keep_alive(self) -> None:
-        self.session.noop()
+        self.connection.noop()
 
     def idle(self) -> None:
-        self.session.drop_passive()
+        self.connection.drop_passive()
 
     def remove_stale_temp(self, remote_path: str) -> None:
-        staging = temp_name(self.session.absolute(remote_path))
+        staging = temp_name(self.connection.absolute(remote_path))
         try:
-            self.session.delete(staging)
+            self.connection.command(f"DELE {staging}")
         except PermanentFailure:  # 550: no such file, nothing to remove
             return
-        self.session.forget_directories(posixpath.dirname(staging))
+        self.directories.forget(posixpath.dirname(staging))
 
     def close(self) -> None:
-        self.session.close()
+        self.connection.close()
 
     def abort(self) -> None:
-        self.session.abort()
+        self.connection.abort()

@@ -20,7 +20,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from operators.remote_path import bare_csv_of, is_daily_csv, is_final
+from operators.file_rules import bare_csv_of, final_names, is_daily_csv, is_final
 from pipeline.outbox.file_state import FileState, Held, file_state, held_for_reading
 
 log = logging.getLogger("beemon.sink.files")
@@ -28,10 +28,7 @@ log = logging.getLogger("beemon.sink.files")
 
 def final_beside(csv_path: str) -> str | None:
     """The `.final` of a bare `X.csv` (`X.csv.final` or `X.csv.FINAL`) when one exists, else None."""
-    for suffix in (".final", ".FINAL", ".Final"):
-        if os.path.lexists(csv_path + suffix):
-            return csv_path + suffix
-    return None
+    return next((final for final in final_names(csv_path) if os.path.lexists(final)), None)
 
 
 def file_version(path: str) -> tuple[int, int] | None:

@@ -34,7 +34,7 @@ PID_WAIT_SECONDS = 1.0
 #: Errors that mean "this folder cannot be written": lock the outbox folder itself instead.
 _READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("beemon.outbox.lock")
 
 
 class OutboxLockError(Exception):

@@ -24,16 +24,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from operators.model import UploadJob
 from pipeline.sink.model import Outcome, SinkCounters
 from pipeline.sink.part_records import PartRecords
 from pipeline.sink.retry import RetryPolicy
 from pipeline.sink.ticket import Ticket, merge, queue_index, same_version
-
-if TYPE_CHECKING:
-    pass
 
 
 class JobBoard:

@@ -21,8 +21,8 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from operators.file_rules import delivered_file, is_final
 from operators.model import UploadJob
-from operators.remote_path import bare_csv_of, is_final
 from pipeline.sink.model import Outcome
 
 if TYPE_CHECKING:
@@ -35,11 +35,6 @@ PartRecord = tuple[str, str, int, int, bool]
 
 def _version(job: UploadJob) -> tuple[str, int, int]:
     return job.local_path, job.size, job.mtime_ns
-
-
-def _source(local_path: str) -> str:
-    """The file a local path delivers: `X.csv.final` is the last state of `X.csv`, the same file."""
-    return bare_csv_of(local_path) if is_final(local_path) else local_path
 
 
 class PartRecords:
@@ -74,7 +69,7 @@ class PartRecords:
         with self._lock:
             source = self._placed.get(job.remote_path)
         if source is not None:
-            return source == _source(job.local_path)
+            return source == delivered_file(job.local_path)
         return existing_size == job.size or (is_final(job.local_path) and existing_size <= job.size)
 
     def record(self, job: UploadJob, progress: DeliveryProgress | None, outcome: Outcome) -> None:
@@ -82,7 +77,7 @@ class PartRecords:
         remote = job.remote_path
         with self._lock:
             if progress is not None and progress.renamed:
-                self._placed[remote] = _source(job.local_path)
+                self._placed[remote] = delivered_file(job.local_path)
                 self._placed.move_to_end(remote)
                 if len(self._placed) > self.placed_memory:
                     self._placed.popitem(last=False)

@@ -38,11 +38,13 @@ from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
 from typing import Any
 
+from operators.choices import DEFAULT_IGNORE_PATTERNS
 from operators.model import Priority, UploadJob
 from pipeline.ftp.params import FtpParams, UploadPolicy
 from pipeline.outbox import deletion as local_files
 from pipeline.sink import original_api
 from pipeline.sink.child import ReplayInParent, Terminated, feed, flush, log_to_queue, raise_terminated
+from pipeline.sink.heartbeat import Heartbeat
 from pipeline.sink.main_guard import guard_main_module, main_module_left_out
 from pipeline.sink.model import Outcome, SinkCounters, SinkStats, UploadResult
 from pipeline.sink.part_records import load_journal, save_journal
@@ -96,8 +98,6 @@ class UploadHelper(SpawnProcess):
             outbox = outbox if outbox is not None else options.outbox
             station = station if station is not None else options.station
         else:
-            from pipeline.app.options import DEFAULT_IGNORE_PATTERNS  # parent side: the child never loads app/
-
             self.ignore_patterns = DEFAULT_IGNORE_PATTERNS
         super().__init__(name=name, daemon=True)
         self.ftp = ftp
@@ -115,6 +115,8 @@ class UploadHelper(SpawnProcess):
         self._secondary: Queue[Any] = SPAWN.Queue()
         self._sent_secondary = 0  # parent side: jobs put on the secondary queue
         self._counters = SinkCounters(SPAWN)
+        #: bumped by the child while its board answers (the systemd watchdog reads it)
+        self.heartbeat = Heartbeat(SPAWN)
         self._control_reader, self._control_writer = SPAWN.Pipe(duplex=False)
         self._running = SPAWN.Event()  # set by the child once it reached `run` (past its start-up)
         self._own_log_queue = log_queue is None
@@ -293,6 +295,7 @@ class UploadHelper(SpawnProcess):
         """The child's main: workers and feeders, then wait for the stop message or the parent's exit."""
         self._running.set()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the parent's: it rebuilds the sink
         log_to_queue(self._log_queue, self._log_level)
         emit = self.results.put if self.results is not None else (lambda result: None)
         sink = Sink(self.ftp, self.policy, emit, self._counters)
@@ -300,6 +303,8 @@ class UploadHelper(SpawnProcess):
         if journal is not None:
             sink.board.parts.restore(load_journal(journal))
         sink.start()
+        beating = threading.Event()
+        self.heartbeat.start(sink.board.counts, beating)
         for queue, label, counters in (
             (self._primary, "primary", None),
             (self._secondary, "secondary", self._counters),
@@ -316,6 +321,7 @@ class UploadHelper(SpawnProcess):
             log.info("SIGTERM: finishing transfers in flight, then stopping")
             deadline = self.policy.stop_deadline_seconds
         clean = sink.stop(deadline)
+        beating.set()
         if journal is not None:  # only transfers cut short: a parked, complete .part is retried by its own rule
             save_journal(journal, [record for record in sink.board.parts.snapshot() if not record[4]])
         log.debug("sink stopped (%s)", "clean" if clean else "transfers cut at the deadline")

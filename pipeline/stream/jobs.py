@@ -16,27 +16,29 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import reactivex
 from reactivex import Observable, abc
 from reactivex import operators as ops
 from reactivex.disposable import CompositeDisposable
 
+from operators.choices import BACKFILL_ORDERS, DEFAULT_IGNORE_PATTERNS, OBSERVER_KINDS
 from operators.debounce import debounce_per_path
 from operators.dedupe import dedupe_jobs
-from operators.model import UploadJob
+from operators.model import FileEvent, UploadJob
 from operators.ready_files import is_ready, ready_files, watched_files
 from operators.remote_path import station_in_name
-from operators.upload_jobs import StatFn, job_for, regular_file_stat, to_upload_jobs
-from pipeline.outbox.file_state import finished_file_stat
+from operators.upload_jobs import StatFn, job_for, to_upload_jobs
+from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
 from pipeline.outbox.lock import STATE_FOLDER
-from pipeline.stream.backfill import ORDERS, backfill_source, scan_outbox
+from pipeline.stream.backfill import backfill_source
 from pipeline.stream.monotonic import MonotonicEventLoopScheduler
-from pipeline.stream.watch import OBSERVER_KINDS, outbox_root, watch_source
+from pipeline.stream.scan import scan_outbox
+from pipeline.stream.watch import outbox_root, watch_source
 
-DEFAULT_IGNORE_PATTERNS = (".*", "*.part", "*.tmp", "*~", "*.swp")
-
-log = logging.getLogger(__name__)
+log = logging.getLogger("beemon.stream.jobs")
+JobsOperator = Callable[[Observable[FileEvent]], Observable[UploadJob]]
 
 
 def logging_links(stat: StatFn) -> StatFn:
@@ -120,57 +122,96 @@ def build_job_stream(
     or gone), so that a later change of the same path makes a job again. `backfill_may_emit` holds
     the scan back while it says no (see `backfill_source`); live files never wait for it. A past
     day's bare `.csv` quiet for `orphan_csv_after_seconds` without its `.final` is delivered as that
-    day's file (None: never). Disposing
-    stops the observer (joined), the scans and the timers. Reads no settings.
+    day's file (None: never). Disposing stops the observer (joined), the scans and the timers.
+    Reads no settings.
 
     Everything runs on `scheduler`, which must run one action at a time (the default, an
     event loop per subscription timed by the monotonic clock, does; a thread pool would not).
     """
     if observer not in OBSERVER_KINDS:
         raise ValueError(f"observer must be one of {OBSERVER_KINDS}, not {observer!r}")
-    if backfill_order not in ORDERS:
-        raise ValueError(f"backfill_order must be one of {ORDERS}, not {backfill_order!r}")
-    root = outbox_root(outbox)
-    patterns = with_state_folder(ignore_patterns)
-    polling = observer == "polling"
-    quiet = quiet_period(observer, debounce_seconds, polling_interval)
+    if backfill_order not in BACKFILL_ORDERS:
+        raise ValueError(f"backfill_order must be one of {BACKFILL_ORDERS}, not {backfill_order!r}")
+    parts = _JobStream(
+        root=outbox_root(outbox),
+        remote_root=remote_root,
+        station=station,
+        observer=observer,
+        polling_interval=polling_interval,
+        quiet=quiet_period(observer, debounce_seconds, polling_interval),
+        patterns=with_state_folder(ignore_patterns),
+        backfill_order=backfill_order,
+        rescan_interval=rescan_interval,
+        orphan_csv_after_seconds=orphan_csv_after_seconds,
+        backfill_may_emit=backfill_may_emit,
+        released=released,
+        scheduler=scheduler,
+    )
+    return Observable(parts.subscribe)
+
+
+@dataclass(frozen=True, slots=True)
+class _JobStream:
+    """The job stream's parts, from checked plain values; each subscription builds them anew on its scheduler."""
+
+    root: str
+    remote_root: str
+    station: str
+    observer: str
+    polling_interval: float
+    quiet: float
+    patterns: tuple[str, ...]
+    backfill_order: str
+    rescan_interval: float
+    orphan_csv_after_seconds: float | None
+    backfill_may_emit: Callable[[], bool] | None
+    released: Observable[str] | None
+    scheduler: abc.SchedulerBase | None
+
+    @property
+    def polling(self) -> bool:
+        return self.observer == "polling"
 
     def subscribe(
-        downstream: abc.ObserverBase[UploadJob], _scheduler: abc.SchedulerBase | None = None
+        self, downstream: abc.ObserverBase[UploadJob], _scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
-        own_loop = MonotonicEventLoopScheduler() if scheduler is None else None
-        loop = scheduler or own_loop
+        own_loop = MonotonicEventLoopScheduler() if self.scheduler is None else None
+        loop = self.scheduler or own_loop
         assert loop is not None
         # Polling serves network mounts, where leases mean nothing (CIFS even refuses them all).
-        stat = logging_links(regular_file_stat if polling else finished_file_stat)
-        jobs = to_upload_jobs(root, remote_root=remote_root, station=station, stat=stat)
-        live = watch_source(root, observer, polling_interval).pipe(
-            ops.observe_on(loop),
-            watched_files(patterns, root=root),
-            debounce_per_path(quiet, loop),
-            ready_files(patterns, root=root, polling=polling),
-            jobs,
-        )
-        backfill = backfill_source(
-            root,
-            order=backfill_order,
-            ignore_patterns=patterns,
-            min_age_seconds=quiet,
-            rescan_interval=rescan_interval,
-            scheduler=loop,
-            may_emit=backfill_may_emit,
-            orphan_csv_after_seconds=orphan_csv_after_seconds,
-        ).pipe(ready_files(patterns, root=root), jobs)
-        forget = released.pipe(ops.observe_on(loop)) if released is not None else None
+        stat = logging_links(regular_file_stat if self.polling else finished_file_stat)
+        jobs = to_upload_jobs(self.root, remote_root=self.remote_root, station=self.station, stat=stat)
+        forget = self.released.pipe(ops.observe_on(loop)) if self.released is not None else None
         # merge subscribes in order: the observer is running before the backfill's scan is scheduled.
         subscription = (
-            reactivex.merge(live, backfill)
-            .pipe(dedupe_jobs(forget), ops.do_action(StationNameCheck(station)))
+            reactivex.merge(self.live(loop, jobs), self.backfill(loop, jobs))
+            .pipe(dedupe_jobs(forget), ops.do_action(StationNameCheck(self.station)))
             .subscribe(downstream)
         )
         return CompositeDisposable(subscription, *([own_loop] if own_loop else []))
 
-    return Observable(subscribe)
+    def live(self, loop: abc.SchedulerBase, jobs: JobsOperator) -> Observable[UploadJob]:
+        """Watched events, each path debounced until quiet, the finished ones as jobs."""
+        return watch_source(self.root, self.observer, self.polling_interval).pipe(
+            ops.observe_on(loop),
+            watched_files(self.patterns, root=self.root),
+            debounce_per_path(self.quiet, loop),
+            ready_files(self.patterns, root=self.root, polling=self.polling),
+            jobs,
+        )
+
+    def backfill(self, loop: abc.SchedulerBase, jobs: JobsOperator) -> Observable[UploadJob]:
+        """The files already there (and at each rescan) as backfill jobs; no debounce: they were quiet already."""
+        return backfill_source(
+            self.root,
+            order=self.backfill_order,
+            ignore_patterns=self.patterns,
+            min_age_seconds=self.quiet,
+            rescan_interval=self.rescan_interval,
+            scheduler=loop,
+            may_emit=self.backfill_may_emit,
+            orphan_csv_after_seconds=self.orphan_csv_after_seconds,
+        ).pipe(ready_files(self.patterns, root=self.root), jobs)
 
 
 def scan_jobs(

@@ -65,7 +65,10 @@ def test_uploader_init_with_config_none_reads_the_beemon_config_ini(station: Sta
 
 def test_uploader_handle_command_returns_an_optional_error(station: Station):
     uploader = Uploader(queue.Queue(), None)
-    assert uploader._handle_command("pause") == "unknown command 'pause': the uploader understands only 'stop'"
+    assert (
+        uploader._handle_command("pause")
+        == "unknown command 'pause': the uploader understands only 'stop' and 'reload'"
+    )
     assert uploader._handle_command("stop") is None
 
 

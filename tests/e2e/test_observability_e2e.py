@@ -14,8 +14,9 @@ import urllib.request
 from dataclasses import replace
 
 from pipeline.app.options import options_from_settings
+from pipeline.app.running import RunningPipeline
 from pipeline.app.stats import UploadStats
-from pipeline.app.uploader import RunningPipeline, Uploader
+from pipeline.app.uploader import Uploader
 from settings import build_settings
 from tests.e2e.conftest import STATION, cli, uploader_env
 from tests.helpers import free_port, station_files, wait_until, write_file

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from reactivex.testing.marbles import marbles_testing
 
 from operators.model import EventKind, FileEvent, Priority, UploadJob
-from operators.upload_jobs import regular_file_stat, to_upload_jobs
+from operators.upload_jobs import to_upload_jobs
 from tests.operators.events import OUTBOX, closed, found, moved
 
 ROOT = "/usr/local/bee/appmais"
@@ -79,15 +79,6 @@ def test_errors_propagate():
         source = cold("-g-#", lookup={"g": closed("audio/gone.wav")}, error=error)
         expected = exp("---#", error=error)
         assert start(source.pipe(jobs(fake_stat({})))) == expected
-
-
-def test_regular_file_stat_refuses_symlinks_directories_and_missing_files(tmp_path):
-    (tmp_path / "f.wav").write_bytes(b"abc")
-    (tmp_path / "link.wav").symlink_to(tmp_path / "f.wav")
-    assert regular_file_stat(str(tmp_path / "f.wav")).st_size == 3
-    assert regular_file_stat(str(tmp_path / "link.wav")) is None
-    assert regular_file_stat(str(tmp_path)) is None
-    assert regular_file_stat(str(tmp_path / "missing.wav")) is None
 
 
 def test_the_longer_of_a_final_and_its_csv_is_the_days_file_and_a_csv_found_alone_goes_under_its_own_name():

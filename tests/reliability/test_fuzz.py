@@ -18,6 +18,7 @@ from reactivex import operators as ops
 from reactivex.subject import Subject
 from reactivex.testing import TestScheduler
 
+from operators.choices import DEFAULT_IGNORE_PATTERNS
 from operators.debounce import debounce_per_path
 from operators.dedupe import dedupe_jobs
 from operators.model import EventKind, FileEvent, UploadJob
@@ -26,7 +27,8 @@ from operators.remote_path import remote_path_for, safe_segment
 from operators.upload_jobs import job_for, to_upload_jobs
 from pipeline.ftp.params import FtpParams
 from pipeline.ftp.session import UploadSession, temp_name
-from pipeline.stream.jobs import DEFAULT_IGNORE_PATTERNS, scan_jobs
+from pipeline.outbox.file_state import regular_file_stat
+from pipeline.stream.jobs import scan_jobs
 
 ROOT = "/srv/bee data"
 OUTBOX = "/outbox"
@@ -111,7 +113,8 @@ def test_no_job_made_from_real_files_escapes_the_root_whatever_their_names(scale
                 made.add(os.fsdecode(path))
             jobs = list(scan_jobs(outbox, remote_root=ROOT, station=station, ignore_patterns=DEFAULT_IGNORE_PATTERNS))
             for path in made:  # and each as a live event would make it
-                job = job_for(FileEvent(EventKind.CLOSED, path), outbox=outbox, remote_root=ROOT, station=station)
+                event = FileEvent(EventKind.CLOSED, path)
+                job = job_for(event, outbox=outbox, remote_root=ROOT, station=station, stat=regular_file_stat)
                 if job is not None:
                     jobs.append(job)
             for job in jobs:

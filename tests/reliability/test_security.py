@@ -210,8 +210,8 @@ def test_the_password_appears_in_no_output_process_title_or_metrics_of_a_full_an
 @pytest.mark.filterwarnings("ignore:Usage of `from dynaconf import settings`:DeprecationWarning")  # its repr, touched
 def test_no_object_of_a_running_pipeline_shows_the_password_in_its_repr(watched_server, outbox, tmp_path, monkeypatch):
     from pipeline.app.options import options_from_settings
+    from pipeline.app.running import RunningPipeline
     from pipeline.app.stats import UploadStats
-    from pipeline.app.uploader import RunningPipeline
     from pipeline.ftp.params import UploadPolicy
     from pipeline.sink.workers import Sink
 

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from reactivex.subject import Subject
 
+from operators.choices import OBSERVER_KINDS
 from operators.model import Priority, UploadJob
-from pipeline.stream.jobs import build_job_stream, finished_file_stat, quiet_period, scan_jobs
+from pipeline.stream.jobs import build_job_stream, quiet_period, scan_jobs
 from tests.helpers import wait_until, write_file
 
 ROOT = "/srv/bee"
 QUIET = 0.1
-OBSERVERS = ["inotify", "polling"]
+OBSERVERS = list(OBSERVER_KINDS)
 
 
 def stream(box: Path, observer: str = "inotify", **overrides):
@@ -235,16 +236,3 @@ def test_scan_jobs_lists_the_outbox_as_backfill_jobs_newest_first(box):
         str(newer),
     ]
     assert list(scan_jobs(str(box), remote_root=ROOT, station="st", min_age_seconds=3600)) == []
-
-
-def test_finished_file_stat_says_none_while_a_writer_has_the_file_open(tmp_path):
-    path = tmp_path / "a.wav"
-    with open(path, "wb") as handle:
-        handle.write(b"abc")
-        handle.flush()
-        assert finished_file_stat(str(path)) is None
-    with open(path, "rb"):  # readers do not count
-        assert finished_file_stat(str(path)).st_size == 3
-    (tmp_path / "link.wav").symlink_to(path)
-    assert finished_file_stat(str(tmp_path / "link.wav")) is None
-    assert finished_file_stat(str(tmp_path / "gone.wav")) is None

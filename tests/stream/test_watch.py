@@ -8,50 +8,11 @@ import os
 import threading
 
 import pytest
-from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent
 from watchdog.observers.inotify import InotifyObserver
 
 from operators.model import EventKind, FileEvent
-from pipeline.stream.watch import UploadHandler, watch_source
+from pipeline.stream.watch import watch_source
 from tests.helpers import wait_until, write_file
-
-
-class ListObserver:
-    def __init__(self, fail: bool = False) -> None:
-        self.items: list[FileEvent] = []
-        self.errors: list[Exception] = []
-        self.fail = fail
-
-    def on_next(self, item: FileEvent) -> None:
-        if self.fail:
-            raise RuntimeError("downstream bug")
-        self.items.append(item)
-
-    def on_error(self, error: Exception) -> None:
-        self.errors.append(error)
-
-    def on_completed(self) -> None:
-        pass
-
-
-def test_handler_translates_watchdog_events():
-    sink = ListObserver()
-    handler = UploadHandler(sink)
-    handler.dispatch(FileClosedEvent("/o/a.wav"))
-    handler.dispatch(FileMovedEvent("/o/a.part", "/o/a.wav"))
-    handler.dispatch(FileCreatedEvent("/o/b.wav"))
-    assert sink.items == [
-        FileEvent(EventKind.CLOSED, "/o/a.wav"),
-        FileEvent(EventKind.MOVED, "/o/a.wav", src_path="/o/a.part"),
-        FileEvent(EventKind.CREATED, "/o/b.wav"),
-    ]
-
-
-def test_handler_never_raises_it_hands_the_failure_to_on_error(caplog):
-    sink = ListObserver(fail=True)
-    UploadHandler(sink).on_closed(FileClosedEvent("/o/a.wav"))
-    assert [str(e) for e in sink.errors] == ["downstream bug"]
-    assert "failed to forward" in caplog.text
 
 
 def watchdog_threads() -> set[threading.Thread]:
@@ -86,7 +47,7 @@ def test_inotify_reports_closed_and_the_move_into_place(box, record):
 
 def test_a_missing_outbox_is_created_and_logged(tmp_path, record, caplog):
     missing = tmp_path / "not" / "yet"
-    with caplog.at_level(logging.INFO, logger="pipeline.stream.watch"):
+    with caplog.at_level(logging.INFO, logger="beemon.stream.watch"):
         record(watch_source(str(missing), "inotify", 1.0))
     assert missing.is_dir()
     assert f"created the outbox {missing}" in caplog.text
@@ -97,7 +58,7 @@ def test_the_inotify_watch_limit_falls_back_to_polling_with_a_warning(box, recor
         raise OSError(errno.ENOSPC, "inotify watch limit reached")
 
     monkeypatch.setattr(InotifyObserver, "start", limit_reached)
-    with caplog.at_level(logging.WARNING, logger="pipeline.stream.watch"):
+    with caplog.at_level(logging.WARNING, logger="beemon.stream.watch"):
         recorder = record(watch_source(str(box), "inotify", 0.05))
     assert "polling every 0.05 s instead" in caplog.text
     target = write_file(box / "a.wav", b"abc")

@@ -1,0 +1,223 @@
+"""Connection: one FTP(S) control connection, logged in, with its commands mapped to the failure kinds.
+
+Connect, secure (per `tls`), log in, PROT P, TYPE I; then single commands (`command`), flights of
+commands (`batch`, when pipelining) and the passive port asked ahead for the next transfer. Every
+failure leaves here as a `pipeline.transport.errors` kind, through `mapped` (the one error map);
+one that leaves the connection out of step also drops it, so `connected` turns False.
+
+TLS: the context (certificates verified by default) is made at the first secure connect and reused
+for every reconnect; loading the CA certificates costs some 20 ms of CPU, paid once, and not at all
+for plain FTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ftplib
+import posixpath
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from pipeline.ftp.client import FtpClient, make_context
+from pipeline.ftp.errors import ConnectionLost, FtpFailure, SessionFailure, classify, map_exceptions
+from pipeline.ftp.features import ServerFeatures
+from pipeline.ftp.params import FtpParams
+
+#: The steps of `connect`: the password is sent in one of them, so their errors are masked.
+LOGIN_STEPS = frozenset({"CONNECT", "AUTH", "USER", "PASS", "PROT", "PBSZ", "TYPE"})
+
+
+class Connection:
+    """One control connection to `params.host` and what it learned of the server (`features`).
+
+    Not thread-safe, but for `abort`, which another thread may call to cut a stuck transfer.
+    """
+
+    def __init__(self, params: FtpParams, *, aborted: threading.Event | None = None) -> None:
+        self.params = params
+        self.features = ServerFeatures(f"{params.host}:{params.port}")
+        #: set by `abort` (shared by the sink's sessions): a sender stops at its next block
+        self.aborted = aborted or threading.Event()
+        self.client: FtpClient | None = None
+        self.root = posixpath.normpath("/" + params.remote_root.strip("/")) if params.remote_root else "/"
+        self.welcome = ""
+        self._context: ssl.SSLContext | None = None  # made at the first secure connect, then reused
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and self.client.sock is not None
+
+    def absolute(self, remote_path: str) -> str:
+        """A remote path made absolute: relative paths are taken under `remote_root`."""
+        if remote_path.startswith("/"):
+            return posixpath.normpath(remote_path)
+        return posixpath.normpath(posixpath.join(self.root, remote_path))
+
+    # --- open and close
+
+    def connect(self) -> str:
+        """Connect, secure, log in, PROT P, TYPE I; returns the welcome. Raises an `FtpFailure` subclass."""
+        self.close()
+        p = self.params
+        try:
+            context = self._tls_context()
+        except (OSError, ssl.SSLError, ValueError) as error:  # checked at start; changed on disk since
+            raise SessionFailure(f"cannot use ftp.ca_file {p.ca_file!r}: {error}", command="TLS") from None
+        self.features.new_connection()
+        self.client = FtpClient(
+            implicit=p.tls == "implicit",
+            context=context,
+            timeout=p.timeout,
+            pipelining=p.pipelining,
+            features=self.features,
+        )
+        try:
+            self._log_in(self.client)
+        except FtpFailure as failure:
+            self.discard()
+            if isinstance(failure, SessionFailure) or failure.command in ("CONNECT", "AUTH"):
+                failure.reply = f"{p.host}:{p.port}: {failure.reply}"
+            raise
+        return self.welcome
+
+    def _log_in(self, client: FtpClient) -> None:
+        """The login steps, each mapped under its own name (the password masked in what they raise)."""
+        p = self.params
+        with map_exceptions("CONNECT", secret=p.password):
+            self.welcome = client.connect(p.host, p.port)
+        if p.tls == "explicit":
+            with map_exceptions("AUTH", secret=p.password):
+                client.auth()
+        with map_exceptions("USER", secret=p.password):
+            client.login(p.username, p.password, secure=False)
+        if p.secure:
+            with map_exceptions("PROT", secret=p.password):
+                client.prot_p()
+        with map_exceptions("TYPE", secret=p.password):
+            client.voidcmd("TYPE I")
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """The context of this connection's TLS sockets, made once; None for plain FTP, which needs none."""
+        if self.params.secure and self._context is None:
+            self._context = make_context(self.params)
+        return self._context
+
+    def close(self) -> None:
+        """QUIT politely when the connection is still in step, then close. Never raises."""
+        client = self.client
+        if client is None:
+            return
+        with contextlib.suppress(Exception):  # the connection is going away either way
+            if client.sock is not None:
+                client.sock.settimeout(min(self.params.timeout, 2.0))
+                client.quit()
+        self.discard()
+
+    def discard(self) -> None:
+        """Drop the connection without a word (it is out of step or gone)."""
+        client, self.client = self.client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def abort(self) -> None:
+        """Cut the data and control sockets (from another thread): the owner's call fails at once.
+
+        Sets `aborted` after the cut, so a sender woken from a bandwidth wait finds its socket
+        closed rather than racing to finish the file.
+        """
+        client = self.client
+        if client is not None:
+            for sock in (client.data_socket, client.sock):
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        self.aborted.set()
+
+    # --- commands
+
+    def classify(self, error: BaseException, command: str) -> FtpFailure:
+        """`classify`; the password is masked only in what the login steps raise (a server may echo it there).
+
+        Masking it everywhere would give it away (a password "audio" would show as the `***` in
+        every masked path).
+        """
+        return classify(error, command=command, secret=self._secret(command))
+
+    def _secret(self, command: str) -> str:
+        return self.params.password if command.split(" ", 1)[0].upper() in LOGIN_STEPS else ""
+
+    def mapped(
+        self, command: str, *, lost: bool = False, keep: tuple[type[BaseException], ...] = ()
+    ) -> AbstractContextManager[None]:
+        """`map_exceptions` for this connection: failures of `command` classified, an unusable connection dropped."""
+        return map_exceptions(command, secret=self._secret(command), discard=self.discard, lost=lost, keep=keep)
+
+    def require(self) -> FtpClient:
+        """The client, or `ConnectionLost` when there is none."""
+        if self.client is None:
+            raise ConnectionLost("not connected")
+        return self.client
+
+    def command(self, line: str) -> str:
+        """Send one command and return its reply (RNFR and REST take their 3xx); failures mapped."""
+        client = self.require()
+        with self.mapped(line):
+            return client.voidcmd(line) if not line.startswith(("RNFR", "REST")) else client.sendcmd(line)
+
+    def query(self, line: str) -> str:
+        """Send one command and return its reply; a 5xx is raised as `ftplib.error_perm` for the caller to read."""
+        client = self.require()
+        with self.mapped(line, keep=(ftplib.error_perm,)):
+            return client.sendcmd(line)
+
+    def batch(self, lines: list[str]) -> list[str]:
+        """Send `lines` in one write and return their raw replies in order (a refusal is a reply, not an error)."""
+        client = self.require()
+        with self.mapped(lines[0]):
+            return client.batch(lines)
+
+    def noop(self) -> str:
+        """Keep an idle connection alive (servers drop silent ones)."""
+        return self.command("NOOP")
+
+    def drain_reply(self) -> None:
+        """Read the reply to a transfer we cut short ourselves, to keep the connection in step."""
+        client = self.client
+        if client is None:
+            return
+        try:
+            client.getresp()
+        except ftplib.Error:
+            pass
+        except Exception:
+            self.discard()
+
+    # --- the passive port asked ahead
+
+    def passive_request(self, next_upload: Callable[[], bool] | None) -> str | None:
+        """The EPSV/PASV to add to a flight when another upload follows (`next_upload()`) and no port is held."""
+        client = self.require()
+        if next_upload is not None and client.passive_ahead is None and next_upload():
+            return client.passive_command
+        return None
+
+    def keep_passive(self, reply: str) -> None:
+        """Keep the address of the reply to `passive_request`'s command for the next transfer."""
+        self.require().take_passive_reply(reply)
+
+    def drop_passive(self) -> None:
+        """Close a passive port asked for ahead that no transfer used.
+
+        Servers time an unused passive port out, and some (pyftpdlib) then send an unrequested 421
+        that would put the connection out of step. ABOR closes it; one round trip, rarely needed.
+        """
+        client = self.client
+        if client is None or client.passive_ahead is None:
+            return
+        client.passive_ahead = None
+        with contextlib.suppress(FtpFailure):  # refused: the port times out on its own; lost: discarded
+            self.command("ABOR")

@@ -1,0 +1,112 @@
+"""Directories: remote folders made at most once per connection, with a cache of those known to exist.
+
+A new folder in an existing tree costs one MKD; a new date with its sensor folder four round trips.
+"Already exists" is success (521 says so; a 550 needs one CWD to tell). The cache is cleared at
+every connect and forgotten for a path the server lost behind the session's back.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from pipeline.ftp.connection import Connection
+from pipeline.ftp.errors import PermanentFailure
+from pipeline.ftp.replies import reply_code
+
+
+class Directories:
+    """The folders of one connection's server that are known to exist (see the module docstring)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.known: set[str] = set()
+
+    def clear(self) -> None:
+        """Forget every folder (a new connection: the server may have changed meanwhile)."""
+        self.known.clear()
+
+    def make_directory(self, name: str) -> bool:
+        """Create one remote directory unless it exists ("already exists" is success); cached.
+
+        Returns True when this call created it. The original API returned an error string; this
+        raises `PermanentFailure` with the reply.
+        """
+        path = self.connection.absolute(name)
+        if path in self.known or path == "/":
+            return False
+        created = True
+        try:
+            self.connection.command(f"MKD {path}")
+        except PermanentFailure as failure:
+            if not self._exists_after_refusal(path, failure):
+                raise PermanentFailure(f"cannot create {path}: {failure.reply}", command="MKD") from None
+            created = False
+        self.remember(path)
+        return created
+
+    def make_remote_directories(self, remote_dir: str) -> bool:
+        """Make `remote_dir` and any missing parents (`<root>/<station>/<date>/<sensor>`), once.
+
+        Walks up from the deepest folder to the first that exists, then creates downwards.
+        Returns True when this call created `remote_dir` itself (so it is empty).
+        """
+        path = self.connection.absolute(remote_dir)
+        missing: list[str] = []
+        current = path
+        created = False
+        while current != "/" and current not in self.known:
+            try:
+                self.connection.command(f"MKD {current}")
+                created = current == path
+                break
+            except PermanentFailure as failure:
+                if self._exists_after_refusal(current, failure):
+                    break
+            missing.append(current)
+            current = posixpath.dirname(current)
+        self.remember(current)
+        for directory in reversed(missing):
+            created = self.make_directory(directory)
+        return created
+
+    def _exists_after_refusal(self, path: str, failure: PermanentFailure) -> bool:
+        """Whether a refused MKD means "already exists": 521 says so; a 550 needs one CWD to tell."""
+        if reply_code(failure.reply) == 521:
+            return True
+        try:
+            self.connection.command(f"CWD {path}")
+        except PermanentFailure:
+            return False
+        return True
+
+    def is_directory(self, remote_path: str) -> bool:
+        """Whether `remote_path` is an existing folder on the server (known, or one CWD to tell)."""
+        path = self.connection.absolute(remote_path)
+        if path == "/" or path in self.known:
+            return True
+        try:
+            self.connection.command(f"CWD {path}")
+        except PermanentFailure:
+            return False
+        self.remember(path)
+        return True
+
+    def target_in_folder(self, remote_path: str, name: str) -> str:
+        """Where a file called `name` sent to `remote_path` lands: inside it when it is a folder (named with
+        a trailing "/" or existing on the server), else at `remote_path` itself."""
+        if remote_path.endswith("/") or self.is_directory(remote_path):
+            return posixpath.join(remote_path, name)
+        return remote_path
+
+    def remember(self, path: str) -> None:
+        """`path` exists, so do all its parents."""
+        while path != "/" and path not in self.known:
+            self.known.add(path)
+            path = posixpath.dirname(path)
+
+    def forget(self, path: str) -> None:
+        """Drop `path` and its parents from the cache (the server lost them behind the session's back)."""
+        path = self.connection.absolute(path)
+        while path != "/":
+            self.known.discard(path)
+            path = posixpath.dirname(path)

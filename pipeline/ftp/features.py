@@ -1,0 +1,96 @@
+"""What a server supports, as a session has learned it: one small state machine, kept in one place.
+
+Every fact starts optimistic and flips once, by a named transition, when the server says no (the
+way h11's `_state.py` keeps a connection's state): the code that meets a refusal calls the
+transition, and the code that chooses a command asks a property. Each flip is logged once.
+
+- SIZE, then MLST: how a remote file's size is asked (`probe_command`); with neither, uploads are
+  trusted on the server's "226" and reported unverified (`warn_unverified` says when to log it).
+- EPSV, else PASV: learned per control connection (`new_connection` forgets it), as before: a
+  reconnect may meet another route or middlebox.
+- Resumes: a server that refused a resumed STOR and took the whole file instead is sent whole
+  files from then on (`resumes_refused`).
+
+Pure: no socket, no ftplib; `tests/ftp/test_features.py` drives it alone.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("beemon.sink.session")
+
+
+class ServerFeatures:
+    """What one server supports, as far as one session knows (see the module docstring)."""
+
+    def __init__(self, where: str = "the server") -> None:
+        self.where = where
+        self.size = True
+        self.mlst = True
+        self.epsv = True
+        self.resumes_refused = False
+        self._warned_unverified = False
+
+    def __repr__(self) -> str:
+        flags = {"SIZE": self.size, "MLST": self.mlst, "EPSV": self.epsv, "resume": not self.resumes_refused}
+        return f"ServerFeatures({self.where}: {', '.join(f'{k}={v}' for k, v in flags.items())})"
+
+    # --- questions
+
+    @property
+    def can_size(self) -> bool:
+        """Whether the server can tell a file's size (SIZE or MLST) as far as is known."""
+        return self.size or self.mlst
+
+    @property
+    def probe_command(self) -> str | None:
+        """The command that tells a file's size here (SIZE, else MLST), None when there is none."""
+        return "SIZE" if self.size else "MLST" if self.mlst else None
+
+    @property
+    def passive_command(self) -> str:
+        """The command that opens a passive data port: EPSV, or PASV once EPSV was refused."""
+        return "EPSV" if self.epsv else "PASV"
+
+    # --- transitions
+
+    def new_connection(self) -> None:
+        """A new control connection: the passive mode is learned again (the rest holds for the server)."""
+        self.epsv = True
+
+    def size_unsupported(self, reply: str) -> None:
+        """SIZE was refused as unknown: ask MLST from now on."""
+        if self.size:
+            self.size = False
+            log.debug("server has no SIZE command (%s); trying MLST", reply.strip())
+
+    def mlst_unsupported(self, reply: str) -> None:
+        """MLST was refused as unknown too (or instead)."""
+        if self.mlst:
+            self.mlst = False
+            log.debug("server has no MLST command either (%s)", reply.strip())
+
+    def probe_unsupported(self, command: str | None, reply: str) -> None:
+        """The size probe `command` (`probe_command` when it was sent) was refused as unknown."""
+        if command == "SIZE":
+            self.size_unsupported(reply)
+        elif command == "MLST":
+            self.mlst_unsupported(reply)
+
+    def epsv_refused(self, reply: str) -> None:
+        """EPSV was refused: PASV for the rest of this connection."""
+        if self.epsv:
+            self.epsv = False
+            log.debug("server refused EPSV (%s); using PASV", reply.strip())
+
+    def resume_refused(self, refusal: str) -> None:
+        """A resumed STOR was refused and the whole file accepted: send whole files from now on."""
+        if not self.resumes_refused:
+            self.resumes_refused = True
+            log.info("%s refuses to resume uploads (%s): cut uploads are sent again whole", self.where, refusal)
+
+    def warn_unverified(self) -> bool:
+        """True the first time an upload could not be verified (neither SIZE nor MLST): log it then, once."""
+        first, self._warned_unverified = not self._warned_unverified, True
+        return first

@@ -1,0 +1,133 @@
+"""Connect, log in, TLS and what a refusal or a silence at each step becomes, against real pyftpdlib servers
+on loopback (plain, faulty, explicit and implicit FTPS)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.ftp import connection as ftp_connection
+from pipeline.ftp.client import make_context
+from pipeline.ftp.errors import (
+    ConnectionLost,
+    SessionFailure,
+    TooManyConnections,
+)
+from pipeline.ftp.params import FtpParams
+from pipeline.ftp.session import UploadSession
+from tests.ftp.support import tls_server
+from tests.ftp_faults import Faults, ImplicitTLSHandler
+from tests.helpers import params_for, write
+
+
+def test_421_at_login_is_too_many_connections(make_server, credentials):
+    server = make_server(faults=Faults(logins_421=1))
+    session = UploadSession(params_for(server, credentials))
+    with pytest.raises(TooManyConnections, match="421"):
+        session.connect()
+    assert not session.connected
+    session.connect()
+    session.close()
+
+
+def test_server_connection_limit_421_at_welcome_is_too_many_connections(make_server, credentials):
+    server = make_server(max_cons_per_ip=1)
+    with UploadSession(params_for(server, credentials)), pytest.raises(TooManyConnections, match="421"):
+        UploadSession(params_for(server, credentials)).connect()
+
+
+def test_a_wrong_password_is_a_session_failure_without_the_password(make_server, credentials):
+    server = make_server()
+    params = params_for(server, credentials, password="wrong-" + credentials.password)
+    with pytest.raises(SessionFailure, match="530") as caught:
+        UploadSession(params).connect()
+    assert params.password not in str(caught.value)
+    assert params.password not in repr(caught.value)
+
+
+def test_nothing_listening_is_a_lost_connection_naming_the_address(credentials):
+    params = FtpParams("127.0.0.1", 9, credentials.username, credentials.password, timeout=2)
+    with pytest.raises(ConnectionLost, match=r"127\.0\.0\.1:9\b"):
+        UploadSession(params).connect()
+
+
+def test_a_stalled_reply_times_out_and_drops_the_session(make_server, outbox, credentials):
+    server = make_server(faults=Faults(stall={"SIZE": 3.0}))
+    write(outbox / "a.wav", 10)
+    session = UploadSession(params_for(server, credentials, timeout=0.3))
+    session.connect()
+    with pytest.raises(ConnectionLost):
+        session.upload(str(outbox / "a.wav"), "a.wav", 10)
+    assert not session.connected
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_explicit_ftps_uploads_and_reuses_the_tls_session_on_data_connections(
+    make_server, tls_files, ftp_root, outbox, credentials, pipelining
+):
+    faults = Faults()
+    server = tls_server(make_server, tls_files, faults=faults)
+    data = write(outbox / "a.wav", 300_000)
+    params = params_for(server, credentials, tls="explicit", ca_file=tls_files.ca_file, pipelining=pipelining)
+    with UploadSession(params) as session:
+        session.upload(str(outbox / "a.wav"), "a.wav", len(data))
+        assert session.last_data_session_reused is True
+        session.upload(str(outbox / "a.wav"), "b.wav", len(data))
+        assert session.last_data_session_reused is True
+    assert (ftp_root / "upload/a.wav").read_bytes() == data
+    assert (ftp_root / "upload/b.wav").read_bytes() == data
+    assert [cmd for cmd, _ in faults.journal][:3] == ["AUTH", "USER", "PASS"]
+
+
+def test_the_tls_context_is_made_once_per_session_and_never_for_plain_ftp(
+    make_server, tls_files, credentials, monkeypatch
+):
+    """Loading the CA certificates costs some 20 ms of CPU: not at every reconnect through an outage."""
+    made = []
+    monkeypatch.setattr(ftp_connection, "make_context", lambda params: made.append(params) or make_context(params))
+    plain = UploadSession(params_for(make_server(), credentials))
+    for _ in range(2):
+        plain.connect()
+    assert plain.client is not None and plain.client.context is None
+    plain.close()
+    assert made == []
+    server = tls_server(make_server, tls_files)
+    with UploadSession(params_for(server, credentials, tls="explicit", ca_file=tls_files.ca_file)) as secure:
+        secure.connect()  # a reconnect
+        secure.noop()
+    assert len(made) == 1
+
+
+def test_implicit_ftps_uploads(make_server, tls_files, ftp_root, outbox, credentials):
+    server = tls_server(make_server, tls_files, handler=ImplicitTLSHandler)
+    data = write(outbox / "a.wav", 70_000)
+    params = params_for(server, credentials, tls="implicit", ca_file=tls_files.ca_file)
+    with UploadSession(params) as session:
+        session.upload(str(outbox / "a.wav"), "a.wav", len(data))
+        assert session.last_data_session_reused is True
+    assert (ftp_root / "upload/a.wav").read_bytes() == data
+
+
+def test_a_wrong_ca_fails_clearly_and_uploads_nothing(make_server, tls_files, ftp_root, credentials):
+    faults = Faults()
+    server = tls_server(make_server, tls_files, faults=faults)
+    params = params_for(server, credentials, tls="explicit", ca_file=tls_files.other_ca_file)
+    with pytest.raises(SessionFailure, match="TLS certificate verification failed") as caught:
+        UploadSession(params).connect()
+    assert f"127.0.0.1:{server.port}" in str(caught.value)
+    assert "PASS" not in [cmd for cmd, _ in faults.journal]
+    assert list(ftp_root.iterdir()) == []
+
+
+def test_verify_false_accepts_an_unknown_ca(make_server, tls_files, outbox, ftp_root, credentials):
+    server = tls_server(make_server, tls_files)
+    write(outbox / "a.wav", 10)
+    params = params_for(server, credentials, tls="explicit", ca_file=tls_files.other_ca_file, verify=False)
+    with UploadSession(params) as session:
+        session.upload(str(outbox / "a.wav"), "a.wav", 10)
+    assert (ftp_root / "upload/a.wav").stat().st_size == 10
+
+
+def test_plain_ftp_against_a_server_requiring_tls_is_a_session_failure(make_server, tls_files, credentials):
+    server = tls_server(make_server, tls_files)
+    with pytest.raises(SessionFailure, match="550"):
+        UploadSession(params_for(server, credentials)).connect()
