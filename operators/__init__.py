@@ -1,21 +1,36 @@
-"""Pure stream operators and the values they carry; no I/O, no settings, no clock of their own."""
+"""Pure stream operators and the values they carry; no I/O, no settings, no clock of their own.
 
-from operators.model import EventKind, FileEvent, Priority, UploadJob
-from operators.remote_path import remote_name, remote_path_for, safe_segment
+Names are loaded on first use: the sink process imports `operators.model` and `operators.remote_path`
+(plain values and path rules) and must not pull in reactivex through the operators beside them.
+"""
 
-__all__ = ["EventKind", "FileEvent", "Priority", "UploadJob", "remote_name", "remote_path_for", "safe_segment"]
-from operators.debounce import debounce_per_path
-from operators.dedupe import dedupe_jobs
-from operators.ready_files import is_ready, is_wanted, ready_files, watched_files
-from operators.upload_jobs import job_for, to_upload_jobs
+from __future__ import annotations
 
-__all__ += [
-    "debounce_per_path",
-    "dedupe_jobs",
-    "is_ready",
-    "is_wanted",
-    "job_for",
-    "ready_files",
-    "to_upload_jobs",
-    "watched_files",
-]
+from importlib import import_module
+from typing import Any
+
+_HOMES = {
+    "EventKind": "operators.model",
+    "FileEvent": "operators.model",
+    "Priority": "operators.model",
+    "UploadJob": "operators.model",
+    "remote_name": "operators.remote_path",
+    "remote_path_for": "operators.remote_path",
+    "safe_segment": "operators.remote_path",
+    "debounce_per_path": "operators.debounce",
+    "dedupe_jobs": "operators.dedupe",
+    "is_ready": "operators.ready_files",
+    "is_wanted": "operators.ready_files",
+    "ready_files": "operators.ready_files",
+    "watched_files": "operators.ready_files",
+    "job_for": "operators.upload_jobs",
+    "to_upload_jobs": "operators.upload_jobs",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'operators' has no attribute {name!r}")

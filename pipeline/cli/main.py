@@ -20,6 +20,7 @@ from pipeline.app.logs import configure_logging
 from pipeline.app.options import UploaderOptions
 from pipeline.cli import exit_codes
 from pipeline.outbox.lock import OutboxLockError
+from pipeline.sink.main_guard import children_need_no_main_module
 from settings import SettingsError, build_settings, describe_settings
 
 log = logging.getLogger("beemon.cli")
@@ -179,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return exit_codes.OK if exit_.code in (0, None) else exit_codes.BAD_USAGE
     configure_logging(args.log_format, args.log_level)
+    children_need_no_main_module()  # the sink starts without loading this command line again
     handlers = {"config": _config, "run": _run, "check": _check, "demo": _demo, "status": _status}
     try:
         return handlers[args.command](args)

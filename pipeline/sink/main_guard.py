@@ -10,14 +10,50 @@ message that says what to fix, and the process that started it sees it exit with
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import sys
+import types
+from collections.abc import Iterator
 
 MISSING_GUARD = (
     "{what} was called while a spawned process was starting and running the orchestrator's main module"
     ' {main} again: create and start the uploader only under `if __name__ == "__main__":` in that module'
     " (see docs/orchestrator.rst); refusing to start a second uploader"
 )
+
+
+#: Set by a main module that has nothing a spawned child needs (the command line): see `main_module_left_out`.
+_CHILDREN_SKIP_MAIN = False
+
+
+def children_need_no_main_module() -> None:
+    """Say that this process's main module holds nothing a spawned child needs (the `beemon-uploader` script).
+
+    The sink process then starts without running it again: it imports only what it unpickles
+    (the sink's own modules), not the command line with its settings library, watcher and stream.
+    """
+    global _CHILDREN_SKIP_MAIN
+    _CHILDREN_SKIP_MAIN = True
+
+
+@contextlib.contextmanager
+def main_module_left_out() -> Iterator[None]:
+    """While starting a spawned child: its preparation names no main module to run, when the main said so.
+
+    spawn reads `sys.modules["__main__"]` to tell the child what to run first; an empty stand-in
+    for the time of the start makes it run nothing. An orchestrator's main module is always run
+    (its classes may be in what the child unpickles), as multiprocessing does.
+    """
+    if not _CHILDREN_SKIP_MAIN:
+        yield
+        return
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 class MissingMainGuard(RuntimeError):

@@ -48,7 +48,7 @@ from pipeline.sink.child import (
     run_sink,
 )
 from pipeline.sink.heartbeat import Heartbeat
-from pipeline.sink.main_guard import guard_main_module
+from pipeline.sink.main_guard import guard_main_module, main_module_left_out
 from pipeline.sink.model import Outcome, SinkCounters, SinkStats, UploadResult
 from pipeline.sink.policy import UploadPolicy
 from pipeline.sink.workers import ABORT_GRACE_SECONDS
@@ -152,7 +152,8 @@ class UploadHelper(SpawnProcess):
         if self._own_log_queue:
             self._listener = QueueListener(self._log_queue, ReplayInParent())
             self._listener.start()
-        super().start()
+        with main_module_left_out():
+            super().start()
         self._control_reader.close()
 
     def queue_upload(self, source_filepath: str, dest_filepath: str, priority: int | None = 0) -> None:
@@ -248,6 +249,10 @@ class UploadHelper(SpawnProcess):
         if started:
             with contextlib.suppress(OSError):
                 self._control_writer.send(deadline)
+            if not self.reached_run:
+                # Still importing (run --once on an empty outbox stops it at once): nothing to finish, and no
+                # need to wait for its imports. Past `run`, SIGTERM is the same stop message (see `run`).
+                self.terminate()
             self.join(deadline + STOP_GRACE_SECONDS)
             if self.is_alive():
                 clean = False

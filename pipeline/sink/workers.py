@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from operators.model import UploadJob
+from operators.model import Priority, UploadJob
 from operators.remote_path import remote_name
 from pipeline.ftp.params import FtpParams
 from pipeline.outbox.file_state import file_state
@@ -33,7 +33,7 @@ from pipeline.sink.session_life import SessionLife
 from pipeline.sink.ticket import Ticket
 from pipeline.sink.transports import make_transport
 from pipeline.transport import Delivered, Delivery, DeliveryProgress, Transport
-from pipeline.transport.bandwidth import TokenBucket
+from pipeline.transport.bandwidth import LiveFirst, TokenBucket
 from pipeline.transport.errors import (
     TransportFailure,
 )
@@ -63,11 +63,13 @@ class Sink:
         self.stopping = threading.Event()
         self.aborting = threading.Event()
         rate = policy.bandwidth_bytes_per_second
-        throttle = TokenBucket(rate) if rate > 0 else None
+        self.live_first = LiveFirst(TokenBucket(rate) if rate > 0 else None)
+        throttles = [self.live_first.for_session() for _ in range(policy.connections)]
         self.sessions = [
             make_transport(params, throttle=throttle, use_sendfile=policy.use_sendfile, aborted=self.aborting)
-            for _ in range(policy.connections)
+            for throttle in throttles
         ]
+        self._throttle_of = {id(session): throttle for session, throttle in zip(self.sessions, throttles, strict=True)}
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.gave_up = threading.Event()
@@ -262,13 +264,28 @@ class Sink:
     def _deliver(self, session: Transport, ticket: Ticket, take_ahead: Callable[[], bool]) -> Delivered:
         """Hand the ticket's job to the transport: resuming only a `.part` of this very version (the board knows)."""
         job = ticket.job
-        policy = self.policy
         resume = self.board.parts.is_ours(job)
         ticket.progress = DeliveryProgress()  # what this attempt does on the server: the board reads it at the end
         if job.into_folder:  # the original API's queue_upload: a folder name puts the file inside it
             name = os.path.basename(job.local_path)
             remote = session.target_in_folder(job.remote_path, remote_name(name) or name)
             job = ticket.job = replace(job, remote_path=remote, into_folder=False)
+        throttle = self._throttle_of.get(id(session))
+        live = job.priority == Priority.LIVE
+        if throttle is not None:
+            throttle.backlog = not live
+        if live:
+            self.live_first.live_started()  # backlog transfers pause between blocks until it ends
+        try:
+            return self._send(session, ticket, job, resume, take_ahead)
+        finally:
+            if live:
+                self.live_first.live_ended()
+
+    def _send(
+        self, session: Transport, ticket: Ticket, job: UploadJob, resume: bool, take_ahead: Callable[[], bool]
+    ) -> Delivered:
+        policy = self.policy
         return session.deliver(
             Delivery(
                 job.local_path,

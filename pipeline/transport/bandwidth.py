@@ -48,3 +48,64 @@ class TokenBucket:
         delay = self.reserve(count)
         if delay > 0:
             wait(delay)
+
+
+#: While a live transfer runs, a backlog sender looks again this often whether it may go on.
+PAUSE_STEP_SECONDS = 0.02
+#: The block a sender sends between two looks: small enough that a backlog transfer yields within a
+#: fraction of a second on a slow link, large enough that a fast one costs no throughput (sendfile).
+LIVE_FIRST_BLOCK = 256 * 1024
+
+
+class LiveFirst:
+    """Backlog transfers yield the link to live ones: while a live transfer is in flight, every backlog
+    sender pauses between blocks, so the fresh recording gets the whole link instead of a share of it.
+
+    With no live transfer, backlog senders only pass through the shared bucket (if any): their
+    throughput is unchanged.
+    """
+
+    def __init__(self, bucket: TokenBucket | None = None) -> None:
+        self.bucket = bucket
+        self._live = 0
+        self._lock = threading.Lock()
+
+    @property
+    def live_in_flight(self) -> bool:
+        return self._live > 0
+
+    def live_started(self) -> None:
+        with self._lock:
+            self._live += 1
+
+    def live_ended(self) -> None:
+        with self._lock:
+            self._live -= 1
+
+    def for_session(self) -> SessionThrottle:
+        """The throttle one session sends through (it is told whether its current transfer is backlog)."""
+        return SessionThrottle(self)
+
+
+class SessionThrottle:
+    """One session's view of `LiveFirst`: the `TokenBucket` interface the FTP session sends through."""
+
+    def __init__(self, gate: LiveFirst) -> None:
+        self.gate = gate
+        #: Set by the sink's worker before each transfer: True while it sends a backlog file.
+        self.backlog = False
+
+    @property
+    def chunk_size(self) -> int:
+        bucket = self.gate.bucket
+        return LIVE_FIRST_BLOCK if bucket is None else min(LIVE_FIRST_BLOCK, bucket.chunk_size)
+
+    def acquire(self, count: int, wait: Callable[[float], object] = time.sleep) -> None:
+        """Pause while a live transfer runs (backlog only; `wait` returning True, an abort, ends the pause),
+        then take `count` bytes from the shared bucket, if there is one."""
+        if self.backlog:
+            while self.gate.live_in_flight:
+                if wait(PAUSE_STEP_SECONDS):
+                    return
+        if self.gate.bucket is not None:
+            self.gate.bucket.acquire(count, wait)

@@ -16,6 +16,8 @@ from tests.reliability.conftest import outbox_files, remote_of
 from tests.reliability.server import DeadPort
 
 DAY = "2024-05-02"
+#: How long the sink's start-up takes in the empty-outbox test.
+SLOW_CHILD_SECONDS = 3.0
 
 
 def error_lines(output: str) -> list[str]:
@@ -119,3 +121,30 @@ def test_sigterm_during_once_exits_1_and_leaves_the_rest(link_server, outbox, tm
     for name in link_server.arrivals.snapshot():  # what arrived is whole
         assert (link_server.root / remote_of(f"{DAY}/audio/{name}")).stat().st_size == 200_000
     assert not os.path.exists(outbox / "audio" / DAY / link_server.arrivals.snapshot()[0])
+
+
+#: Makes every spawned child (the sink) start slowly, as on a Pi whose SD card is slow to read modules.
+SLOW_CHILD = """
+import sys
+if "--multiprocessing-fork" in sys.argv:
+    import time
+    time.sleep(float({seconds!r}))
+"""
+
+
+def test_once_on_an_empty_outbox_does_not_wait_for_the_sink_to_start(link_server, outbox, tmp_path):
+    """A cron job every minute on a station with nothing to send: the run ends once it has looked.
+
+    The sink is started first (its logins overlap the scan). Stopping it must not wait until it
+    has finished starting: here the sink's start-up takes 3 s (a slow SD card, made so by a
+    `sitecustomize` that sleeps in spawned children); the run must end well before that."""
+    slow = tmp_path / "slow-children"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(SLOW_CHILD.format(seconds=SLOW_CHILD_SECONDS))
+    env = field_env(link_server, outbox, tmp_path, PYTHONPATH=f"{slow}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    started = time.monotonic()
+    done = run_cli(env, "run", "--once", timeout=60)
+    wall = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert "0 files to deliver" in done.stderr, done.stderr
+    assert wall < SLOW_CHILD_SECONDS, wall

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
-from pipeline.transport.bandwidth import TokenBucket
+from pipeline.transport.bandwidth import LiveFirst, TokenBucket
 from tests.helpers import Clock
 
 
@@ -25,3 +28,37 @@ def test_token_bucket_default_burst_is_a_quarter_second():
     assert TokenBucket(100_000).chunk_size == 25_000
     with pytest.raises(ValueError):
         TokenBucket(0)
+
+
+def test_a_backlog_sender_pauses_between_blocks_while_a_live_transfer_runs_and_goes_on_after():
+
+    gate = LiveFirst()
+    backlog, live = gate.for_session(), gate.for_session()
+    backlog.backlog, live.backlog = True, False
+    sent: list[str] = []
+    gate.live_started()
+
+    def send_backlog_block() -> None:
+        backlog.acquire(backlog.chunk_size)
+        sent.append("backlog")
+
+    sender = threading.Thread(target=send_backlog_block)
+    sender.start()
+    live.acquire(live.chunk_size)  # the live session never waits for the backlog
+    sent.append("live")
+    time.sleep(0.1)
+    assert sent == ["live"]  # the backlog block waits while the live transfer is in flight
+    gate.live_ended()
+    sender.join(5)
+    assert sent == ["live", "backlog"]
+
+
+def test_a_paused_backlog_sender_stops_waiting_at_an_abort():
+
+    gate = LiveFirst()
+    backlog = gate.for_session()
+    backlog.backlog = True
+    gate.live_started()
+    aborted = threading.Event()
+    aborted.set()
+    backlog.acquire(1, wait=aborted.wait)  # returns at once: the session then sees the abort
