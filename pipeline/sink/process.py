@@ -46,6 +46,8 @@ from pipeline.ftp.errors import FtpFailure, LocalFileChanged, LocalFileGone, scr
 from pipeline.ftp.params import FtpParams, UploadPolicy
 from pipeline.ftp.session import UploadSession
 from pipeline.outbox import deletion as local_files
+from pipeline.s3.params import S3Params
+from pipeline.sftp.params import SftpParams
 from pipeline.sink.main_guard import guard_main_module
 from pipeline.sink.model import Outcome, SinkCounters, SinkStats, UploadResult
 from pipeline.sink.workers import ABORT_GRACE_SECONDS, Sink
@@ -70,7 +72,7 @@ class UploadHelper(SpawnProcess):
 
     def __init__(
         self,
-        ftp: FtpParams | float | None = None,
+        ftp: FtpParams | SftpParams | S3Params | float | None = None,
         policy: UploadPolicy | None = None,
         results: Queue[Any] | None = None,
         *,
@@ -92,7 +94,7 @@ class UploadHelper(SpawnProcess):
         """
         guard_main_module("UploadHelper(...)")
         interval = upload_queue_polling_interval_seconds
-        if not isinstance(ftp, FtpParams):
+        if not isinstance(ftp, FtpParams | SftpParams | S3Params):
             if ftp is not None:
                 interval = ftp
             if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int | float)):

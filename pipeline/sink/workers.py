@@ -27,6 +27,8 @@ from operators.remote_path import remote_name
 from pipeline.ftp.params import FtpParams, UploadPolicy
 from pipeline.outbox.deletion import Removal, final_beside, remove_uploaded
 from pipeline.outbox.file_state import file_state
+from pipeline.s3.params import S3Params
+from pipeline.sftp.params import SftpParams
 from pipeline.sink.board import Entry, JobBoard
 from pipeline.sink.model import Outcome, SinkCounters, SinkGaveUp, UploadResult
 from pipeline.sink.pool import SessionPool
@@ -103,7 +105,7 @@ class Sink:
 
     def __init__(
         self,
-        params: FtpParams,
+        params: FtpParams | SftpParams | S3Params,
         policy: UploadPolicy,
         emit: Callable[[UploadResult | SinkGaveUp], None] = lambda result: None,
         counters: SinkCounters | None = None,
@@ -362,9 +364,10 @@ class Sink:
             )
         elif first and isinstance(failure, SessionFailure):
             log.error(
-                "cannot log in to %s: %s (check ftp.username, the password, ftp.tls, ftp.ca_file); retrying",
+                "cannot log in to %s: %s (%s); retrying",
                 where,
                 failure,
+                getattr(self.params, "login_check", None) or "check ftp.username, the password, ftp.tls, ftp.ca_file",
                 extra={"reply": failure.reply},
             )
         elif first:
@@ -383,7 +386,7 @@ class Sink:
         if "certificate" in str(failure).lower():
             check = "check ftp.ca_file and ftp.verify"
         else:
-            check = (
+            check = getattr(self.params, "login_check", None) or (  # SFTP and S3 name their own settings
                 f"check ftp.username ({self.params.username!r}) and the password"
                 " (BEEMON_FTP__PASSWORD or .secrets.toml), and ftp.tls"
             )
@@ -400,7 +403,7 @@ class Sink:
         last = scrub(str(failure), self.params.password)
         return (
             f"cannot reach {where} ({self._failed_connects} connection attempt(s) failed, the last: {last});"
-            " check ftp.host, ftp.port and the network"
+            f" {getattr(self.params, 'reach_check', None) or 'check ftp.host, ftp.port and the network'}"
         )
 
     def _probe_failed(self, failure: TransportFailure) -> None:
