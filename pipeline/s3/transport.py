@@ -200,6 +200,10 @@ class S3Transport:
         page = self._call("list_objects_v2", Prefix=folder, MaxKeys=1)
         return posixpath.join(remote_path, name) if page.get("KeyCount") else remote_path
 
+    def remove(self, remote_path: str) -> None:
+        """Delete one object (`check` cleans up its probe with it)."""
+        self._call("delete_object", Key=self.key(remote_path))
+
     def remove_stale_temp(self, remote_path: str) -> None:
         key = self.key(remote_path)
         for upload in self._uploads(key):

@@ -236,6 +236,11 @@ class SftpTransport:
             return posixpath.join(remote_path, name)
         return remote_path
 
+    def remove(self, remote_path: str) -> None:
+        """Remove one file (`check` cleans up its probe with it)."""
+        path = self.absolute(remote_path)
+        self._run(lambda: self._client().remove(path), "REMOVE")
+
     def remove_stale_temp(self, remote_path: str) -> None:
         staging = temp_name(self.absolute(remote_path))
 
