@@ -14,7 +14,6 @@ import contextlib
 import getpass
 import os
 import signal
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +88,13 @@ def _sshd_binary() -> Path:
 
 
 def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    """An Ed25519 key pair in OpenSSH's formats (asyncssh writes them: no ssh-keygen needed)."""
+    import asyncssh
+
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    path.write_bytes(key.export_private_key())
+    path.chmod(0o600)
+    path.with_suffix(".pub").write_bytes(key.export_public_key())
 
 
 def start_sshd(folder: Path) -> SshdFiles:
