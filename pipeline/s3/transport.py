@@ -302,7 +302,7 @@ class S3Transport:
             checksum = b64(digest)
             digests.append(digest)
             kept = done.get(number)
-            if kept is not None and kept.get("ChecksumSHA256") == checksum and kept.get("Size") == length:
+            if kept is not None and self._same_part(kept, local, start, length, checksum):
                 etag = kept["ETag"]
                 resumed += length
             else:
@@ -332,6 +332,22 @@ class S3Transport:
 
         self._conditional(complete, delivery, key, absent)
         return sent, resumed, f"{b64(hashlib.sha256(b''.join(digests)).digest())}-{count}"
+
+    @staticmethod
+    def _same_part(kept: dict[str, Any], local: BinaryIO, start: int, length: int, checksum: str) -> bool:
+        """Whether an uploaded part holds `local[start:start + length]`: by its SHA-256 where the server lists
+        it, else by its ETag, which is the part's MD5 (AWS without KMS, Ceph, MinIO and SeaweedFS alike)."""
+        if kept.get("Size") != length:
+            return False
+        if kept.get("ChecksumSHA256"):
+            return bool(kept["ChecksumSHA256"] == checksum)
+        local.seek(start)
+        md5 = hashlib.md5(usedforsecurity=False)
+        left = length
+        while left and (block := local.read(min(READ_BLOCK, left))):
+            md5.update(block)
+            left -= len(block)
+        return not left and str(kept.get("ETag", "")).strip('"') == md5.hexdigest()
 
     def _resumable(self, key: str) -> tuple[str | None, dict[int, dict[str, Any]]]:
         """The newest incomplete upload of `key` and its parts by number, or (None, {})."""
