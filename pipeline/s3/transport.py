@@ -200,6 +200,10 @@ class S3Transport:
         page = self._call("list_objects_v2", Prefix=folder, MaxKeys=1)
         return posixpath.join(remote_path, name) if page.get("KeyCount") else remote_path
 
+    def read(self, remote_path: str) -> bytes:
+        """The whole content of one object (`demo` compares what arrived with what was written)."""
+        return bytes(self._call("get_object", Key=self.key(remote_path))["Body"].read())
+
     def remove(self, remote_path: str) -> None:
         """Delete one object (`check` cleans up its probe with it)."""
         self._call("delete_object", Key=self.key(remote_path))

@@ -236,6 +236,16 @@ class SftpTransport:
             return posixpath.join(remote_path, name)
         return remote_path
 
+    def read(self, remote_path: str) -> bytes:
+        """The whole content of one remote file (`demo` compares what arrived with what was written)."""
+        path = self.absolute(remote_path)
+
+        async def read() -> bytes:
+            async with self._client().open(path, "rb") as handle:
+                return bytes(await handle.read())
+
+        return self._run(read, "READ", timeout=None)
+
     def remove(self, remote_path: str) -> None:
         """Remove one file (`check` cleans up its probe with it)."""
         path = self.absolute(remote_path)

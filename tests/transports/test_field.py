@@ -176,3 +176,11 @@ def test_live_recording_overtakes_the_backlog(target: Target, outbox: Path, tmp_
     finally:
         stop(process)
     assert waiting >= 25, f"only {waiting} backlog files were still waiting: {log.read_text()[-2000:]}"
+
+
+def test_demo_delivers_every_file_it_wrote(target: Target, tmp_path: Path) -> None:
+    """`demo` against the configured server: the simulated station's files are read back byte-identical."""
+    done = run_cli(target.env(), "demo", "--duration", "3", "--var", str(tmp_path / "var"), timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "0 missing" in done.stdout
+    assert any(name.startswith("rpi4-demo/") for name in target.files())
