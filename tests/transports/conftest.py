@@ -104,7 +104,11 @@ class Target:
         return [u["Key"] for u in uploads]
 
     def stop(self) -> None:
-        self.server.stop()
+        """The server goes away at once (sshd: the daemon and its sessions; SeaweedFS: killed, as in a crash)."""
+        if self.kind == "sftp":
+            self.server.stop()
+        else:
+            self.server.kill()
 
     def restart(self) -> None:
         if self.kind == "sftp":
@@ -120,7 +124,8 @@ def outbox(tmp_path: Path) -> Path:
     return path
 
 
-def _make(kind: str, tmp_path: Path, outbox: Path) -> Iterator[Target]:
+def _make(kind: str, tmp_path: Path, outbox: Path, shared: SeaweedFiles | None = None) -> Iterator[Target]:
+    """A target of `kind`: its own sshd; for S3 a bucket of its own on `shared`, else its own SeaweedFS."""
     site = tmp_path / "site"
     site.mkdir()
     if kind == "sftp":
@@ -128,16 +133,37 @@ def _make(kind: str, tmp_path: Path, outbox: Path) -> Iterator[Target]:
         (server.root / "bees").mkdir()
         target = Target(kind, server, outbox, site)
     else:
-        server = start_seaweed(tmp_path / "seaweed")
+        server = shared or start_seaweed(tmp_path / "seaweed")
         target = Target(kind, server, outbox, site, bucket=server.make_bucket("bees-" + secrets.token_hex(3)))
     try:
         yield target
     finally:
-        server.kill() if kind == "s3" else server.stop()
+        if kind == "sftp":
+            server.stop()
+        elif shared is None:
+            server.kill()
+
+
+@pytest.fixture(scope="session")
+def shared_seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFiles]:
+    """One SeaweedFS for the S3 tests that leave it running (each gets a bucket of its own): 1 s less per test."""
+    server = start_seaweed(tmp_path_factory.mktemp("seaweed"))
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 @pytest.fixture(params=["sftp", "s3"])
 def target(request: pytest.FixtureRequest, tmp_path: Path, outbox: Path) -> Iterator[Target]:
+    """A server of each kind; S3 on the session's SeaweedFS (unless the test stops it: `own_target`)."""
+    shared = request.getfixturevalue("shared_seaweed") if request.param == "s3" else None
+    yield from _make(request.param, tmp_path, outbox, shared)
+
+
+@pytest.fixture(params=["sftp", "s3"])
+def own_target(request: pytest.FixtureRequest, tmp_path: Path, outbox: Path) -> Iterator[Target]:
+    """A server of each kind that the test may stop and start again."""
     yield from _make(request.param, tmp_path, outbox)
 
 
