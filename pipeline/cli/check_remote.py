@@ -15,6 +15,7 @@ import secrets
 import socket
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pipeline.app.options import UploaderOptions
@@ -37,7 +38,8 @@ def run_remote_check(options: UploaderOptions, out: Callable[[str], None] = prin
         out(f"resolve: failed: {target.host} does not resolve ({error.strerror}); {target.reach_check}")
         return exit_codes.FAILURES_REMAIN
     out(f"resolve: ok ({target.host} -> {', '.join(addresses)})")
-    transport: Any = make_transport(target)
+    # No clean-up of the station's incomplete uploads from `check`: a running service may own them.
+    transport: Any = make_transport(replace(target, station="") if kind == "s3" else target)  # type: ignore[type-var]
     try:
         welcome = transport.connect()
     except TransportFailure as failure:
