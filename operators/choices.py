@@ -7,6 +7,8 @@ the options) all import the same tuple rather than spell it again.
 
 from __future__ import annotations
 
+#: `sink.kind`: the protocol files go over (each has its own settings table of that name).
+SINK_KINDS: tuple[str, ...] = ("ftp", "sftp", "s3")
 #: `ftp.tls`: plain FTP, AUTH TLS on the control port (then PROT P), or TLS from the first byte.
 TLS_MODES: tuple[str, ...] = ("none", "explicit", "implicit")
 #: `watch.observer`: the kernel's events (Linux), or a poll of the tree (network mounts).

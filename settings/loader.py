@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from dynaconf import Dynaconf, ValidationError
 from dynaconf.utils.inspect import get_history
 
 from settings.legacy_ini import LegacyIniError, describe_legacy_source, read_legacy_config
-from settings.validators import envvar, validators_for
+from settings.validators import SECRET_KEYS, envvar, validators_for
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULTS_FILE = PACKAGE_DIR / "settings.toml"
@@ -145,14 +146,36 @@ def validate_settings(settings: Dynaconf, env: str) -> None:
         )
     if settings.ftp.tls != "none" and (problem := ca_file_problem(settings.ftp.ca_file)):
         raise SettingsError(problem)
-    if not settings.get("ftp.password"):
-        return
-    for entry in get_history(settings, key="ftp.password"):
-        source = str(entry.get("identifier", ""))
-        if entry.get("loader") == "toml" and Path(source).name == "settings.toml" and entry.get("value"):
-            raise SettingsError(
-                f"ftp.password is set in {source}: move it to .secrets.toml (mode 600) or BEEMON_FTP__PASSWORD"
-            )
+    kind = settings.get("sink.kind", "ftp")
+    if (problem := missing_extra(kind)) is not None:
+        raise SettingsError(problem)
+    if kind == "sftp" and not (settings.get("sftp.key_file") or settings.get("sftp.password")):
+        raise SettingsError(
+            'setting sftp.key_file or sftp.password is required with sink.kind = "sftp": name a private key file'
+            " in settings.toml (BEEMON_SFTP__KEY_FILE), or put the password in .secrets.toml or BEEMON_SFTP__PASSWORD"
+        )
+    for key in SECRET_KEYS:
+        if not settings.get(key):
+            continue
+        for entry in get_history(settings, key=key):
+            source = str(entry.get("identifier", ""))
+            if entry.get("loader") == "toml" and Path(source).name == "settings.toml" and entry.get("value"):
+                raise SettingsError(f"{key} is set in {source}: move it to .secrets.toml (mode 600) or {envvar(key)}")
+
+
+#: The module each optional sink needs, and the extra that installs it.
+EXTRAS = {"sftp": "asyncssh", "s3": "boto3"}
+
+
+def missing_extra(kind: str) -> str | None:
+    """Why `sink.kind = kind` cannot run here (its library is not installed), or None."""
+    module = EXTRAS.get(kind)
+    if module is None or importlib.util.find_spec(module) is not None:
+        return None
+    return (
+        f'setting sink.kind = "{kind}" needs {module}, which is not installed:'
+        f" pip install 'beemon-uploader[{kind}]' (or set sink.kind = \"ftp\")"
+    )
 
 
 def ca_file_problem(path: str) -> str | None:
@@ -186,7 +209,15 @@ def ca_file_problem(path: str) -> str | None:
 
 #: Keys that are text whatever they look like: `BEEMON_FTP__PASSWORD=12345` is a password, not a number,
 #: and `@format {env[HOME]}` or `@int 12` is a password too, not a dynaconf expression.
-TEXT_KEYS = ("ftp.username", "ftp.password", "station")
+TEXT_KEYS = (
+    "ftp.username",
+    "ftp.password",
+    "station",
+    "sftp.username",
+    "sftp.password",
+    "s3.access_key_id",
+    "s3.secret_access_key",
+)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from typing import Any
 
 from dynaconf import Validator
 
-from operators.choices import BACKFILL_ORDERS, OBSERVER_KINDS, TLS_MODES
+from operators.choices import BACKFILL_ORDERS, OBSERVER_KINDS, SINK_KINDS, TLS_MODES
 
 
 def envvar(key: str) -> str:
@@ -80,6 +80,30 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ftp.connections": (_int_in(1, 32), "an integer from 1 to 32"),
     "ftp.timeout_seconds": (_number_in(0, 3600, open_low=True), "a number of seconds above 0, at most 3600"),
     "ftp.idle_close_seconds": (_number_in(0, 86400, open_low=True), "a number of seconds above 0"),
+    "sink.kind": (_one_of(SINK_KINDS), "one of " + ", ".join(SINK_KINDS)),
+    "sftp.host": (_is_str, "a host name or address"),
+    "sftp.port": (_int_in(1, 65535), "an integer from 1 to 65535"),
+    "sftp.username": (_is_str, "a text"),
+    "sftp.key_file": (_is_str, "a path to a private key file, or empty"),
+    "sftp.known_hosts": (_is_str, "a path to a known_hosts file, or empty for ~/.ssh/known_hosts"),
+    "sftp.remote_root": (
+        lambda v: isinstance(v, str) and v.startswith("/"),
+        "an absolute remote folder such as /usr/local/bee/appmais",
+    ),
+    "sftp.connections": (_int_in(1, 32), "an integer from 1 to 32"),
+    "sftp.timeout_seconds": (_number_in(0, 3600, open_low=True), "a number of seconds above 0, at most 3600"),
+    "s3.endpoint_url": (
+        lambda v: isinstance(v, str) and (v == "" or v.startswith(("http://", "https://"))),
+        "an http:// or https:// address, or empty for AWS",
+    ),
+    "s3.region": (_non_empty_str, "a region name such as us-east-1"),
+    "s3.bucket": (_is_str, "a bucket name"),
+    "s3.prefix": (_is_str, "a key prefix such as appmais, or empty"),
+    "s3.access_key_id": (_is_str, "a text"),
+    "s3.connections": (_int_in(1, 32), "an integer from 1 to 32"),
+    "s3.multipart_threshold_mb": (_number_in(5, 5 * 1024 * 1024), "a number of MiB, at least 5"),
+    "s3.part_size_mb": (_number_in(5, 5 * 1024), "a number of MiB from 5 to 5120"),
+    "s3.timeout_seconds": (_number_in(0, 3600, open_low=True), "a number of seconds above 0, at most 3600"),
     "upload.debounce_seconds": (_number_in(0, 3600), "a number of seconds from 0 to 3600"),
     "upload.atomic_rename": (_is_bool, "true or false"),
     "upload.verify_size": (_is_bool, "true or false"),
@@ -101,8 +125,17 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "metrics.port": (_int_in(0, 65535), "an integer from 1 to 65535, or 0 for no metrics endpoint"),
 }
 
-#: Keys that must be set (non-empty) outside the development environment.
+#: Keys checked only when the sink is FTP (an SFTP or S3 station leaves the FTP server unnamed).
+ONLY_FOR_FTP = frozenset({"ftp.host"})
+#: Keys that must be set (non-empty) outside the development environment, when the sink is FTP.
 REQUIRED_OUTSIDE_DEVELOPMENT = ("ftp.host", "ftp.username", "ftp.password")
+#: Keys that must be set (non-empty) in every environment when `sink.kind` names their table.
+REQUIRED_BY_KIND = {
+    "sftp": ("sftp.host", "sftp.username"),
+    "s3": ("s3.bucket", "s3.access_key_id", "s3.secret_access_key"),
+}
+#: Secrets: from .secrets.toml or the environment, never settings.toml.
+SECRET_KEYS = ("ftp.password", "sftp.password", "s3.secret_access_key")
 
 
 def _message(key: str, allowed: str) -> str:
@@ -116,6 +149,7 @@ def validators_for(env: str) -> list[Validator]:
             key,
             must_exist=True,
             condition=predicate,
+            when=Validator("sink.kind", eq="ftp") if key in ONLY_FOR_FTP else None,
             messages={
                 "must_exist_true": f"setting {key} is missing: set it in settings.toml or {envvar(key)}",
                 "condition": _message(key, allowed),
@@ -124,6 +158,17 @@ def validators_for(env: str) -> list[Validator]:
         for key, (predicate, allowed) in RULES.items()
         if key != "ftp.password"
     ]
+    validators += [
+        Validator(
+            key,
+            condition=_is_str,
+            messages={
+                "condition": f"setting {key} is not valid: it must be a text; fix it in .secrets.toml or {envvar(key)}"
+            },
+        )
+        for key in SECRET_KEYS[1:]
+    ]
+    validators += _required_by_kind()
     validators.append(
         Validator(
             "ftp.password",
@@ -136,6 +181,25 @@ def validators_for(env: str) -> list[Validator]:
             },
         )
     )
+    return validators
+
+
+def _required_by_kind() -> list[Validator]:
+    """The keys the chosen sink needs, whatever the environment (no embedded SFTP or S3 server stands in)."""
+    validators = []
+    for kind, keys in REQUIRED_BY_KIND.items():
+        for key in keys:
+            where = f".secrets.toml or {envvar(key)}" if key in SECRET_KEYS else f"settings.toml or {envvar(key)}"
+            message = f'setting {key} is required with sink.kind = "{kind}": set it in {where}'
+            validators.append(
+                Validator(
+                    key,
+                    must_exist=True,
+                    condition=_non_empty_str,
+                    when=Validator("sink.kind", eq=kind),
+                    messages={"must_exist_true": message, "condition": message},
+                )
+            )
     return validators
 
 
@@ -152,6 +216,7 @@ def _required(env: str) -> list[Validator]:
                 key,
                 must_exist=True,
                 condition=_non_empty_str,
+                when=Validator("sink.kind", eq="ftp"),
                 messages={"must_exist_true": message, "condition": message},
             )
         )

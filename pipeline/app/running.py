@@ -44,7 +44,7 @@ def check_options(options: UploaderOptions) -> None:
     from settings import SettingsError
     from settings.loader import ca_file_problem
 
-    if options.ftp.secure and (problem := ca_file_problem(options.ftp.ca_file)):
+    if options.kind == "ftp" and options.ftp.secure and (problem := ca_file_problem(options.ftp.ca_file)):
         raise SettingsError(problem)
     if os.path.lexists(options.outbox) and not os.path.isdir(options.outbox):
         raise SettingsError(
@@ -107,14 +107,14 @@ class RunningPipeline:
             log.info("embedded FTP server on 127.0.0.1:%d, storing into %s", self.server.port, options.embedded_root)
             options = options.replace(ftp=replace(options.ftp, host="127.0.0.1", port=self.server.port))
             self.options = options
-        for risk in transport_risks(options.ftp):
+        for risk in transport_risks(options.ftp) if options.kind == "ftp" else []:
             log.warning("%s", risk)
         if options.metrics_port:  # first: a port that is taken ends the start before anything runs
             self._metrics = _serve_metrics(self.stats, options.metrics_port, self.collectors)
             log.info("Prometheus metrics on port %d", options.metrics_port)
         self._results = UploadHelper.new_queue()
         self.helper = UploadHelper(
-            options.ftp, options.policy, results=self._results, outbox=options.outbox, station=options.station
+            options.target, options.policy, results=self._results, outbox=options.outbox, station=options.station
         )
         self.helper.start()
         self.stats.sink = self.helper.stats
@@ -128,7 +128,7 @@ class RunningPipeline:
             self._loop.schedule_periodic(1.0, self.stream_beat.beat)
             stream = build_job_stream(
                 options.outbox,
-                remote_root=options.ftp.remote_root,
+                remote_root=options.target.remote_root,
                 station=options.station,
                 observer=options.observer,
                 polling_interval=options.polling_interval,

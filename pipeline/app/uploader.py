@@ -223,7 +223,7 @@ class Uploader(multiprocessing.Process):
         count = 0
         for job in scan_jobs(
             self._options.outbox,
-            remote_root=self._options.ftp.remote_root,
+            remote_root=self._options.target.remote_root,
             station=self._options.station,
             ignore_patterns=self._options.ignore_patterns,
             backfill_order=self._options.backfill_order,

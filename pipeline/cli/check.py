@@ -31,6 +31,10 @@ def _connect_reason(failure: FtpFailure, host: str, port: int) -> str:
 
 def run_check(options: UploaderOptions, out: Callable[[str], None] = print) -> int:
     """Exit 0 when every step passed, 1 at the first that failed."""
+    if options.kind != "ftp":
+        from pipeline.cli.check_remote import run_remote_check
+
+        return run_remote_check(options, out)
     out(f"settings: ok (station {options.station}, outbox {options.outbox}, remote root {options.ftp.remote_root})")
     if options.embedded:
         from pipeline.dev.embedded_server import start_embedded_server

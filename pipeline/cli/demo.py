@@ -30,6 +30,10 @@ def _digest(path: Path) -> str:
 
 def run_demo(options: UploaderOptions, *, var: Path, duration: float) -> int:
     """Exit 0 when every file the station wrote arrived byte-identical, 1 otherwise."""
+    if options.kind != "ftp":
+        from pipeline.cli.demo_remote import run_remote_demo
+
+        return run_remote_demo(options, var=var, duration=duration)
     outbox = var / "outbox"
     ftp_root = var / "ftp-root"
     options = replace(

@@ -24,7 +24,7 @@ def dry_run(options: UploaderOptions) -> int:
     jobs = list(
         scan_jobs(
             root,
-            remote_root=options.ftp.remote_root,
+            remote_root=options.target.remote_root,
             station=options.station,
             ignore_patterns=options.ignore_patterns,
             backfill_order=options.backfill_order,
@@ -33,7 +33,7 @@ def dry_run(options: UploaderOptions) -> int:
         )
     )
     sent = {job.local_path for job in jobs}
-    print(f"dry run: nothing is sent, moved or deleted; server {options.ftp.host}:{options.ftp.port}")
+    print(f"dry run: nothing is sent, moved or deleted; server {options.target.host}:{options.target.port}")
     for job in jobs:
         print(f"{job.local_path} -> {job.remote_path}")
     skipped = 0

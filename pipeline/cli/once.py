@@ -110,7 +110,7 @@ class Settling:
             job = job_for(
                 event,
                 outbox=outbox_root(self.options.outbox),
-                remote_root=self.options.ftp.remote_root,
+                remote_root=self.options.target.remote_root,
                 station=self.options.station,
                 stat=finished_file_stat,
             )

@@ -33,7 +33,6 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import posixpath
@@ -48,27 +47,12 @@ from pipeline.ftp.replies import reply_code, reply_error
 from pipeline.ftp.sizes import RemoteSizes
 from pipeline.ftp.store import DataSender, Guard, Store
 from pipeline.transport.base import Delivered, Delivery, DeliveryProgress
+from pipeline.transport.naming import temp_name
 
 log = logging.getLogger("beemon.sink.session")
 
+
 #: The longest file name most servers' file systems take, in bytes (ext4, XFS, btrfs, ZFS, NTFS).
-NAME_MAX = 255
-
-
-def temp_name(remote_path: str) -> str:
-    """The hidden temporary name beside the target: `dir/.name.part`, or `dir/.<hash>.part` where that is too long.
-
-    A name of 250-255 bytes leaves no room for the dot and `.part`: the server would refuse every
-    STOR (553). The short name is a digest of the name, the same at every attempt, so resuming
-    this file's own `.part` and overwriting a stale one work as for any other name.
-    """
-    directory, name = posixpath.split(remote_path)
-    staging = f".{name}.part"
-    if len(staging.encode("utf-8", "surrogateescape")) > NAME_MAX:
-        staging = f".{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:32]}.part"
-    return posixpath.join(directory, staging)
-
-
 @dataclass(frozen=True, slots=True)
 class Parts:
     """What a delivery runs on: one connection, its folder cache and size questions, the byte sender."""

@@ -61,3 +61,21 @@ class FtpParams:
     @property
     def secure(self) -> bool:
         return self.tls != "none"
+
+    @property
+    def login_check(self) -> str:
+        """What to check when the login is refused (every transport's params say it for their settings)."""
+        if self.secure:
+            return (
+                f"check ftp.username ({self.username!r}) and the password (BEEMON_FTP__PASSWORD or .secrets.toml),"
+                " ftp.tls, ftp.ca_file and ftp.verify"
+            )
+        return (
+            f"check ftp.username ({self.username!r}) and the password"
+            " (BEEMON_FTP__PASSWORD or .secrets.toml), and ftp.tls"
+        )
+
+    @property
+    def reach_check(self) -> str:
+        """What to check when the server cannot be reached."""
+        return "check ftp.host, ftp.port and the network"

@@ -14,11 +14,11 @@ from types import TracebackType
 from typing import Any
 
 from pipeline.ftp.client import FtpClient
-from pipeline.ftp.delivery import NAME_MAX, temp_name
 from pipeline.ftp.params import FtpParams
 from pipeline.ftp.transport import FtpTransport
 from pipeline.transport.bandwidth import TokenBucket
 from pipeline.transport.base import Delivered, Delivery, DeliveryProgress
+from pipeline.transport.naming import NAME_MAX, temp_name
 
 __all__ = ["NAME_MAX", "UploadProgress", "UploadReport", "UploadSession", "temp_name"]
 

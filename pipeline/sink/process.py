@@ -41,6 +41,8 @@ from operators.choices import DEFAULT_IGNORE_PATTERNS
 from operators.model import Priority, UploadJob
 from pipeline.ftp.params import FtpParams
 from pipeline.outbox import deletion as local_files
+from pipeline.s3.params import S3Params
+from pipeline.sftp.params import SftpParams
 from pipeline.sink import original_api
 from pipeline.sink.child import (
     ChildEnds,
@@ -71,7 +73,7 @@ class UploadHelper(SpawnProcess):
 
     def __init__(
         self,
-        ftp: FtpParams | float | None = None,
+        ftp: FtpParams | SftpParams | S3Params | float | None = None,
         policy: UploadPolicy | None = None,
         results: Queue[Any] | None = None,
         *,
@@ -93,7 +95,7 @@ class UploadHelper(SpawnProcess):
         """
         guard_main_module("UploadHelper(...)")
         interval = upload_queue_polling_interval_seconds
-        if not isinstance(ftp, FtpParams):
+        if not isinstance(ftp, FtpParams | SftpParams | S3Params):
             interval = original_api.polling_interval(interval if ftp is None else ftp)
             options = original_api.configured_options(config)
             ftp, policy = options.ftp, policy or options.policy

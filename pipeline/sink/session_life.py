@@ -16,13 +16,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from pipeline.ftp.params import FtpParams
 from pipeline.sink.board import JobBoard
 from pipeline.sink.model import SinkCounters
 from pipeline.sink.policy import UploadPolicy
 from pipeline.sink.pool import SessionPool
 from pipeline.sink.retry import Backoff, ConnectAttempts, RetryPolicy
 from pipeline.sink.ticket import Ticket
+from pipeline.sink.transports import TargetParams
 from pipeline.transport import Transport
 from pipeline.transport.errors import SessionFailure, TooManyConnections, TransportFailure, scrub
 
@@ -56,7 +56,7 @@ class SessionLife:
 
     def __init__(
         self,
-        params: FtpParams,
+        params: TargetParams,
         policy: UploadPolicy,
         retry: RetryPolicy,
         board: JobBoard,
@@ -195,9 +195,10 @@ class SessionLife:
             )
         elif first and isinstance(failure, SessionFailure):
             log.error(
-                "cannot log in to %s: %s (check ftp.username, the password, ftp.tls, ftp.ca_file); retrying",
+                "cannot log in to %s: %s (%s); retrying",
                 where,
                 failure,
+                self.params.login_check,
                 extra={"reply": failure.reply},
             )
         elif first:
@@ -213,13 +214,10 @@ class SessionLife:
 
     def _login_refused(self, failure: TransportFailure) -> str:
         where = f"{self.params.host}:{self.params.port}"
-        if "certificate" in str(failure).lower():
+        if "certificate" in str(failure).lower() and getattr(self.params, "secure", False):
             check = "check ftp.ca_file and ftp.verify"
         else:
-            check = (
-                f"check ftp.username ({self.params.username!r}) and the password"
-                " (BEEMON_FTP__PASSWORD or .secrets.toml), and ftp.tls"
-            )
+            check = self.params.login_check
         # Masked where printed: the server's words may echo what it was sent, the rest is ours.
         return f"cannot log in to {where}: {scrub(str(failure), self.params.password)}; {check}"
 
@@ -228,7 +226,7 @@ class SessionLife:
         last = scrub(str(failure), self.params.password)
         return (
             f"cannot reach {where} ({self._connects.failures} connection attempt(s) failed, the last: {last});"
-            " check ftp.host, ftp.port and the network"
+            f" {self.params.reach_check}"
         )
 
     def _probe_failed(self, failure: TransportFailure) -> None:

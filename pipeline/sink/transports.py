@@ -1,25 +1,44 @@
-"""`make_transport`: the one place that picks the protocol a sink worker speaks.
+"""`make_transport`: the one place that picks the protocol a sink worker speaks (`sink.kind`).
 
 It sits in the sink, above the protocol packages (the transport layer below them only defines
 the interface), so that adding a protocol is one branch here and one package beside `pipeline.ftp`.
+Each protocol's module is imported on use: the FTP install has neither asyncssh nor boto3 (the
+`[sftp]` and `[s3]` extras).
 """
 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from pipeline.ftp.params import FtpParams
-from pipeline.ftp.transport import FtpTransport
-from pipeline.transport.bandwidth import TokenBucket
-from pipeline.transport.base import Transport
+from pipeline.s3.params import S3Params
+from pipeline.sftp.params import SftpParams
+
+if TYPE_CHECKING:
+    from pipeline.transport.bandwidth import TokenBucket
+    from pipeline.transport.base import Transport
+
+#: Where to deliver: the params of the table `sink.kind` names (each has `login_check`, `reach_check`).
+TargetParams = FtpParams | SftpParams | S3Params
 
 
 def make_transport(
-    params: FtpParams,
+    params: TargetParams,
     *,
     throttle: TokenBucket | None = None,
     use_sendfile: bool = True,
     aborted: threading.Event | None = None,
 ) -> Transport:
-    """A transport for `params` (FTP or FTPS today), not yet connected."""
+    """A transport for `params`, not yet connected: FTP(S), SFTP or S3 by the params' type."""
+    if isinstance(params, SftpParams):
+        from pipeline.sftp.transport import SftpTransport
+
+        return SftpTransport(params, throttle=throttle, aborted=aborted)
+    if isinstance(params, S3Params):
+        from pipeline.s3.transport import S3Transport
+
+        return S3Transport(params, throttle=throttle, aborted=aborted)
+    from pipeline.ftp.transport import FtpTransport
+
     return FtpTransport(params, throttle=throttle, use_sendfile=use_sendfile, aborted=aborted)

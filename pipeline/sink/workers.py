@@ -20,7 +20,6 @@ from dataclasses import replace
 
 from operators.model import Priority, UploadJob
 from operators.remote_path import remote_name
-from pipeline.ftp.params import FtpParams
 from pipeline.outbox.file_state import file_state
 from pipeline.sink import attempt
 from pipeline.sink.board import JobBoard
@@ -31,7 +30,7 @@ from pipeline.sink.result_log import ResultLog, day_file_delivered, unsafe_setti
 from pipeline.sink.retry import RetryPolicy
 from pipeline.sink.session_life import SessionLife
 from pipeline.sink.ticket import Ticket
-from pipeline.sink.transports import make_transport
+from pipeline.sink.transports import TargetParams, make_transport
 from pipeline.transport import Delivered, Delivery, DeliveryProgress, Transport
 from pipeline.transport.bandwidth import LiveFirst, TokenBucket
 from pipeline.transport.errors import (
@@ -48,7 +47,7 @@ class Sink:
 
     def __init__(
         self,
-        params: FtpParams,
+        params: TargetParams,
         policy: UploadPolicy,
         emit: Callable[[UploadResult | SinkGaveUp], None] = lambda result: None,
         counters: SinkCounters | None = None,

@@ -1,0 +1,381 @@
+"""S3 behind the transport seam: `S3Transport`, one boto3 client delivering files as objects.
+
+An object appears whole or not at all, so there is no temporary name: a PUT (or a multipart
+upload's completion) is the rename. One delivery, under section comments below:
+
+- guard: HEAD the key first; an object there that the overwrite guard may not replace ends the
+  delivery with `TargetExists`. When there was none, the write says `If-None-Match: *`, so an
+  object that appeared meanwhile is not overwritten either (412: the guard is asked again).
+- small files (below `multipart_threshold_mb`): one PUT with `ChecksumSHA256` of the bytes read,
+  so the server refuses a body that does not match (`BadDigest`): the check is end to end.
+- large files: a multipart upload, each part with its `ChecksumSHA256`; a resume (the sink says
+  the last attempt's upload is this version's) finds that upload and keeps the parts whose
+  checksums match the local bytes. The upload is completed only if the local file kept its size.
+- verify: `head_object` with checksum mode: the size, and the SHA-256 (or the multipart upload's
+  composite checksum) where the server returns it, before the sink deletes the local file.
+- clean-up: at the first connect of a process, incomplete multipart uploads under
+  `<prefix>/<station>/` (this station's own) are aborted; nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import posixpath
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, BinaryIO, ClassVar, TypeVar
+
+import boto3
+from botocore.config import Config
+
+from pipeline.s3.body import Window
+from pipeline.s3.errors import classify, error_code
+from pipeline.s3.params import S3Params
+from pipeline.transport.bandwidth import TokenBucket
+from pipeline.transport.base import Delivered, Delivery, DeliveryProgress
+from pipeline.transport.errors import (
+    ConnectionLost,
+    LocalFileChanged,
+    LocalFileGone,
+    TargetExists,
+    TransientFailure,
+)
+
+log = logging.getLogger("beemon.sink.s3")
+T = TypeVar("T")
+READ_BLOCK = 1 << 20
+
+
+def b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def sha256_of(file: BinaryIO, start: int, length: int) -> bytes:
+    """The SHA-256 of `file[start:start + length]`; `LocalFileChanged` when the file is shorter now."""
+    digest = hashlib.sha256()
+    file.seek(start)
+    left = length
+    while left:
+        block = file.read(min(READ_BLOCK, left))
+        if not block:
+            raise LocalFileChanged(f"{file.name} shrank below {start + length - left} bytes while it was read")
+        digest.update(block)
+        left -= len(block)
+    return digest.digest()
+
+
+class S3Transport:
+    """One S3 client as a sink worker uses it (see the module docstring for the steps)."""
+
+    #: (endpoint, bucket, scope) whose stale multipart uploads this process already aborted
+    _cleaned: ClassVar[set[tuple[str, str, str]]] = set()
+    _cleaning = threading.Lock()
+
+    def __init__(
+        self, params: S3Params, *, throttle: TokenBucket | None = None, aborted: threading.Event | None = None
+    ) -> None:
+        self.params = params
+        self._throttle = throttle
+        self._aborted = aborted or threading.Event()
+        self._client: Any = None
+        #: the server honours If-None-Match on writes (learned: one that answers NotImplemented is not asked again)
+        self.conditional = True
+
+    def __repr__(self) -> str:
+        p = self.params
+        state = "connected" if self.connected else "closed"
+        return f"S3Transport({p.endpoint_url or 'AWS'}/{p.bucket}/{p.prefix}, {state})"
+
+    # --- calls
+
+    def _call(self, operation: str, **arguments: Any) -> Any:
+        """One S3 operation; botocore's errors become the transports' failure kinds."""
+        client = self._require()
+        try:
+            return getattr(client, operation)(Bucket=self.params.bucket, **arguments)
+        except (LocalFileChanged, LocalFileGone):
+            raise
+        except Exception as error:
+            failure = classify(error, self.params, command=operation)
+            failure.code = error_code(error)  # type: ignore[attr-defined]
+            if not failure.session_usable:
+                self._client = None
+            raise failure from None
+
+    def _require(self) -> Any:
+        if self._client is None:
+            raise ConnectionLost("not connected", command="S3")
+        return self._client
+
+    # --- connection
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    def connect(self) -> str:
+        """Make the client, check the credentials and the bucket (HEAD), clean up once; returns a greeting."""
+        p = self.params
+        self._client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=p.endpoint_url or None,
+            region_name=p.region,
+            aws_access_key_id=p.access_key_id or None,
+            aws_secret_access_key=p.secret_access_key or None,
+            config=Config(
+                connect_timeout=p.timeout,
+                read_timeout=p.timeout,
+                retries={"max_attempts": 1},  # the sink retries, with its backoff
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                s3={"addressing_style": "path"} if p.endpoint_url else None,
+            ),
+        )
+        try:
+            self._client.head_bucket(Bucket=p.bucket)
+        except Exception as error:
+            self._client = None
+            raise classify(error, p, command="CONNECT") from None
+        self._abort_own_uploads()
+        return f"S3 {p.endpoint_url or 'AWS'} bucket {p.bucket}"
+
+    def _abort_own_uploads(self) -> None:
+        """Abort this station's incomplete multipart uploads, once per process (left by a crash or a kill)."""
+        p = self.params
+        scope = posixpath.join(p.prefix.strip("/"), p.station, "").lstrip("/") if p.station else ""
+        marker = (p.endpoint_url, p.bucket, scope)
+        with self._cleaning:
+            if not scope or marker in self._cleaned:
+                return
+            self._cleaned.add(marker)
+        aborted = 0
+        for upload in self._uploads(scope):
+            self._call("abort_multipart_upload", Key=upload["Key"], UploadId=upload["UploadId"])
+            aborted += 1
+        if aborted:
+            log.info("aborted %d incomplete multipart upload(s) under %s left by an earlier run", aborted, scope)
+
+    def _uploads(self, prefix: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        arguments: dict[str, Any] = {"Prefix": prefix}
+        while True:
+            page = self._call("list_multipart_uploads", **arguments)
+            found.extend(page.get("Uploads", []))
+            if not page.get("IsTruncated"):
+                return found
+            arguments = {"Prefix": prefix, "KeyMarker": page["NextKeyMarker"]}
+            if page.get("NextUploadIdMarker"):
+                arguments["UploadIdMarker"] = page["NextUploadIdMarker"]
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception as error:  # closing a pool never matters enough to raise
+                log.debug("closing the S3 client: %s", error)
+
+    def abort(self) -> None:
+        """Make the body being sent fail at its next read (the owner's call then ends)."""
+        self._aborted.set()
+
+    def keep_alive(self) -> None:
+        self._call("head_bucket")
+
+    def idle(self) -> None:
+        """Nothing is prepared ahead on S3."""
+
+    # --- keys
+
+    @staticmethod
+    def key(remote_path: str) -> str:
+        return posixpath.normpath("/" + remote_path).lstrip("/")
+
+    def target_in_folder(self, remote_path: str, name: str) -> str:
+        folder = self.key(remote_path) + "/"
+        page = self._call("list_objects_v2", Prefix=folder, MaxKeys=1)
+        return posixpath.join(remote_path, name) if page.get("KeyCount") else remote_path
+
+    def read(self, remote_path: str) -> bytes:
+        """The whole content of one object (`demo` compares what arrived with what was written)."""
+        return bytes(self._call("get_object", Key=self.key(remote_path))["Body"].read())
+
+    def remove(self, remote_path: str) -> None:
+        """Delete one object (`check` cleans up its probe with it)."""
+        self._call("delete_object", Key=self.key(remote_path))
+
+    def remove_stale_temp(self, remote_path: str) -> None:
+        key = self.key(remote_path)
+        for upload in self._uploads(key):
+            if upload["Key"] == key:
+                self._call("abort_multipart_upload", Key=key, UploadId=upload["UploadId"])
+
+    def _size(self, key: str) -> int | None:
+        try:
+            return int(self._call("head_object", Key=key)["ContentLength"])
+        except Exception as failure:
+            if getattr(failure, "code", "") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    # --- one delivery
+
+    def deliver(self, delivery: Delivery, progress: DeliveryProgress) -> Delivered:
+        started = time.monotonic()
+        key = self.key(delivery.remote_path)
+        try:
+            local = open(delivery.local_path, "rb")  # noqa: SIM115 - closed below, after the transfer
+        except FileNotFoundError:
+            raise LocalFileGone(delivery.local_path) from None
+        with local:
+            opened = os.fstat(local.fileno()).st_size
+            existing = self._size(key)
+            self._guard(delivery, key, existing)
+            if delivery.size < self.params.threshold_bytes:
+                sent, resumed, expected = self._put(local, key, delivery, existing is None, opened)
+            else:
+                sent, resumed, expected = self._multipart(local, key, delivery, progress, existing is None, opened)
+        progress.stored = progress.complete = progress.renamed = True
+        verified = self._verify(key, delivery.size, expected) if delivery.verify_size else None
+        reply = f"stored as s3://{self.params.bucket}/{key}"
+        return Delivered(sent, resumed, reply, verified, time.monotonic() - started)
+
+    def _guard(self, delivery: Delivery, key: str, existing: int | None) -> None:
+        if existing is not None and delivery.may_replace is not None and not delivery.may_replace(existing):
+            raise TargetExists(
+                f"refusing to overwrite s3://{self.params.bucket}/{key} ({existing} B)"
+                f" with a different file {delivery.local_path} ({delivery.size} B)"
+            )
+
+    def _conditional(self, write: Callable[[dict[str, Any]], T], delivery: Delivery, key: str, absent: bool) -> T:
+        """Run `write` with If-None-Match: * when the key was absent; on 412, ask the guard, then write if it allows."""
+        if absent and self.conditional:
+            try:
+                return write({"IfNoneMatch": "*"})
+            except Exception as failure:
+                code = getattr(failure, "code", "")
+                if code == "NotImplemented":
+                    self.conditional = False
+                    log.info("%s ignores If-None-Match: the HEAD before each write is the overwrite guard", self)
+                elif code in ("PreconditionFailed", "412"):
+                    self._guard(delivery, key, self._size(key))
+                else:
+                    raise
+        return write({})
+
+    def _changed(self, local: BinaryIO, delivery: Delivery, opened: int) -> None:
+        if (now := os.fstat(local.fileno()).st_size) != opened:
+            raise LocalFileChanged(f"{delivery.local_path} is {now} bytes now, {opened} when its upload began")
+
+    # --- one PUT
+
+    def _put(self, local: BinaryIO, key: str, delivery: Delivery, absent: bool, opened: int) -> tuple[int, int, str]:
+        checksum = b64(sha256_of(local, 0, delivery.size))
+        self._changed(local, delivery, opened)
+
+        def write(condition: dict[str, Any]) -> Any:
+            body = Window(local, 0, delivery.size, throttle=self._throttle, aborted=self._aborted)
+            return self._call(
+                "put_object", Key=key, Body=body, ContentLength=delivery.size, ChecksumSHA256=checksum, **condition
+            )
+
+        self._conditional(write, delivery, key, absent)
+        return delivery.size, 0, checksum
+
+    # --- multipart
+
+    def _multipart(
+        self, local: BinaryIO, key: str, delivery: Delivery, progress: DeliveryProgress, absent: bool, opened: int
+    ) -> tuple[int, int, str]:
+        size = delivery.size
+        part_size = self.params.part_size(size)
+        count = -(-size // part_size)
+        upload_id, done = self._resumable(key) if delivery.resume else (None, {})
+        if upload_id is None:
+            upload_id = self._call("create_multipart_upload", Key=key, ChecksumAlgorithm="SHA256")["UploadId"]
+        progress.stored = True  # this upload's parts are this version's bytes: a next attempt may keep them
+        parts, digests, sent, resumed = [], [], 0, 0
+        for number in range(1, count + 1):
+            start = (number - 1) * part_size
+            length = min(part_size, size - start)
+            digest = sha256_of(local, start, length)
+            checksum = b64(digest)
+            digests.append(digest)
+            kept = done.get(number)
+            if kept is not None and self._same_part(kept, local, start, length, checksum):
+                etag = kept["ETag"]
+                resumed += length
+            else:
+                body = Window(local, start, length, throttle=self._throttle, aborted=self._aborted)
+                etag = self._call(
+                    "upload_part",
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=body,
+                    ContentLength=length,
+                    ChecksumSHA256=checksum,
+                )["ETag"]
+                sent += length
+            parts.append({"PartNumber": number, "ETag": etag, "ChecksumSHA256": checksum})
+        progress.complete = True
+        self._changed(local, delivery, opened)
+
+        def complete(condition: dict[str, Any]) -> Any:
+            return self._call(
+                "complete_multipart_upload",
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                **condition,
+            )
+
+        self._conditional(complete, delivery, key, absent)
+        return sent, resumed, f"{b64(hashlib.sha256(b''.join(digests)).digest())}-{count}"
+
+    @staticmethod
+    def _same_part(kept: dict[str, Any], local: BinaryIO, start: int, length: int, checksum: str) -> bool:
+        """Whether an uploaded part holds `local[start:start + length]`: by its SHA-256 where the server lists
+        it, else by its ETag, which is the part's MD5 (AWS without KMS, Ceph, MinIO and SeaweedFS alike)."""
+        if kept.get("Size") != length:
+            return False
+        if kept.get("ChecksumSHA256"):
+            return bool(kept["ChecksumSHA256"] == checksum)
+        local.seek(start)
+        md5 = hashlib.md5(usedforsecurity=False)
+        left = length
+        while left and (block := local.read(min(READ_BLOCK, left))):
+            md5.update(block)
+            left -= len(block)
+        return not left and str(kept.get("ETag", "")).strip('"') == md5.hexdigest()
+
+    def _resumable(self, key: str) -> tuple[str | None, dict[int, dict[str, Any]]]:
+        """The newest incomplete upload of `key` and its parts by number, or (None, {})."""
+        uploads = sorted((u for u in self._uploads(key) if u["Key"] == key), key=lambda u: u["Initiated"])
+        if not uploads:
+            return None, {}
+        upload_id = uploads[-1]["UploadId"]
+        parts: dict[int, dict[str, Any]] = {}
+        arguments: dict[str, Any] = {"Key": key, "UploadId": upload_id}
+        while True:
+            page = self._call("list_parts", **arguments)
+            parts.update({p["PartNumber"]: p for p in page.get("Parts", [])})
+            if not page.get("IsTruncated"):
+                return upload_id, parts
+            arguments["PartNumberMarker"] = page["NextPartNumberMarker"]
+
+    # --- verify
+
+    def _verify(self, key: str, size: int, expected: str) -> bool:
+        head = self._call("head_object", Key=key, ChecksumMode="ENABLED")
+        remote = int(head["ContentLength"])
+        if remote != size:
+            raise TransientFailure(f"size mismatch: the server has {remote} bytes, local {size}", command="HEAD")
+        checksum = head.get("ChecksumSHA256")
+        if checksum and checksum.split("-")[0] != expected.split("-")[0]:
+            raise TransientFailure(f"checksum mismatch: the server has {checksum}, local {expected}", command="HEAD")
+        return True

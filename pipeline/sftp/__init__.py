@@ -1,0 +1,1 @@
+"""SFTP (SSH File Transfer Protocol) behind the transport seam, with asyncssh (the `[sftp]` extra)."""
