@@ -30,7 +30,7 @@ servers:
 	./tools/install-servers.sh var/servers
 
 test: lint docs servers
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 4
 
 # The fast tests on the lowest allowed dependency versions (Python 3.11) and on Python 3.12 and 3.13
 # with the newest ones, each in its own venv under var/installs (about 2 minutes; .ci/run runs it).

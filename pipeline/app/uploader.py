@@ -175,13 +175,16 @@ class Uploader(multiprocessing.Process):
 
     def _run_pipelines(self) -> None:
         pauses = RetryPolicy.of(self._options.policy).rebuild_pauses()
+        fruitless = 0
         while not self._stop_requested.is_set():
+            delivered_before = self.stats.delivered
             health = HealthCollector(self.stats, self.activity, self._monitor.disk)
             with RunningPipeline(
                 self._options, self.stats, on_result=self.activity.record, collectors=(health,)
             ) as running:
                 self._helper, self.pipeline = running.helper, running
                 self._serve_commands(running)
+                reason = running.failure()
                 self._helper = self.pipeline = None
                 if self._stop_requested.is_set():
                     break
@@ -192,6 +195,15 @@ class Uploader(multiprocessing.Process):
                 pauses = RetryPolicy.of(self._options.policy).rebuild_pauses()
                 log.info("settings reloaded: the pipeline starts again with them")
                 continue
+            fruitless = fruitless + 1 if self.stats.delivered == delivered_before else 1
+            if RetryPolicy.gives_up_rebuilding(fruitless):
+                log.error(
+                    "the pipeline failed %d times in a row without delivering a file (the last: %s): exiting so"
+                    " that the supervisor can act; unsent files stay in the outbox",
+                    fruitless,
+                    reason,
+                )
+                raise SystemExit(1)
             self.activity.sink_restarted()
             pause = next(pauses)
             log.error("restarting the pipeline in %.0f s (unsent files stay in the outbox)", pause)

@@ -28,6 +28,11 @@ from pipeline.sink.model import Outcome
 if TYPE_CHECKING:
     from pipeline.sink.policy import UploadPolicy
 
+#: Pipelines in a row that fail (their sink died, their stream stopped) without a single delivery
+#: before `run` gives up and exits 1: the sink cannot work at all, and only a person or the
+#: supervisor's restart can change that. A failure after a delivery starts the count again.
+FRUITLESS_REBUILDS = 5
+
 
 def full_jitter(failures: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
     """The delay after `failures` consecutive failures (1 for the first).
@@ -100,6 +105,12 @@ class RetryPolicy:
     def regrow_seconds(self) -> float:
         """How often a pool shrunk by 421 replies tries one more session."""
         return self.cap
+
+    @staticmethod
+    def gives_up_rebuilding(fruitless: int) -> bool:
+        """Whether `fruitless` pipelines in a row that failed without delivering a file are enough to stop
+        rebuilding: then the process exits non-zero so that its supervisor (systemd) acts and says so."""
+        return fruitless >= FRUITLESS_REBUILDS
 
     def rebuild_pauses(self) -> Iterator[float]:
         """The pauses before building a pipeline again after its sink died: base, doubling, up to the cap."""

@@ -120,3 +120,45 @@ def test_vsftpd_over_ftps_with_the_right_ca_delivers(vsftpd, tls_files, outbox, 
     assert done.returncode == 0, done.stderr
     assert not waiting.exists()
     assert server.files() == {f"data/rpi4-test/{DAY}/audio/waiting.wav": b"RIFF " + b"waiting.wav" * 100}
+
+
+def _sink_pids(run) -> list[int]:
+    """The uploader's spawned sink process(es): multiprocessing children that are not its resource tracker."""
+    pids = []
+    for pid in run.group():
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in command and b"resource_tracker" not in command:
+            pids.append(pid)
+    return pids
+
+
+def test_a_sink_that_dies_again_and_again_ends_run_with_exit_1_and_one_line(
+    watched_server, outbox, tmp_path, start_uploader
+):
+    """The sink cannot work at all (here: killed at every start, as an OOM killer would): `run` stops
+    rebuilding it after a few fruitless tries and exits 1, so that systemd restarts the unit, and the
+    waiting file stays in the outbox."""
+    server = watched_server(Faults(hold={"PASS": threading.Event()}))  # nothing is ever delivered
+    waiting = put(outbox, DAY, "waiting.wav")
+    env = uploader_env(server, outbox, tmp_path)
+    env.update(BEEMON_UPLOAD__RETRY_BASE_SECONDS="0.05", BEEMON_UPLOAD__RETRY_MAX_SECONDS="0.2")
+    run = start_uploader(env, "run", "--stats-interval", "0")
+    killed: set[int] = set()
+
+    def kill_sinks() -> bool:
+        for pid in _sink_pids(run):
+            if pid not in killed:
+                killed.add(pid)
+                os.kill(pid, 9)
+        return not run.alive()
+
+    wait_until(kill_sinks, timeout=40, interval=0.05)
+    assert run.wait(10) == 1
+    output = run.output()
+    assert "Traceback" not in output, output
+    last = [line for line in output.splitlines() if "times in a row without delivering a file" in line]
+    assert len(last) == 1 and " ERROR " in last[0], output
+    assert waiting.exists() and server.files() == {}
