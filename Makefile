@@ -46,9 +46,10 @@ constraints: $(STAMP)
 		--annotation-style line -c var/tested-pins.txt -o var/constraints.body
 	{ sed -n '/^#/p' deploy/constraints.txt; cat var/constraints.body; } > deploy/constraints.txt
 
-# About 8 minutes; lftp's rows need `lftp` installed (apt-get install lftp), else they say n/a.
-bench: $(STAMP)
+# About 10 minutes (the tbf link row, tests/benchmarks/link.py, needs root: it says so and skips otherwise); lftp's rows need `lftp` installed (apt-get install lftp), else they say n/a.
+bench: $(STAMP) servers
 	$(BIN)/python -m tests.benchmarks
+	$(BIN)/python -m tests.benchmarks.link
 
 # The reliability tests' soak variants (marked slow, left out of `make test`): some 1,500 files
 # under 21 SIGKILLs, 20 s outages, half a minute of folder churn, thousands of fuzzed inputs.

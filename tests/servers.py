@@ -190,21 +190,10 @@ def start_proftpd(folder: Path, **directives: str) -> ServerFiles:
     return ServerFiles("proftpd", port, home, username, password, log, process)
 
 
-def start_vsftpd(folder: Path, *, tls: str = "none", cert_file: str = "", **options: str) -> ServerFiles:
-    """vsftpd in the foreground (`listen=YES`, `background=NO`): its anonymous account, with write rights.
-
-    vsftpd authenticates local and virtual users through PAM and the system's user table, and
-    chroots anonymous sessions into the home of `ftp_username`: all of it the machine's, not the
-    test's. So it runs as the launching user (`run_as_launching_user`), without chroot: a session
-    starts in `folder/root` and sees the real file system, so paths are absolute (`ServerFiles.remote_root`).
-    """
-    found = find_server("vsftpd", "vsftpd")
-    if found is None:
-        unavailable("vsftpd (Debian package vsftpd) is not installed")
-    binary, _ = found  # type: ignore[misc]
-    root = folder / "root"
-    root.mkdir(parents=True, exist_ok=True)
-    settings = {
+def vsftpd_settings(folder: Path, root: Path) -> dict[str, str]:
+    """vsftpd's configuration for a foreground server whose anonymous account writes under `root`
+    (see `start_vsftpd`); `listen_address` and `listen_port` are the caller's to add or change."""
+    return {
         "listen": "YES",
         "listen_ipv6": "NO",
         "listen_address": "127.0.0.1",
@@ -227,6 +216,23 @@ def start_vsftpd(folder: Path, *, tls: str = "none", cert_file: str = "", **opti
         "xferlog_enable": "NO",
         "vsftpd_log_file": str(folder / "vsftpd.log"),
     }
+
+
+def start_vsftpd(folder: Path, *, tls: str = "none", cert_file: str = "", **options: str) -> ServerFiles:
+    """vsftpd in the foreground (`listen=YES`, `background=NO`): its anonymous account, with write rights.
+
+    vsftpd authenticates local and virtual users through PAM and the system's user table, and
+    chroots anonymous sessions into the home of `ftp_username`: all of it the machine's, not the
+    test's. So it runs as the launching user (`run_as_launching_user`), without chroot: a session
+    starts in `folder/root` and sees the real file system, so paths are absolute (`ServerFiles.remote_root`).
+    """
+    found = find_server("vsftpd", "vsftpd")
+    if found is None:
+        unavailable("vsftpd (Debian package vsftpd) is not installed")
+    binary, _ = found  # type: ignore[misc]
+    root = folder / "root"
+    root.mkdir(parents=True, exist_ok=True)
+    settings = vsftpd_settings(folder, root)
     if tls != "none":
         settings.update(
             ssl_enable="YES",

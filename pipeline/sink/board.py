@@ -6,7 +6,7 @@ one in place; a job for a path in flight is kept as its follow-up and decided on
 ends. Failed jobs wait out their own backoff beside the queues (never blocking other jobs); parked
 ones wait `retry_max`. Idle workers block on one condition variable: no polling. A worker without
 a session takes `cold`: only what no idle connected worker is waiting for, so sessions open on
-demand, when the open ones are all busy.
+demand, when the open ones are all busy. One session's worth is kept for live work (`LiveReserve`).
 
 The board also keeps the `PartRecords` (`board.parts`): whose bytes each remote path's `.part`
 holds, so a later attempt resumes only its own version, and what this process renamed where.
@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from operators.model import UploadJob
+from pipeline.sink.live_reserve import SHORT_LOOKAHEAD, LiveReserve
 from pipeline.sink.model import Outcome, SinkCounters
 from pipeline.sink.part_records import PartRecords
 from pipeline.sink.retry import RetryPolicy
@@ -43,6 +44,7 @@ class JobBoard:
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] | None = None,
         placed_memory: int = 10_000,
+        reserve: LiveReserve | None = None,
     ) -> None:
         self.retry = RetryPolicy(retry_base, retry_max, rand) if rand else RetryPolicy(retry_base, retry_max)
         self._counters = counters
@@ -65,6 +67,7 @@ class JobBoard:
         #: workers waiting in `take`: with a session (warm) and without one (cold)
         self._warm_waiting = 0
         self._cold_waiting = 0
+        self._reserve = reserve or LiveReserve()
 
     # --- producers
 
@@ -133,8 +136,8 @@ class JobBoard:
             return None
 
     def _take_ready(self) -> Ticket | None:
-        for queue in self._ready:
-            ticket = self._first_free(queue)
+        for index, queue in enumerate(self._ready):
+            ticket = self._first_free(queue, short_only=index == 1 and self._reserve.full(self._in_flight.values()))
             if ticket is not None:
                 del queue[ticket.path]
                 ticket.attempts += 1
@@ -251,9 +254,14 @@ class JobBoard:
             return 1
         return 0
 
-    def _first_free(self, queue: OrderedDict[str, Ticket]) -> Ticket | None:
-        """The first job whose remote path is not in flight: one for a path in flight waits its turn."""
-        for ticket in queue.values():
+    def _first_free(self, queue: OrderedDict[str, Ticket], short_only: bool = False) -> Ticket | None:
+        """The first job whose remote path is not in flight: one for a path in flight waits its turn.
+        `short_only`: the first short one among the first `SHORT_LOOKAHEAD` (the spare session's)."""
+        for looked, ticket in enumerate(queue.values()):
+            if short_only and looked >= SHORT_LOOKAHEAD:
+                return None
+            if short_only and not self._reserve.short(ticket):
+                continue
             remote = ticket.job.remote_path
             if remote not in self._reserved:
                 return ticket

@@ -23,6 +23,7 @@ from operators.remote_path import remote_name
 from pipeline.outbox.file_state import file_state
 from pipeline.sink import attempt
 from pipeline.sink.board import JobBoard
+from pipeline.sink.live_reserve import LiveReserve
 from pipeline.sink.model import Outcome, SinkCounters, SinkGaveUp, UploadResult
 from pipeline.sink.policy import UploadPolicy
 from pipeline.sink.pool import SessionPool
@@ -57,11 +58,16 @@ class Sink:
         self._emit = emit
         self._counters = counters
         self.retry = RetryPolicy.of(policy)
-        self.board = JobBoard(policy.retry_base, policy.retry_max, counters)
+        rate = policy.bandwidth_bytes_per_second
+        self.board = JobBoard(
+            policy.retry_base,
+            policy.retry_max,
+            counters,
+            reserve=LiveReserve.of(policy.connections, rate),
+        )
         self.pool = SessionPool(policy.connections, regrow_seconds=self.retry.regrow_seconds)
         self.stopping = threading.Event()
         self.aborting = threading.Event()
-        rate = policy.bandwidth_bytes_per_second
         self.live_first = LiveFirst(TokenBucket(rate) if rate > 0 else None)
         throttles = [self.live_first.for_session() for _ in range(policy.connections)]
         self.sessions = [

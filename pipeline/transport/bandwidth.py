@@ -43,6 +43,11 @@ class TokenBucket:
             self._tokens -= count
             return -self._tokens / self.rate if self._tokens < 0 else 0.0
 
+    def refund(self, count: int) -> None:
+        """Give back tokens reserved for bytes that will not be sent now (at most a full bucket)."""
+        with self._lock:
+            self._tokens = min(self.capacity, self._tokens + count)
+
     def acquire(self, count: int, wait: Callable[[float], object] = time.sleep) -> None:
         """Block until `count` bytes may be sent. `wait` may be an event's wait, to be interruptible."""
         delay = self.reserve(count)
@@ -101,11 +106,40 @@ class SessionThrottle:
         return LIVE_FIRST_BLOCK if bucket is None else min(LIVE_FIRST_BLOCK, bucket.chunk_size)
 
     def acquire(self, count: int, wait: Callable[[float], object] = time.sleep) -> None:
-        """Pause while a live transfer runs (backlog only; `wait` returning True, an abort, ends the pause),
-        then take `count` bytes from the shared bucket, if there is one."""
-        if self.backlog:
+        """Take `count` bytes from the shared bucket, if there is one; `wait` returning True (an abort) ends any wait.
+
+        A backlog sender pauses while a live transfer runs, and gives back what it reserved if one starts
+        while it waits its turn; a live sender takes tokens only once they are there, so it never queues
+        behind the backlog's debt: the bucket serves the live transfer first.
+        """
+        bucket = self.gate.bucket
+        if not self.backlog:
+            if bucket is not None:
+                self._take_when_there(bucket, count, wait)
+            return
+        while True:
             while self.gate.live_in_flight:
                 if wait(PAUSE_STEP_SECONDS):
                     return
-        if self.gate.bucket is not None:
-            self.gate.bucket.acquire(count, wait)
+            if bucket is None:
+                return
+            delay = bucket.reserve(count)
+            until = time.monotonic() + delay
+            while delay > 0 and not self.gate.live_in_flight:
+                if wait(min(delay, PAUSE_STEP_SECONDS)):
+                    return
+                delay = until - time.monotonic()
+            if delay <= 0:
+                return
+            bucket.refund(count)  # a live transfer started: it gets these tokens
+
+    @staticmethod
+    def _take_when_there(bucket: TokenBucket, count: int, wait: Callable[[float], object]) -> None:
+        """Look once whether the tokens are there; if not, let paused backlog senders give theirs back
+        (one pause step), then queue for them as every sender does."""
+        delay = bucket.reserve(count)
+        if delay <= 0:
+            return
+        bucket.refund(count)
+        if not wait(PAUSE_STEP_SECONDS):
+            bucket.acquire(count, wait)

@@ -9,6 +9,7 @@ import pytest
 from operators.model import Priority, UploadJob
 from pipeline.ftp.session import UploadProgress
 from pipeline.sink.board import JobBoard
+from pipeline.sink.live_reserve import LiveReserve
 from pipeline.sink.model import Outcome
 from tests.helpers import Clock, job, wait_until
 
@@ -268,3 +269,30 @@ def test_cold_takers_are_woken_when_work_is_left_over(board):
     board.put(job("a.wav"))
     cold.join(5)
     assert cold_got == ["/outbox/a.wav"]
+
+
+def test_one_session_is_kept_for_live_work_while_the_backlog_holds_the_others():
+    board = JobBoard(1.0, 10.0, reserve=LiveReserve(backlog_sessions=2, short_bytes=100))
+    backfill = Priority.BACKFILL
+    for name in ("b1", "b2", "b3"):
+        board.put(job(name, backfill, size=1_000))
+    board.put(job("small", backfill, size=100))
+    first, second = board.take(timeout=0), board.take(timeout=0)
+    assert [first.path[-2:], second.path[-2:]] == ["b1", "b2"]
+    small = board.take(timeout=0)  # the spare session takes only a short backlog file
+    assert small.path.endswith("small")
+    assert board.take(timeout=0) is None  # b3 waits: the session is kept for live work
+    board.put(job("live", size=1_000_000))
+    assert board.take(timeout=0).path.endswith("live")  # a live file, however long, takes it
+    board.finish(first, Outcome.DELIVERED)
+    assert board.take(timeout=0).path.endswith("b3")  # a backlog session is free again
+
+
+def test_a_backlog_transfer_whose_bytes_are_all_sent_frees_its_place_for_the_next():
+    board = JobBoard(1.0, 10.0, reserve=LiveReserve(backlog_sessions=1))
+    board.put(job("b1", Priority.BACKFILL, size=1_000))
+    board.put(job("b2", Priority.BACKFILL, size=1_000))
+    renaming = board.take(timeout=0)
+    assert board.take(timeout=0) is None
+    renaming.progress = UploadProgress(stored=True, complete=True)  # in its rename: take the next ahead
+    assert board.take(timeout=0).path.endswith("b2")

@@ -62,3 +62,26 @@ def test_a_paused_backlog_sender_stops_waiting_at_an_abort():
     aborted = threading.Event()
     aborted.set()
     backlog.acquire(1, wait=aborted.wait)  # returns at once: the session then sees the abort
+
+
+def test_a_live_sender_does_not_queue_behind_the_backlog_s_debt():
+    """Backlog senders waiting their turn in the shared bucket give their tokens back when a live
+    transfer starts: the live sender's first block goes after one pause step, not after the debt."""
+    gate = LiveFirst(TokenBucket(100_000, capacity=25_000))
+    live = gate.for_session()
+    backlogs = [gate.for_session() for _ in range(3)]
+    for throttle in backlogs:
+        throttle.backlog = True
+    gate.bucket.reserve(25_000)  # the bucket is empty
+    senders = [threading.Thread(target=throttle.acquire, args=(25_000,)) for throttle in backlogs]
+    for sender in senders:
+        sender.start()  # 0.75 s of debt queued
+    time.sleep(0.05)
+    gate.live_started()
+    started = time.monotonic()
+    live.acquire(25_000)
+    waited = time.monotonic() - started
+    gate.live_ended()
+    for sender in senders:
+        sender.join(5)
+    assert waited < 0.45, waited  # its own quarter second, not the backlog's three more

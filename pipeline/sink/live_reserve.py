@@ -1,0 +1,56 @@
+"""One session's worth kept for live work: the board's rule for what backlog a free session may take.
+
+At most `backlog_sessions` (one less than the sessions) long backlog transfers run at once, so a
+recording made while the backlog fills the link finds a session free, and the backlog senders then
+pause for it (`transport.bandwidth.LiveFirst`). The spare session takes backlog only when no live job
+waits, and only short files (`short_bytes`, a tenth of a second on the link) that it finishes before a
+live job would notice. Chosen over preempting a backlog transfer (abort it, resume it later) because
+it sends no byte twice and needs no resume support from the server; on a full link the backlog's
+throughput is the same with one session less (docs/benchmarks.md has both figures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pipeline.sink.ticket import Ticket, queue_index
+
+#: How far into the backlog queue the spare session looks for a short file (a long queue is not scanned whole).
+SHORT_LOOKAHEAD = 64
+#: A short backlog file: at most this long on the link at the configured rate, and at most `SHORT_BYTES`.
+SHORT_SECONDS = 0.1
+SHORT_BYTES = 256 * 1024
+
+
+def short_backlog_bytes(rate: float) -> int:
+    """The largest backlog file the session kept for live work may take (`rate` bytes/s, 0 when unknown)."""
+    return SHORT_BYTES if rate <= 0 else min(SHORT_BYTES, int(rate * SHORT_SECONDS))
+
+
+@dataclass(frozen=True, slots=True)
+class LiveReserve:
+    """`backlog_sessions` long backlog transfers at most (None: no limit); `short_bytes` what is short."""
+
+    backlog_sessions: int | None = None
+    short_bytes: int = 0
+
+    @classmethod
+    def of(cls, connections: int, rate: float) -> LiveReserve:
+        """One of `connections` kept for live work (none with a single session), at `rate` bytes/s (0: unknown)."""
+        return cls(connections - 1 if connections > 1 else None, short_backlog_bytes(rate))
+
+    def short(self, ticket: Ticket) -> bool:
+        return ticket.job.size <= self.short_bytes
+
+    def long_backlog(self, ticket: Ticket) -> bool:
+        """A backlog transfer that holds its session for long: not short, its bytes not all sent yet."""
+        if queue_index(ticket.job.priority) == 0 or self.short(ticket):
+            return False
+        return ticket.progress is None or not ticket.progress.complete
+
+    def full(self, in_flight: Iterable[Ticket]) -> bool:
+        """Whether the long backlog transfers in flight hold every session but the one kept for live work."""
+        if self.backlog_sessions is None:
+            return False
+        return sum(map(self.long_backlog, in_flight)) >= self.backlog_sessions

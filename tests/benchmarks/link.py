@@ -1,0 +1,169 @@
+"""`python -m tests.benchmarks.link`: the uploader on a real rate-limited link (root only).
+
+A network namespace of its own with a veth pair, a `tbf` qdisc at 20 Mbit/s on the uploader's side
+(the upload direction; netem is not available here), vsftpd inside the namespace on the pair's
+address, `beemon-uploader run` outside. Two figures: the link's utilisation while a backlog of
+large files drains (bytes delivered / time / rate), and how long a fresh recording written while 4
+backlog transfers are in flight takes from close to its final name on the server. Only the
+addresses of the pair made here are used; the namespace is deleted whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.benchmarks.harness import REMOTE_ROOT, STATION, Uploader, file_name, write_files
+from tests.servers import find_server, vsftpd_settings
+
+RATE_MBIT = 20
+RATE_BYTES = RATE_MBIT * 1_000_000 / 8
+DEBOUNCE = 0.5
+LIVE_BYTES = 500_000
+PORT = 2121
+#: An mtime well in the past: backlog files are quiet at once.
+LONG_AGO = 1_600_000_000
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@contextlib.contextmanager
+def tbf_link(rate_mbit: int = RATE_MBIT) -> Iterator[tuple[str, str]]:
+    """A namespace with one end of a veth pair, the other end here with `tbf` on it; yields (namespace, server address)."""
+    tag = f"{os.getpid() % 100_000}"
+    namespace, outside, inside = f"beemon-link-{tag}", f"bml{tag}o", f"bml{tag}i"
+    octet = os.getpid() % 250 + 1
+    here, there = f"10.231.{octet}.1", f"10.231.{octet}.2"
+    _ip("netns", "add", namespace)
+    try:
+        _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
+        _ip("link", "set", inside, "netns", namespace)
+        _ip("addr", "add", f"{here}/30", "dev", outside)
+        _ip("link", "set", outside, "up")
+        _ip("-n", namespace, "addr", "add", f"{there}/30", "dev", inside)
+        _ip("-n", namespace, "link", "set", inside, "up")
+        _ip("-n", namespace, "link", "set", "lo", "up")
+        tbf = ["tbf", "rate", f"{rate_mbit}mbit", "burst", "32kbit", "latency", "400ms"]
+        subprocess.run(["tc", "qdisc", "add", "dev", outside, "root", *tbf], check=True)
+        yield namespace, there
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _ip("link", "del", outside)  # takes its peer with it
+        _ip("netns", "del", namespace)
+
+
+@contextlib.contextmanager
+def vsftpd_in(namespace: str, address: str, folder: Path) -> Iterator[Path]:
+    """vsftpd inside `namespace`, listening on `address`:PORT; yields the root its uploads land under."""
+    found = find_server("vsftpd", "vsftpd")
+    if found is None:
+        raise SystemExit("vsftpd is not installed: run `make servers`")
+    root = folder / "root"
+    root.mkdir(parents=True)
+    settings = {**vsftpd_settings(folder, root), "listen_address": address, "listen_port": str(PORT)}
+    conf = folder / "vsftpd.conf"
+    conf.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+    conf.chmod(0o600)
+    process = subprocess.Popen(["ip", "netns", "exec", namespace, str(found[0]), str(conf)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            probe = subprocess.run(
+                ["ip", "netns", "exec", namespace, "ss", "-ltn", f"sport = :{PORT}"], capture_output=True, text=True
+            )
+            if f":{PORT}" in probe.stdout:
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("vsftpd did not listen in the namespace")
+        yield root
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _remote(root: Path, name: str, sensor: str, day: str) -> Path:
+    return Path(f"{root}{REMOTE_ROOT}") / STATION / day / sensor / name
+
+
+def run(work: Path, backlog: int, backlog_size: int, source: Path | None) -> dict[str, float]:
+    """One run: the backlog drains; a fresh recording is written once 4 transfers are in flight."""
+    with tbf_link() as (namespace, address), vsftpd_in(namespace, address, work / "server") as root:
+        outbox = work / "outbox"
+        day = "2024-05-01"
+        names = [file_name(i, "h264", "backlog", day) for i in range(backlog)]
+        write_files(outbox / "video" / day, names, backlog_size, mtime=LONG_AGO)
+        uploader = Uploader(work, outbox, PORT, password="bench", debounce=DEBOUNCE)
+        uploader.extra_env.update(
+            BEEMON_FTP__HOST=address, BEEMON_FTP__USERNAME="anonymous", BEEMON_FTP__REMOTE_ROOT=f"{root}{REMOTE_ROOT}"
+        )
+        if source is not None:  # another tree's code (the baseline of the same run)
+            uploader.extra_env["PYTHONPATH"] = str(source)
+        folder = _remote(root, "", "video", day)
+        started = time.monotonic()
+        uploader.start(wait=False)
+        try:
+            deadline, sending = started + 60, 0.0
+            while time.monotonic() < deadline and len(list(folder.glob(".*.part"))) < 3:
+                if not sending and folder.exists() and any(folder.glob(".*.part")):
+                    sending = time.monotonic()  # the first byte on the link, about
+                time.sleep(0.01)
+            time.sleep(2.0)  # the transfers well under way
+            live_day = "2024-05-02"
+            live_name = file_name(0, "wav", "live", live_day)
+            written = write_files(outbox / "audio" / live_day, [live_name], LIVE_BYTES)[0]
+            closed = time.monotonic()
+            live_remote = _remote(root, live_name, "audio", live_day)
+            while not live_remote.exists() and time.monotonic() < closed + 120:
+                time.sleep(0.005)
+            latency = time.monotonic() - closed
+            end = started + 60 + 2 * backlog * backlog_size / RATE_BYTES
+            while any(p.exists() for p in [written, *(outbox / "video" / day / n for n in names)]):
+                if time.monotonic() > end:
+                    raise RuntimeError("the backlog did not drain in time")
+                time.sleep(0.02)
+            drained = time.monotonic()
+        finally:
+            uploader.stop()
+        sent = backlog * backlog_size + LIVE_BYTES
+        missing = [n for n in names if _remote(root, n, "video", day).stat().st_size != backlog_size]
+        assert not missing, missing
+        seconds = drained - (sending or started)
+        return {"latency": latency, "drain_seconds": seconds, "utilisation": sent / seconds / RATE_BYTES}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backlog", type=int, default=40)
+    parser.add_argument("--size-mb", type=int, default=8)
+    parser.add_argument("--baseline", type=Path, help="a source tree to run as the baseline (e.g. main's)")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("the link bench needs root (network namespaces): skipped", file=sys.stderr)
+        return 0
+    for label, source in (("this tree", None), ("baseline", args.baseline)):
+        if label == "baseline" and source is None:
+            continue
+        with tempfile.TemporaryDirectory(prefix="beemon-link-") as folder:
+            figures = run(Path(folder), args.backlog, args.size_mb * 1_000_000, source)
+        bound = DEBOUNCE + LIVE_BYTES / RATE_BYTES + 1.0
+        print(
+            f"{label}: {args.backlog} x {args.size_mb} MB at {RATE_MBIT} Mbit/s (tbf): utilisation"
+            f" {figures['utilisation']:.1%} (drained in {figures['drain_seconds']:.1f} s from the first .part);"
+            f" fresh {LIVE_BYTES // 1000} kB file close -> on the server {figures['latency']:.2f} s (bound {bound:.2f} s)",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
