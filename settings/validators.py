@@ -15,6 +15,8 @@ from dynaconf import Validator
 TLS_MODES = ("none", "explicit", "implicit")
 OBSERVERS = ("inotify", "polling")
 BACKFILL_ORDERS = ("newest", "oldest")
+#: upload.checksum (pipeline.ftp.params.UploadPolicy checks the same values; tests/settings asserts they agree)
+CHECKSUMS = ("sha256", "none")
 
 
 def envvar(key: str) -> str:
@@ -96,6 +98,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "upload.ignore_patterns": (_str_list, "a list of glob patterns such as ['*.tmp']"),
     "upload.stop_deadline_seconds": (_number_in(0, 3600), "a number of seconds from 0 to 3600"),
+    "upload.checksum": (_one_of(CHECKSUMS), "one of " + ", ".join(CHECKSUMS)),
+    "upload.manifest_interval_seconds": (_number_in(0, 86400, open_low=True), "a number of seconds above 0"),
     "watch.observer": (_one_of(OBSERVERS), "one of " + ", ".join(OBSERVERS)),
     "watch.polling_interval_seconds": (_number_in(0, 3600, open_low=True), "a number of seconds above 0"),
     "watch.rescan_interval_seconds": (_number_in(0), "a number of seconds, 0 to rescan only at start"),

@@ -66,6 +66,7 @@ from pipeline.ftp.errors import (
     classify,
     reply_code,
 )
+from pipeline.ftp.hashing import send_hashed
 from pipeline.ftp.params import FtpParams
 from pipeline.transport.bandwidth import TokenBucket
 from pipeline.transport.base import Delivered, DeliveryProgress
@@ -182,6 +183,9 @@ class UploadSession:
         #: the server refused a resumed STOR and took the whole file instead: send whole files from now on
         self.resumes_refused = False
         self.welcome = ""
+        #: hash what is sent (`pipeline.ftp.hashing`), set by the transport; the digest lands in `sent_sha256`
+        self.checksum = False
+        self.sent_sha256: str | None = None
 
     @classmethod
     def original(
@@ -314,6 +318,14 @@ class UploadSession:
         client.passive_ahead = None
         with contextlib.suppress(FtpFailure):  # refused: the port times out on its own; lost: discarded
             self._command("ABOR")
+
+    def client(self) -> FtpClient:
+        """The logged-in control connection, for a transfer of the helpers in `pipeline.ftp` (RETR, MLSD)."""
+        return self._require()
+
+    def command(self, line: str) -> str:
+        """One command and its reply, failures classified (for the helpers in `pipeline.ftp`: FEAT, HASH)."""
+        return self._command(line)
 
     def noop(self) -> str:
         """Keep an idle session alive (servers drop silent ones)."""
@@ -557,6 +569,7 @@ class UploadSession:
         """
         self._progress = progress if progress is not None else UploadProgress()
         self._late_guard = None
+        self.sent_sha256 = None
         started = time.monotonic()
         target = self.absolute(remote_path)
         staging = temp_name(target) if atomic_rename else target
@@ -735,6 +748,11 @@ class UploadSession:
         chunk = self.params.blocksize
         if self._throttle is not None:
             chunk = min(chunk, self._throttle.chunk_size)
+        if self.checksum:
+            sent, self.sent_sha256 = send_hashed(
+                conn, local, offset, count, chunk, throttle=self._throttle, aborted=self._aborted
+            )
+            return sent
         zero_copy = self._use_sendfile and not isinstance(conn, ssl.SSLSocket)
         buffer = None if zero_copy else memoryview(bytearray(min(chunk, max(count, 1))))
         local.seek(offset)

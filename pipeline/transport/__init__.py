@@ -23,8 +23,9 @@ def make_transport(
     throttle: TokenBucket | None = None,
     use_sendfile: bool = True,
     aborted: threading.Event | None = None,
+    checksum: bool = True,
 ) -> Transport:
     """A transport for `params` (FTP or FTPS today), not yet connected."""
     from pipeline.ftp.transport import FtpTransport  # the transport layer sits below ftp: imported on use
 
-    return FtpTransport(params, throttle=throttle, use_sendfile=use_sendfile, aborted=aborted)
+    return FtpTransport(params, throttle=throttle, use_sendfile=use_sendfile, aborted=aborted, checksum=checksum)

@@ -1,0 +1,73 @@
+"""Small files over an FTP session: a manifest put atomically, read back, and a folder listed (MLSD).
+
+Put reuses the session's delivery (temporary name, rename, size check, folders made on the way)
+from a local temporary copy; get is one RETR; list walks MLSD. Failures are the kinds of
+`pipeline.transport.errors`; a session that lost step is closed (the next call reconnects).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import posixpath
+import tempfile
+
+from pipeline.ftp.errors import FtpFailure, PermanentFailure, classify
+from pipeline.ftp.session import UploadSession
+
+
+def put_small(session: UploadSession, remote_path: str, data: bytes) -> None:
+    """Store `data` at `remote_path` atomically (temporary name, rename, size check)."""
+    handle, local = tempfile.mkstemp(prefix="beemon-small-")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        session.upload(local, remote_path, len(data))
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(local)
+
+
+def get_small(session: UploadSession, remote_path: str) -> bytes | None:
+    """The content of `remote_path`, None when the server has no such file (550)."""
+    out = io.BytesIO()
+    path = session.absolute(remote_path)
+    try:
+        session.client().retrbinary(f"RETR {path}", out.write)
+    except Exception as error:
+        failure = _failure(session, error, "RETR")
+        if isinstance(failure, PermanentFailure):
+            return None
+        raise failure from None
+    return out.getvalue()
+
+
+def list_files(session: UploadSession, remote_dir: str) -> dict[str, int]:
+    """Every file under `remote_dir` by path relative to it, with its size (MLSD, folder by folder)."""
+    root = session.absolute(remote_dir)
+    found: dict[str, int] = {}
+    folders = [""]
+    while folders:
+        relative = folders.pop()
+        try:
+            entries = list(session.client().mlsd(posixpath.join(root, relative), facts=["type", "size"]))
+        except Exception as error:
+            failure = _failure(session, error, "MLSD")
+            if isinstance(failure, PermanentFailure) and not relative:
+                return {}
+            raise failure from None
+        for name, facts in entries:
+            kind = facts.get("type", "").lower()
+            if kind == "dir":
+                folders.append(posixpath.join(relative, name))
+            elif kind == "file":
+                found[posixpath.join(relative, name)] = int(facts.get("size", 0))
+    return found
+
+
+def _failure(session: UploadSession, error: BaseException, command: str) -> FtpFailure:
+    failure = error if isinstance(error, FtpFailure) else classify(error, command=command)
+    if not failure.session_usable:
+        session.close()
+    return failure
