@@ -42,9 +42,11 @@ from operators.model import Priority, UploadJob
 from pipeline.app.options import DEFAULT_IGNORE_PATTERNS
 from pipeline.ftp.params import FtpParams, UploadPolicy
 from pipeline.outbox import deletion as local_files
+from pipeline.outbox.lock import STATE_FOLDER
 from pipeline.sink import original_api
 from pipeline.sink.child import ReplayInParent, Terminated, feed, flush, log_to_queue, raise_terminated
 from pipeline.sink.main_guard import guard_main_module
+from pipeline.sink.manifest import Manifests
 from pipeline.sink.model import Outcome, SinkCounters, SinkStats, UploadResult
 from pipeline.sink.part_records import load_journal, save_journal
 from pipeline.sink.workers import ABORT_GRACE_SECONDS, Sink
@@ -290,6 +292,10 @@ class UploadHelper(SpawnProcess):
         log_to_queue(self._log_queue, self._log_level)
         emit = self.results.put if self.results is not None else (lambda result: None)
         sink = Sink(self.ftp, self.policy, emit, self._counters)
+        if self.outbox and self.policy.checksum == "sha256":
+            folder = os.path.join(self.outbox, STATE_FOLDER, "manifests")
+            sink.manifests = Manifests(folder, self.policy.manifest_interval_seconds)
+            sink.manifests.restore()
         journal = self.parts_journal
         if journal is not None:
             sink.board.parts.restore(load_journal(journal))

@@ -24,6 +24,7 @@ from pipeline.ftp.params import FtpParams, UploadPolicy
 from pipeline.outbox.file_state import file_state
 from pipeline.sink import attempt
 from pipeline.sink.board import JobBoard
+from pipeline.sink.manifest import Manifests
 from pipeline.sink.model import Outcome, SinkCounters, SinkGaveUp, UploadResult
 from pipeline.sink.pool import SessionPool
 from pipeline.sink.result_log import ResultLog, day_file_delivered, unsafe_settings
@@ -63,7 +64,13 @@ class Sink:
         rate = policy.bandwidth_bytes_per_second
         throttle = TokenBucket(rate) if rate > 0 else None
         self.sessions = [
-            make_transport(params, throttle=throttle, use_sendfile=policy.use_sendfile, aborted=self.aborting)
+            make_transport(
+                params,
+                throttle=throttle,
+                use_sendfile=policy.use_sendfile,
+                aborted=self.aborting,
+                checksum=policy.checksum == "sha256",
+            )
             for _ in range(policy.connections)
         ]
         self._threads: list[threading.Thread] = []
@@ -73,6 +80,8 @@ class Sink:
             params, policy, self.retry, self.board, self.pool, self.stopping, self._give_up, counters
         )
         self.results_log = ResultLog()
+        #: the per-day SHA256SUMS kept from verified deliveries (None: no outbox to journal in, or checksum "none")
+        self.manifests: Manifests | None = None
 
     def start(self) -> None:
         risks = unsafe_settings(self.policy)
@@ -144,6 +153,7 @@ class Sink:
                     idle_since = time.monotonic()
                     continue
                 ticket, ahead = ahead or self.board.take(timeout=0), None
+                self._manifests(session, idle=ticket is None)
                 if ticket is None:
                     session.idle()
                     ticket = self.board.take(timeout=self.life.idle_wait(idle_since))
@@ -172,9 +182,18 @@ class Sink:
         finally:
             if ahead is not None:
                 self.board.untake(ahead)
+            if self.stopping.is_set() and not self.aborting.is_set():
+                self._manifests(session, idle=True, drain=True)
             session.close()
             if admitted:
                 self.life.closed()
+
+    def _manifests(self, session: Transport, *, idle: bool, drain: bool = False) -> None:
+        """Upload the manifests that are due (`Manifests.flush`) over this worker's session; at stop, all."""
+        if self.manifests is None or not session.connected:
+            return
+        while self.manifests.flush(session, self.board.remote_paths, idle=idle) and drain and session.connected:
+            pass
 
     def _give_up(self, reason: str) -> None:
         """Stop every worker and tell the parent why, once (the files stay in the outbox)."""
@@ -239,6 +258,12 @@ class Sink:
                 self._finish(ticket, failure.outcome, started, failure.reply)
             return
         job = ticket.job
+        if self.manifests is not None and report.sha256 is not None:
+            try:  # journaled before the local file may go: a crash now re-sends it rather than lose its line
+                self.manifests.record(job.remote_path, report.sha256)
+            except OSError as error:
+                self._finish(ticket, Outcome.RETRY, started, f"cannot write the manifest journal: {error}")
+                return
         if job.day_file:
             day_file_delivered(job)
         # Compared again under a read lease right before any removal (see `remove_uploaded`).
