@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 from tests.e2e.conftest import REMOTE_ROOT, STATION
@@ -65,3 +66,81 @@ def test_a_copy_corrupted_on_the_server_before_its_hash_is_sent_again_and_never_
         ["sha256sum", "-c", "SHA256SUMS"], cwd=day_folder(server.root), capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+# --- SIGKILL at the two steps of a manifest line's life, then a restart
+
+
+def journals(outbox: Path) -> dict[str, str]:
+    folder = outbox / ".beemon" / "manifests"
+    return {p.name: p.read_text() for p in folder.glob("*.journal")} if folder.exists() else {}
+
+
+def kill_then_restart(proftpd, outbox, tmp_path, start_uploader, hold) -> dict[str, str]:
+    """Two files up through a proxy that holds back (never lets through) the first command for which
+    `hold(line, proxy)` is true; then SIGKILL the uploader and run it again straight to the server.
+    Returns the journals the killed run left."""
+    server = proftpd(**DIGEST)
+    contents = {f"{STATION}@{DAY}@10-00-0{i}.h264": os.urandom(200_000 + i) for i in range(2)}
+    for name, content in contents.items():
+        put(outbox, name, content)
+    # A manifest another run left on the server, naming a file this run never sends: it must survive the merge.
+    other = os.urandom(1000)
+    (day_folder(server.root) / "audio").mkdir(parents=True)
+    (day_folder(server.root) / "audio" / "older.wav").write_bytes(other)
+    older_line = f"{hashlib.sha256(other).hexdigest()}  audio/older.wav\n"
+    (day_folder(server.root) / "SHA256SUMS").write_text(older_line)
+    released = threading.Event()
+    held: list[str] = []
+
+    def hold_back(line: str) -> None:
+        if held or hold(line, proxy):
+            held.append(line)
+            released.wait(60)
+
+    proxy = FtpProxy(server.port, before_command=hold_back)
+    env = real_env(server, outbox, tmp_path, port=proxy.port, BEEMON_FTP__CONNECTIONS="1")
+    first = start_uploader(env)
+    try:
+        wait_until(lambda: held, timeout=30)
+        first.kill()
+    finally:
+        released.set()
+        proxy.close()
+    left = journals(outbox)
+    second = start_uploader(real_env(server, outbox, tmp_path, BEEMON_FTP__CONNECTIONS="1"))
+    wait_until(lambda: outbox_files(outbox) == [] and "(day complete)" in second.output(), timeout=30)
+    wait_until(lambda: journals(outbox) == {}, timeout=10)
+    assert second.stop() == 0
+    manifest = (day_folder(server.root) / "SHA256SUMS").read_text()
+    expected = [older_line] + [f"{hashlib.sha256(c).hexdigest()}  video/{n}\n" for n, c in sorted(contents.items())]
+    assert sorted(manifest.splitlines(keepends=True)) == sorted(expected), manifest
+    check = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"], cwd=day_folder(server.root), capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    for name, content in contents.items():
+        assert (server.root / remote(server, name)).read_bytes() == content
+    return left
+
+
+def test_sigkill_between_a_delivery_and_its_journal_line_ends_with_a_complete_manifest(
+    proftpd, outbox, tmp_path, start_uploader
+):
+    # The second file's HASH is held: the server holds it renamed, its line is not journaled, it is still local.
+    def second_hash(line: str, proxy: FtpProxy) -> bool:
+        return line.startswith("HASH") and len(proxy.commands("HASH")) == 2
+
+    left = kill_then_restart(proftpd, outbox, tmp_path, start_uploader, second_hash)
+    assert [text.count("\n") for text in left.values()] == [1], left
+
+
+def test_sigkill_between_the_journal_and_the_manifest_upload_ends_with_a_complete_manifest(
+    proftpd, outbox, tmp_path, start_uploader
+):
+    # The manifest's STOR is held: both lines are journaled (fsync'ed), the server's manifest is the old one.
+    def manifest_store(line: str, proxy: FtpProxy) -> bool:
+        return line.startswith("STOR") and line.endswith(".SHA256SUMS.part")
+
+    left = kill_then_restart(proftpd, outbox, tmp_path, start_uploader, manifest_store)
+    assert [text.count("\n") for text in left.values()] == [2], left
