@@ -12,7 +12,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from tests.e2e.conftest import REMOTE_ROOT, STATION
+from tests.e2e.conftest import REMOTE_ROOT, STATION, run_cli
 from tests.ftp_proxy import FtpProxy
 from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files
@@ -144,3 +144,44 @@ def test_sigkill_between_the_journal_and_the_manifest_upload_ends_with_a_complet
 
     left = kill_then_restart(proftpd, outbox, tmp_path, start_uploader, manifest_store)
     assert [text.count("\n") for text in left.values()] == [2], left
+
+
+def test_verify_names_a_removed_a_truncated_and_a_flipped_byte_file_and_changes_nothing(
+    proftpd, outbox, tmp_path, start_uploader
+):
+    server = proftpd(**DIGEST)
+    contents = {f"{STATION}@{DAY}@10-00-0{i}.h264": os.urandom(50_000) for i in range(4)}
+    for name, content in contents.items():
+        put(outbox, name, content)
+    env = real_env(server, outbox, tmp_path)
+    run = start_uploader(env)
+    wait_until(lambda: "(day complete)" in run.output(), timeout=30)
+    assert run.stop() == 0
+    clean = run_cli(env, "verify", "--date", DAY)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.splitlines()[-1].endswith(
+        "4 file(s) present, 4 compared by the server's SHA-256: no problem(s)"
+    )
+    removed, truncated, flipped, _ = (server.root / remote(server, name) for name in sorted(contents))
+    removed.unlink()
+    truncated.write_bytes(truncated.read_bytes()[:-1])
+    data = bytearray(flipped.read_bytes())
+    data[123] ^= 0x80
+    flipped.write_bytes(bytes(data))
+    (removed.parent / "stray.h264").write_bytes(b"not uploaded by this station")
+    before = server.files()
+    found = run_cli(env, "verify", "--date", DAY, "--station", STATION)
+    assert found.returncode == 1, found.stdout + found.stderr
+    lines = found.stdout.splitlines()
+    day = f"{REMOTE_ROOT}/{STATION}/{DAY}/video"
+    assert lines[0] == f"missing: {day}/{removed.name} (named in SHA256SUMS, not on the server)"
+    short, sent = hashlib.sha256(truncated.read_bytes()).hexdigest(), hashlib.sha256(contents[truncated.name])
+    assert lines[1] == (
+        f"hash mismatch: {day}/{truncated.name} (49999 B): the server's SHA-256 is {short},"
+        f" the manifest's {sent.hexdigest()}"
+    )
+    assert lines[2].startswith(f"hash mismatch: {day}/{flipped.name} (50000 B)")
+    assert lines[3] == f"not in the manifest: {day}/stray.h264 (28 B)"
+    assert lines[4].endswith("3 file(s) present, 3 compared by the server's SHA-256: 4 problem(s)"), lines
+    assert len(lines) == 5
+    assert server.files() == before  # read-only
