@@ -441,7 +441,9 @@ def _start_embedded(options: UploaderOptions) -> EmbeddedFtpServer:
     from pipeline.dev.embedded_server import EmbeddedFtpServer
 
     for port in (options.ftp.port, 0):
-        server = EmbeddedFtpServer(options.embedded_root, options.ftp.username, options.ftp.password, port=port)
+        server = EmbeddedFtpServer(
+            options.embedded_root, options.ftp.username, options.ftp.password, port=port, hash_command=True
+        )
         try:
             return server.start()
         except OSError as error:

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import subprocess
 import threading
 from pathlib import Path
 
-from tests.e2e.conftest import REMOTE_ROOT, STATION, run_cli
+import pytest
+
+from pipeline.dev.embedded_server import EmbeddedFtpServer
+from tests.e2e.conftest import REMOTE_ROOT, STATION, run_cli, uploader_env
 from tests.ftp_proxy import FtpProxy
 from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files
-from tests.reliability.test_real_servers import DAY, put, real_env, remote
+from tests.reliability.test_real_servers import DAY, _Target, put, real_env, remote
 from tests.servers import DIGEST
 
 
@@ -185,3 +189,30 @@ def test_verify_names_a_removed_a_truncated_and_a_flipped_byte_file_and_changes_
     assert lines[4].endswith("3 file(s) present, 3 compared by the server's SHA-256: 4 problem(s)"), lines
     assert len(lines) == 5
     assert server.files() == before  # read-only
+
+
+# --- pyftpdlib: without a hash command (sizes, said once), and the embedded server's own HASH
+
+
+@pytest.mark.parametrize("hash_command", [False, True], ids=["no-hash-command", "embedded-hash"])
+def test_pyftpdlib_check_is_said_once_and_the_manifest_still_goes_up(hash_command, outbox, tmp_path, start_uploader):
+    root = tmp_path / "ftp-root"
+    password = secrets.token_urlsafe(12)
+    server = EmbeddedFtpServer(root, "station", password, hash_command=hash_command).start()
+    try:
+        contents = {f"{STATION}@{DAY}@10-00-0{i}.h264": os.urandom(10_000 + i) for i in range(6)}
+        for name, content in contents.items():
+            put(outbox, name, content)
+        target = _Target(server.port, "station", password)
+        run = start_uploader(uploader_env(target, outbox, tmp_path, BEEMON_FTP__CONNECTIONS="3"))  # type: ignore[arg-type]
+        wait_until(lambda: outbox_files(outbox) == [] and "(day complete)" in run.output(), timeout=30)
+        assert run.stop() == 0
+    finally:
+        server.stop()
+    output = run.output()
+    said = [line for line in output.splitlines() if "are checked by" in line]
+    expected = "the server's SHA-256 of each renamed file (HASH)" if hash_command else "the size of each renamed file"
+    assert len(said) == 1 and expected in said[0], output  # three sessions, one line
+    assert "WARNING" not in output
+    manifest = (day_folder(root) / "SHA256SUMS").read_text()
+    assert manifest == "".join(f"{hashlib.sha256(c).hexdigest()}  video/{n}\n" for n, c in sorted(contents.items()))
