@@ -17,6 +17,7 @@ from pipeline.ftp.features import ServerFeatures
 from pipeline.ftp.hashing import RemoteHasher, file_sha256, mismatch_line
 from pipeline.ftp.session import UploadSession
 from pipeline.transport.base import Delivered, Delivery
+from pipeline.transport.errors import HashMismatch
 
 log = logging.getLogger("beemon.sink.session")
 
@@ -88,6 +89,6 @@ class DeliveryCheck:
             if remote != digest:
                 line = mismatch_line(target, digest, remote)
                 log.warning("%s: the local file stays and is sent again", line)
-                raise TransientFailure("the server's SHA-256 of the copy differs from the bytes sent", command="HASH")
+                raise HashMismatch("the server's SHA-256 of the copy differs from the bytes sent", command="HASH")
             verified_by = "hash"
         return replace(report, sha256=digest, verified_by=verified_by)

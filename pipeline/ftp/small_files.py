@@ -1,7 +1,7 @@
 """Small files over an FTP session: a manifest put atomically, read back, and a folder listed (MLSD).
 
 Put reuses the session's delivery (temporary name, rename, size check, folders made on the way)
-from a local temporary copy; get is one RETR; list walks MLSD. Failures are the kinds of
+from a local temporary copy; get is SIZE then RETR; list walks MLSD. Failures are the kinds of
 `pipeline.transport.errors`; a session that lost step is closed (the next call reconnects).
 """
 
@@ -33,6 +33,10 @@ def get_small(session: UploadSession, remote_path: str) -> bytes | None:
     """The content of `remote_path`, None when the server has no such file (550)."""
     out = io.BytesIO()
     path = session.absolute(remote_path)
+    # Asked first: a pipelined RETR of a missing file races its 550 (the server closes the passive
+    # port) against our data connection, which then fails as a lost connection instead.
+    if session.remote_size(path) is None and session.can_size:
+        return None
     try:
         session.client().retrbinary(f"RETR {path}", out.write)
     except Exception as error:
@@ -63,6 +67,7 @@ def list_files(session: UploadSession, remote_dir: str) -> dict[str, int]:
                 folders.append(posixpath.join(relative, name))
             elif kind == "file":
                 found[posixpath.join(relative, name)] = int(facts.get("size", 0))
+    session.command("TYPE I")  # ftplib's MLSD switched to TYPE A: SIZE and the next STOR need binary again
     return found
 
 

@@ -33,9 +33,7 @@ from pipeline.sink.session_life import SessionLife
 from pipeline.sink.ticket import Ticket
 from pipeline.transport import Delivered, Delivery, DeliveryProgress, Transport, make_transport
 from pipeline.transport.bandwidth import TokenBucket
-from pipeline.transport.errors import (
-    TransportFailure,
-)
+from pipeline.transport.errors import HashMismatch, TransportFailure
 
 log = logging.getLogger("beemon.sink")
 #: After the stop deadline cut the transfers, how long workers get to report and close.
@@ -250,6 +248,8 @@ class Sink:
             failure = attempt.failure_of(error, ticket.path)
             if failure is None:
                 raise  # a bug: `_attempt` reports it
+            if isinstance(error, HashMismatch) and self._counters is not None:
+                self._counters.add("hash_mismatches")
             if failure.drop_session:
                 session.close()
             if failure.outcome == Outcome.CHANGED:
@@ -258,6 +258,8 @@ class Sink:
                 self._finish(ticket, failure.outcome, started, failure.reply)
             return
         job = ticket.job
+        if self._counters is not None and report.verified_by in ("hash", "size"):
+            self._counters.add(f"verified_{report.verified_by}")
         if self.manifests is not None and report.sha256 is not None:
             try:  # journaled before the local file may go: a crash now re-sends it rather than lose its line
                 self.manifests.record(job.remote_path, report.sha256)

@@ -47,10 +47,12 @@ def test_a_copy_corrupted_on_the_server_before_its_hash_is_sent_again_and_never_
         seen.append((hashlib.sha256(target.read_bytes()).hexdigest(), local.exists()))
 
     proxy = FtpProxy(server.port, before_command=corrupt_first)
-    run = start_uploader(real_env(server, outbox, tmp_path, port=proxy.port, BEEMON_FTP__CONNECTIONS="1"))
+    env = real_env(server, outbox, tmp_path, port=proxy.port, BEEMON_FTP__CONNECTIONS="1")
+    run = start_uploader(env, "run", "--stats-interval", "0.2")
     try:
         wait_until(lambda: outbox_files(outbox) == [], timeout=30)
         wait_until(lambda: "(day complete)" in run.output(), timeout=30)
+        wait_until(lambda: "verified by hash 1 / by size 0, hash mismatches 1" in run.output(), timeout=10)
     finally:
         proxy.close()
     assert run.stop() == 0
