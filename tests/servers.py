@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import free_port, server_files
 
 REPO = Path(__file__).resolve().parents[1]
 UNPACKED = Path(os.environ.get("BEEMON_TEST_SERVERS") or REPO / "var" / "servers")
@@ -75,8 +75,8 @@ class ServerFiles:
     remote_root: str = "/"
 
     def files(self) -> dict[str, bytes]:
-        """Every file under the root, by path relative to it."""
-        return {str(p.relative_to(self.root)): p.read_bytes() for p in sorted(self.root.rglob("*")) if p.is_file()}
+        """Every file under the root but the day manifests, by path relative to it."""
+        return server_files(self.root)
 
     def alive(self) -> bool:
         return self.process.poll() is None

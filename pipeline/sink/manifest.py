@@ -83,6 +83,7 @@ class Manifests:
         self._lock = threading.Lock()
         self._days: dict[str, _Day] = {}
         self._next_look = 0.0
+        self._journal_failing = False
 
     def restore(self) -> None:
         """Take up the journals an earlier run left: each may be ahead of the server, so each goes up again."""
@@ -90,7 +91,10 @@ class Manifests:
             self._days[journal.day] = _Day(journal, changes=1, first_change=self._clock())
 
     def record(self, remote_path: str, sha256: str) -> bool:
-        """Journal one verified delivery (fsync'ed on return); False for a path outside the day layout."""
+        """Journal one verified delivery (fsync'ed on return); False for a path outside the day layout, or
+        when the journal cannot be written (a full or read-only disk: one WARNING per episode). The
+        delivery stands then: holding a verified file back for its manifest line would keep a full
+        disk full; the line is missing from the day's manifest, which `verify` reports."""
         found = day_of(remote_path)
         if found is None:
             log.debug("no manifest for %s: not under <station>/<date>/<sensor>/", remote_path)
@@ -102,7 +106,19 @@ class Manifests:
                 entry = self._days[day] = _Day(DayJournal(self.folder, day))
             if entry.changes == entry.uploaded:
                 entry.first_change = self._clock()
-            entry.journal.append(name, sha256)
+            try:
+                entry.journal.append(name, sha256)
+            except OSError as error:
+                if not self._journal_failing:
+                    log.warning(
+                        "cannot write the manifest journal %s (%s): deliveries stay out of their day's"
+                        " SHA256SUMS until it can be written",
+                        entry.journal.path,
+                        error.strerror or error,
+                    )
+                self._journal_failing = True
+                return False
+            self._journal_failing = False
             entry.changes += 1
         return True
 

@@ -261,11 +261,7 @@ class Sink:
         if self._counters is not None and report.verified_by in ("hash", "size"):
             self._counters.add(f"verified_{report.verified_by}")
         if self.manifests is not None and report.sha256 is not None:
-            try:  # journaled before the local file may go: a crash now re-sends it rather than lose its line
-                self.manifests.record(job.remote_path, report.sha256)
-            except OSError as error:
-                self._finish(ticket, Outcome.RETRY, started, f"cannot write the manifest journal: {error}")
-                return
+            self.manifests.record(job.remote_path, report.sha256)  # before the local file may go
         if job.day_file:
             day_file_delivered(job)
         # Compared again under a read lease right before any removal (see `remove_uploaded`).

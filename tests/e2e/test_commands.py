@@ -173,7 +173,7 @@ def test_demo_delivers_every_file_it_wrote(tmp_path: Path):
     match = re.match(r"summary: station wrote (\d+) files; (\d+) arrived byte-identical; .* 0 missing$", summary[0])
     assert match, summary
     assert int(match[1]) == int(match[2]) >= 4  # 2 WAV, 1 H.264, the .csv.final
-    remote_files = [p for p in (tmp_path / "var" / "ftp-root").rglob("*") if p.is_file()]
+    remote_files = [p for p in (tmp_path / "var" / "ftp-root").rglob("*") if p.is_file() and p.name != "SHA256SUMS"]
     assert len(remote_files) == int(match[1])
     assert {p.suffix for p in remote_files} == {".wav", ".h264", ".csv"}
     assert station_files(tmp_path / "var" / "outbox") == []
