@@ -11,6 +11,8 @@ from __future__ import annotations
 SINK_KINDS: tuple[str, ...] = ("ftp", "sftp", "s3")
 #: `ftp.tls`: plain FTP, AUTH TLS on the control port (then PROT P), or TLS from the first byte.
 TLS_MODES: tuple[str, ...] = ("none", "explicit", "implicit")
+#: `upload.checksum`: hash each file while it is sent (and keep per-day SHA256SUMS), or sizes only.
+CHECKSUMS: tuple[str, ...] = ("sha256", "none")
 #: `watch.observer`: the kernel's events (Linux), or a poll of the tree (network mounts).
 OBSERVER_KINDS: tuple[str, ...] = ("inotify", "polling")
 #: `upload.backfill_order`: which end of the backlog goes first.

@@ -12,7 +12,7 @@ from typing import Any
 
 from dynaconf import Validator
 
-from operators.choices import BACKFILL_ORDERS, OBSERVER_KINDS, SINK_KINDS, TLS_MODES
+from operators.choices import BACKFILL_ORDERS, CHECKSUMS, OBSERVER_KINDS, SINK_KINDS, TLS_MODES
 
 
 def envvar(key: str) -> str:
@@ -118,6 +118,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "upload.ignore_patterns": (_str_list, "a list of glob patterns such as ['*.tmp']"),
     "upload.stop_deadline_seconds": (_number_in(0, 3600), "a number of seconds from 0 to 3600"),
+    "upload.checksum": (_one_of(CHECKSUMS), "one of " + ", ".join(CHECKSUMS)),
+    "upload.manifest_interval_seconds": (_number_in(0, 86400, open_low=True), "a number of seconds above 0"),
     "watch.observer": (_one_of(OBSERVER_KINDS), "one of " + ", ".join(OBSERVER_KINDS)),
     "watch.polling_interval_seconds": (_number_in(0, 3600, open_low=True), "a number of seconds above 0"),
     "watch.rescan_interval_seconds": (_number_in(0), "a number of seconds, 0 to rescan only at start"),

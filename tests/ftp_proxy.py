@@ -4,7 +4,8 @@ A server we cannot patch still gets a transfer cut in the middle the way a flaky
 proxy relays the control connection, rewrites each passive reply (227/229) to a port of its own,
 relays the data connection behind it, and after `cut_after_bytes` of an upload resets both sides
 (`cuts` times). The server then holds a prefix of the file, as after a real outage. Plain FTP only
-(under TLS the replies cannot be read). `journal` holds every command line and every reply's first
+(under TLS the replies cannot be read). `before_command` sees each command line first (to corrupt
+a file the server holds, or to hold the command back). `journal` holds every command line and every reply's first
 line, in order (client lines prefixed "> ", server lines "< ").
 """
 
@@ -15,6 +16,7 @@ import re
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _EPSV = re.compile(r"^229 .*\(\|\|\|(\d+)\|\)")
@@ -27,6 +29,8 @@ class FtpProxy:
     upstream_host: str = "127.0.0.1"
     cut_after_bytes: int = 0
     cuts: int = 0
+    #: called with each command line before it is relayed (it may change the server's files, or block)
+    before_command: Callable[[str], None] | None = None
     journal: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -72,7 +76,10 @@ class FtpProxy:
     def _commands(self, client: socket.socket, server: socket.socket) -> None:
         with contextlib.suppress(OSError):
             for line in client.makefile("rb"):
-                self._note("> " + line.decode("utf-8", "replace").rstrip("\r\n"))
+                text = line.decode("utf-8", "replace").rstrip("\r\n")
+                self._note("> " + text)
+                if self.before_command is not None:
+                    self.before_command(text)
                 server.sendall(line)
         _close(server)
 

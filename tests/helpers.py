@@ -18,6 +18,7 @@ from operators.model import Priority, UploadJob
 from pipeline.dev.embedded_server import EmbeddedFtpServer
 from pipeline.ftp.params import FtpParams
 from pipeline.outbox.lock import STATE_FOLDER
+from pipeline.sink.manifest import MANIFEST_NAME
 
 #: The outbox of the jobs and events made without a file behind them.
 OUTBOX = "/outbox"
@@ -57,6 +58,16 @@ def write(path: Path, size: int) -> bytes:
 def station_files(outbox: Path, pattern: str = "*") -> list[Path]:
     """The files under `outbox` matching `pattern`, leaving out the uploader's own state folder (its lock)."""
     return [p for p in outbox.rglob(pattern) if p.is_file() and STATE_FOLDER not in p.relative_to(outbox).parts]
+
+
+def server_files(root: Path) -> dict[str, bytes]:
+    """The station's files on a server, by path under `root`: every file but the per-day manifests
+    (SHA256SUMS, which tests/reliability/test_integrity.py asserts on their own)."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != MANIFEST_NAME
+    }
 
 
 def lines_with(output: str, text: str) -> list[str]:

@@ -8,7 +8,8 @@ server cannot be had, its tests skip naming what is missing, except under CI=tru
 
 - `proftpd(**directives)`: ProFTPD with Debian's defaults for what the tests look at (no
   `AllowStoreRestart`: a REST + STOR is answered "451 Append/Restart not permitted"), one account
-  from an `AuthUserFile`, chrooted to its home (`ServerFiles.root`).
+  from an `AuthUserFile`, chrooted to its home (`ServerFiles.root`). `proftpd(**DIGEST)` loads
+  mod_digest (HASH, XSHA256).
 - `vsftpd(tls="none" | "explicit" | "implicit", cert_file=...)`: vsftpd's anonymous account with
   write rights, run as the test's user (see `start_vsftpd`); FTPS with a trustme certificate and
   vsftpd's default `require_ssl_reuse=YES`.
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import free_port, server_files
 
 REPO = Path(__file__).resolve().parents[1]
 UNPACKED = Path(os.environ.get("BEEMON_TEST_SERVERS") or REPO / "var" / "servers")
@@ -74,8 +75,8 @@ class ServerFiles:
     remote_root: str = "/"
 
     def files(self) -> dict[str, bytes]:
-        """Every file under the root, by path relative to it."""
-        return {str(p.relative_to(self.root)): p.read_bytes() for p in sorted(self.root.rglob("*")) if p.is_file()}
+        """Every file under the root but the day manifests, by path relative to it."""
+        return server_files(self.root)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -132,6 +133,11 @@ def _crypt(password: str) -> str:
         [openssl, "passwd", "-6", "-salt", salt, password], capture_output=True, text=True, check=True
     )
     return done.stdout.strip()
+
+
+#: ProFTPD's mod_digest (Debian's proftpd-core ships it): FEAT lists HASH (SHA-256 among its
+#: algorithms) and XSHA256. Its cache is off, so a file changed behind the server's back is hashed anew.
+DIGEST = {"LoadModule": "mod_digest.c", "DigestEngine": "on", "DigestCache": "off"}
 
 
 def start_proftpd(folder: Path, **directives: str) -> ServerFiles:

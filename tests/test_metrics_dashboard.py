@@ -14,7 +14,7 @@ from pipeline.app.health_metrics import HealthCollector
 from pipeline.app.metrics import serve_metrics
 from pipeline.app.stats import UploadStats
 from pipeline.app.version import VERSION
-from pipeline.sink.model import Outcome
+from pipeline.sink.model import Outcome, SinkStats
 
 DASHBOARD = Path(__file__).parent.parent / "deploy" / "grafana-dashboard.json"
 
@@ -22,7 +22,7 @@ DASHBOARD = Path(__file__).parent.parent / "deploy" / "grafana-dashboard.json"
 def _scrape(activity: Activity, disk: DiskGuard) -> dict[str, list[str]]:
     """Series name -> the sample lines served for it."""
     stats = UploadStats()
-    stats.sink = lambda: SimpleNamespace(queued_primary=1, queued_secondary=2, waiting=0, in_flight=1, sessions=3)
+    stats.sink = lambda: SinkStats(queued_primary=1, queued_secondary=2, waiting=0, in_flight=1, sessions=3)
     server = serve_metrics(stats, 0, "127.0.0.1", extra=[HealthCollector(stats, activity, disk)])
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=10) as response:

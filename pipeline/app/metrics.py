@@ -27,6 +27,17 @@ class StatsCollector:
             "beemon_uploader_delivered_files", "Files delivered and verified", value=snap.delivered
         )
         yield CounterMetricFamily("beemon_uploader_failed_attempts", "Upload attempts that failed", value=snap.failed)
+        checked = CounterMetricFamily(
+            "beemon_uploader_verified_files", "Deliveries verified on the server, by check", labels=["by"]
+        )
+        checked.add_metric(["hash"], snap.verified_hash)
+        checked.add_metric(["size"], snap.verified_size)
+        yield checked
+        yield CounterMetricFamily(
+            "beemon_uploader_hash_mismatches",
+            "Delivered copies the server hashed differently from the bytes sent (sent again)",
+            value=snap.hash_mismatches,
+        )
         yield CounterMetricFamily("beemon_uploader_delivered_bytes", "Bytes delivered", value=snap.bytes_delivered)
         yield GaugeMetricFamily(
             "beemon_uploader_rate_bytes_per_second",

@@ -102,6 +102,8 @@ def options_from_settings(settings: Any) -> UploaderOptions:
             bandwidth_limit_kbps=float(upload.bandwidth_limit_kbps),
             idle_close_seconds=float(ftp.idle_close_seconds),
             stop_deadline_seconds=float(upload.get("stop_deadline_seconds", 10)),
+            checksum=str(upload.checksum),
+            manifest_interval_seconds=float(upload.manifest_interval_seconds),
         ),
         observer=str(watch.observer),
         polling_interval=float(watch.polling_interval_seconds),

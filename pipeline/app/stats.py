@@ -27,13 +27,18 @@ class Snapshot:
     bytes_delivered: int
     rate_bytes_per_second: float
     oldest_waiting_seconds: float
+    verified_hash: int = 0
+    verified_size: int = 0
+    hash_mismatches: int = 0
 
     def line(self) -> str:
         """The statistics line of the log."""
         return (
             f"queued {self.queued_primary} live + {self.queued_secondary} backfill, in flight {self.in_flight}, "
             f"delivered {self.delivered}, failed {self.failed}, {format_bytes(self.bytes_delivered)}, "
-            f"{format_bytes(self.rate_bytes_per_second)}/s, oldest waiting {self.oldest_waiting_seconds:.0f} s"
+            f"{format_bytes(self.rate_bytes_per_second)}/s, oldest waiting {self.oldest_waiting_seconds:.0f} s, "
+            f"verified by hash {self.verified_hash} / by size {self.verified_size}, "
+            f"hash mismatches {self.hash_mismatches}"
         )
 
 
@@ -94,10 +99,12 @@ class UploadStats:
             oldest_ns = min((mtime for mtime, _ in self._waiting.values()), default=None)
             oldest = max(0.0, time.time() - oldest_ns / 1e9) if oldest_ns is not None else 0.0
             secondary, in_flight = len(self._waiting) - primary, 0  # in flight: only the sink knows
+        checks = (0, 0, 0)
         if self.sink is not None:
             counts = self.sink()
             primary, secondary = counts.queued_primary, counts.queued_secondary + counts.waiting
             in_flight = counts.in_flight
+            checks = (counts.verified_hash, counts.verified_size, counts.hash_mismatches)
         with self._lock:
             return Snapshot(
                 queued_primary=primary,
@@ -108,4 +115,7 @@ class UploadStats:
                 bytes_delivered=self.bytes_delivered,
                 rate_bytes_per_second=rate,
                 oldest_waiting_seconds=oldest,
+                verified_hash=checks[0],
+                verified_size=checks[1],
+                hash_mismatches=checks[2],
             )

@@ -7,6 +7,7 @@ uploader already works the outbox.
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import queue
 import signal
@@ -31,6 +32,18 @@ def _positive(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")
     return value
+
+
+def _date(text: str) -> str:
+    """A --date value: a real calendar day written YYYY-MM-DD."""
+    try:
+        return datetime.date.fromisoformat(text).isoformat() if len(text) == 10 else _bad_date(text)
+    except ValueError:
+        return _bad_date(text)
+
+
+def _bad_date(text: str) -> str:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a day written YYYY-MM-DD")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +86,18 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="embedded server + simulated station + the real uploader, then a summary")
     demo.add_argument("--duration", type=_positive, default=30.0, help="seconds the station writes (default 30)")
     demo.add_argument("--var", default="./var", help="folder for outbox/ and ftp-root/ (default ./var)")
+
+    verify = commands.add_parser(
+        "verify", help="compare the server's files with each day's SHA256SUMS (read-only; exit 1 on any problem)"
+    )
+    verify.add_argument(
+        "--date",
+        action="append",
+        type=_date,
+        metavar="YYYY-MM-DD",
+        help="a day to check (repeatable; default: every day on the server)",
+    )
+    verify.add_argument("--station", help="the station's folder to check (default: this station)")
 
     commands.add_parser("config", help="print the effective settings, the layer that set each, secrets masked")
 
@@ -157,6 +182,13 @@ def _check(args: argparse.Namespace) -> int:
     return run_check(options_from_settings(_settings(args)))
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from pipeline.app.options import options_from_settings
+    from pipeline.cli.verify import run_verify
+
+    return run_verify(options_from_settings(_settings(args)), args.date, args.station)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from pipeline.app.options import options_from_settings
     from pipeline.cli.demo import run_demo
@@ -181,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_codes.OK if exit_.code in (0, None) else exit_codes.BAD_USAGE
     configure_logging(args.log_format, args.log_level)
     children_need_no_main_module()  # the sink starts without loading this command line again
-    handlers = {"config": _config, "run": _run, "check": _check, "demo": _demo, "status": _status}
+    handlers = {"config": _config, "run": _run, "check": _check, "demo": _demo, "status": _status, "verify": _verify}
     try:
         return handlers[args.command](args)
     except SettingsError as error:

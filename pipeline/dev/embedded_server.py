@@ -16,6 +16,8 @@ from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
+from pipeline.dev.hash_command import HashCommand, with_hash
+
 #: Read and write everything under the home folder (no site commands).
 FULL_PERMISSIONS = "elradfmwMT"
 log = logging.getLogger("beemon.embedded")
@@ -38,6 +40,8 @@ class EmbeddedFtpServer:
     `port=0` picks a free port; read it from `.port` after `start()`. `poll_timeout` bounds one
     wait of the server loop (how soon `stop()` is noticed); scheduled callbacks, such as a reply
     held back on purpose, run on time regardless, since each wait also ends at the next one due.
+    `hash_command` adds HASH (SHA-256) for `run` and `demo` (`pipeline.dev.hash_command`); the tests'
+    servers go without unless they ask, as most real servers do.
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class EmbeddedFtpServer:
         handler_attributes: dict[str, object] | None = None,
         max_cons_per_ip: int = 0,
         poll_timeout: float = 0.05,
+        hash_command: bool = False,
     ) -> None:
         if poll_timeout <= 0:
             raise ValueError(f"poll_timeout must be positive, not {poll_timeout}")
@@ -64,6 +69,7 @@ class EmbeddedFtpServer:
         self._handler_attributes = dict(handler_attributes or {})
         self._max_cons_per_ip = max_cons_per_ip
         self._poll_timeout = poll_timeout
+        self._hash_command = hash_command
         self._server: FTPServer | None = None
         self._port = port
         self._thread: threading.Thread | None = None
@@ -87,7 +93,11 @@ class EmbeddedFtpServer:
         authorizer.add_user(self._username, self._password, str(self.root), perm=FULL_PERMISSIONS)
         attributes: dict[str, object] = {"authorizer": authorizer, "banner": "beemon embedded FTP server ready."}
         attributes.update(self._handler_attributes)
-        handler = type("EmbeddedHandler", (self._handler_class,), attributes)
+        bases: tuple[type[FTPHandler], ...] = (self._handler_class,)
+        if self._hash_command:
+            bases = (HashCommand, self._handler_class)
+            attributes["proto_cmds"] = with_hash(self._handler_class)
+        handler = type("EmbeddedHandler", bases, attributes)
         _quiet_pyftpdlib()
         server = FTPServer((self.host, self._requested_port), handler, ioloop=IOLoop())
         server.max_cons_per_ip = self._max_cons_per_ip
@@ -128,10 +138,11 @@ def start_embedded_server(root: str | Path, username: str, password: str, port: 
     """The embedded server of `ftp.host = "embedded"` on `port`, or on a free port when that one is taken.
 
     A second demo or development run on the same machine then still gets a server; the caller
-    reads the port it got from `.port`.
+    reads the port it got from `.port`. It answers HASH (SHA-256), so `run` and `demo` show the
+    server-side check of the integrity rules.
     """
     for candidate in (port, 0):
-        server = EmbeddedFtpServer(root, username, password, port=candidate)
+        server = EmbeddedFtpServer(root, username, password, port=candidate, hash_command=True)
         try:
             return server.start()
         except OSError as error:

@@ -52,7 +52,6 @@ from pipeline.transport.naming import temp_name
 log = logging.getLogger("beemon.sink.session")
 
 
-#: The longest file name most servers' file systems take, in bytes (ext4, XFS, btrfs, ZFS, NTFS).
 @dataclass(frozen=True, slots=True)
 class Parts:
     """What a delivery runs on: one connection, its folder cache and size questions, the byte sender."""

@@ -11,12 +11,18 @@ transition, and the code that chooses a command asks a property. Each flip is lo
 - Resumes: a server that refused a resumed STOR and took the whole file instead is sent whole
   files from then on (`resumes_refused`).
 
+- What FEAT lists beyond RFC 959 (`Feat`, read once per connection): today, how a delivered file
+  can be checked: by the server's own hash of it (the IETF draft's `HASH`, with `OPTS HASH SHA-256`,
+  or the older `XSHA256`), else by its size (SIZE, MLST), else not at all.
+
 Pure: no socket, no ftplib; `tests/ftp/test_features.py` drives it alone.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass
 
 log = logging.getLogger("beemon.sink.session")
 
@@ -94,3 +100,53 @@ class ServerFeatures:
         """True the first time an upload could not be verified (neither SIZE nor MLST): log it then, once."""
         first, self._warned_unverified = not self._warned_unverified, True
         return first
+
+
+#: The checks a delivery can have, strongest first.
+CHECKS = ("hash", "size", "none")
+_HASH_LINE = re.compile(r"^\s*HASH\s+(?P<algorithms>\S+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Feat:
+    """The FEAT reply, read: the commands listed, and the HASH algorithms (upper case, "*" removed)."""
+
+    commands: frozenset[str] = frozenset()
+    hash_algorithms: tuple[str, ...] = ()
+    #: the algorithm the HASH command uses before any OPTS HASH (the one FEAT marks with "*")
+    hash_default: str = ""
+
+    @classmethod
+    def parse(cls, reply: str) -> Feat:
+        """Read a `211-Features: ... 211 End` reply; an empty or refused FEAT gives no features."""
+        commands: set[str] = set()
+        algorithms: tuple[str, ...] = ()
+        default = ""
+        for line in reply.splitlines():
+            if not line.startswith(" "):  # the 211 lines; features are indented by one space
+                continue
+            words = line.split()
+            if not words:
+                continue
+            commands.add(words[0].upper())
+            match = _HASH_LINE.match(line)
+            if match:
+                names = [name for name in match.group("algorithms").split(";") if name]
+                algorithms = tuple(name.rstrip("*").upper() for name in names)
+                default = next((name.rstrip("*").upper() for name in names if name.endswith("*")), "")
+        return cls(frozenset(commands), algorithms, default)
+
+    @property
+    def sha256_command(self) -> str | None:
+        """How to ask this server for a file's SHA-256: "HASH" (the draft), "XSHA256", or None."""
+        if "HASH" in self.commands and "SHA-256" in self.hash_algorithms:
+            return "HASH"
+        if "XSHA256" in self.commands:
+            return "XSHA256"
+        return None
+
+    def check(self, *, checksum: bool, can_size: bool) -> str:
+        """The check a delivery gets here (one of `CHECKS`): "hash" needs `checksum` and a SHA-256 command."""
+        if checksum and self.sha256_command is not None:
+            return "hash"
+        return "size" if can_size else "none"

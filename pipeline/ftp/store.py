@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from pipeline.ftp.connection import Connection
 from pipeline.ftp.errors import ConnectionLost, FtpFailure, LocalFileChanged, TargetExists
+from pipeline.ftp.hashing import send_hashed
 from pipeline.ftp.replies import is_unsupported
 from pipeline.ftp.sizes import RemoteSizes
 from pipeline.transport.bandwidth import TokenBucket
@@ -55,7 +56,7 @@ class Guard:
             )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DataSender:
     """Pushes a file's bytes into a data connection, at most `blocksize` (or the throttle's chunk) at a time."""
 
@@ -63,10 +64,20 @@ class DataSender:
     throttle: TokenBucket | None = None
     use_sendfile: bool = True
     aborted: threading.Event = field(default_factory=threading.Event)
+    #: hash what is sent (`upload.checksum = "sha256"`): buffered blocks, the digest in `sent_sha256`
+    checksum: bool = False
+    #: the SHA-256 (hex) of the file's first `offset + count` bytes after a hashed `send`, else None
+    sent_sha256: str | None = None
 
     def send(self, conn: socket.socket, local: BinaryIO, offset: int, count: int) -> int:
-        """Send `count` bytes of `local` from `offset`: sendfile on plain sockets, blocks otherwise."""
+        """Send `count` bytes of `local` from `offset`: sendfile on plain sockets, blocks otherwise;
+        with `checksum`, always blocks, hashed as they go (one read of the file: see docs/benchmarks.md)."""
         chunk = self.blocksize if self.throttle is None else min(self.blocksize, self.throttle.chunk_size)
+        if self.checksum:
+            sent, self.sent_sha256 = send_hashed(
+                conn, local, offset, count, chunk, throttle=self.throttle, aborted=self.aborted
+            )
+            return sent
         zero_copy = self.use_sendfile and not isinstance(conn, ssl.SSLSocket)
         buffer = None if zero_copy else memoryview(bytearray(min(chunk, max(count, 1))))
         local.seek(offset)

@@ -11,6 +11,8 @@ import logging
 import posixpath
 import threading
 
+from pipeline.ftp import small_files
+from pipeline.ftp.checks import DeliveryCheck
 from pipeline.ftp.connection import Connection
 from pipeline.ftp.delivery import Parts, Upload, temp_name
 from pipeline.ftp.directories import Directories
@@ -38,14 +40,17 @@ class FtpTransport:
         throttle: TokenBucket | None = None,
         use_sendfile: bool = True,
         aborted: threading.Event | None = None,
+        checksum: bool = True,
     ) -> None:
         self.params = params
         self.connection = Connection(params, aborted=aborted)
         self.features = self.connection.features
         self.directories = Directories(self.connection)
         self.sizes = RemoteSizes(self.connection)
-        sender = DataSender(params.blocksize, throttle, use_sendfile, self.connection.aborted)
+        sender = DataSender(params.blocksize, throttle, use_sendfile, self.connection.aborted, checksum=checksum)
         self.parts = Parts(self.connection, self.directories, self.sizes, sender)
+        #: FEAT, read at each login, and the check it allows after a delivery (hash, else size)
+        self.checks = DeliveryCheck(checksum=checksum)
 
     def __repr__(self) -> str:
         p = self.params
@@ -60,12 +65,32 @@ class FtpTransport:
         """Connect, secure (per `tls`), log in, PROT P, TYPE I. Raises an `FtpFailure` subclass."""
         welcome = self.connection.connect()
         self.directories.clear()
+        self.checks.learn(self)
         log.debug("session open: %r", self)
         return welcome
 
     def deliver(self, delivery: Delivery, progress: DeliveryProgress) -> Delivered:
         """Deliver one file atomically (see `pipeline.ftp.delivery`); `progress` is filled in as it goes."""
-        return Upload(self.parts, delivery, progress).run()
+        self.parts.sender.sent_sha256 = None
+        report = Upload(self.parts, delivery, progress).run()
+        return self.checks.after(self, delivery, report)
+
+    @property
+    def check(self) -> str:
+        """The check this server allows after a delivery: "hash" or "size" (see `pipeline.ftp.checks`)."""
+        return self.checks.check
+
+    def put_small(self, remote_path: str, data: bytes) -> None:
+        small_files.put_small(self, remote_path, data)
+
+    def get_small(self, remote_path: str) -> bytes | None:
+        return small_files.get_small(self, remote_path)
+
+    def list_files(self, remote_dir: str) -> dict[str, int]:
+        return small_files.list_files(self, remote_dir)
+
+    def remote_sha256(self, remote_path: str) -> str | None:
+        return self.checks.remote_sha256(self, remote_path)
 
     def target_in_folder(self, remote_path: str, name: str) -> str:
         return self.directories.target_in_folder(remote_path, name)

@@ -221,6 +221,13 @@ class JobBoard:
 
     # --- inspection
 
+    def remote_paths(self) -> list[str]:
+        """The remote path of every job on the board (ready, waiting, in flight, following): what is not drained."""
+        with self._cond:
+            tickets = [*self._ready[0].values(), *self._ready[1].values(), *self._waiting.values()]
+            tickets += self._in_flight.values()
+            return [ticket.job.remote_path for ticket in tickets] + [j.remote_path for j in self._follow_ups.values()]
+
     def counts(self) -> dict[str, int]:
         with self._cond:
             return self._counts()

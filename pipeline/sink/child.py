@@ -18,6 +18,7 @@ from logging.handlers import QueueHandler
 from multiprocessing.queues import Queue
 from typing import Any
 
+from pipeline.sink.manifest import Manifests
 from pipeline.sink.model import SinkCounters
 from pipeline.sink.part_records import load_journal, save_journal
 from pipeline.sink.workers import Sink
@@ -97,7 +98,8 @@ def wait_for_stop(control: Any, default_deadline: float) -> float:
 @dataclass(frozen=True)
 class ChildEnds:
     """The child's ends of what `UploadHelper` shares with it: the job queues, the control pipe, the results
-    and log queues, the shared counters and heartbeat, and the `.part` journal's path (None: none kept)."""
+    and log queues, the shared counters and heartbeat, the `.part` journal's path (None: none kept) and the
+    folder of the per-day manifest journals (None: no manifests)."""
 
     primary: Queue[Any]
     secondary: Queue[Any]
@@ -108,6 +110,7 @@ class ChildEnds:
     counters: SinkCounters
     heartbeat: Any
     journal: str | None
+    manifests: str | None = None
 
 
 def run_sink(ftp: Any, policy: Any, ends: ChildEnds) -> None:
@@ -118,6 +121,9 @@ def run_sink(ftp: Any, policy: Any, ends: ChildEnds) -> None:
     log_to_queue(ends.log_queue, ends.log_level)
     emit = ends.results.put if ends.results is not None else (lambda result: None)
     sink = Sink(ftp, policy, emit, ends.counters)
+    if ends.manifests is not None:
+        sink.manifests = Manifests(ends.manifests, policy.manifest_interval_seconds)
+        sink.manifests.restore()
     journal = ends.journal
     if journal is not None:
         sink.board.parts.restore(load_journal(journal))

@@ -52,8 +52,8 @@ class UploadResult:
 class SinkStats:
     """A snapshot of the sink: ready jobs per queue, jobs waiting a retry (of which parked), in flight,
     open sessions, and totals since start: attempts delivered and failed (`Outcome.failed`, as
-    `UploadStats` counts them), and `received_secondary`, backfill jobs taken off the inter-process
-    queue, which tells the parent how many are still on their way."""
+    `UploadStats` counts them), `received_secondary`, backfill jobs taken off the inter-process
+    queue, which tells the parent how many are still on their way, and how deliveries were checked."""
 
     queued_primary: int = 0
     queued_secondary: int = 0
@@ -64,6 +64,10 @@ class SinkStats:
     delivered: int = 0
     failed: int = 0
     received_secondary: int = 0
+    #: deliveries checked by the server's SHA-256, by size; copies the server hashed differently (sent again)
+    verified_hash: int = 0
+    verified_size: int = 0
+    hash_mismatches: int = 0
 
 
 @dataclass(frozen=True, slots=True)

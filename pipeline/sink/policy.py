@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from operators.choices import CHECKSUMS
+
 
 @dataclass(frozen=True, slots=True)
 class UploadPolicy:
@@ -37,6 +39,11 @@ class UploadPolicy:
     stop_deadline_seconds: float = 10.0
     use_sendfile: bool = True
     connect_attempts: int = 0
+    #: "sha256": hash each file while it is sent, check it by the server's hash where offered, keep a
+    #: per-day SHA256SUMS on the server; "none": size checks only, no manifest
+    checksum: str = "sha256"
+    #: while a day's manifest has changed, upload it at most this often (and when the day's queue drains)
+    manifest_interval_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         if self.connections < 1:
@@ -45,6 +52,8 @@ class UploadPolicy:
             raise ValueError(f"need 0 < retry_base <= retry_max, got {self.retry_base} and {self.retry_max}")
         if self.bandwidth_limit_kbps < 0:
             raise ValueError(f"bandwidth_limit_kbps must not be negative, not {self.bandwidth_limit_kbps}")
+        if self.checksum not in CHECKSUMS:
+            raise ValueError(f"checksum must be one of {', '.join(CHECKSUMS)}, not {self.checksum!r}")
         if self.connect_attempts < 0:
             raise ValueError(f"connect_attempts must not be negative, not {self.connect_attempts}")
         if self.idle_noop_seconds <= 0 or self.idle_close_seconds <= 0 or self.stop_deadline_seconds < 0:

@@ -41,6 +41,7 @@ from operators.choices import DEFAULT_IGNORE_PATTERNS
 from operators.model import Priority, UploadJob
 from pipeline.ftp.params import FtpParams
 from pipeline.outbox import deletion as local_files
+from pipeline.outbox.lock import STATE_FOLDER
 from pipeline.s3.params import S3Params
 from pipeline.sftp.params import SftpParams
 from pipeline.sink import original_api
@@ -292,6 +293,15 @@ class UploadHelper(SpawnProcess):
         return os.path.join(self.outbox, PARTS_JOURNAL_NAME) if self.outbox else None
 
     @property
+    def manifests_folder(self) -> str | None:
+        """Where the child journals verified deliveries for the per-day SHA256SUMS (`pipeline.sink.manifest`):
+        under the outbox's state folder, which the watcher ignores. None without an outbox, with
+        `checksum = "none"`, or for a transport that cannot store a manifest (FTP only, today)."""
+        if not self.outbox or self.policy.checksum != "sha256" or not isinstance(self.ftp, FtpParams):
+            return None
+        return os.path.join(self.outbox, STATE_FOLDER, "manifests")
+
+    @property
     def reached_run(self) -> bool:
         """Whether the child got past its start-up into `run` (a child that exits before did not start at all)."""
         return self._running.is_set()
@@ -309,5 +319,6 @@ class UploadHelper(SpawnProcess):
             self._counters,
             self.heartbeat,
             self.parts_journal,
+            self.manifests_folder,
         )
         run_sink(self.ftp, self.policy, ends)

@@ -29,8 +29,12 @@ def make_transport(
     throttle: TokenBucket | None = None,
     use_sendfile: bool = True,
     aborted: threading.Event | None = None,
+    checksum: bool = True,
 ) -> Transport:
-    """A transport for `params`, not yet connected: FTP(S), SFTP or S3 by the params' type."""
+    """A transport for `params`, not yet connected: FTP(S), SFTP or S3 by the params' type.
+
+    `checksum`: FTP hashes what it sends and checks it by the server's HASH where offered; SFTP and
+    S3 verify in their own way (size; S3's own SHA-256 checksums) and take no such switch."""
     if isinstance(params, SftpParams):
         from pipeline.sftp.transport import SftpTransport
 
@@ -41,4 +45,4 @@ def make_transport(
         return S3Transport(params, throttle=throttle, aborted=aborted)
     from pipeline.ftp.transport import FtpTransport
 
-    return FtpTransport(params, throttle=throttle, use_sendfile=use_sendfile, aborted=aborted)
+    return FtpTransport(params, throttle=throttle, use_sendfile=use_sendfile, aborted=aborted, checksum=checksum)

@@ -24,6 +24,7 @@ from pipeline.outbox.file_state import file_state
 from pipeline.sink import attempt
 from pipeline.sink.board import JobBoard
 from pipeline.sink.live_reserve import LiveReserve
+from pipeline.sink.manifest import Manifests
 from pipeline.sink.model import Outcome, SinkCounters, SinkGaveUp, UploadResult
 from pipeline.sink.policy import UploadPolicy
 from pipeline.sink.pool import SessionPool
@@ -34,9 +35,7 @@ from pipeline.sink.ticket import Ticket
 from pipeline.sink.transports import TargetParams, make_transport
 from pipeline.transport import Delivered, Delivery, DeliveryProgress, Transport
 from pipeline.transport.bandwidth import LiveFirst, TokenBucket
-from pipeline.transport.errors import (
-    TransportFailure,
-)
+from pipeline.transport.errors import HashMismatch, TransportFailure
 
 log = logging.getLogger("beemon.sink")
 #: After the stop deadline cut the transfers, how long workers get to report and close.
@@ -71,7 +70,13 @@ class Sink:
         self.live_first = LiveFirst(TokenBucket(rate) if rate > 0 else None)
         throttles = [self.live_first.for_session() for _ in range(policy.connections)]
         self.sessions = [
-            make_transport(params, throttle=throttle, use_sendfile=policy.use_sendfile, aborted=self.aborting)
+            make_transport(
+                params,
+                throttle=throttle,
+                use_sendfile=policy.use_sendfile,
+                aborted=self.aborting,
+                checksum=policy.checksum == "sha256",
+            )
             for throttle in throttles
         ]
         self._throttle_of = {id(session): throttle for session, throttle in zip(self.sessions, throttles, strict=True)}
@@ -82,6 +87,8 @@ class Sink:
             params, policy, self.retry, self.board, self.pool, self.stopping, self._give_up, counters
         )
         self.results_log = ResultLog()
+        #: the per-day SHA256SUMS kept from verified deliveries (None: no outbox to journal in, or checksum "none")
+        self.manifests: Manifests | None = None
 
     def start(self) -> None:
         risks = unsafe_settings(self.policy)
@@ -153,6 +160,7 @@ class Sink:
                     idle_since = time.monotonic()
                     continue
                 ticket, ahead = ahead or self.board.take(timeout=0), None
+                self._manifests(session, idle=ticket is None)
                 if ticket is None:
                     session.idle()
                     ticket = self.board.take(timeout=self.life.idle_wait(idle_since))
@@ -181,9 +189,18 @@ class Sink:
         finally:
             if ahead is not None:
                 self.board.untake(ahead)
+            if self.stopping.is_set() and not self.aborting.is_set():
+                self._manifests(session, idle=True, drain=True)
             session.close()
             if admitted:
                 self.life.closed()
+
+    def _manifests(self, session: Transport, *, idle: bool, drain: bool = False) -> None:
+        """Upload the manifests that are due (`Manifests.flush`) over this worker's session; at stop, all."""
+        if self.manifests is None or not session.connected:
+            return
+        while self.manifests.flush(session, self.board.remote_paths, idle=idle) and drain and session.connected:
+            pass
 
     def _give_up(self, reason: str) -> None:
         """Stop every worker and tell the parent why, once (the files stay in the outbox)."""
@@ -240,6 +257,8 @@ class Sink:
             failure = attempt.failure_of(error, ticket.path)
             if failure is None:
                 raise  # a bug: `_attempt` reports it
+            if isinstance(error, HashMismatch) and self._counters is not None:
+                self._counters.add("hash_mismatches")
             if failure.drop_session:
                 session.close()
             if failure.outcome == Outcome.CHANGED:
@@ -248,6 +267,10 @@ class Sink:
                 self._finish(ticket, failure.outcome, started, failure.reply)
             return
         job = ticket.job
+        if self._counters is not None and report.verified_by in ("hash", "size"):
+            self._counters.add(f"verified_{report.verified_by}")
+        if self.manifests is not None and report.sha256 is not None:
+            self.manifests.record(job.remote_path, report.sha256)  # before the local file may go
         if job.day_file:
             day_file_delivered(job)
         # Compared again under a read lease right before any removal (see `remove_uploaded`).

@@ -45,7 +45,10 @@ class Delivery:
 class Delivered:
     """What one successful delivery did: bytes sent now, where it resumed, the server's last word, the check.
 
-    `verified`: True when the server's copy was checked (size), None when the server cannot tell.
+    `verified`: True when the server's copy was checked, None when the server cannot tell.
+    `sha256`: the file's SHA-256 (hex) from the bytes sent (None with `checksum = "none"`);
+    `verified_by`: how the server's copy was checked, "hash" (the server hashed it and it matched),
+    "size", or None (not checked).
     """
 
     bytes_sent: int
@@ -53,6 +56,8 @@ class Delivered:
     reply: str
     verified: bool | None
     seconds: float
+    sha256: str | None = None
+    verified_by: str | None = None
 
 
 @dataclass(slots=True)
@@ -100,6 +105,28 @@ class Transport(Protocol):
 
     def remove_stale_temp(self, remote_path: str) -> None:
         """Remove the temporary name of `remote_path` if one is left (never raises for a missing one)."""
+        ...
+
+    def put_small(self, remote_path: str, data: bytes) -> None:
+        """Store `data` (a small file: a manifest) at `remote_path` atomically: temporary name, then
+        rename, then a size check; creates missing folders. Raises the failure kinds of `transport.errors`."""
+        ...
+
+    def get_small(self, remote_path: str) -> bytes | None:
+        """The content of a small remote file, None when there is none."""
+        ...
+
+    def list_files(self, remote_dir: str) -> dict[str, int]:
+        """Every file under `remote_dir` (recursively) by path relative to it, with its size; {} when absent."""
+        ...
+
+    def remote_sha256(self, remote_path: str) -> str | None:
+        """The server's SHA-256 of a remote file (hex), None when the server cannot hash or the file is absent."""
+        ...
+
+    @property
+    def check(self) -> str:
+        """The check this connection's server allows after a delivery: "hash", "size" or "none"."""
         ...
 
     def close(self) -> None:

@@ -46,6 +46,10 @@ class ConnectionLost(TransientFailure):
         super().__init__(reply, command=command, session_usable=False)
 
 
+class HashMismatch(TransientFailure):
+    """The server hashes the delivered copy differently from the bytes sent: the local file stays, sent again."""
+
+
 class TooManyConnections(ConnectionLost):
     """421 at connect or login: the server caps connections (per address or in total)."""
 

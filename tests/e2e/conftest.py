@@ -15,6 +15,7 @@ import pytest
 from pyftpdlib.handlers import FTPHandler
 
 from pipeline.dev.embedded_server import EmbeddedFtpServer
+from pipeline.sink.manifest import MANIFEST_NAME
 
 REMOTE_ROOT = "/data"
 STATION = "rpi4-test"
@@ -28,6 +29,8 @@ class ArrivalRecorder:
         self.names: list[str] = []
 
     def add(self, path: str) -> None:
+        if os.path.basename(path) == MANIFEST_NAME:  # the day's SHA256SUMS is not a station file arriving
+            return
         with self.lock:
             self.names.append(os.path.basename(path))
 

@@ -46,6 +46,10 @@ def test_metrics_endpoint_serves_the_statistics(make_server, outbox, tmp_path, m
     assert 'beemon_uploader_queued_files{queue="primary"} 0.0' in page
     assert "beemon_uploader_in_flight_files 0.0" in page
     assert "beemon_uploader_failed_attempts_total 0.0" in page
+    # pyftpdlib offers no hash command: each delivery was checked by its size
+    assert 'beemon_uploader_verified_files_total{by="size"} 3.0' in page
+    assert 'beemon_uploader_verified_files_total{by="hash"} 0.0' in page
+    assert "beemon_uploader_hash_mismatches_total 0.0" in page
 
 
 def scrape(port: int) -> str:

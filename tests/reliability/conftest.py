@@ -23,6 +23,7 @@ from pipeline.dev.embedded_server import EmbeddedFtpServer
 from pipeline.outbox.lock import STATE_FOLDER
 from tests.e2e.conftest import REMOTE_ROOT, STATION, ArrivalRecorder, Server, cli, recording_handler
 from tests.ftp_faults import Faults
+from tests.helpers import server_files
 from tests.reliability.server import Watch, WatchedHandler
 
 HERE = Path(__file__).parent
@@ -89,8 +90,8 @@ class WatchedServer(Server):
         self.server = _embedded(self, self.server.port)
 
     def files(self) -> dict[str, bytes]:
-        """Every file on the server, by path under the server root."""
-        return {str(p.relative_to(self.root)): p.read_bytes() for p in sorted(self.root.rglob("*")) if p.is_file()}
+        """Every file on the server but the day manifests, by path under the server root."""
+        return server_files(self.root)
 
     def digests(self) -> dict[str, str]:
         return {path: hashlib.sha256(data).hexdigest() for path, data in self.files().items()}

@@ -1,0 +1,102 @@
+"""The local journal of a day's verified deliveries: one file per remote day folder, one line per file.
+
+A line is what the day's SHA256SUMS will say, `<sha256 hex>  <sensor>/<name>`, appended and fsync'ed
+as each delivery is verified (before the local file is removed), so a crash or SIGKILL at any
+instant loses no line: a torn last line (no newline, or not a whole line) is ignored when read and
+cut off before the next append. The last line for a name wins: a re-delivered file replaces its own.
+The journals live in the outbox's state folder (`.beemon/manifests/`, never watched nor uploaded),
+named by their remote day folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from urllib.parse import quote, unquote
+
+#: a manifest line, coreutils' `sha256sum` text format (`*` marks its binary mode: read, never written)
+LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](\S.*)$")
+SUFFIX = ".journal"
+
+
+def parse_lines(text: str) -> dict[str, str]:
+    """name -> hex of every whole, well-formed line (the last one of a name wins); others are skipped."""
+    entries: dict[str, str] = {}
+    lines = text.split("\n")
+    for line in lines[:-1]:  # the piece after the last newline is a torn line, or empty
+        match = LINE.match(line)
+        if match:
+            entries[match.group(2)] = match.group(1).lower()
+    return entries
+
+
+def render(entries: dict[str, str]) -> bytes:
+    """The lines of `entries` sorted by name, in `sha256sum` format."""
+    return "".join(f"{entries[name]}  {name}\n" for name in sorted(entries)).encode("utf-8", "surrogateescape")
+
+
+class DayJournal:
+    """The journal of one remote day folder (`day`), in `folder`."""
+
+    def __init__(self, folder: str, day: str) -> None:
+        self.day = day
+        self.path = os.path.join(folder, quote(day, safe="") + SUFFIX)
+        self._repaired = False
+
+    @classmethod
+    def all_in(cls, folder: str) -> list[DayJournal]:
+        """Every journal left in `folder` (by an earlier run, or this one)."""
+        try:
+            names = sorted(os.listdir(folder))
+        except FileNotFoundError:
+            return []
+        return [cls(folder, unquote(name[: -len(SUFFIX)])) for name in names if name.endswith(SUFFIX)]
+
+    def read(self) -> dict[str, str]:
+        try:
+            with open(self.path, "rb") as journal:
+                return parse_lines(journal.read().decode("utf-8", "surrogateescape"))
+        except FileNotFoundError:
+            return {}
+
+    def append(self, name: str, sha256: str) -> None:
+        """Add one line and fsync it (and, for a new journal, its folder) before returning."""
+        if "\n" in name or "\r" in name:
+            raise ValueError(f"a manifest cannot name {name!r}")
+        folder = os.path.dirname(self.path)
+        created = not os.path.exists(self.path)
+        if created:
+            os.makedirs(folder, exist_ok=True)
+        elif not self._repaired:
+            self._cut_torn_line()
+        self._repaired = True
+        line = f"{sha256}  {name}\n".encode("utf-8", "surrogateescape")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_folder(folder)
+
+    def _cut_torn_line(self) -> None:
+        """Drop a last line without its newline (a write cut by a crash), so the next line starts clean."""
+        with open(self.path, "r+b") as journal:
+            data = journal.read()
+            if data and not data.endswith(b"\n"):
+                journal.truncate(data.rfind(b"\n") + 1)
+                os.fsync(journal.fileno())
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def _fsync_folder(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
