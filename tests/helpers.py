@@ -62,11 +62,12 @@ def station_files(outbox: Path, pattern: str = "*") -> list[Path]:
 
 def server_files(root: Path) -> dict[str, bytes]:
     """The station's files on a server, by path under `root`: every file but the per-day manifests
-    (SHA256SUMS, which tests/reliability/test_integrity.py asserts on their own)."""
+    (SHA256SUMS, and its temporary name while one is written or after a kill cut the writing: the
+    next manifest upload of that day replaces it; tests/reliability/test_integrity.py asserts on them)."""
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != MANIFEST_NAME
+        if p.is_file() and p.name not in (MANIFEST_NAME, f".{MANIFEST_NAME}.part")
     }
 
 

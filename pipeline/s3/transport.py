@@ -1,7 +1,8 @@
 """S3 behind the transport seam: `S3Transport`, one boto3 client delivering files as objects.
 
 An object appears whole or not at all, so there is no temporary name: a PUT (or a multipart
-upload's completion) is the rename. One delivery, under section comments below:
+upload's completion) is the rename. One delivery, under section comments below (the multipart
+side is `pipeline.s3.multipart`, the checksums `pipeline.s3.checksums`):
 
 - guard: HEAD the key first; an object there that the overwrite guard may not replace ends the
   delivery with `TargetExists`. When there was none, the write says `If-None-Match: *`, so an
@@ -19,8 +20,6 @@ upload's completion) is the rename. One delivery, under section comments below:
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import os
 import posixpath
@@ -33,7 +32,9 @@ import boto3
 from botocore.config import Config
 
 from pipeline.s3.body import Window
+from pipeline.s3.checksums import b64, sha256_of
 from pipeline.s3.errors import classify, error_code
+from pipeline.s3.multipart import Multipart
 from pipeline.s3.params import S3Params
 from pipeline.transport.bandwidth import TokenBucket
 from pipeline.transport.base import Delivered, Delivery, DeliveryProgress
@@ -45,27 +46,10 @@ from pipeline.transport.errors import (
     TransientFailure,
 )
 
+__all__ = ["S3Transport", "b64"]
+
 log = logging.getLogger("beemon.sink.s3")
 T = TypeVar("T")
-READ_BLOCK = 1 << 20
-
-
-def b64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode("ascii")
-
-
-def sha256_of(file: BinaryIO, start: int, length: int) -> bytes:
-    """The SHA-256 of `file[start:start + length]`; `LocalFileChanged` when the file is shorter now."""
-    digest = hashlib.sha256()
-    file.seek(start)
-    left = length
-    while left:
-        block = file.read(min(READ_BLOCK, left))
-        if not block:
-            raise LocalFileChanged(f"{file.name} shrank below {start + length - left} bytes while it was read")
-        digest.update(block)
-        left -= len(block)
-    return digest.digest()
 
 
 class S3Transport:
@@ -82,6 +66,7 @@ class S3Transport:
         self._throttle = throttle
         self._aborted = aborted or threading.Event()
         self._client: Any = None
+        self.multipart = Multipart(self._call, throttle, self._aborted)
         #: the server honours If-None-Match on writes (learned: one that answers NotImplemented is not asked again)
         self.conditional = True
 
@@ -153,23 +138,11 @@ class S3Transport:
                 return
             self._cleaned.add(marker)
         aborted = 0
-        for upload in self._uploads(scope):
-            self._call("abort_multipart_upload", Key=upload["Key"], UploadId=upload["UploadId"])
+        for upload in self.multipart.uploads(scope):
+            self.multipart.abort(upload["Key"], upload["UploadId"])
             aborted += 1
         if aborted:
             log.info("aborted %d incomplete multipart upload(s) under %s left by an earlier run", aborted, scope)
-
-    def _uploads(self, prefix: str) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        arguments: dict[str, Any] = {"Prefix": prefix}
-        while True:
-            page = self._call("list_multipart_uploads", **arguments)
-            found.extend(page.get("Uploads", []))
-            if not page.get("IsTruncated"):
-                return found
-            arguments = {"Prefix": prefix, "KeyMarker": page["NextKeyMarker"]}
-            if page.get("NextUploadIdMarker"):
-                arguments["UploadIdMarker"] = page["NextUploadIdMarker"]
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -210,9 +183,9 @@ class S3Transport:
 
     def remove_stale_temp(self, remote_path: str) -> None:
         key = self.key(remote_path)
-        for upload in self._uploads(key):
+        for upload in self.multipart.uploads(key):
             if upload["Key"] == key:
-                self._call("abort_multipart_upload", Key=key, UploadId=upload["UploadId"])
+                self.multipart.abort(key, upload["UploadId"])
 
     def _size(self, key: str) -> int | None:
         try:
@@ -291,82 +264,11 @@ class S3Transport:
     def _multipart(
         self, local: BinaryIO, key: str, delivery: Delivery, progress: DeliveryProgress, absent: bool, opened: int
     ) -> tuple[int, int, str]:
-        size = delivery.size
-        part_size = self.params.part_size(size)
-        count = -(-size // part_size)
-        upload_id, done = self._resumable(key) if delivery.resume else (None, {})
-        if upload_id is None:
-            upload_id = self._call("create_multipart_upload", Key=key, ChecksumAlgorithm="SHA256")["UploadId"]
-        progress.stored = True  # this upload's parts are this version's bytes: a next attempt may keep them
-        parts, digests, sent, resumed = [], [], 0, 0
-        for number in range(1, count + 1):
-            start = (number - 1) * part_size
-            length = min(part_size, size - start)
-            digest = sha256_of(local, start, length)
-            checksum = b64(digest)
-            digests.append(digest)
-            kept = done.get(number)
-            if kept is not None and self._same_part(kept, local, start, length, checksum):
-                etag = kept["ETag"]
-                resumed += length
-            else:
-                body = Window(local, start, length, throttle=self._throttle, aborted=self._aborted)
-                etag = self._call(
-                    "upload_part",
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=body,
-                    ContentLength=length,
-                    ChecksumSHA256=checksum,
-                )["ETag"]
-                sent += length
-            parts.append({"PartNumber": number, "ETag": etag, "ChecksumSHA256": checksum})
-        progress.complete = True
+        part_size = self.params.part_size(delivery.size)
+        result = self.multipart.send(local, key, delivery.size, part_size, delivery.resume, progress)
         self._changed(local, delivery, opened)
-
-        def complete(condition: dict[str, Any]) -> Any:
-            return self._call(
-                "complete_multipart_upload",
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-                **condition,
-            )
-
-        self._conditional(complete, delivery, key, absent)
-        return sent, resumed, f"{b64(hashlib.sha256(b''.join(digests)).digest())}-{count}"
-
-    @staticmethod
-    def _same_part(kept: dict[str, Any], local: BinaryIO, start: int, length: int, checksum: str) -> bool:
-        """Whether an uploaded part holds `local[start:start + length]`: by its SHA-256 where the server lists
-        it, else by its ETag, which is the part's MD5 (AWS without KMS, Ceph, MinIO and SeaweedFS alike)."""
-        if kept.get("Size") != length:
-            return False
-        if kept.get("ChecksumSHA256"):
-            return bool(kept["ChecksumSHA256"] == checksum)
-        local.seek(start)
-        md5 = hashlib.md5(usedforsecurity=False)
-        left = length
-        while left and (block := local.read(min(READ_BLOCK, left))):
-            md5.update(block)
-            left -= len(block)
-        return not left and str(kept.get("ETag", "")).strip('"') == md5.hexdigest()
-
-    def _resumable(self, key: str) -> tuple[str | None, dict[int, dict[str, Any]]]:
-        """The newest incomplete upload of `key` and its parts by number, or (None, {})."""
-        uploads = sorted((u for u in self._uploads(key) if u["Key"] == key), key=lambda u: u["Initiated"])
-        if not uploads:
-            return None, {}
-        upload_id = uploads[-1]["UploadId"]
-        parts: dict[int, dict[str, Any]] = {}
-        arguments: dict[str, Any] = {"Key": key, "UploadId": upload_id}
-        while True:
-            page = self._call("list_parts", **arguments)
-            parts.update({p["PartNumber"]: p for p in page.get("Parts", [])})
-            if not page.get("IsTruncated"):
-                return upload_id, parts
-            arguments["PartNumberMarker"] = page["NextPartNumberMarker"]
+        self._conditional(lambda condition: self.multipart.complete(key, result, condition), delivery, key, absent)
+        return result.sent, result.resumed, result.expected
 
     # --- verify
 

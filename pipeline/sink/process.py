@@ -6,7 +6,7 @@ worker threads, fed from both queues, each holding one persistent FTP(S) session
 
 The child is started from a `spawn` context (the parent runs watchdog threads; fork with threads
 is unsafe) and receives only plain values: `FtpParams`, `UploadPolicy`, queues, a pipe and a
-shared-memory array. How things come back:
+shared-memory array (`pipeline.sink.channels`). How things come back:
 
 - results: one `UploadResult` per attempt on the `results` queue, when one is given. Make it with
   `UploadHelper.new_queue()` (or any `spawn`-context queue) and keep reading it.
@@ -24,15 +24,11 @@ shared-memory array. How things come back:
 
 from __future__ import annotations
 
-import contextlib
 import ftplib
 import logging
-import multiprocessing
-import multiprocessing.connection
 import os
 import posixpath
 import threading
-from logging.handlers import QueueListener
 from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
 from typing import Any
@@ -45,20 +41,15 @@ from pipeline.outbox.lock import STATE_FOLDER
 from pipeline.s3.params import S3Params
 from pipeline.sftp.params import SftpParams
 from pipeline.sink import original_api
-from pipeline.sink.child import (
-    ChildEnds,
-    ReplayInParent,
-    run_sink,
-)
-from pipeline.sink.heartbeat import Heartbeat
+from pipeline.sink.channels import SPAWN, Channels
+from pipeline.sink.child import run_sink
 from pipeline.sink.main_guard import guard_main_module, main_module_left_out
-from pipeline.sink.model import Outcome, SinkCounters, SinkStats, UploadResult
+from pipeline.sink.model import Outcome, SinkStats, UploadResult
 from pipeline.sink.policy import UploadPolicy
 from pipeline.sink.workers import ABORT_GRACE_SECONDS
 
-__all__ = ["Outcome", "SinkStats", "UploadHelper", "UploadResult"]
+__all__ = ["SPAWN", "Outcome", "SinkStats", "UploadHelper", "UploadResult"]
 
-SPAWN = multiprocessing.get_context("spawn")
 log = logging.getLogger("beemon.sink")
 #: The hidden file in the outbox that carries cut transfers' `.part` records to the next run.
 PARTS_JOURNAL_NAME = ".beemon-uploader-parts.json"
@@ -113,22 +104,9 @@ class UploadHelper(SpawnProcess):
         #: the local folder and station name `UploadHandler(helper)` maps paths with (None: not known)
         self.outbox = outbox
         self.station = station or ""
-        self._open_channels(log_queue)
-
-    def _open_channels(self, log_queue: Queue[Any] | None) -> None:
-        """The queues, pipe, shared counters and events between the parent and the child."""
-        self._primary: Queue[Any] = SPAWN.Queue()
-        self._secondary: Queue[Any] = SPAWN.Queue()
-        self._sent_secondary = 0  # parent side: jobs put on the secondary queue
-        self._counters = SinkCounters(SPAWN)
+        self._channels = Channels(log_queue)
         #: bumped by the child while its board answers (the systemd watchdog reads it)
-        self.heartbeat = Heartbeat(SPAWN)
-        self._control_reader, self._control_writer = SPAWN.Pipe(duplex=False)
-        self._running = SPAWN.Event()  # set by the child once it reached `run` (past its start-up)
-        self._own_log_queue = log_queue is None
-        self._log_queue: Queue[Any] = log_queue if log_queue is not None else SPAWN.Queue()
-        self._log_level = logging.WARNING
-        self._listener: QueueListener | None = None
+        self.heartbeat = self._channels.heartbeat
         self._stopped = False
         self._lock = threading.Lock()
 
@@ -142,22 +120,19 @@ class UploadHelper(SpawnProcess):
         return f"UploadHelper({self.ftp!r}, connections={self.policy.connections}, {state})"
 
     def __getstate__(self) -> dict[str, Any]:
-        """What the child receives: everything but the parent's listener thread and lock."""
+        """What the child receives: everything but the parent's lock (and what `Channels` keeps back)."""
         state = dict(self.__dict__)
-        state.update(_listener=None, _lock=None, _control_writer=None)
+        state.update(_lock=None)
         return state
 
     # --- parent side
 
     def start(self) -> None:
         """Start the child (and, in the parent, the thread that replays its log records)."""
-        self._log_level = log.getEffectiveLevel()
-        if self._own_log_queue:
-            self._listener = QueueListener(self._log_queue, ReplayInParent())
-            self._listener.start()
+        self._channels.replay_logs()
         with main_module_left_out():
             super().start()
-        self._control_reader.close()
+        self._channels.control_reader.close()
 
     def queue_upload(self, source_filepath: str, dest_filepath: str, priority: int | None = 0) -> None:
         """The original API: queue `source_filepath` for `dest_filepath`, "the destination directory/file path"
@@ -216,20 +191,15 @@ class UploadHelper(SpawnProcess):
         if self._stopped:
             log.debug("not queued, the sink is stopped (the file stays in the outbox): %s", job.local_path)
             return
-        if job.priority == Priority.LIVE:
-            self._primary.put(job)
-        else:
-            self._secondary.put(job)
-            self._sent_secondary += 1
+        self._channels.put(job)
 
     def backfill_queued(self) -> int:
         """Backfill jobs no worker has taken yet: ready on the sink's board, or still on their way to it."""
-        stats = self._counters.snapshot()
-        return stats.queued_secondary + max(0, self._sent_secondary - stats.received_secondary)
+        return self._channels.backfill_queued()
 
     def stats(self) -> SinkStats:
         """Queued (primary, secondary), waiting, parked, in flight, sessions, delivered, failed."""
-        return self._counters.snapshot()
+        return self._channels.stats()
 
     @staticmethod
     def remove_local_file(filepath: str) -> list[str]:
@@ -250,8 +220,7 @@ class UploadHelper(SpawnProcess):
         started = self._popen is not None
         clean = True
         if started:
-            with contextlib.suppress(OSError):
-                self._control_writer.send(deadline)
+            self._channels.send_stop(deadline)
             if not self.reached_run:
                 # Still importing (run --once on an empty outbox stops it at once): nothing to finish, and no
                 # need to wait for its imports. Past `run`, SIGTERM is the same stop message (see `run`).
@@ -262,17 +231,8 @@ class UploadHelper(SpawnProcess):
                 log.warning("the sink did not exit within its stop deadline: ending it (its files stay in the outbox)")
                 self.terminate()
                 self.join(5)
-        self._release_parent_side()
+        self._channels.release()
         return clean
-
-    def _release_parent_side(self) -> None:
-        for queue in (self._primary, self._secondary):
-            queue.cancel_join_thread()  # unsent jobs are still files in the outbox
-            queue.close()
-        self._control_writer.close()
-        if self._listener is not None:
-            self._listener.stop()
-            self._listener = None
 
     def __enter__(self) -> UploadHelper:
         self.start()
@@ -304,21 +264,10 @@ class UploadHelper(SpawnProcess):
     @property
     def reached_run(self) -> bool:
         """Whether the child got past its start-up into `run` (a child that exits before did not start at all)."""
-        return self._running.is_set()
+        return self._channels.running.is_set()
 
     def run(self) -> None:
         """The child's main (`pipeline.sink.child.run_sink`): workers and feeders until the stop message."""
-        self._running.set()
-        ends = ChildEnds(
-            self._primary,
-            self._secondary,
-            self._control_reader,
-            self.results,
-            self._log_queue,
-            self._log_level,
-            self._counters,
-            self.heartbeat,
-            self.parts_journal,
-            self.manifests_folder,
-        )
+        self._channels.running.set()
+        ends = self._channels.child_ends(self.results, self.parts_journal, self.manifests_folder)
         run_sink(self.ftp, self.policy, ends)

@@ -1,41 +1,34 @@
 """Sink: the inside of the sink process, a pool of worker threads each owning one persistent session.
 
 A worker's loop (`_serve`) takes jobs from the `JobBoard` and attempts them over its session; its
-session opens and closes as `SessionLife` says, and waits as `RetryPolicy` says. Each attempt ends
-in exactly one `UploadResult`: `attempt.failure_of` names the outcome of a failure, the `JobBoard`
-decides what happens to the job next, and `attempt.settle` whether the local file goes. A local file
-is deleted only after the server's copy was verified (or, on servers that cannot tell sizes, after
-the 226 reply) and only if it is still the version (size, mtime, inode, ctime) it was when the
-attempt began and no process has it open for writing (`pipeline.outbox.deletion.remove_uploaded`).
+session opens and closes as `SessionLife` says, and waits as `RetryPolicy` says. One attempt, from
+the local file's check to its `UploadResult` and the delete-or-keep decision, is the delivery step
+(`pipeline.sink.delivery.DeliveryStep`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
-from operators.model import Priority, UploadJob
-from operators.remote_path import remote_name
-from pipeline.outbox.file_state import file_state
-from pipeline.sink import attempt
+from operators.model import UploadJob
 from pipeline.sink.board import JobBoard
+from pipeline.sink.delivery import DeliveryStep
 from pipeline.sink.live_reserve import LiveReserve
 from pipeline.sink.manifest import Manifests
-from pipeline.sink.model import Outcome, SinkCounters, SinkGaveUp, UploadResult
+from pipeline.sink.model import SinkCounters, SinkGaveUp, UploadResult
 from pipeline.sink.policy import UploadPolicy
 from pipeline.sink.pool import SessionPool
-from pipeline.sink.result_log import ResultLog, day_file_delivered, unsafe_settings
+from pipeline.sink.result_log import unsafe_settings
 from pipeline.sink.retry import RetryPolicy
 from pipeline.sink.session_life import SessionLife
 from pipeline.sink.ticket import Ticket
 from pipeline.sink.transports import TargetParams, make_transport
-from pipeline.transport import Delivered, Delivery, DeliveryProgress, Transport
+from pipeline.transport import Transport
 from pipeline.transport.bandwidth import LiveFirst, TokenBucket
-from pipeline.transport.errors import HashMismatch, TransportFailure
+from pipeline.transport.errors import TransportFailure
 
 log = logging.getLogger("beemon.sink")
 #: After the stop deadline cut the transfers, how long workers get to report and close.
@@ -55,7 +48,6 @@ class Sink:
         self.params = params
         self.policy = policy
         self._emit = emit
-        self._counters = counters
         self.retry = RetryPolicy.of(policy)
         rate = policy.bandwidth_bytes_per_second
         self.board = JobBoard(
@@ -79,16 +71,30 @@ class Sink:
             )
             for throttle in throttles
         ]
-        self._throttle_of = {id(session): throttle for session, throttle in zip(self.sessions, throttles, strict=True)}
+        self.step = DeliveryStep(
+            policy,
+            self.board,
+            self.live_first,
+            self.stopping,
+            emit,
+            counters,
+            throttle_of={id(session): throttle for session, throttle in zip(self.sessions, throttles, strict=True)},
+        )
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.gave_up = threading.Event()
         self.life = SessionLife(
             params, policy, self.retry, self.board, self.pool, self.stopping, self._give_up, counters
         )
-        self.results_log = ResultLog()
-        #: the per-day SHA256SUMS kept from verified deliveries (None: no outbox to journal in, or checksum "none")
-        self.manifests: Manifests | None = None
+
+    @property
+    def manifests(self) -> Manifests | None:
+        """The per-day SHA256SUMS kept from verified deliveries (None: no outbox to journal in, or checksum "none")."""
+        return self.step.manifests
+
+    @manifests.setter
+    def manifests(self, manifests: Manifests | None) -> None:
+        self.step.manifests = manifests
 
     def start(self) -> None:
         risks = unsafe_settings(self.policy)
@@ -165,7 +171,7 @@ class Sink:
                     session.idle()
                     ticket = self.board.take(timeout=self.life.idle_wait(idle_since))
                 if ticket is not None:
-                    ahead = self._attempt(session, ticket)
+                    ahead = self.step.run(session, ticket)
                     idle_since = time.monotonic()
                 elif self.stopping.is_set():
                     break
@@ -213,153 +219,3 @@ class Sink:
         self.stopping.set()
         self.board.close()
         self.pool.close()
-
-    # --- one attempt
-
-    def _attempt(self, session: Transport, ticket: Ticket) -> Ticket | None:
-        """Upload one job; returns the next job if one was taken during the rename (its data port is open)."""
-        ahead: list[Ticket] = []
-
-        def take_ahead() -> bool:
-            """Take the next ready job now, so the rename's flight can ask for its data port."""
-            if self.stopping.is_set():
-                return False
-            following = self.board.take(timeout=0)
-            if following is not None:
-                ahead.append(following)
-            return following is not None
-
-        try:
-            self._upload(session, ticket, take_ahead)
-        except Exception as error:  # a bug: the file stays, is tried again, and the worker goes on
-            log.error("unexpected error while uploading %s (%s: %s)", ticket.path, type(error).__name__, error)
-            log.debug("unexpected error while uploading %s", ticket.path, exc_info=True)
-            session.close()
-            if self.board.in_flight(ticket):
-                self._finish(ticket, Outcome.RETRY, time.monotonic(), f"{type(error).__name__}: {error}")
-        return ahead[0] if ahead else None
-
-    def _upload(self, session: Transport, ticket: Ticket, take_ahead: Callable[[], bool]) -> None:
-        started = time.monotonic()
-        try:
-            version = file_state(ticket.job.local_path)
-        except PermissionError as error:  # a folder on the way is unreadable (mode 000)
-            self._finish(ticket, Outcome.PARKED, started, attempt.unreadable(ticket.path, error))
-            return
-        if version is None:
-            self._finish(ticket, Outcome.GONE, started, attempt.GONE_REPLY)
-            return
-        if (version.size, version.mtime_ns) != (ticket.job.size, ticket.job.mtime_ns):
-            ticket.job = replace(ticket.job, size=version.size, mtime_ns=version.mtime_ns)
-        try:
-            report = self._deliver(session, ticket, take_ahead)
-        except Exception as error:
-            failure = attempt.failure_of(error, ticket.path)
-            if failure is None:
-                raise  # a bug: `_attempt` reports it
-            if isinstance(error, HashMismatch) and self._counters is not None:
-                self._counters.add("hash_mismatches")
-            if failure.drop_session:
-                session.close()
-            if failure.outcome == Outcome.CHANGED:
-                self._changed(ticket, started, failure.reply)
-            else:
-                self._finish(ticket, failure.outcome, started, failure.reply)
-            return
-        job = ticket.job
-        if self._counters is not None and report.verified_by in ("hash", "size"):
-            self._counters.add(f"verified_{report.verified_by}")
-        if self.manifests is not None and report.sha256 is not None:
-            self.manifests.record(job.remote_path, report.sha256)  # before the local file may go
-        if job.day_file:
-            day_file_delivered(job)
-        # Compared again under a read lease right before any removal (see `remove_uploaded`).
-        removal = attempt.settle(job, version, delete_after_upload=self.policy.delete_after_upload)
-        if removal.changed:
-            self._changed(ticket, started, report.reply, sent=report.bytes_sent)
-            return
-        reply = report.reply if report.verified is not None else f"{report.reply} (size not checked)"
-        self._finish(
-            ticket,
-            Outcome.DELIVERED,
-            started,
-            reply,
-            sent=report.bytes_sent,
-            removed=removal.removed,
-            kept=removal.kept,
-        )
-
-    def _deliver(self, session: Transport, ticket: Ticket, take_ahead: Callable[[], bool]) -> Delivered:
-        """Hand the ticket's job to the transport: resuming only a `.part` of this very version (the board knows)."""
-        job = ticket.job
-        resume = self.board.parts.is_ours(job)
-        ticket.progress = DeliveryProgress()  # what this attempt does on the server: the board reads it at the end
-        if job.into_folder:  # the original API's queue_upload: a folder name puts the file inside it
-            name = os.path.basename(job.local_path)
-            remote = session.target_in_folder(job.remote_path, remote_name(name) or name)
-            job = ticket.job = replace(job, remote_path=remote, into_folder=False)
-        throttle = self._throttle_of.get(id(session))
-        live = job.priority == Priority.LIVE
-        if throttle is not None:
-            throttle.backlog = not live
-        if live:
-            self.live_first.live_started()  # backlog transfers pause between blocks until it ends
-        try:
-            return self._send(session, ticket, job, resume, take_ahead)
-        finally:
-            if live:
-                self.live_first.live_ended()
-
-    def _send(
-        self, session: Transport, ticket: Ticket, job: UploadJob, resume: bool, take_ahead: Callable[[], bool]
-    ) -> Delivered:
-        policy = self.policy
-        return session.deliver(
-            Delivery(
-                job.local_path,
-                job.remote_path,
-                job.size,
-                resume=resume,
-                part_complete=resume and self.board.parts.is_complete(job),
-                atomic_rename=policy.atomic_rename,
-                verify_size=policy.verify_size,
-                next_upload=take_ahead,
-                may_replace=lambda existing: self.board.parts.may_replace(job, existing),
-            ),
-            ticket.progress,
-        )
-
-    def _changed(self, ticket: Ticket, started: float, reply: str, sent: int = 0) -> None:
-        version = file_state(ticket.job.local_path)
-        if version is None:
-            self._finish(ticket, Outcome.GONE, started, attempt.GONE_REPLY)
-            return
-        newer = replace(ticket.job, size=version.size, mtime_ns=version.mtime_ns)
-        self._finish(ticket, Outcome.CHANGED, started, reply, sent=sent, job=newer)
-
-    def _finish(
-        self,
-        ticket: Ticket,
-        outcome: Outcome,
-        started: float,
-        reply: str,
-        *,
-        sent: int = 0,
-        job: UploadJob | None = None,
-        removed: list[str] | None = None,
-        kept: str = "",
-    ) -> None:
-        """Tell the board, the parent and the log how the attempt ended."""
-        attempted = ticket.job
-        seconds = time.monotonic() - started
-        delay = self.board.finish(ticket, outcome, job)
-        result = UploadResult(
-            attempted.local_path, attempted.remote_path, sent, seconds, ticket.attempts, outcome, reply
-        )
-        if self._counters is not None:
-            if outcome == Outcome.DELIVERED:
-                self._counters.add("delivered")
-            elif outcome.failed:
-                self._counters.add("failed")
-        self._emit(result)
-        self.results_log.result(result, delay, removed or [], kept)

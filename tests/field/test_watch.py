@@ -55,23 +55,23 @@ def test_an_outbox_deleted_and_made_again_while_running_is_watched_again_with_on
     uploader = start_uploader(uploader_env(server, outbox, tmp_path))
     wait_until(lambda: "watching" in uploader.output(), timeout=30)
     first, _ = recording(outbox, 1)
-    wait_until(lambda: not first.exists(), timeout=10)
+    wait_until(lambda: not first.exists(), timeout=30)
 
     # Replaced between two looks: deleted and made again at once (a clean-up script, a remount).
     shutil.rmtree(outbox)
     outbox.mkdir()
     second, second_data = recording(outbox, 2)
-    wait_until(lambda: (server.root / remote_of(f"{TODAY}/audio/{second.name}")).exists(), timeout=10)
-    wait_until(lambda: "was replaced" in uploader.output(), timeout=5)
+    wait_until(lambda: (server.root / remote_of(f"{TODAY}/audio/{second.name}")).exists(), timeout=30)
+    wait_until(lambda: "was replaced" in uploader.output(), timeout=20)
 
     # Gone for a while, then back.
     shutil.rmtree(outbox)
-    wait_until(lambda: "is gone" in uploader.output(), timeout=10)
+    wait_until(lambda: "is gone" in uploader.output(), timeout=30)
     outbox.mkdir()
     third, third_data = recording(outbox, 3)
-    wait_until(lambda: (server.root / remote_of(f"{TODAY}/audio/{third.name}")).exists(), timeout=10)
+    wait_until(lambda: (server.root / remote_of(f"{TODAY}/audio/{third.name}")).exists(), timeout=30)
     fourth, fourth_data = recording(outbox, 4)  # and it keeps hearing
-    wait_until(lambda: not fourth.exists(), timeout=10)
+    wait_until(lambda: not fourth.exists(), timeout=30)
     assert uploader.stop() == 0
     output = uploader.output()
     assert server.files()[remote_of(f"{TODAY}/audio/{second.name}")] == second_data
