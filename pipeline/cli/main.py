@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from pipeline.app.logs import configure_logging
 from pipeline.app.options import UploaderOptions
@@ -52,13 +53,34 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="beemon-uploader",
-        description="Move finished sensor files from a station's outbox to an FTP(S) server.",
+        description="Move finished sensor files from a station's outbox to an FTP(S) or SFTP server or an S3 bucket.",
         epilog="Exit codes: 0 success, 1 failures remain, 2 bad usage or settings, or the outbox is in use.",
     )
     parser.add_argument("--version", action="version", version=f"beemon-uploader {VERSION}")
     add_global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _add_run(commands)
+    commands.add_parser("check", help="validate settings, connect, log in, write and remove a probe file")
+
+    demo = commands.add_parser("demo", help="embedded server + simulated station + the real uploader, then a summary")
+    demo.add_argument("--duration", type=_positive, default=30.0, help="seconds the station writes (default 30)")
+    demo.add_argument("--var", default="./var", help="folder for outbox/ and ftp-root/ (default ./var)")
+
+    _add_verify(commands)
+    commands.add_parser("config", help="print the effective settings, the layer that set each, secrets masked")
+
+    status = commands.add_parser(
+        "status", help="what the running uploader is doing (its status file), or, with none running, the outbox"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    for command in commands.choices.values():
+        add_global_options(command, defaults=False)  # global options also after the command
+    return parser
+
+
+def _add_run(commands: Any) -> None:
+    """`run` and its options (`--once`, `--dry-run`, the statistics, the simulated station)."""
     run = commands.add_parser(
         "run", help="watch the outbox and upload until stopped (SIGTERM/SIGINT: exit 0; SIGHUP: reload the settings)"
     )
@@ -81,12 +103,9 @@ def _parser() -> argparse.ArgumentParser:
         help="also run a simulated station writing into the outbox (to watch files arrive; not for a real station)",
     )
 
-    commands.add_parser("check", help="validate settings, connect, log in, write and remove a probe file")
 
-    demo = commands.add_parser("demo", help="embedded server + simulated station + the real uploader, then a summary")
-    demo.add_argument("--duration", type=_positive, default=30.0, help="seconds the station writes (default 30)")
-    demo.add_argument("--var", default="./var", help="folder for outbox/ and ftp-root/ (default ./var)")
-
+def _add_verify(commands: Any) -> None:
+    """`verify` and its options (`--date`, repeatable; `--station`)."""
     verify = commands.add_parser(
         "verify", help="compare the server's files with each day's SHA256SUMS (read-only; exit 1 on any problem)"
     )
@@ -98,16 +117,6 @@ def _parser() -> argparse.ArgumentParser:
         help="a day to check (repeatable; default: every day on the server)",
     )
     verify.add_argument("--station", help="the station's folder to check (default: this station)")
-
-    commands.add_parser("config", help="print the effective settings, the layer that set each, secrets masked")
-
-    status = commands.add_parser(
-        "status", help="what the running uploader is doing (its status file), or, with none running, the outbox"
-    )
-    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    for command in commands.choices.values():
-        add_global_options(command, defaults=False)  # global options also after the command
-    return parser
 
 
 def _settings(args: argparse.Namespace):  # noqa: ANN202 - a dynaconf object
