@@ -171,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.simulate_station:
         from pipeline.dev.station_simulator import StationSimulator
 
-        station = StationSimulator(Path(options.outbox)).start()
+        station = StationSimulator(Path(options.outbox), station=options.station).start()
         log.info(
             "a simulated station writes into %s (audio every 3 s, video every 5 s, a CSV line a second)", options.outbox
         )
