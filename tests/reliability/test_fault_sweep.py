@@ -1,7 +1,7 @@
 """The fault sweep (issue 11): an unexpected failure at every step of a delivery, one after the other,
 against one running `beemon-uploader run`.
 
-Server side (a real loopback server that misbehaves on cue, no mock of ftplib): each command of a
+Server side (a real loopback server that misbehaves on cue; the client is the real ftplib): each command of a
 delivery answered with a reply the protocol does not allow, or the connection dropped as it
 arrives; the server gone at connect; the TLS handshake fed clear text. Local side: a file that
 cannot be opened, a folder where the delivered file cannot be deleted. After each fault: the
