@@ -8,11 +8,10 @@ process receives them as they are. The password never appears in a repr (logs pr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from operators.choices import TLS_MODES
-
-MASK = "***"
+from pipeline.transport.masking import masked_repr
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +49,7 @@ class FtpParams:
             raise ValueError(f"blocksize must be positive, not {self.blocksize}")
 
     def __repr__(self) -> str:
-        def shown(name: str) -> str:
-            value = getattr(self, name)
-            return repr(MASK) if name == "password" and value else repr(value)
-
-        return f"FtpParams({', '.join(f'{f.name}={shown(f.name)}' for f in fields(self))})"
+        return masked_repr(self, "password")
 
     __str__ = __repr__
 

@@ -8,10 +8,11 @@ names the sink's messages use for every transport.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-MASK = "***"
+from pipeline.transport.masking import masked_repr
+
 MIB = 1024 * 1024
 #: S3's smallest part (all but the last) and its most parts per upload.
 MIN_PART = 5 * MIB
@@ -49,11 +50,7 @@ class S3Params:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
 
     def __repr__(self) -> str:
-        def shown(name: str) -> str:
-            value = getattr(self, name)
-            return repr(MASK) if name == "secret_access_key" and value else repr(value)
-
-        return f"S3Params({', '.join(f'{f.name}={shown(f.name)}' for f in fields(self))})"
+        return masked_repr(self, "secret_access_key")
 
     __str__ = __repr__
 

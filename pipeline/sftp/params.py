@@ -8,9 +8,9 @@ every transport; `login_check` and `reach_check` say which settings to look at.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
-MASK = "***"
+from pipeline.transport.masking import masked_repr
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +43,7 @@ class SftpParams:
             raise ValueError("blocksize and requests must be positive")
 
     def __repr__(self) -> str:
-        def shown(name: str) -> str:
-            value = getattr(self, name)
-            return repr(MASK) if name == "password" and value else repr(value)
-
-        return f"SftpParams({', '.join(f'{f.name}={shown(f.name)}' for f in fields(self))})"
+        return masked_repr(self, "password")
 
     __str__ = __repr__
 
