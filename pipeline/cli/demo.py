@@ -9,6 +9,7 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from pipeline.app.options import EMBEDDED, UploaderOptions
 from pipeline.app.running import RunningPipeline
@@ -65,6 +66,11 @@ def run_demo(options: UploaderOptions, *, var: Path, duration: float) -> int:
     for remote in sorted(ftp_root.rglob("*")):
         if remote.is_file():
             print(f"  {remote.relative_to(ftp_root)}  {remote.stat().st_size} B")
+    return report_summary(written, missing, stats)
+
+
+def report_summary(written: dict[Any, str], missing: list[Any], stats: UploadStats) -> int:
+    """The demo's last lines, for every transport: what the station wrote, what arrived intact, the exit code."""
     snapshot = stats.snapshot()
     print(
         f"\nsummary: station wrote {len(written)} files; {len(written) - len(missing)} arrived byte-identical; "

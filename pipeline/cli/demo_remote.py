@@ -16,9 +16,9 @@ from typing import Any
 
 from operators.remote_path import remote_path_for
 from pipeline.app.options import UploaderOptions
-from pipeline.app.stats import UploadStats, format_bytes
+from pipeline.app.stats import UploadStats
 from pipeline.app.uploader import RunningPipeline
-from pipeline.cli import exit_codes
+from pipeline.cli.demo import report_summary
 from pipeline.dev.station_simulator import StationSimulator
 from pipeline.outbox.lock import OutboxLock
 from pipeline.sink.transports import make_transport
@@ -70,14 +70,7 @@ def run_remote_demo(options: UploaderOptions, *, var: Path, duration: float) -> 
         missing = list(written)
     finally:
         transport.close()
-    snapshot = stats.snapshot()
-    print(
-        f"\nsummary: station wrote {len(written)} files; {len(written) - len(missing)} arrived byte-identical; "
-        f"{format_bytes(snapshot.bytes_delivered)} delivered; {len(missing)} missing"
-    )
-    for path in missing:
-        print(f"  missing: {path}")
-    return exit_codes.FAILURES_REMAIN if missing else exit_codes.OK
+    return report_summary(written, missing, stats)
 
 
 def _remote(options: UploaderOptions, local: Path, outbox: Path) -> str:
