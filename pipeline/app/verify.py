@@ -3,7 +3,8 @@
 For each day folder `<remote_root>/<station>/<date>`: a day without a manifest, files the manifest
 names that are missing, files not in the manifest, and (where the server offers a SHA-256 command)
 files whose server-side hash differs from the manifest's. One line per problem, then a summary.
-Where the server cannot hash, contents are not compared and the summary says so: the manifest
+Where the server cannot hash (OpenSSH; an FTP server without a hash command; an S3 object uploaded
+in parts, whose checksum is composite), contents are not compared and the summary says so: the manifest
 holds hashes, not sizes, and reading every file back over a station's link is not a check to run
 unasked (`sha256sum -c SHA256SUMS` on the server does it locally).
 """
@@ -75,9 +76,9 @@ def _verify_day(
             problem(f"missing: {path} (named in {MANIFEST_NAME}, not on the server)")
             continue
         verdict.files += 1
-        if not can_hash:
-            continue
         actual = transport.remote_sha256(path)
+        if actual is None and not can_hash:  # this object has no server-side hash (S3: a multipart upload)
+            continue
         verdict.hashed += 1
         if actual != expected:
             problem(

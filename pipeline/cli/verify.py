@@ -19,16 +19,9 @@ def run_verify(
     out: Callable[[str], None] = print,
 ) -> int:
     """One line per problem, then a summary; 0 when everything holds, 1 otherwise (or when the server fails)."""
-    if options.kind != "ftp":
-        out(
-            f"verify: sink.kind = {options.kind!r}: the per-day SHA256SUMS manifests are kept on FTP servers only"
-            " so far, so there is nothing to compare; use an FTP(S) server, or check the files with the"
-            " transport's own checksums"
-        )
-        return exit_codes.BAD_USAGE
     station = station or options.station
-    station_dir = posixpath.join(options.ftp.remote_root, station)
-    transport = make_transport(options.ftp, use_sendfile=False, checksum=True)
+    station_dir = posixpath.join(options.target.remote_root, station)
+    transport = make_transport(options.target, use_sendfile=False, checksum=True)
     try:
         transport.connect()
         verdict = verify_days(transport, station_dir, dates or None, out)
@@ -40,6 +33,8 @@ def run_verify(
     contents = (
         f"{verdict.hashed} compared by the server's SHA-256"
         if transport.check == "hash"
+        else f"{verdict.hashed} compared by the server's SHA-256, the others by presence only"
+        if verdict.hashed
         else "contents not compared (the server offers no SHA-256 command; run sha256sum -c SHA256SUMS there)"
     )
     out(

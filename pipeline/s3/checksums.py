@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pipeline.transport.errors import LocalFileChanged
 
@@ -20,8 +20,9 @@ def b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def sha256_of(file: BinaryIO, start: int, length: int) -> bytes:
-    """The SHA-256 of `file[start:start + length]`; `LocalFileChanged` when the file is shorter now."""
+def sha256_of(file: BinaryIO, start: int, length: int, whole: Any = None) -> bytes:
+    """The SHA-256 of `file[start:start + length]`; `LocalFileChanged` when the file is shorter now.
+    `whole` (a running hashlib SHA-256 of the file, parts read in order) is fed the same bytes."""
     digest = hashlib.sha256()
     file.seek(start)
     left = length
@@ -30,6 +31,8 @@ def sha256_of(file: BinaryIO, start: int, length: int) -> bytes:
         if not block:
             raise LocalFileChanged(f"{file.name} shrank below {start + length - left} bytes while it was read")
         digest.update(block)
+        if whole is not None:
+            whole.update(block)
         left -= len(block)
     return digest.digest()
 

@@ -37,6 +37,8 @@ class Sent:
     digests: list[bytes] = field(default_factory=list)
     sent: int = 0
     resumed: int = 0
+    #: the SHA-256 of the whole file, fed part by part (for the day's manifest)
+    whole: Any = field(default_factory=hashlib.sha256)
 
     @property
     def expected(self) -> str:
@@ -112,7 +114,7 @@ class Multipart:
         self, result: Sent, local: BinaryIO, key: str, number: int, start: int, length: int, kept: dict[str, Any] | None
     ) -> None:
         """One part: kept when the earlier attempt's matches the local bytes, else uploaded."""
-        digest = sha256_of(local, start, length)
+        digest = sha256_of(local, start, length, result.whole)
         checksum = b64(digest)
         result.digests.append(digest)
         if kept is not None and same_part(kept, local, start, length, checksum):

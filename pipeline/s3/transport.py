@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, ClassVar, TypeVar
 import boto3
 from botocore.config import Config
 
+from pipeline.s3 import small_files
 from pipeline.s3.body import Window
 from pipeline.s3.checksums import b64, sha256_of
 from pipeline.s3.errors import classify, error_code
@@ -209,13 +210,17 @@ class S3Transport:
             existing = self._size(key)
             self._guard(delivery, key, existing)
             if delivery.size < self.params.threshold_bytes:
-                sent, resumed, expected = self._put(local, key, delivery, existing is None, opened)
+                sent, resumed, expected, sha256 = self._put(local, key, delivery, existing is None, opened)
             else:
-                sent, resumed, expected = self._multipart(local, key, delivery, progress, existing is None, opened)
+                sent, resumed, expected, sha256 = self._multipart(
+                    local, key, delivery, progress, existing is None, opened
+                )
         progress.stored = progress.complete = progress.renamed = True
         verified = self._verify(key, delivery.size, expected) if delivery.verify_size else None
         reply = f"stored as s3://{self.params.bucket}/{key}"
-        return Delivered(sent, resumed, reply, verified, time.monotonic() - started)
+        # the server refused any body whose SHA-256 (of the object or of each part) did not match
+        by = "hash" if verified else None
+        return Delivered(sent, resumed, reply, verified, time.monotonic() - started, sha256, by)
 
     def _guard(self, delivery: Delivery, key: str, existing: int | None) -> None:
         if existing is not None and delivery.may_replace is not None and not delivery.may_replace(existing):
@@ -246,8 +251,11 @@ class S3Transport:
 
     # --- one PUT
 
-    def _put(self, local: BinaryIO, key: str, delivery: Delivery, absent: bool, opened: int) -> tuple[int, int, str]:
-        checksum = b64(sha256_of(local, 0, delivery.size))
+    def _put(
+        self, local: BinaryIO, key: str, delivery: Delivery, absent: bool, opened: int
+    ) -> tuple[int, int, str, str]:
+        digest = sha256_of(local, 0, delivery.size)
+        checksum = b64(digest)
         self._changed(local, delivery, opened)
 
         def write(condition: dict[str, Any]) -> Any:
@@ -257,18 +265,36 @@ class S3Transport:
             )
 
         self._conditional(write, delivery, key, absent)
-        return delivery.size, 0, checksum
+        return delivery.size, 0, checksum, digest.hex()
 
     # --- multipart
 
     def _multipart(
         self, local: BinaryIO, key: str, delivery: Delivery, progress: DeliveryProgress, absent: bool, opened: int
-    ) -> tuple[int, int, str]:
+    ) -> tuple[int, int, str, str]:
         part_size = self.params.part_size(delivery.size)
         result = self.multipart.send(local, key, delivery.size, part_size, delivery.resume, progress)
         self._changed(local, delivery, opened)
         self._conditional(lambda condition: self.multipart.complete(key, result, condition), delivery, key, absent)
-        return result.sent, result.resumed, result.expected
+        return result.sent, result.resumed, result.expected, result.whole.hexdigest()
+
+    # --- small files (the manifests) and what `verify` asks (`pipeline.s3.small_files`)
+
+    def put_small(self, remote_path: str, data: bytes) -> None:
+        small_files.put_small(self._call, self.key(remote_path), data)
+
+    def get_small(self, remote_path: str) -> bytes | None:
+        return small_files.get_small(self._call, self.key(remote_path))
+
+    def list_files(self, remote_dir: str) -> dict[str, int]:
+        return small_files.list_files(self._call, self.key(remote_dir))
+
+    def remote_sha256(self, remote_path: str) -> str | None:
+        return small_files.remote_sha256(self._call, self.key(remote_path))
+
+    @property
+    def check(self) -> str:
+        return small_files.CHECK
 
     # --- verify
 

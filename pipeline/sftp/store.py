@@ -19,7 +19,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import asyncssh
 
@@ -35,6 +35,12 @@ from pipeline.transport.errors import (
 )
 
 log = logging.getLogger("beemon.sink.sftp")
+
+
+class Digest(Protocol):
+    """A running hash (hashlib's): fed the bytes as they are sent."""
+
+    def update(self, data: bytes, /) -> None: ...
 
 
 def guard(delivery: Delivery, target: str, existing: int | None) -> None:
@@ -100,20 +106,25 @@ class SftpStore:
 
     # --- store
 
-    def store(self, local: BinaryIO, path: str, offset: int, size: int, progress: DeliveryProgress) -> int:
-        """Write `local[offset:size]` to `path` (created or truncated unless resuming); returns the bytes sent."""
-        return self.channel.run(lambda: self._write(local, path, offset, size, progress), "WRITE", timeout=None)
+    def store(
+        self, local: BinaryIO, path: str, offset: int, size: int, progress: DeliveryProgress, digest: Digest | None
+    ) -> int:
+        """Write `local[offset:size]` to `path` (created or truncated unless resuming), feeding the bytes sent
+        to `digest`; returns the bytes sent."""
+        return self.channel.run(lambda: self._write(local, path, offset, size, progress, digest), "WRITE", timeout=None)
 
-    async def _write(self, local: BinaryIO, path: str, offset: int, size: int, progress: DeliveryProgress) -> int:
+    async def _write(
+        self, local: BinaryIO, path: str, offset: int, size: int, progress: DeliveryProgress, digest: Digest | None
+    ) -> int:
         timeout = self.params.timeout
         handle = await asyncio.wait_for(self.channel.client().open(path, "r+b" if offset else "wb"), timeout)
         progress.stored = True  # the server opened `path` for this transfer: its bytes are ours
         window: collections.deque[asyncio.Future[int]] = collections.deque()
         try:
-            position = await self._send_blocks(local, handle, offset, size, window)
+            position = await self._send_blocks(local, handle, offset, size, window, digest)
             while window:
                 await asyncio.wait_for(window.popleft(), timeout)
-            await self._fsync(handle)
+            await self.sync(handle)
         finally:
             for pending in window:
                 pending.cancel()
@@ -129,6 +140,7 @@ class SftpStore:
         offset: int,
         size: int,
         window: collections.deque[asyncio.Future[int]],
+        digest: Digest | None,
     ) -> int:
         """Queue the write requests, at most `requests` unacknowledged; returns the end position."""
         position = offset
@@ -142,13 +154,16 @@ class SftpStore:
             data = local.read(want)
             if len(data) < want:
                 raise LocalFileChanged(f"{local.name} shrank to {position + len(data)} bytes while it was sent")
+            if digest is not None:
+                digest.update(data)
             window.append(asyncio.ensure_future(handle.write(data, position)))
             position += want
             if len(window) >= self.params.requests:  # strict window: the oldest request must be acknowledged
                 await asyncio.wait_for(window.popleft(), self.params.timeout)
         return position
 
-    async def _fsync(self, handle: asyncssh.SFTPClientFile) -> None:
+    async def sync(self, handle: asyncssh.SFTPClientFile) -> None:
+        """fsync@openssh.com where the server offers it (learned by trying)."""
         if not self.fsync:
             return
         try:

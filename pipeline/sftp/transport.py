@@ -16,6 +16,7 @@ meanwhile, rename onto the final name, verify its size.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import posixpath
@@ -25,9 +26,10 @@ from typing import BinaryIO
 
 import asyncssh
 
+from pipeline.sftp import small_files
 from pipeline.sftp.channel import Channel
 from pipeline.sftp.params import SftpParams
-from pipeline.sftp.store import SftpStore, guard
+from pipeline.sftp.store import Digest, SftpStore, guard
 from pipeline.transport.bandwidth import TokenBucket
 from pipeline.transport.base import Delivered, Delivery, DeliveryProgress
 from pipeline.transport.errors import LocalFileChanged, LocalFileGone
@@ -40,9 +42,16 @@ class SftpTransport:
     """One SFTP session as a sink worker uses it (see the module docstring for the steps)."""
 
     def __init__(
-        self, params: SftpParams, *, throttle: TokenBucket | None = None, aborted: threading.Event | None = None
+        self,
+        params: SftpParams,
+        *,
+        throttle: TokenBucket | None = None,
+        aborted: threading.Event | None = None,
+        checksum: bool = True,
     ) -> None:
         self.params = params
+        #: hash each file as it is sent (its SHA-256 goes into the day's manifest)
+        self.checksum = checksum
         self.channel = Channel(params, aborted or threading.Event())
         self.store = SftpStore(self.channel, throttle)
         self._root = posixpath.normpath("/" + params.remote_root.strip("/")) if params.remote_root.strip("/") else "/"
@@ -118,6 +127,25 @@ class SftpTransport:
 
         self.channel.run(remove, "REMOVE")
 
+    # --- small files (the manifests) and what `verify` asks
+
+    def put_small(self, remote_path: str, data: bytes) -> None:
+        small_files.put_small(self, remote_path, data)
+
+    def get_small(self, remote_path: str) -> bytes | None:
+        return small_files.get_small(self, remote_path)
+
+    def list_files(self, remote_dir: str) -> dict[str, int]:
+        return small_files.list_files(self, remote_dir)
+
+    def remote_sha256(self, remote_path: str) -> str | None:
+        """None: OpenSSH's SFTP server has no hash extension (`sha256sum -c SHA256SUMS` there checks a day)."""
+        return None
+
+    @property
+    def check(self) -> str:
+        return "size"
+
     # --- one delivery
 
     def deliver(self, delivery: Delivery, progress: DeliveryProgress) -> Delivered:
@@ -132,7 +160,8 @@ class SftpTransport:
         with local:
             opened = os.fstat(local.fileno()).st_size
             self._prepare_target(delivery, target)
-            offset, sent = self._store_part(delivery, local, staging, progress)
+            digest = hashlib.sha256() if self.checksum else None
+            offset, sent = self._store_part(delivery, local, staging, progress, digest)
             if atomic and (now := os.fstat(local.fileno()).st_size) != opened:
                 raise LocalFileChanged(f"{delivery.local_path} is {now} bytes now, {opened} when its upload began")
         reply = f"stored {sent} B" + (f" from {offset}" if offset else "")
@@ -140,7 +169,9 @@ class SftpTransport:
             reply = self.store.rename(staging, target, delivery)
             progress.renamed = True
         verified = self.store.verify(target, delivery.size) if delivery.verify_size else None
-        return Delivered(sent, offset, reply, verified, time.monotonic() - started)
+        sha256 = digest.hexdigest() if digest is not None else None
+        by = "size" if verified else None
+        return Delivered(sent, offset, reply, verified, time.monotonic() - started, sha256, by)
 
     def _prepare_target(self, delivery: Delivery, target: str) -> None:
         """The target's folders, then the overwrite guard (not needed in a folder this call created)."""
@@ -149,13 +180,18 @@ class SftpTransport:
             guard(delivery, target, self.store.size(target))
 
     def _store_part(
-        self, delivery: Delivery, local: BinaryIO, staging: str, progress: DeliveryProgress
+        self, delivery: Delivery, local: BinaryIO, staging: str, progress: DeliveryProgress, digest: Digest | None
     ) -> tuple[int, int]:
-        """Choose the offset and store; a `.part` already whole is only renamed. Returns (offset, bytes sent)."""
+        """Choose the offset and store; a `.part` already whole is only renamed. Returns (offset, bytes sent).
+        `digest` is fed the whole file: the bytes not sent again are read locally."""
         atomic = delivery.atomic_rename
         part = self.store.size(staging) if atomic and (delivery.resume or delivery.part_complete) else None
         if delivery.part_complete and part == delivery.size:
             log.debug("%s holds the whole file since an earlier attempt: renaming it", staging)
+            if digest is not None:
+                small_files.hash_local(local, delivery.size, digest)
             return 0, 0
         offset = self.store.resume_offset(part, delivery.size) if delivery.resume else 0
-        return offset, self.store.store(local, staging, offset, delivery.size, progress)
+        if digest is not None and offset:
+            small_files.hash_local(local, offset, digest)
+        return offset, self.store.store(local, staging, offset, delivery.size, progress, digest)

@@ -255,9 +255,9 @@ class UploadHelper(SpawnProcess):
     @property
     def manifests_folder(self) -> str | None:
         """Where the child journals verified deliveries for the per-day SHA256SUMS (`pipeline.sink.manifest`):
-        under the outbox's state folder, which the watcher ignores. None without an outbox, with
-        `checksum = "none"`, or for a transport that cannot store a manifest (FTP only, today)."""
-        if not self.outbox or self.policy.checksum != "sha256" or not isinstance(self.ftp, FtpParams):
+        under the outbox's state folder, which the watcher ignores. None without an outbox or with
+        `checksum = "none"`; every transport (FTP, SFTP, S3) stores manifests."""
+        if not self.outbox or self.policy.checksum != "sha256":
             return None
         return os.path.join(self.outbox, STATE_FOLDER, "manifests")
 

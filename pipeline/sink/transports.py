@@ -33,12 +33,12 @@ def make_transport(
 ) -> Transport:
     """A transport for `params`, not yet connected: FTP(S), SFTP or S3 by the params' type.
 
-    `checksum`: FTP hashes what it sends and checks it by the server's HASH where offered; SFTP and
-    S3 verify in their own way (size; S3's own SHA-256 checksums) and take no such switch."""
+    `checksum`: FTP and SFTP hash what they send (the SHA-256 for the day's manifest; FTP also checks
+    it by the server's HASH where offered); S3 always sends its SHA-256 checksums, so it takes no switch."""
     if isinstance(params, SftpParams):
         from pipeline.sftp.transport import SftpTransport
 
-        return SftpTransport(params, throttle=throttle, aborted=aborted)
+        return SftpTransport(params, throttle=throttle, aborted=aborted, checksum=checksum)
     if isinstance(params, S3Params):
         from pipeline.s3.transport import S3Transport
 

@@ -88,13 +88,23 @@ class Target:
             BEEMON_S3__ACCESS_KEY_ID=self.server.readonly_key, BEEMON_S3__SECRET_ACCESS_KEY=self.server.readonly_secret
         )
 
-    def files(self) -> dict[str, bytes]:
-        """What the server holds by `<station>/<date>/<sensor>/<name>` (temporary names included)."""
+    def files(self, *, manifests: bool = False) -> dict[str, bytes]:
+        """What the server holds by `<station>/<date>/<sensor>/<name>` (temporary names included; the
+        per-day `<station>/<date>/SHA256SUMS` only with `manifests`)."""
         if self.kind == "sftp":
             root = self.server.root / "bees"
-            return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-        prefix = PREFIX + "/"
-        return {k.removeprefix(prefix): v for k, v in self.server.objects(self.bucket).items()}
+            found = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        else:
+            prefix = PREFIX + "/"
+            found = {k.removeprefix(prefix): v for k, v in self.server.objects(self.bucket).items()}
+        return {k: v for k, v in found.items() if manifests or not k.endswith("/SHA256SUMS")}
+
+    def remove(self, remote: str) -> None:
+        """Delete one delivered file on the server (by `<station>/<date>/<sensor>/<name>`), behind the uploader."""
+        if self.kind == "sftp":
+            (self.server.root / "bees" / remote).unlink()
+        else:
+            self.server.client().delete_object(Bucket=self.bucket, Key=f"{PREFIX}/{remote}")
 
     def incomplete(self) -> list[str]:
         """What a cut transfer left on the server: `.part` files, or incomplete multipart uploads."""
