@@ -6,18 +6,7 @@ processes that share it, so the sum over the tree is what the tree costs the mac
 
 from __future__ import annotations
 
-from tests.benchmarks.procs import _stat_fields, descendants
-
-
-def _rollup_kib(pid: int, key: str) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as file:
-            for line in file:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+from tests.benchmarks.procs import _stat_fields, descendants, proc_kib
 
 
 def command_of(pid: int) -> str:
@@ -41,7 +30,14 @@ def tree_memory(root: int) -> list[tuple[int, str, float, float]]:
     for pid in descendants(root):
         if _stat_fields(pid) is None:
             continue
-        rows.append((pid, command_of(pid), _rollup_kib(pid, "Pss:") / 1024, _rollup_kib(pid, "Rss:") / 1024))
+        rows.append(
+            (
+                pid,
+                command_of(pid),
+                proc_kib(pid, "Pss:", "smaps_rollup") / 1024,
+                proc_kib(pid, "Rss:", "smaps_rollup") / 1024,
+            )
+        )
     return rows
 
 

@@ -52,9 +52,10 @@ def cpu_seconds(root: int) -> float:
     return total * TICK
 
 
-def _status_kib(pid: int, key: str) -> int:
+def proc_kib(pid: int, key: str, table: str = "status") -> int:
+    """One kB figure of /proc/PID/`table` (`status`, `smaps_rollup`) by its key, 0 when the process is gone."""
     try:
-        with open(f"/proc/{pid}/status") as file:
+        with open(f"/proc/{pid}/{table}") as file:
             for line in file:
                 if line.startswith(key):
                     return int(line.split()[1])
@@ -65,12 +66,12 @@ def _status_kib(pid: int, key: str) -> int:
 
 def rss_mib(root: int) -> float:
     """Resident memory of the whole tree now, MiB."""
-    return sum(_status_kib(pid, "VmRSS:") for pid in descendants(root)) / 1024
+    return sum(proc_kib(pid, "VmRSS:") for pid in descendants(root)) / 1024
 
 
 def peak_rss_mib(root: int) -> float:
     """The sum of each live process's peak resident memory (VmHWM), MiB: an upper bound of the tree's peak."""
-    return sum(_status_kib(pid, "VmHWM:") for pid in descendants(root)) / 1024
+    return sum(proc_kib(pid, "VmHWM:") for pid in descendants(root)) / 1024
 
 
 @dataclass
