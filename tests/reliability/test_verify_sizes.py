@@ -5,7 +5,8 @@ lines, a comment of the lab's, a file the station no longer holds); another day 
 manifest. The merged manifest keeps every old line as it was and gives each new entry its size line;
 `sha256sum -c --strict` on the server accepts it; `verify` finds nothing wrong (the old entries' sizes
 are unknown, not problems), then names a file truncated on the server with both sizes and exits 1,
-changing nothing.
+changing nothing. vsftpd has neither a hash command nor MLSD: `verify` lists its folders with NLST
+and SIZE, and tells a truncated file and a stray one there too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from pipeline.dev.embedded_server import EmbeddedFtpServer
 from tests.e2e.conftest import REMOTE_ROOT, STATION, run_cli, uploader_env
 from tests.reliability.conftest import outbox_files
-from tests.reliability.test_real_servers import DAY, _Target, put
+from tests.reliability.test_real_servers import DAY, _Target, put, real_env
 
 OLDER_DAY = "2022-07-18"
 NO_HASH = "contents not compared (the server offers no SHA-256 command; run sha256sum -c SHA256SUMS there)"
@@ -86,3 +87,33 @@ def test_pyftpdlib_without_hash_verify_names_a_truncated_file_with_both_sizes(ou
         assert snapshot(root) == before  # read-only
     finally:
         server.stop()
+
+
+def test_vsftpd_without_mlsd_verify_lists_by_nlst_and_names_a_truncated_and_a_stray_file(vsftpd, outbox, tmp_path):
+    server = vsftpd()
+    contents = {f"{STATION}@{DAY}@11-00-0{i}.h264": os.urandom(30_000 + i) for i in range(2)}
+    for name, content in contents.items():
+        put(outbox, name, content)
+    remote_root = f"{server.remote_root}/data"
+    env = real_env(server, outbox, tmp_path, BEEMON_FTP__REMOTE_ROOT=remote_root)
+    done = run_cli(env, "run", "--once")
+    assert done.returncode == 0, done.stderr[-3000:]
+    clean = run_cli(env, "verify", "--date", DAY)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.splitlines() == [
+        f"verify: 1 day(s) of {STATION}, 2 file(s) present, sizes of 2 compared, {NO_HASH}: no problem(s)"
+    ]
+    videos = server.root / "data" / STATION / DAY / "video"
+    cut = sorted(contents)[0]
+    (videos / cut).write_bytes(contents[cut][:1000])
+    (videos / "stray.h264").write_bytes(b"not from this station")
+    before = snapshot(server.root)
+    found = run_cli(env, "verify", "--date", DAY)
+    assert found.returncode == 1, found.stdout + found.stderr
+    day = f"{remote_root}/{STATION}/{DAY}/video"
+    assert found.stdout.splitlines() == [
+        f"size mismatch: {day}/{cut}: the server holds 1000 B, the manifest says 30000 B",
+        f"not in the manifest: {day}/stray.h264 (21 B)",
+        f"verify: 1 day(s) of {STATION}, 2 file(s) present, sizes of 2 compared, {NO_HASH}: 2 problem(s)",
+    ]
+    assert snapshot(server.root) == before  # read-only
