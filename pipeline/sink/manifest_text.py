@@ -64,13 +64,13 @@ class ManifestText:
             lines.pop()
         waiting: list[str] = []  # lines since the last entry
         for line in lines:
-            match = ENTRY.match(line)
+            match = ENTRY.match(line.removesuffix("\r"))  # a CRLF manifest: read, kept as it is
             if match is None:
                 waiting.append(line)
                 continue
             name = match.group(2)
             own, size = [line], None
-            if waiting and (sized := SIZE.match(waiting[-1])) is not None and sized.group(2) == name:
+            if waiting and (sized := SIZE.match(waiting[-1].removesuffix("\r"))) is not None and sized.group(2) == name:
                 own, size = [waiting.pop(), line], int(sized.group(1))
             notes, waiting = waiting, []
             if not manifest._blocks:

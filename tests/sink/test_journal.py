@@ -83,6 +83,9 @@ def test_a_merge_replaces_only_the_entries_it_redelivers_and_keeps_every_line_of
         "# size 4 video/orphan.h264\n# trailing words\n"
     )
     assert ManifestText.parse(merged.render().decode()).merged({}).render() == merged.render()  # stable
+    crlf = f"# size 3 audio/w.wav\r\n{A}  audio/w.wav\r\n"  # written on Windows: read alike, kept as written
+    assert ManifestText.parse(crlf).entries == {"audio/w.wav": Entry(A, 3)}
+    assert ManifestText.parse(crlf).merged({"audio/w.wav": Entry(A, 3)}).render() == crlf.encode()
 
 
 def test_only_paths_laid_out_by_day_and_sensor_get_a_manifest_line():
