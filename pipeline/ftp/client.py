@@ -156,7 +156,8 @@ class FtpClient(ftplib.FTP_TLS):
 
         Under PROT P the data connection's TLS handshake needs the server's side, which servers do
         only once they accepted the transfer (vsftpd, ProFTPD and pyftpdlib send the 150 first): a
-        refused STOR would leave the handshake waiting until the timeout, and waiting for the 150
+        refused STOR leaves the handshake waiting until the timeout (tried against vsftpd with a
+        denied name: 550, and the handshake timed out after `timeout`), and waiting for the 150
         there costs no round trip more than the handshake does anyway.
         """
         return self.can_overlap(rest) and not self._prot_p
