@@ -5,7 +5,8 @@
   whole file at once; once that is accepted, `ServerFeatures.resume_refused` stops further resumes.
 - The overwrite guard (`Guard`) is asked the final name's size in the STOR's own flight when
   pipelining (else just before): a file it may not replace ends the transfer before a byte is
-  sent, and the empty temporary file is removed. A server without SIZE/MLST after all leaves the
+  sent (a small file sent before the 150 has gone into the temporary file by then), and the
+  temporary file is removed. A server without SIZE/MLST after all leaves the
   guard for after the transfer (`late_guard`), never a question in the middle of it.
 - `progress.stored` turns True as soon as the server accepted the transfer: from then on the
   temporary name holds this attempt's bytes; `progress.complete` when all of them were sent.
