@@ -19,10 +19,11 @@ Why it is safe, and where it is not used:
 - The overwrite guard is decided from its reply as before, only after the bytes went into the
   `.part`: a target it may not replace ends the transfer, and the `.part` is removed.
 - Not under TLS (`FtpClient.can_send_early`): the data connection's handshake needs the server.
-- pyftpdlib drops a data connection whose bytes arrive before it has processed the STOR; it reads
-  commands in order and STOR is written before the data connection opens, so only a server that
-  holds the STOR back behind a slow command meets it: the 226 then never comes, the transfer times
-  out and is retried, the local file kept.
+- pyftpdlib accepts data connections at once and drops one whose bytes arrive before it has read
+  the STOR (vsftpd and ProFTPD accept only for a STOR they took). STOR is written before the data
+  connection opens, so only a STOR held back (behind a slow command in its flight, or its segment
+  lost and resent on the link) meets it: the 226 then never comes, the transfer times out
+  (`ftp.timeout`) and is retried, the local file kept (tried with a stalled SIZE ahead of it).
 """
 
 from __future__ import annotations
