@@ -169,7 +169,13 @@ class FtpClient(ftplib.FTP_TLS):
         if any("\r" in line or "\n" in line for line in lines):
             raise ValueError("an illegal newline character should not be contained")
         self.sock.sendall("".join(f"{line}\r\n" for line in lines).encode(self.encoding))
-        return socket.create_connection((host, port), self.timeout, source_address=self.source_address)
+        try:
+            return socket.create_connection((host, port), self.timeout, source_address=self.source_address)
+        except OSError:
+            # A server that refused the transfer may have closed its port before we reached it
+            # (ProFTPD does): raise the refusal, read in step; after a 1xx the connection is lost.
+            self.read_opening(len(lines) - 1)
+            raise
 
     def read_opening(self, ahead: int) -> list[str]:
         """The raw replies to `start_transfer`'s `ahead` commands, then the transfer's 1xx (raised if refused)."""

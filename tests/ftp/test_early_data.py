@@ -9,6 +9,7 @@ even read the STOR. The outcome must be the reply's: the right failure kind, the
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,3 +155,25 @@ def test_over_ftps_a_refused_stor_ends_at_once_and_the_session_carries_on(
         data = write(outbox / "after.wav", SMALL)
         session.upload(str(outbox / "after.wav"), "after.wav", SMALL)
     assert (ftp_root / "upload/after.wav").read_bytes() == data
+
+
+@pytest.mark.parametrize(("stor", "expected"), [("550 Permission denied.", PermanentFailure), (None, ConnectionLost)])
+def test_a_data_port_closed_before_the_client_reaches_it_is_the_stor_replys_outcome(request, outbox, stor, expected):
+    # ProFTPD closes the port of a STOR it refused, sometimes before the client's connect arrives.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    refuse = {"EPSV": f"229 Entering Extended Passive Mode (|||{dead}|)"}
+    if stor is not None:
+        refuse["STOR"] = stor
+    where = target("pyftpdlib", request, Faults(refuse=refuse))
+    write(outbox / "a.wav", SMALL)
+    with UploadSession(where.params) as session:
+        with pytest.raises(expected) as caught:
+            session.upload(str(outbox / "a.wav"), "a.wav", SMALL)
+        assert caught.value.command == "STOR"
+        # A refusal keeps the session in step; after a 150 the connection is dropped.
+        assert session.connected is (expected is PermanentFailure)
+        if session.connected:
+            assert session.noop().startswith("200")
+    assert not (where.folder / "a.wav").exists()
