@@ -11,9 +11,11 @@ Why it is safe, and where it is not used:
   of a fresh connection (Linux receivers offer 64 KiB), so the send returns even when the server
   never reads, and a refused STOR wastes at most that much of the link.
 - A refused STOR (550, 553, 452...) is raised as its reply says, with the connection in step: the
-  bytes sat in a data connection the server never accepted; the next transfer asks for a new port,
-  which closes it (pyftpdlib, vsftpd and ProFTPD alike). `progress.stored` turns True only after
-  the 150: the `.part` holds this attempt's bytes from then on.
+  bytes sat in a data connection the server never read; the next transfer asks for a new port,
+  which closes it (pyftpdlib, vsftpd and ProFTPD alike); a port the server closed before the
+  connect arrived (ProFTPD, at times) is read as the refusal too (`FtpClient.start_transfer`).
+  `progress.stored` turns True only after the 150: the `.part` holds this attempt's bytes from
+  then on.
 - A data connection the server cuts, a send that fails, a 421 or a 426: the transfer is lost as
   when the 150 came first (`ConnectionLost`, or the reply's failure); nothing is renamed.
 - The overwrite guard is decided from its reply as before, only after the bytes went into the
