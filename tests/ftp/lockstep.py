@@ -22,7 +22,7 @@ from tests.ftp_faults import CuttingDTPHandler, Faults, FaultyHandler
 class Waits(Faults):
     """`Faults` (its journal gains a ("WAIT", "") entry at each release) and the quiet time that ends a wait."""
 
-    quiet: float = 0.15
+    quiet: float = 0.25
     last_activity: float = field(default_factory=time.monotonic)
 
     def touch(self) -> None:

@@ -17,7 +17,7 @@ from tests.ftp.lockstep import LockstepHandler, Waits
 from tests.ftp_faults import Faults, FaultyHandler
 from tests.helpers import params_for, write
 
-FILES = 4
+FILES = 3
 
 
 def upload_queue(session: UploadSession, outbox, names: list[str], **options: object) -> list:
