@@ -40,6 +40,8 @@ def test_a_copy_corrupted_on_the_server_before_its_hash_is_sent_again_and_never_
     def corrupt_first(line: str) -> None:
         if not line.startswith("HASH ") or not line.endswith(local.name):
             return
+        # The HASH rides in the rename's flight: look once the server has answered that flight's RNTO.
+        wait_until(lambda: len(proxy.replies("250 Rename")) == len(proxy.commands("RNTO")), timeout=10)
         if not seen:  # between the STOR (and rename) and the first HASH: one byte flips on the server's disk
             data = bytearray(target.read_bytes())
             data[1_000_000] ^= 0x01
