@@ -89,9 +89,10 @@ class PipeSender:
             while not self._buffer:
                 self._ready.wait()
             message = self._buffer.popleft()
-            if isinstance(message, _Later):
-                return self._later.pop(message.key)()  # the producer runs after the key left `_later`
-            return message
+            if not isinstance(message, _Later):
+                return message
+            produce = self._later.pop(message.key)
+        return produce()  # after the key left `_later`: a change from now on is sent after this one
 
     def _write(self) -> None:
         try:
