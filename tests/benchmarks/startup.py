@@ -1,13 +1,15 @@
 """`run --once` on an empty outbox: its wall time, and what its imports cost (issue 17, run by hand).
 
-    python -m tests.benchmarks.startup [--runs 9] [--top 15] [--command /other/venv/bin/beemon-uploader]
+    python -m tests.benchmarks.startup [--runs 9] [--top 15] [--command /a/venv/bin/beemon-uploader ...]
 
 Production settings aimed at a loopback bench server (the same `Uploader` environment as the
 bench), an outbox with nothing in it. Prints the load average (the machine is shared), each run's
-wall time, the median, and the parent's costliest imports by `python -X importtime` (cumulative).
-`--command` measures another install (a production one: `pip install .` in a fresh venv, without
-the dev venv's Sphinx and its jinja2, which dynaconf imports when it finds it). Bytecode is
-written and a first run warms it up, as on a station whose install compiled it.
+wall time and the medians, and each command's costliest imports by `python -X importtime`.
+`--command` (repeatable) measures other installs, such as production ones (`pip install .` in a
+fresh venv, without the dev venv's Sphinx and its jinja2, which dynaconf imports when it finds
+it) of this tree and of a baseline: the commands take turns, run by run, so that each sees the
+same load. Bytecode is written and a first run of each warms it up, as on a station whose install
+compiled it.
 """
 
 from __future__ import annotations
@@ -41,36 +43,33 @@ def _read_all(stream: IO[str], into: list[tuple[str, float]]) -> None:
     into.append((stream.read(), time.perf_counter()))
 
 
-def once_walls(uploader: Uploader, command: list[str], runs: int) -> list[tuple[float, float]]:
-    """(returned, output closed) seconds of each `run --once`, after a first run that is not counted.
+def once_wall(uploader: Uploader, command: list[str]) -> tuple[float, float]:
+    """(returned, output closed) seconds of one `run --once`; raises if it fails.
 
     "Returned" is when the command exited (what `time` in a shell shows); "output closed" is when
     the last process holding its output let go (what cron, reading the output, waits for): a
-    process it left behind, such as multiprocessing's resource tracker, shows there. Raises if a run fails.
+    process it left behind, such as multiprocessing's resource tracker, shows there.
     """
-    walls = []
-    for _ in range(runs + 1):
-        output: list[tuple[str, float]] = []
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [*command, "run", "--once"],
-            env=_env(uploader),
-            cwd=uploader.work,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        assert process.stdout is not None
-        reader = threading.Thread(target=_read_all, args=(process.stdout, output))
-        reader.start()
-        code = process.wait()
-        returned = time.perf_counter()
-        reader.join()
-        text, closed = output[0]
-        walls.append((returned - started, closed - started))
-        if code != 0 or "0 files to deliver" not in text:
-            raise RuntimeError(f"run --once failed ({code}):\n{text[-3000:]}")
-    return walls[1:]
+    output: list[tuple[str, float]] = []
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [*command, "run", "--once"],
+        env=_env(uploader),
+        cwd=uploader.work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    reader = threading.Thread(target=_read_all, args=(process.stdout, output))
+    reader.start()
+    code = process.wait()
+    returned = time.perf_counter()
+    reader.join()
+    text, closed = output[0]
+    if code != 0 or "0 files to deliver" not in text:
+        raise RuntimeError(f"run --once failed ({code}):\n{text[-3000:]}")
+    return returned - started, closed - started
 
 
 def import_profile(uploader: Uploader, python: str, top: int) -> list[tuple[int, int, str]]:
@@ -101,31 +100,46 @@ def import_profile(uploader: Uploader, python: str, top: int) -> list[tuple[int,
     return sorted(rows, reverse=True)[:top]
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _summary(label: str, values: list[float]) -> str:
+    shown = " ".join(f"{v:.3f}" for v in values)
+    return (
+        f"  {label}: median {statistics.median(values):.3f} s, min {min(values):.3f}, max {max(values):.3f} ({shown})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=9)
-    parser.add_argument("--top", type=int, default=15)
-    parser.add_argument("--command", help="the beemon-uploader script to measure (default: this venv's)")
+    parser.add_argument("--top", type=int, default=15, help="imports listed per command (0: no profile)")
+    parser.add_argument("--command", action="append", help="a beemon-uploader script (default: this venv's)")
     args = parser.parse_args(argv)
-    command = [args.command] if args.command else uploader_command()
-    python = str(Path(args.command).with_name("python")) if args.command else sys.executable
+    commands = [[path] for path in args.command] if args.command else [uploader_command()]
     with tempfile.TemporaryDirectory(prefix="startup-") as folder:
         work = Path(folder)
         with ftp_server(work) as server:
             uploader = Uploader(work, work / "outbox", server.port, server.password)
             uploader.outbox.mkdir()
-            print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-            walls = once_walls(uploader, command, args.runs)
-            print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-            for label, column in (("returned", 0), ("output closed", 1)):
-                values = [wall[column] for wall in walls]
-                print(
-                    f"{label}: median {statistics.median(values):.3f} s, min {min(values):.3f} s,"
-                    f" max {max(values):.3f} s ({' '.join(f'{v:.3f}' for v in values)})"
-                )
-            print("top imports of the parent (cumulative):")
-            for cumulative, depth, name in import_profile(uploader, python, args.top):
-                print(f"  {cumulative / 1000:7.1f} ms  {'  ' * depth}{name}")
+            print(f"load average before: {_load()}")
+            for command in commands:
+                once_wall(uploader, command)  # writes and warms the bytecode
+            walls: list[list[tuple[float, float]]] = [[] for _ in commands]
+            for _ in range(args.runs):
+                for command, into in zip(commands, walls, strict=True):
+                    into.append(once_wall(uploader, command))
+            print(f"load average after:  {_load()}")
+            for command, measured in zip(commands, walls, strict=True):
+                print(" ".join(command))
+                print(_summary("returned", [wall[0] for wall in measured]))
+                print(_summary("output closed", [wall[1] for wall in measured]))
+                if args.top > 0:
+                    print("  costliest imports of the parent (cumulative):")
+                    python = str(Path(command[-1]).with_name("python"))
+                    for cumulative, depth, name in import_profile(uploader, python, args.top):
+                        print(f"    {cumulative / 1000:7.1f} ms  {'  ' * depth}{name}")
     return 0
 
 
