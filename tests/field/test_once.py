@@ -13,7 +13,7 @@ from tests.e2e.conftest import cli, run_cli
 from tests.field.conftest import field_env, recording
 from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files, remote_of
-from tests.reliability.server import DeadPort
+from tests.reliability.server import DeadPort, SilentPort
 
 DAY = "2024-05-02"
 #: How long the sink's start-up takes in the empty-outbox test.
@@ -203,3 +203,41 @@ def test_once_on_an_empty_outbox_says_so_loads_no_stream_and_leaves_nothing_runn
     packages = set(loaded.read_text().split())
     assert "pipeline" in packages and "dynaconf" in packages  # the hook saw the command's own process
     assert packages & {"reactivex", "asyncio", "watchdog", "tqdm", "pyftpdlib", "prometheus_client"} == set()
+
+
+def test_once_does_not_wait_for_a_login_the_server_never_answers(link_server, outbox, tmp_path):
+    """A recording still open when the cron job runs, and a server that accepts but never answers
+    (hung, or a stalled link): the run names the open file once its settle window is over, and
+    ends then. The sink's session is still waiting for the greeting; it holds no transfer, so the
+    stop does not wait for it (before: the stop deadline, here 30 s)."""
+    open_one = outbox / "audio" / DAY / f"rpi4-test@{DAY}@15-00-00.wav"
+    open_one.parent.mkdir(parents=True)
+    silent = SilentPort()
+    try:
+        env = field_env(
+            link_server,
+            outbox,
+            tmp_path,
+            BEEMON_FTP__PORT=str(silent.port),
+            BEEMON_FTP__TIMEOUT_SECONDS="30",
+            BEEMON_UPLOAD__STOP_DEADLINE_SECONDS="30",
+            BEEMON_UPLOAD__DEBOUNCE_SECONDS="1",  # a settle window of 2 s: the sink is connecting by then
+        )
+        with open_one.open("wb") as recorder:
+            recorder.write(b"first half ")
+            recorder.flush()
+            started = time.monotonic()
+            done = run_cli(env, "run", "--once", timeout=90)
+            took = time.monotonic() - started
+            recorder.write(b"second half")
+    finally:
+        silent.close()
+    assert silent.connections, "the sink never connected: the scenario did not happen"
+    assert done.returncode == 1, done.stderr
+    assert took < 15, took
+    assert error_lines(done.stderr) == [
+        line for line in done.stderr.splitlines() if f"not delivered: {open_one} (still open for writing)" in line
+    ], done.stderr
+    assert len(error_lines(done.stderr)) == 1
+    assert " WARNING " not in done.stderr, done.stderr
+    assert outbox_files(outbox) == [f"audio/{DAY}/{open_one.name}"]
