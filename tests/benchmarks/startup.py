@@ -43,12 +43,14 @@ def _read_all(stream: IO[str], into: list[tuple[str, float]]) -> None:
     into.append((stream.read(), time.perf_counter()))
 
 
-def once_wall(uploader: Uploader, command: list[str]) -> tuple[float, float]:
-    """(returned, output closed) seconds of one `run --once`; raises if it fails.
+def once_wall(uploader: Uploader, command: list[str]) -> tuple[float, float, float]:
+    """(returned, output closed, CPU) seconds of one `run --once`; raises if it fails.
 
     "Returned" is when the command exited (what `time` in a shell shows); "output closed" is when
     the last process holding its output let go (what cron, reading the output, waits for): a
-    process it left behind, such as multiprocessing's resource tracker, shows there.
+    process it left behind, such as multiprocessing's resource tracker, shows there. CPU is the
+    user and system time of the command and the children it waited for (the sink): on a shared
+    machine it moves less with the load than the wall times do.
     """
     output: list[tuple[str, float]] = []
     started = time.perf_counter()
@@ -63,13 +65,14 @@ def once_wall(uploader: Uploader, command: list[str]) -> tuple[float, float]:
     assert process.stdout is not None
     reader = threading.Thread(target=_read_all, args=(process.stdout, output))
     reader.start()
-    code = process.wait()
+    _, status, usage = os.wait4(process.pid, 0)
     returned = time.perf_counter()
+    code = process.returncode = os.waitstatus_to_exitcode(status)
     reader.join()
     text, closed = output[0]
     if code != 0 or "0 files to deliver" not in text:
         raise RuntimeError(f"run --once failed ({code}):\n{text[-3000:]}")
-    return returned - started, closed - started
+    return returned - started, closed - started, usage.ru_utime + usage.ru_stime
 
 
 def import_profile(uploader: Uploader, python: str, top: int) -> list[tuple[int, int, str]]:
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"load average before: {_load()}")
             for command in commands:
                 once_wall(uploader, command)  # writes and warms the bytecode
-            walls: list[list[tuple[float, float]]] = [[] for _ in commands]
+            walls: list[list[tuple[float, float, float]]] = [[] for _ in commands]
             for _ in range(args.runs):
                 for command, into in zip(commands, walls, strict=True):
                     into.append(once_wall(uploader, command))
@@ -135,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(" ".join(command))
                 print(_summary("returned", [wall[0] for wall in measured]))
                 print(_summary("output closed", [wall[1] for wall in measured]))
+                print(_summary("CPU", [wall[2] for wall in measured]))
                 if args.top > 0:
                     print("  costliest imports of the parent (cumulative):")
                     python = str(Path(command[-1]).with_name("python"))
