@@ -75,31 +75,33 @@ def once_wall(uploader: Uploader, command: list[str]) -> tuple[float, float, flo
     return returned - started, closed - started, usage.ru_utime + usage.ru_stime
 
 
-def import_profile(uploader: Uploader, python: str, top: int) -> list[tuple[int, int, str]]:
-    """(cumulative µs, depth, module) of the parent's `top` costliest imports during one `run --once`.
+def import_profile(uploader: Uploader, python: str, top: int, runs: int = 5) -> list[tuple[float, int, str]]:
+    """(cumulative µs, depth, module) of the parent's `top` costliest imports in `runs` runs of `run --once` (medians).
 
     Children inherit `-X importtime` and write to the same stderr: the parent's lines are those
     before a top-level module shows up a second time (a child starting), so the few modules the
     parent imports after its first child started (ctypes for the sink's counters) are left out.
     """
-    done = subprocess.run(
-        [python, "-X", "importtime", "-m", "pipeline.cli", "run", "--once"],
-        env=_env(uploader),
-        cwd=uploader.work,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    rows: list[tuple[int, int, str]] = []
-    top_level: set[str] = set()
-    for line in done.stderr.splitlines():
-        if not (match := IMPORT_LINE.match(line)):
-            continue
-        depth, name = len(match[3]) // 2, match[4]
-        if depth == 0 and name in top_level:
-            break
-        top_level.update([name] if depth == 0 else [])
-        rows.append((int(match[2]), depth, name))
+    seen: dict[tuple[int, str], list[int]] = {}
+    for _ in range(runs):
+        done = subprocess.run(
+            [python, "-X", "importtime", "-m", "pipeline.cli", "run", "--once"],
+            env=_env(uploader),
+            cwd=uploader.work,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        top_level: set[str] = set()
+        for line in done.stderr.splitlines():
+            if not (match := IMPORT_LINE.match(line)):
+                continue
+            depth, name = len(match[3]) // 2, match[4]
+            if depth == 0 and name in top_level:
+                break
+            top_level.update([name] if depth == 0 else [])
+            seen.setdefault((depth, name), []).append(int(match[2]))
+    rows = [(statistics.median(times), depth, name) for (depth, name), times in seen.items()]
     return sorted(rows, reverse=True)[:top]
 
 
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(_summary("output closed", [wall[1] for wall in measured]))
                 print(_summary("CPU", [wall[2] for wall in measured]))
                 if args.top > 0:
-                    print("  costliest imports of the parent (cumulative):")
+                    print("  costliest imports of the parent (cumulative, median of 5 runs):")
                     python = str(Path(command[-1]).with_name("python"))
                     for cumulative, depth, name in import_profile(uploader, python, args.top):
                         print(f"    {cumulative / 1000:7.1f} ms  {'  ' * depth}{name}")
