@@ -221,7 +221,7 @@ def test_once_does_not_wait_for_a_login_the_server_never_answers(link_server, ou
             BEEMON_FTP__PORT=str(silent.port),
             BEEMON_FTP__TIMEOUT_SECONDS="30",
             BEEMON_UPLOAD__STOP_DEADLINE_SECONDS="30",
-            BEEMON_UPLOAD__DEBOUNCE_SECONDS="1",  # a settle window of 2 s: the sink is connecting by then
+            BEEMON_UPLOAD__DEBOUNCE_SECONDS="1.5",  # a settle window of 3 s: the sink is connecting by then
         )
         with open_one.open("wb") as recorder:
             recorder.write(b"first half ")
