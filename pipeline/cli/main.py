@@ -248,7 +248,7 @@ def console() -> int:
 
     By the time a command returns, everything it started is stopped and released (the sink joined,
     the outbox lock freed; logs are flushed at exit). The interpreter's teardown would still
-    collect every object the imported libraries built: some 50-100 ms, a quarter of a
+    collect every object the imported libraries built: 50-200 ms on a busy two-core machine, a quarter of a
     `run --once` on an empty outbox, for memory the process gives back anyway. Frozen objects are
     left to the exit. Not in `main`: tests and orchestrators call that in a process that goes on.
     """
