@@ -19,11 +19,11 @@ _HOMES = {
     "safe_segment": "operators.remote_path",
     "debounce_per_path": "operators.debounce",
     "dedupe_jobs": "operators.dedupe",
-    "is_ready": "operators.ready_files",
-    "is_wanted": "operators.ready_files",
+    "is_ready": "operators.readiness",
+    "is_wanted": "operators.readiness",
     "ready_files": "operators.ready_files",
     "watched_files": "operators.ready_files",
-    "job_for": "operators.upload_jobs",
+    "job_for": "operators.job_mapping",
     "to_upload_jobs": "operators.upload_jobs",
 }
 

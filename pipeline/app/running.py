@@ -3,7 +3,8 @@
 The embedded server (when named), the sink process, the results pump, the statistics line, the
 metrics endpoint and the stream's subscription. `Uploader.run`, `run --once` and `demo` each hold
 one; disposal is the whole stop: no new jobs, in-flight transfers finish within the deadline, and
-what was not sent stays in the outbox for the next start.
+what was not sent stays in the outbox for the next start. The stream's modules (reactivex,
+watchdog) are imported only by a pipeline that watches: `run --once` scans without them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from reactivex import abc
-from reactivex.subject import Subject
-
 from operators.model import Priority, UploadJob
 from pipeline.app.liveness import Beat
 from pipeline.app.options import UploaderOptions
@@ -26,11 +24,13 @@ from pipeline.app.stats import UploadStats
 from pipeline.app.transport_risks import transport_risks
 from pipeline.sink.model import Outcome, SinkGaveUp
 from pipeline.sink.process import UploadHelper, UploadResult
-from pipeline.stream.jobs import build_job_stream
-from pipeline.stream.monotonic import MonotonicEventLoopScheduler
 
-if TYPE_CHECKING:  # pyftpdlib is imported only where the embedded server runs
+if TYPE_CHECKING:  # pyftpdlib is imported only where the embedded server runs, the stream's libraries where it watches
+    from reactivex import abc
+    from reactivex.subject import Subject
+
     from pipeline.dev.embedded_server import EmbeddedFtpServer
+    from pipeline.stream.monotonic import MonotonicEventLoopScheduler
 
 log = logging.getLogger("beemon.uploader")
 #: Backfill jobs the sink may hold ready before the scan waits for it to take some. The outbox is
@@ -77,7 +77,7 @@ class RunningPipeline:
         self.server: EmbeddedFtpServer | None = None
         self.helper: UploadHelper | None = None
         self._results: queue.Queue[Any] | None = None
-        self._released: Subject[str] = Subject()
+        self._released: Subject[str] | None = None  # paths the stream may forget (when it watches)
         self._pump: threading.Thread | None = None
         self._subscription: abc.DisposableBase | None = None
         self._closing = threading.Event()
@@ -125,25 +125,35 @@ class RunningPipeline:
             self._stats_thread = threading.Thread(target=self._log_stats, name="stats", daemon=True)
             self._stats_thread.start()
         if self.watch:
-            self._loop = MonotonicEventLoopScheduler()
-            self._loop.schedule_periodic(1.0, self.stream_beat.beat)
-            stream = build_job_stream(
-                options.outbox,
-                remote_root=options.target.remote_root,
-                station=options.station,
-                observer=options.observer,
-                polling_interval=options.polling_interval,
-                debounce_seconds=options.debounce_seconds,
-                ignore_patterns=options.ignore_patterns,
-                backfill_order=options.backfill_order,
-                orphan_csv_after_seconds=options.orphan_csv_after_seconds,
-                rescan_interval=options.rescan_interval,
-                released=self._released,
-                backfill_may_emit=self._backfill_may_emit,
-                scheduler=self._loop,
-            )
-            self._subscription = stream.subscribe(on_next=self.submit, on_error=self._stream_failed)
-            log.info("watching %s (%s)", options.outbox, options.observer)
+            self._watch(options)
+
+    def _watch(self, options: UploaderOptions) -> None:
+        """Subscribe the job stream: the watcher, then the backfill scan, each job handed to `submit`."""
+        from reactivex.subject import Subject
+
+        from pipeline.stream.jobs import build_job_stream
+        from pipeline.stream.monotonic import MonotonicEventLoopScheduler
+
+        self._released = Subject()
+        self._loop = MonotonicEventLoopScheduler()
+        self._loop.schedule_periodic(1.0, self.stream_beat.beat)
+        stream = build_job_stream(
+            options.outbox,
+            remote_root=options.target.remote_root,
+            station=options.station,
+            observer=options.observer,
+            polling_interval=options.polling_interval,
+            debounce_seconds=options.debounce_seconds,
+            ignore_patterns=options.ignore_patterns,
+            backfill_order=options.backfill_order,
+            orphan_csv_after_seconds=options.orphan_csv_after_seconds,
+            rescan_interval=options.rescan_interval,
+            released=self._released,
+            backfill_may_emit=self._backfill_may_emit,
+            scheduler=self._loop,
+        )
+        self._subscription = stream.subscribe(on_next=self.submit, on_error=self._stream_failed)
+        log.info("watching %s (%s)", options.outbox, options.observer)
 
     def _backfill_may_emit(self) -> bool:
         """Whether the backfill scan may queue more: fewer than `MAX_READY_BACKFILL` backfill jobs are untaken."""
@@ -222,7 +232,7 @@ class RunningPipeline:
             if not isinstance(message, UploadResult):
                 continue
             self.stats.finished(message.local_path, message.outcome, message.bytes)
-            if self._releases(message.local_path, message.outcome):
+            if self._released is not None and self._releases(message.local_path, message.outcome):
                 self._released.on_next(message.local_path)
             if self.on_result is not None:
                 self.on_result(message)

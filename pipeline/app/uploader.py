@@ -24,7 +24,7 @@ from pipeline.outbox.lock import OutboxLock
 from pipeline.sink.main_guard import guard_main_module
 from pipeline.sink.process import SPAWN, UploadHelper
 from pipeline.sink.retry import RetryPolicy
-from pipeline.stream.jobs import scan_jobs
+from pipeline.stream.scan_jobs import scan_jobs
 
 log = logging.getLogger("beemon.uploader")
 

@@ -1,5 +1,5 @@
 """`python -m pipeline.cli`: the command line, as the `beemon-uploader` script runs it."""
 
-from pipeline.cli.main import main
+from pipeline.cli.main import console
 
-raise SystemExit(main())
+raise SystemExit(console())

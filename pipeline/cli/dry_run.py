@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import time
 
-from operators.ready_files import is_ignored_name, relative_parts
+from operators.readiness import is_ignored_name, relative_parts
 from operators.remote_path import bare_csv_of, is_daily_csv, is_final, remote_name
 from pipeline.app.options import UploaderOptions
 from pipeline.cli import exit_codes
 from pipeline.outbox.file_state import finished_file_stat
 from pipeline.outbox.lock import STATE_FOLDER
-from pipeline.stream.jobs import scan_jobs, with_state_folder
+from pipeline.stream.scan_jobs import scan_jobs, with_state_folder
 
 
 def dry_run(options: UploaderOptions) -> int:

@@ -23,8 +23,8 @@ from types import FrameType
 from typing import Any
 
 from operators.file_rules import is_daily_csv
+from operators.job_mapping import job_for
 from operators.model import EventKind, FileEvent, Priority, UploadJob
-from operators.upload_jobs import job_for
 from pipeline.app.options import UploaderOptions
 from pipeline.app.running import RunningPipeline
 from pipeline.app.stats import UploadStats, format_bytes
@@ -33,9 +33,8 @@ from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
 from pipeline.outbox.lock import OutboxLock
 from pipeline.sink.model import Outcome, UploadResult
 from pipeline.sink.retry import connect_attempts_for, once_gives_up
-from pipeline.stream.jobs import StationNameCheck, quiet_period, with_state_folder
-from pipeline.stream.scan import is_orphan_csv, is_young, iter_outbox
-from pipeline.stream.watch import outbox_root
+from pipeline.stream.scan import is_orphan_csv, is_young, iter_outbox, outbox_root
+from pipeline.stream.scan_jobs import StationNameCheck, quiet_period, with_state_folder
 
 log = logging.getLogger("beemon.once")
 #: How often files still open for writing are looked at again (no event tells when they close).

@@ -77,6 +77,7 @@ class SessionLife:
         self._outage = _Outage()
         self._open_sessions = 0
         self._connecting = 0  # workers between `admit` and the end of their login
+        self._logging_in: set[int | None] = set()  # their threads' idents (`logging_in`)
         self._connects = ConnectAttempts(policy.connect_attempts, retry)
 
     def idle_wait(self, idle_since: float) -> float:
@@ -85,6 +86,14 @@ class SessionLife:
         if until_close <= 0:  # this one stays warm: the last open session
             return self.policy.idle_noop_seconds
         return min(self.policy.idle_noop_seconds, until_close)
+
+    def logging_in(self, thread: threading.Thread) -> bool:
+        """Whether `thread` is opening its session (waiting for room, connecting, logging in, or the backoff after).
+
+        It holds no transfer then (a job it took for the new session is only queued): a stop need not wait for it.
+        """
+        with self._lock:
+            return thread.ident in self._logging_in
 
     def retire(self) -> bool:
         """Whether this idle session may close: not when it is the last one open (that one stays warm)."""
@@ -104,6 +113,7 @@ class SessionLife:
             warm = self._open_sessions + self._connecting == 0
             if warm:
                 self._connecting += 1
+                self._logging_in.add(threading.get_ident())
         ticket = None
         if warm:
             admitted = self.pool.admit()
@@ -118,11 +128,13 @@ class SessionLife:
                 return False, None
             with self._lock:
                 self._connecting += 1
+                self._logging_in.add(threading.get_ident())
         try:
             connected = admitted and self._open(session, backoff, ticket)
         finally:
             with self._lock:
                 self._connecting -= 1
+                self._logging_in.discard(threading.get_ident())
         return connected, ticket if connected else None
 
     def _open(self, session: Transport, backoff: Backoff, ticket: Ticket | None = None) -> bool:

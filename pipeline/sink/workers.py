@@ -33,6 +33,8 @@ from pipeline.transport.errors import TransportFailure
 log = logging.getLogger("beemon.sink")
 #: After the stop deadline cut the transfers, how long workers get to report and close.
 ABORT_GRACE_SECONDS = 5.0
+#: While stopping, how often a worker that is still busy is asked again whether it is only logging in.
+STOP_CHECK_SECONDS = 0.05
 
 
 class Sink:
@@ -83,6 +85,7 @@ class Sink:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.gave_up = threading.Event()
+        self.stopped = threading.Event()  # `stop` returned: a worker still running was left logging in
         self.life = SessionLife(
             params, policy, self.retry, self.board, self.pool, self.stopping, self._give_up, counters
         )
@@ -114,15 +117,17 @@ class Sink:
         """Take no new jobs, let transfers in flight finish within `deadline` s, then cut them.
 
         Returns True when every worker finished within the deadline. Queued jobs are dropped here:
-        their files are still in the outbox for the next start.
+        their files are still in the outbox for the next start. A worker still opening its session
+        is not waited for: it holds no transfer, and a server that never answers would hold the
+        stop for the whole deadline (`run --once` with nothing left to send, a station shutting down).
         """
         self.stopping.set()
         self.board.close()
         self.pool.close()
         end = time.monotonic() + deadline
         for thread in self._threads:
-            thread.join(max(0.0, end - time.monotonic()))
-        busy = [t for t in self._threads if t.is_alive()]
+            self._join_unless_logging_in(thread, end)
+        busy = [t for t in self._threads if t.is_alive() and not self.life.logging_in(t)]
         if busy:
             log.warning(
                 "stop deadline (%.1f s) passed with %d transfer(s) in flight: cut; their files stay in the outbox",
@@ -134,7 +139,16 @@ class Sink:
                 session.abort()
             for thread in busy:
                 thread.join(ABORT_GRACE_SECONDS)
+        self.stopped.set()
         return not busy
+
+    def _join_unless_logging_in(self, thread: threading.Thread, end: float) -> None:
+        """Wait until `thread` ends or `end` (monotonic) passes, unless it is (or becomes) a worker logging in."""
+        while thread.is_alive() and not self.life.logging_in(thread):
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            thread.join(min(left, STOP_CHECK_SECONDS))
 
     # --- one worker
 
@@ -195,7 +209,7 @@ class Sink:
         finally:
             if ahead is not None:
                 self.board.untake(ahead)
-            if self.stopping.is_set() and not self.aborting.is_set():
+            if self.stopping.is_set() and not self.aborting.is_set() and not self.stopped.is_set():
                 self._manifests(session, idle=True, drain=True)
             session.close()
             if admitted:

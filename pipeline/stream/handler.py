@@ -15,9 +15,9 @@ from reactivex import abc
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from operators.choices import DEFAULT_IGNORE_PATTERNS
+from operators.job_mapping import job_for
 from operators.model import EventKind, FileEvent
-from operators.ready_files import is_ready
-from operators.upload_jobs import job_for
+from operators.readiness import is_ready
 from pipeline.outbox.file_state import finished_file_stat
 
 if TYPE_CHECKING:

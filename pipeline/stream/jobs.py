@@ -8,14 +8,15 @@
 
 The backfill skips the debounce: its files were quiet for `min_age_seconds` already. Everything
 runs on one scheduler (by default a thread per subscription), so the operators' state is never
-touched by two threads at once.
+touched by two threads at once. The rules it shares with a single scan (`run --once`) are
+`pipeline.stream.scan_jobs`'s.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import reactivex
@@ -26,16 +27,16 @@ from reactivex.disposable import CompositeDisposable
 from operators.choices import BACKFILL_ORDERS, DEFAULT_IGNORE_PATTERNS, OBSERVER_KINDS
 from operators.debounce import debounce_per_path
 from operators.dedupe import dedupe_jobs
+from operators.job_mapping import StatFn
 from operators.model import FileEvent, UploadJob
-from operators.ready_files import is_ready, ready_files, watched_files
-from operators.remote_path import station_in_name
-from operators.upload_jobs import StatFn, job_for, to_upload_jobs
+from operators.ready_files import ready_files, watched_files
+from operators.upload_jobs import to_upload_jobs
 from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
-from pipeline.outbox.lock import STATE_FOLDER
 from pipeline.stream.backfill import backfill_source
 from pipeline.stream.monotonic import MonotonicEventLoopScheduler
-from pipeline.stream.scan import scan_outbox
-from pipeline.stream.watch import outbox_root, watch_source
+from pipeline.stream.scan import outbox_root
+from pipeline.stream.scan_jobs import StationNameCheck, quiet_period, with_state_folder
+from pipeline.stream.watch import watch_source
 
 log = logging.getLogger("beemon.stream.jobs")
 JobsOperator = Callable[[Observable[FileEvent]], Observable[UploadJob]]
@@ -52,50 +53,6 @@ def logging_links(stat: StatFn) -> StatFn:
         return st
 
     return checked
-
-
-def with_state_folder(ignore_patterns: Sequence[str]) -> tuple[str, ...]:
-    """The ignore patterns, always with the uploader's own state folder (its lock): whatever the settings say."""
-    patterns = tuple(ignore_patterns)
-    return patterns if STATE_FOLDER in patterns else (*patterns, STATE_FOLDER)
-
-
-class StationNameCheck:
-    """One warning per `<station>@` prefix in file names that is not the configured station.
-
-    The station folder is always the configured station (`operators.remote_path.station_folder`);
-    a name that says otherwise is filed under it, and said so once, not once per file.
-    """
-
-    def __init__(self, station: str) -> None:
-        self.station = station
-        self._warned: set[str] = set()
-
-    def __call__(self, job: UploadJob) -> None:
-        named = station_in_name(os.path.basename(job.local_path))
-        if named is None or named == self.station or named in self._warned:
-            return
-        self._warned.add(named)
-        log.warning(
-            "%s is named for the station %r, but this station is %r (the station setting): its files go to"
-            " the %r folder on the server; if this Pi was renamed, set station = %r",
-            job.local_path,
-            named,
-            self.station,
-            self.station,
-            named,
-        )
-
-
-def quiet_period(observer: str, debounce_seconds: float, polling_interval: float) -> float:
-    """The debounce actually used: with polling, at least two polls, so "quiet" means a size that stopped changing.
-
-    A poll only sees a change at its next turn; a debounce shorter than that would call a file
-    that is still growing quiet.
-    """
-    if observer == "polling":
-        return max(debounce_seconds, 2 * polling_interval)
-    return debounce_seconds
 
 
 def build_job_stream(
@@ -212,36 +169,3 @@ class _JobStream:
             may_emit=self.backfill_may_emit,
             orphan_csv_after_seconds=self.orphan_csv_after_seconds,
         ).pipe(ready_files(self.patterns, root=self.root), jobs)
-
-
-def scan_jobs(
-    outbox: str,
-    *,
-    remote_root: str,
-    station: str,
-    ignore_patterns: Sequence[str] = DEFAULT_IGNORE_PATTERNS,
-    backfill_order: str = "newest",
-    min_age_seconds: float = 0.0,
-    orphan_csv_after_seconds: float | None = None,
-) -> Iterator[UploadJob]:
-    """The backfill jobs for the files in `outbox` now, lazily, in `backfill_order`; no watching.
-
-    For `run --once` and the original API's `populate_secondary_queue`: the same scan, readiness
-    rule and mapping as the stream's backfill; a file some process has open for writing is skipped.
-    """
-    root = outbox_root(outbox)
-    patterns = with_state_folder(ignore_patterns)
-    check = StationNameCheck(station)
-    events = scan_outbox(
-        root,
-        order=backfill_order,
-        ignore_patterns=patterns,
-        min_age_seconds=min_age_seconds,
-        orphan_csv_after_seconds=orphan_csv_after_seconds,
-    )
-    for event in events:
-        if is_ready(event, patterns, root):
-            job = job_for(event, outbox=root, remote_root=remote_root, station=station, stat=finished_file_stat)
-            if job is not None:
-                check(job)
-                yield job

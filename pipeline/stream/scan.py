@@ -25,7 +25,7 @@ from datetime import datetime
 from operators.choices import BACKFILL_ORDERS
 from operators.file_rules import is_daily_csv
 from operators.model import EventKind, FileEvent, Priority
-from operators.ready_files import is_ignored_name, is_wanted
+from operators.readiness import is_ignored_name, is_wanted
 from operators.remote_path import DATE_FOLDER, date_of
 from pipeline.outbox.deletion import final_beside
 
@@ -46,6 +46,15 @@ class _Folder:
     path: str
     parts: tuple[str, ...]  # below the outbox
     date: str  # of the nearest date folder at or above it, "" if none
+
+
+def outbox_root(outbox: str) -> str:
+    """The outbox as the absolute path of the folder itself: symlinks resolved, once, at start.
+
+    inotify watches a symlinked outbox's target but reports paths under the link, and adds no
+    watch for folders made below it later; resolving first keeps every path and watch on one tree.
+    """
+    return os.path.realpath(outbox)
 
 
 def _scandir(path: str) -> Iterator[os.DirEntry[str]]:

@@ -31,7 +31,7 @@ from watchdog.observers.polling import PollingObserver
 from operators.choices import OBSERVER_KINDS
 from operators.model import EventKind, FileEvent
 from pipeline.stream.handler import UploadHandler
-from pipeline.stream.scan import iter_outbox
+from pipeline.stream.scan import iter_outbox, outbox_root
 
 log = logging.getLogger("beemon.stream.watch")
 
@@ -45,15 +45,6 @@ EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedE
 _DISPATCH_TIMEOUT = 0.5
 #: How often the guard checks that the outbox is still the folder being watched (one stat).
 GUARD_SECONDS = 1.0
-
-
-def outbox_root(outbox: str) -> str:
-    """The outbox as the absolute path of the folder itself: symlinks resolved, once, at start.
-
-    inotify watches a symlinked outbox's target but reports paths under the link, and adds no
-    watch for folders made below it later; resolving first keeps every path and watch on one tree.
-    """
-    return os.path.realpath(outbox)
 
 
 def ensure_outbox(outbox: str) -> None:

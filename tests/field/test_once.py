@@ -13,7 +13,7 @@ from tests.e2e.conftest import cli, run_cli
 from tests.field.conftest import field_env, recording
 from tests.helpers import wait_until
 from tests.reliability.conftest import outbox_files, remote_of
-from tests.reliability.server import DeadPort
+from tests.reliability.server import DeadPort, SilentPort
 
 DAY = "2024-05-02"
 #: How long the sink's start-up takes in the empty-outbox test.
@@ -148,3 +148,96 @@ def test_once_on_an_empty_outbox_does_not_wait_for_the_sink_to_start(link_server
     assert done.returncode == 0, done.stderr
     assert "0 files to deliver" in done.stderr, done.stderr
     assert wall < SLOW_CHILD_SECONDS, wall
+
+
+#: Records, when the command's own process exits, which top-level packages it loaded.
+LOADED_AT_EXIT = """
+import atexit, sys
+
+def _record():
+    if "pipeline.cli.main" in sys.modules and "--multiprocessing-fork" not in sys.argv:
+        with open({path!r}, "w") as out:
+            out.write("\\n".join(sorted({{name.split(".")[0] for name in sys.modules}})))
+
+atexit.register(_record)
+"""
+
+
+def processes_with(marker: str) -> list[int]:
+    """The live processes whose environment holds `marker` (every process a run started inherits it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as environ:
+                if marker.encode() in environ.read():
+                    found.append(int(entry))
+        except OSError:  # gone meanwhile, or another user's
+            continue
+    return found
+
+
+def test_once_on_an_empty_outbox_says_so_loads_no_stream_and_leaves_nothing_running(link_server, outbox, tmp_path):
+    """A cron job every minute on a station with nothing to send: the two summary lines, exit 0, and
+    the run's processes (the sink, multiprocessing's helper) all gone soon after. It watches nothing,
+    so the stream's libraries (reactivex and its asyncio, watchdog) are never loaded."""
+    hook = tmp_path / "loaded-at-exit"
+    hook.mkdir()
+    loaded = tmp_path / "loaded.txt"
+    (hook / "sitecustomize.py").write_text(LOADED_AT_EXIT.format(path=str(loaded)))
+    marker = f"BEEMON_TEST_RUN_MARKER={tmp_path}"
+    env = field_env(
+        link_server,
+        outbox,
+        tmp_path,
+        PYTHONPATH=f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        BEEMON_TEST_RUN_MARKER=str(tmp_path),
+    )
+    done = run_cli(env, "run", "--once", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"0 files to deliver \(0 B\) in ", done.stderr), done.stderr
+    assert re.search(r"delivered 0 of 0 files \(0 B\) in \d+\.\d s", done.stderr), done.stderr
+    assert error_lines(done.stderr) == [], done.stderr
+    wait_until(lambda: not processes_with(marker), timeout=10)
+    packages = set(loaded.read_text().split())
+    assert "pipeline" in packages and "dynaconf" in packages  # the hook saw the command's own process
+    assert packages & {"reactivex", "asyncio", "watchdog", "tqdm", "pyftpdlib", "prometheus_client"} == set()
+
+
+def test_once_does_not_wait_for_a_login_the_server_never_answers(link_server, outbox, tmp_path):
+    """A recording still open when the cron job runs, and a server that accepts but never answers
+    (hung, or a stalled link): the run names the open file once its settle window is over, and
+    ends then. The sink's session is still waiting for the greeting; it holds no transfer, so the
+    stop does not wait for it (before: the stop deadline, here 30 s)."""
+    open_one = outbox / "audio" / DAY / f"rpi4-test@{DAY}@15-00-00.wav"
+    open_one.parent.mkdir(parents=True)
+    silent = SilentPort()
+    try:
+        env = field_env(
+            link_server,
+            outbox,
+            tmp_path,
+            BEEMON_FTP__PORT=str(silent.port),
+            BEEMON_FTP__TIMEOUT_SECONDS="30",
+            BEEMON_UPLOAD__STOP_DEADLINE_SECONDS="30",
+            BEEMON_UPLOAD__DEBOUNCE_SECONDS="1.5",  # a settle window of 3 s: the sink is connecting by then
+        )
+        with open_one.open("wb") as recorder:
+            recorder.write(b"first half ")
+            recorder.flush()
+            started = time.monotonic()
+            done = run_cli(env, "run", "--once", timeout=90)
+            took = time.monotonic() - started
+            recorder.write(b"second half")
+    finally:
+        silent.close()
+    assert silent.connections, "the sink never connected: the scenario did not happen"
+    assert done.returncode == 1, done.stderr
+    assert took < 15, took
+    assert error_lines(done.stderr) == [
+        line for line in done.stderr.splitlines() if f"not delivered: {open_one} (still open for writing)" in line
+    ], done.stderr
+    assert len(error_lines(done.stderr)) == 1
+    assert " WARNING " not in done.stderr, done.stderr
+    assert outbox_files(outbox) == [f"audio/{DAY}/{open_one.name}"]

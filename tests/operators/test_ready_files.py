@@ -11,7 +11,8 @@ from reactivex.testing.marbles import marbles_testing
 
 from operators.debounce import debounce_per_path
 from operators.model import EventKind, FileEvent, Priority
-from operators.ready_files import is_wanted, parts_below, ready_files, watched_files
+from operators.readiness import is_wanted, parts_below
+from operators.ready_files import ready_files, watched_files
 from tests.operators.events import OUTBOX, closed, created, deleted, found, modified, moved
 
 PATTERNS = (".*", "*.part", "*.tmp", "*~", "*.swp")

@@ -210,3 +210,38 @@ class DeadPort:
         self._stop.set()
         self._thread.join(5)
         self._socket.close()
+
+
+class SilentPort:
+    """A server that accepts and never says a word (hung before its greeting, or behind a stalled link).
+
+    The connections are held open until `close`, so a client waits for the greeting until its timeout.
+    """
+
+    def __init__(self) -> None:
+        self.connections: list[socket.socket] = []
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(64)
+        self._socket.settimeout(0.05)
+        self.port = self._socket.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="silent-port", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections.append(connection)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._socket.close()
+        for connection in self.connections:
+            connection.close()

@@ -21,14 +21,16 @@ from reactivex.testing import TestScheduler
 from operators.choices import DEFAULT_IGNORE_PATTERNS
 from operators.debounce import debounce_per_path
 from operators.dedupe import dedupe_jobs
+from operators.job_mapping import job_for
 from operators.model import EventKind, FileEvent, UploadJob
-from operators.ready_files import parts_below, ready_files, watched_files
+from operators.readiness import parts_below
+from operators.ready_files import ready_files, watched_files
 from operators.remote_path import remote_path_for, safe_segment
-from operators.upload_jobs import job_for, to_upload_jobs
+from operators.upload_jobs import to_upload_jobs
 from pipeline.ftp.params import FtpParams
 from pipeline.ftp.session import UploadSession, temp_name
 from pipeline.outbox.file_state import regular_file_stat
-from pipeline.stream.jobs import scan_jobs
+from pipeline.stream.scan_jobs import scan_jobs
 
 ROOT = "/srv/bee data"
 OUTBOX = "/outbox"

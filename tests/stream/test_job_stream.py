@@ -15,7 +15,8 @@ from reactivex.subject import Subject
 
 from operators.choices import OBSERVER_KINDS
 from operators.model import Priority, UploadJob
-from pipeline.stream.jobs import build_job_stream, quiet_period, scan_jobs
+from pipeline.stream.jobs import build_job_stream
+from pipeline.stream.scan_jobs import quiet_period, scan_jobs
 from tests.helpers import wait_until, write_file
 
 ROOT = "/srv/bee"
