@@ -30,7 +30,7 @@ def test_large_files(tmp_path):
 def test_small_and_large_files_on_vsftpd(tmp_path):
     servers.find_server("vsftpd", "vsftpd") or servers.unavailable("vsftpd (Debian package vsftpd) is not installed")
     small = workloads.small_files(tmp_path / "small", files=8, per_login_files=2, kind="vsftpd")
-    assert small["ours_files_per_s"] and small["lftp_files_per_s"] is not None or not baselines.lftp_available()
+    assert (small["ours_files_per_s"] and small["lftp_files_per_s"] is not None) or not baselines.lftp_available()
     large = workloads.large_files(tmp_path / "large", files=2, size=MB // 2, kind="vsftpd", with_lftp=False)
     assert large["session_mb_per_s"]
 
