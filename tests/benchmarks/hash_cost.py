@@ -35,16 +35,17 @@ from tests.benchmarks.workloads import Figures
 
 CHILD = r"""
 import resource, sys
-from pipeline.ftp import hashing, session as session_module
+from pipeline.ftp import hashing, store
 from pipeline.ftp.params import FtpParams
 from pipeline.ftp.session import UploadSession
 port, user, password, path, mode = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 if mode == "sha256-sendfile-read":
     def send(conn, local, offset, count, chunk, *, throttle, aborted):
         return hashing.send_then_read(conn, local, offset, count, chunk)
-    session_module.send_hashed = send
+    store.send_hashed = send
 session = UploadSession(FtpParams("127.0.0.1", int(port), user, password, "/"), use_sendfile=mode != "none-buffered")
-session.checksum = mode.startswith("sha256")
+# what `upload.checksum` sets: the sender hashes what it sends, the check wants a digest (else it reads the file)
+session.parts.sender.checksum = session.checks.checksum = mode.startswith("sha256")
 session.connect()
 size = __import__("os").path.getsize(path)
 before = resource.getrusage(resource.RUSAGE_SELF)
