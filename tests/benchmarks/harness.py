@@ -178,6 +178,16 @@ class Uploader:
             time.sleep(0.5)  # the sink's sessions log in meanwhile (at most a few round trips)
         return self
 
+    def run_once(self, timeout: float = 900) -> int:
+        """`run --once` to its exit instead (its output in the log); returns the exit code."""
+        self.outbox.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            command = [*uploader_command(), "run", "--once"]
+            done = subprocess.run(
+                command, cwd=self.work, env=self.env(), stdout=log, stderr=subprocess.STDOUT, timeout=timeout
+            )
+        return done.returncode
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

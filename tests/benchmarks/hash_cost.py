@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from tests.benchmarks import baselines, report
-from tests.benchmarks.harness import fresh_dir, uploader_command
+from tests.benchmarks.harness import fresh_dir
 from tests.benchmarks.servers import ftp_server, uploader
 from tests.benchmarks.workloads import Figures
 
@@ -66,8 +66,8 @@ def _lftp_put(port: int, user: str, password: str, big: Path) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def cpu_per_gb(work: Path, gib: float) -> Figures:
-    """`cpu_<mode>_s_per_gb` for each of MODES, and `cpu_lftp_s_per_gb` (None without lftp): best of three."""
+def cpu_per_gb(work: Path, gib: float, tries: int = 3) -> Figures:
+    """`cpu_<mode>_s_per_gb` for each of MODES, and `cpu_lftp_s_per_gb` (None without lftp): best of `tries`."""
     big = work / "big.bin"
     with big.open("wb") as out:
         for _ in range(int(gib * 1024)):
@@ -77,10 +77,12 @@ def cpu_per_gb(work: Path, gib: float) -> Figures:
     with ftp_server(work) as server:
         login = [str(server.port), server.username, server.password]
         for mode in MODES:
-            runs = [subprocess.check_output([sys.executable, "-c", CHILD, *login, str(big), mode]) for _ in range(3)]
+            runs = [
+                subprocess.check_output([sys.executable, "-c", CHILD, *login, str(big), mode]) for _ in range(tries)
+            ]
             figures[f"cpu_{mode}_s_per_gb"] = min(float(out) for out in runs) / gb
         if baselines.lftp_available():
-            figures["cpu_lftp_s_per_gb"] = min(_lftp_put(*login, big) for _ in range(3)) / gb  # type: ignore[arg-type]
+            figures["cpu_lftp_s_per_gb"] = min(_lftp_put(*login, big) for _ in range(tries)) / gb  # type: ignore[arg-type]
     big.unlink()
     return figures
 
@@ -102,10 +104,7 @@ def manifest_commands(work: Path, files: int) -> Figures:
         with ftp_server(work) as server:
             once = uploader(work, outbox, server, debounce=0)
             once.extra_env["BEEMON_UPLOAD__CHECKSUM"] = checksum
-            done = subprocess.run(
-                [*uploader_command(), "run", "--once"], cwd=work, env=once.env(), capture_output=True, check=False
-            )
-            assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+            assert once.run_once() == 0, once.log()[-2000:]
             counts = server.stop()
         plain = sum(n for verb, n in counts.items() if ":" not in verb)
         figures[f"commands_per_file_{checksum}"] = plain / files
@@ -116,8 +115,8 @@ def manifest_commands(work: Path, files: int) -> Figures:
     return figures
 
 
-def measure(work: Path, gib: float = 1.0, files: int = 200) -> Figures:
-    return {**cpu_per_gb(work, gib), **manifest_commands(work, files)}
+def measure(work: Path, gib: float = 1.0, files: int = 200, tries: int = 3) -> Figures:
+    return {**cpu_per_gb(work, gib, tries), **manifest_commands(work, files)}
 
 
 def main() -> int:

@@ -55,6 +55,10 @@ def small(bench: Bench, kind: str) -> None:
             ok,
         ]
     )
+    bench.notes.append(
+        f"Client CPU per file (user + sys of every process of the client), loopback {kind}: beemon-uploader "
+        f"{fmt(series.median('ours_cpu_ms_per_file'), 2, ' ms')}, lftp {fmt(series.median('lftp_cpu_ms_per_file'), 2, ' ms')}."
+    )
     if series.median("ours_commands_per_file") is not None:
         bench.notes.append(
             f"Commands per file (server's count, logins and folders included), loopback {kind}: "

@@ -112,55 +112,55 @@ def backfill(
 ) -> Figures:
     """`run` started on an outbox of `files` old files: seconds to the first upload, and the memory it takes.
 
-    The clock starts with `beemon-uploader run` and stops when a first file is on the server under its
-    final name, whole, and gone from the outbox. Memory is the summed RSS of the uploader's processes,
-    sampled every 50 ms from the start; the growth is its peak minus the peak of the same sampling of an
-    uploader started on an empty outbox in this run (from its start to `settle` s after it watches).
-    Two windows: to `after` s past the first upload (`rss_growth_mib`), and on until the peak has not
-    risen for `quiet` s (`settled_growth_mib`, at `settled_s`, with `queued` files on the sink's
-    queues then; None if it still rose after `settle_timeout` s): what holding the backlog costs.
-    Then SIGTERM: the rest of the backlog is not waited for (at `delay` per reply it would take half
-    an hour). The difference of summed VmHWM (each process's own peak, an upper bound) at the end
-    comes along as `hwm_growth_mib`.
-
+    The clock runs from the start of `run` to a first file on the server under its final name, whole,
+    and gone locally. Memory: the summed RSS of the uploader's processes, sampled every 50 ms, less
+    the peak of `run` on an empty outbox (`_empty_outbox_peak`); to `after` s past the first upload
+    (`rss_growth_mib`), and until it has not risen for `quiet` s (`settled_growth_mib`, None if it
+    still rose after `settle_timeout` s). Then SIGTERM: the rest of the backlog is not waited for.
     `outbox` may be kept between runs: only the files a run uploaded are written again.
     """
     outbox = outbox or work / "outbox-backfill"
     _dated_outbox(outbox, files)
     with ftp_server(work, delay) as server:
         idle_peak, idle_hwm = _empty_outbox_peak(work, server, settle)
-        station = server.root / REMOTE_STATION
         uploader = Uploader(work, outbox, server.port, server.password, stats_interval=STATS_INTERVAL)
         uploader.start(wait=False)
         try:
-            with procs.RssSampler(uploader.pid, RSS_INTERVAL) as busy:
-                first = _first_delivery(station, outbox, uploader) - uploader.started_at
-                time.sleep(after)
-                early_peak = busy.peak
-                settled = busy.settled(quiet, settle_timeout)
-                settled_s = time.monotonic() - uploader.started_at
-                queued = _queued(uploader)
-                hwm = procs.peak_rss_mib(uploader.pid)
+            figures = _watch_backfill(uploader, server.root / REMOTE_STATION, after, quiet, settle_timeout)
         finally:
             stopping = time.monotonic()
             code = uploader.stop()
             stop_s = time.monotonic() - stopping
         assert code == 0, uploader.log()[-2000:]
         delivered = _checked_delivery(server, outbox, files)
+    settled = figures["settled_peak"]
     return {
-        "first_upload_s": first,
+        **figures,
         "idle_rss_mib": idle_peak,
-        "peak_rss_mib": early_peak,
-        "rss_growth_mib": early_peak - idle_peak,
-        "settled_s": settled_s if settled else None,
-        "settled_peak_rss_mib": busy.peak if settled else None,
-        "settled_growth_mib": busy.peak - idle_peak if settled else None,
-        "queued": queued,
-        "hwm_growth_mib": hwm - idle_hwm,
+        "rss_growth_mib": figures["peak_rss_mib"] - idle_peak,  # type: ignore[operator]
+        "settled_growth_mib": None if settled is None else settled - idle_peak,
+        "hwm_growth_mib": figures["hwm"] - idle_hwm,  # type: ignore[operator]
         "delivered": float(len(delivered)),
         "after_s": after,
         "stop_s": stop_s,
     }
+
+
+def _watch_backfill(uploader: Uploader, station: Path, after: float, quiet: float, settle_timeout: float) -> Figures:
+    """The first delivery's time and the summed RSS peaks of a backfilling `run` (see `backfill`)."""
+    with procs.RssSampler(uploader.pid, RSS_INTERVAL) as busy:
+        first = _first_delivery(station, uploader.outbox, uploader) - uploader.started_at
+        time.sleep(after)
+        early_peak = busy.peak
+        settled = busy.settled(quiet, settle_timeout)
+        return {
+            "first_upload_s": first,
+            "peak_rss_mib": early_peak,
+            "settled_s": time.monotonic() - uploader.started_at if settled else None,
+            "settled_peak": busy.peak if settled else None,
+            "queued": _queued(uploader),
+            "hwm": procs.peak_rss_mib(uploader.pid),
+        }
 
 
 def _empty_outbox_peak(work: Path, server: Server, settle: float) -> tuple[float, float]:

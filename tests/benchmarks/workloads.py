@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from tests.benchmarks.harness import (
     fresh_dir,
     leftovers,
     remote_dir,
-    uploader_command,
     verify,
     write_files,
 )
@@ -131,6 +129,7 @@ def small_files(
         counts = server.stop()
     figures["ours_files_per_s"] = files / ours["seconds"]
     figures["ours_commands_per_file"] = _per_file(counts, files)
+    figures["ours_cpu_ms_per_file"] = 1000 * ours["cpu_seconds"] / files
     figures["idle_peak_rss_mib"] = ours["idle_peak_rss_mib"]
     figures["peak_rss_mib"] = ours["peak_rss_mib"]
     figures.update(
@@ -151,7 +150,7 @@ def small_baselines(
     loop_files: int | None,
     lftp: bool,
     exact: bool,
-    connections: int = 4,
+    connections: int = 4,  # as `run`'s
 ) -> Figures:
     """The one-login-per-file loop (on the first `loop_files` names) and lftp mirror -R, each on a fresh server."""
     figures: Figures = {}
@@ -165,7 +164,7 @@ def small_baselines(
     figures["per_login_files_per_s"] = len(loop_names) / loop.seconds
     figures["per_login_commands_per_file"] = _per_file(counts, len(loop_names))
 
-    figures["lftp_files_per_s"] = figures["lftp_commands_per_file"] = None
+    figures["lftp_files_per_s"] = figures["lftp_commands_per_file"] = figures["lftp_cpu_ms_per_file"] = None
     if lftp and baselines.lftp_available():
         folder, _ = _staged(work, "lftp", names, size)
         with ftp_server(work, delay, kind) as server:
@@ -174,6 +173,7 @@ def small_baselines(
             assert not verify(server.root / "lftp", names, size, exact=exact)
         figures["lftp_files_per_s"] = len(names) / mirror.seconds
         figures["lftp_commands_per_file"] = _per_file(counts, len(names))
+        figures["lftp_cpu_ms_per_file"] = 1000 * mirror.cpu_seconds / len(names)
     return figures
 
 
@@ -200,34 +200,16 @@ def once_files(
     _settle_disk()
     with ftp_server(work, delay, kind) as server:
         once = uploader(work, outbox, server, connections=connections)
-        log = once.log_path.open("wb")
         started = time.monotonic()
-        done = subprocess.run(
-            [*uploader_command(), "run", "--once"],
-            cwd=work,
-            env=once.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=TIMEOUT,
-            check=False,
-        )
+        code = once.run_once(TIMEOUT)
         seconds = time.monotonic() - started
-        log.close()
         counts = server.stop()
-        assert done.returncode == 0, once.log()[-2000:]
+        assert code == 0, once.log()[-2000:]
         check(server, names, size, outbox, exact=True)
     figures: Figures = {"ours_files_per_s": files / seconds, "ours_seconds": seconds}
     figures["ours_commands_per_file"] = _per_file(counts, files)
     loop = small_baselines(
-        work,
-        names,
-        size,
-        delay=delay,
-        kind=kind,
-        loop_files=per_login_files,
-        lftp=with_lftp,
-        exact=True,
-        connections=connections,
+        work, names, size, delay=delay, kind=kind, loop_files=per_login_files, lftp=with_lftp, exact=True
     )
     return {**figures, **loop}
 
@@ -243,10 +225,9 @@ def large_files(
 ) -> Figures:
     """MB/s and client CPU s/GB: the uploader, one ftplib session (1 MiB blocks), cp, and lftp.
 
-    Each phase starts from the same state: what the one before wrote is deleted once checked (and
-    the rest written back, `_settle_disk`). Kept, it made whichever phase came later pay for the
-    page cache of the earlier ones: the same ftplib session measured 2,900 MB/s run first and
-    430 MB/s run after the others.
+    Each phase starts from the same state: what the one before wrote is deleted once checked, the rest
+    written back (`_settle_disk`). Kept, it made a later phase pay for the page cache of the earlier
+    ones: the same ftplib session measured 2,900 MB/s run first and 430 MB/s after the others.
     """
     names = [file_name(i, tag="big") for i in range(files)]
     total = files * size
