@@ -14,6 +14,7 @@ from tests.benchmarks.baselines import lftp_available
 from tests.benchmarks.rows import Bench
 from tests.benchmarks.series import QUICK, Sizes
 from tests.benchmarks.servers import KINDS
+from tests.servers import find_server
 
 #: Each name of `--only`, in the table's order: the row builders it runs (`servers` left to fill in).
 WORKLOADS = ("small", "delayed", "once", "large", "backlog", "live", "idle", "backfill", "hash")
@@ -33,6 +34,10 @@ def collect(sizes: Sizes, runs: int, only: set[str], servers: list[str]) -> Benc
     bench = Bench(sizes, runs)
     if not lftp_available():
         bench.notes.append("lftp is not installed: its baselines are n/a (`make bench` as root installs it).")
+    if "vsftpd" in servers and find_server("vsftpd", "vsftpd") is None:
+        servers = [kind for kind in servers if kind != "vsftpd"]
+        bench.notes.append("vsftpd is not installed: its rows are left out (`make servers` as root unpacks it).")
+        print("vsftpd is not installed: its rows are left out; run `make servers` as root", file=sys.stderr)
     for name in WORKLOADS:
         if only and name not in only:
             continue
