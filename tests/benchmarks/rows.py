@@ -57,7 +57,8 @@ def small(bench: Bench, kind: str) -> None:
     )
     bench.notes.append(
         f"Client CPU per file (user + sys of every process of the client), loopback {kind}: beemon-uploader "
-        f"{fmt(series.median('ours_cpu_ms_per_file'), 2, ' ms')}, lftp {fmt(series.median('lftp_cpu_ms_per_file'), 2, ' ms')}."
+        f"{fmt(series.median('ours_cpu_ms_per_file'), 2, ' ms')}, lftp {fmt(series.median('lftp_cpu_ms_per_file'), 2, ' ms')}; "
+        f"the server's under beemon-uploader {fmt(series.median('server_cpu_ms_per_file'), 2, ' ms')}."
     )
     if series.median("ours_commands_per_file") is not None:
         bench.notes.append(

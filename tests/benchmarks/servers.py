@@ -42,6 +42,8 @@ class Server:
     #: the server's path of `root` ('' when a session's / is `root`)
     prefix: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    #: the server's (master) process
+    pid: int = 0
 
     def stop(self) -> dict[str, int]:
         """End the server; returns the commands it received, by verb (none for vsftpd)."""
@@ -80,7 +82,7 @@ def _pyftpdlib(work: Path, delay: float) -> Server:
             return dict(json.loads(stats.read_text()))
         return {}
 
-    return Server("pyftpdlib", root, int(line.split()[1]), password, delay, stop)
+    return Server("pyftpdlib", root, int(line.split()[1]), password, delay, stop, pid=process.pid)
 
 
 def _vsftpd(work: Path) -> Server:
@@ -95,7 +97,15 @@ def _vsftpd(work: Path) -> Server:
         return {}
 
     return Server(
-        "vsftpd", started.root, started.port, "x", 0.0, stop, username=started.username, prefix=str(started.root)
+        "vsftpd",
+        started.root,
+        started.port,
+        "x",
+        0.0,
+        stop,
+        username=started.username,
+        prefix=str(started.root),
+        pid=started.process.pid,
     )
 
 

@@ -66,18 +66,20 @@ def ours_drop_in(
     running = uploader(work, outbox, server, debounce=debounce, connections=connections)
     with running:
         idle_peak = procs.peak_rss_mib(running.pid)
-        cpu_before = procs.cpu_seconds(running.pid)
+        cpu_before, server_before = procs.cpu_seconds(running.pid), procs.cpu_seconds(server.pid)
         started = time.monotonic()
         for name in names:
             os.rename(staging / name, folder / name)
         finished = baselines_wait(names, server, folder)
         cpu = procs.cpu_seconds(running.pid) - cpu_before
+        server_cpu = procs.cpu_seconds(server.pid) - server_before
         peak = procs.peak_rss_mib(running.pid)
     assert running.process is not None and running.process.returncode == 0, running.log()[-2000:]
     check(server, names, size, outbox, exact=exact)
     return {
         "seconds": finished - started - debounce,
         "cpu_seconds": cpu,
+        "server_cpu_seconds": server_cpu,
         "idle_peak_rss_mib": idle_peak,
         "peak_rss_mib": peak,
     }
@@ -130,6 +132,7 @@ def small_files(
     figures["ours_files_per_s"] = files / ours["seconds"]
     figures["ours_commands_per_file"] = _per_file(counts, files)
     figures["ours_cpu_ms_per_file"] = 1000 * ours["cpu_seconds"] / files
+    figures["server_cpu_ms_per_file"] = 1000 * ours["server_cpu_seconds"] / files
     figures["idle_peak_rss_mib"] = ours["idle_peak_rss_mib"]
     figures["peak_rss_mib"] = ours["peak_rss_mib"]
     figures.update(
