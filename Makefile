@@ -46,8 +46,8 @@ constraints: $(STAMP)
 		--annotation-style line -c var/tested-pins.txt -o var/constraints.body
 	{ sed -n '/^#/p' deploy/constraints.txt; cat var/constraints.body; } > deploy/constraints.txt
 
-# The benchmarks against baselines, writing the generated parts of docs/benchmarks.md (about 17 minutes:
-# the table's rows some 14, the tbf link row, tests/benchmarks/link.py, some 2.5 and root only: it says so
+# The benchmarks against baselines, writing the generated parts of docs/benchmarks.md (about 21 minutes:
+# the table's rows some 19, the tbf link row, tests/benchmarks/link.py, some 2.5 and root only: it says so
 # and skips otherwise). Installs what it compares with: vsftpd (make servers) and lftp (as root, via apt).
 bench: $(STAMP) servers
 	./tools/install-bench-tools.sh
