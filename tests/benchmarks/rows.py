@@ -179,7 +179,8 @@ def hash_rows(figures: Figures, gib: float, files: int) -> list[list[str]]:
     commands = [
         f"{files} files of one past day, `run --once`, loopback pyftpdlib (no hash command: size checks)",
         "commands per file (server's count, logins and folders included)",
-        f"checksum sha256 {fmt(figures.get('commands_per_file_sha256'), 2)}, of which the manifest {fmt(manifest, 3)}",
+        f"checksum sha256 {fmt(figures.get('commands_per_file_sha256'), 2)}, of which the manifest {fmt(manifest, 3)} "
+        f"({fmt(None if manifest is None else manifest * files)} commands for the day)",
         f"checksum none {fmt(figures.get('commands_per_file_none'), 2)}",
         "",
         f"the manifest: no round trip per file (< {MANIFEST_TARGET} commands per file)",
