@@ -45,6 +45,8 @@ class Faults:
     #: cut the data connection once `cut_after_bytes` arrived, this many times.
     cut_after_bytes: int = 0
     cuts: int = 0
+    #: the reply to a cut transfer; a 421 also closes the control connection, as a server going down does.
+    cut_reply: str = "426 Data connection cut by the test server."
     #: hold the reply to a command (by name) this many seconds, once per entry.
     stall: dict[str, float] = field(default_factory=dict)
     #: hold every command named here until its event is set (e.g. PASS, to fill queues before uploads).
@@ -146,8 +148,10 @@ class CuttingDTPHandler(DTPHandler):
             faults.cuts -= 1
             faults.journal.append(("CUT", str(received)))
             faults.flights.append(-1)
-            self._resp = ("426 Data connection cut by the test server.", logger.info)
+            self._resp = (faults.cut_reply, logger.info)
             self.close()
+            if faults.cut_reply.startswith("421"):
+                self.cmd_channel.close_when_done()
 
     handle_read_event = handle_read  # pyftpdlib's ioloop calls this alias, not handle_read
 

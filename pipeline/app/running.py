@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -75,7 +76,7 @@ class RunningPipeline:
         self.collectors = collectors  # more for the metrics endpoint (`pipeline.app.health_metrics`)
         self.server: EmbeddedFtpServer | None = None
         self.helper: UploadHelper | None = None
-        self._results: Any = None
+        self._results: queue.Queue[Any] | None = None
         self._released: Subject[str] = Subject()
         self._pump: threading.Thread | None = None
         self._subscription: abc.DisposableBase | None = None
@@ -112,7 +113,7 @@ class RunningPipeline:
         if options.metrics_port:  # first: a port that is taken ends the start before anything runs
             self._metrics = _serve_metrics(self.stats, options.metrics_port, self.collectors)
             log.info("Prometheus metrics on port %d", options.metrics_port)
-        self._results = UploadHelper.new_queue()
+        self._results = queue.Queue()  # the helper's reader thread puts on it: no semaphore, no resource tracker
         self.helper = UploadHelper(
             options.target, options.policy, results=self._results, outbox=options.outbox, station=options.station
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import queue
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -73,7 +74,9 @@ class Uploader(multiprocessing.Process):
         self._command_queue = command_queue
         self._command_poll_seconds = command_poll_seconds
         self._context: Any = _context_of(command_queue)
-        self._stop_requested = self._context.Event()
+        #: a threading.Event while this object runs in-process (`run()`, the CLI); `start()` makes it a
+        #: multiprocessing one, which the orchestrator's process sets: only then a named semaphore
+        self._stop_requested: Any = threading.Event()
         self._outbox_lock = OutboxLock(self._options.outbox)
         # Set in run(): never pickled to the child.
         self._helper: UploadHelper | None = None
@@ -120,6 +123,9 @@ class Uploader(multiprocessing.Process):
     def start(self) -> None:
         """Take the outbox's lock (`OutboxBusy` if another uploader holds it), then start the process with it."""
         self.lock_outbox()
+        requested, self._stop_requested = self._stop_requested, self._context.Event()
+        if requested.is_set():
+            self._stop_requested.set()
         try:
             super().start()
         finally:

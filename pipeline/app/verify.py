@@ -1,12 +1,15 @@
 """`verify`: compare what the server holds with the per-day SHA256SUMS, changing nothing on either side.
 
 For each day folder `<remote_root>/<station>/<date>`: a day without a manifest, files the manifest
-names that are missing, files not in the manifest, and (where the server offers a SHA-256 command)
-files whose server-side hash differs from the manifest's. One line per problem, then a summary.
-Where the server cannot hash (OpenSSH; an FTP server without a hash command; an S3 object uploaded
-in parts, whose checksum is composite), contents are not compared and the summary says so: the manifest
-holds hashes, not sizes, and reading every file back over a station's link is not a check to run
-unasked (`sha256sum -c SHA256SUMS` on the server does it locally).
+names that are missing, files not in the manifest, files whose size on the server differs from the
+size the manifest records, and (where the server offers a SHA-256 command) files whose server-side
+hash differs from the manifest's. One line per problem, then a summary. Sizes come with the listing,
+so they are compared on every server; an entry without a size line (a manifest of an older version,
+another tool's) has an unknown size, which the summary counts and is not a problem. Where the server
+cannot hash (OpenSSH; an FTP server without a hash command; an S3 object uploaded in parts, whose
+checksum is composite), contents are not compared and the summary says so: reading every file back
+over a station's link is not a check to run unasked (`sha256sum -c SHA256SUMS` on the server does
+it locally).
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from pipeline.sink.journal import parse_lines
 from pipeline.sink.manifest import MANIFEST_NAME
+from pipeline.sink.manifest_text import Entry, ManifestText
 from pipeline.transport.base import Transport
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -29,8 +32,29 @@ class Verdict:
 
     problems: list[str] = field(default_factory=list)
     days: int = 0
-    files: int = 0
-    hashed: int = 0
+    files: int = 0  # named in a manifest and present
+    sized: int = 0  # of those, compared with the size the manifest records
+    hashed: int = 0  # of those, compared with the server's SHA-256
+
+    def summary(self, station: str, check: str) -> str:
+        """The last line: what was compared, by which means, and how many problems."""
+        unknown = self.files - self.sized
+        sizes = (
+            f"sizes of {self.sized} compared"
+            if not unknown
+            else f"sizes of {self.sized} compared, {unknown} unknown (no size line in {MANIFEST_NAME})"
+        )
+        contents = (
+            f"{self.hashed} compared by the server's SHA-256"
+            if check == "hash"
+            else f"{self.hashed} compared by the server's SHA-256, the others' contents not compared"
+            if self.hashed
+            else f"contents not compared (the server offers no SHA-256 command; run sha256sum -c {MANIFEST_NAME} there)"
+        )
+        return (
+            f"verify: {self.days} day(s) of {station}, {self.files} file(s) present, {sizes}, {contents}:"
+            f" {len(self.problems) or 'no'} problem(s)"
+        )
 
 
 def _temporary(name: str) -> bool:
@@ -46,44 +70,61 @@ def verify_days(
     listing = transport.list_files(station_dir)
     if dates is None:
         dates = sorted({name.split("/", 1)[0] for name in listing if _DATE.match(name.split("/", 1)[0])})
-    can_hash = transport.check == "hash"
     for date in dates:
         verdict.days += 1
         day = posixpath.join(station_dir, date)
         held = {name[len(date) + 1 :]: size for name, size in listing.items() if name.startswith(date + "/")}
-        _verify_day(transport, day, held, can_hash, verdict, out)
+        _DayCheck(transport, day, held, verdict, out).check()
     return verdict
 
 
-def _verify_day(
-    transport: Transport, day: str, held: dict[str, int], can_hash: bool, verdict: Verdict, out: Callable[[str], None]
-) -> None:
-    def problem(line: str) -> None:
-        verdict.problems.append(line)
-        out(line)
+@dataclass
+class _DayCheck:
+    """One day folder against its manifest; each problem goes to `out` and into the verdict."""
 
-    if not held:
-        problem(f"{day}: no such day folder on the server")
-        return
-    data = transport.get_small(posixpath.join(day, MANIFEST_NAME))
-    if data is None:
-        problem(f"{day}: no {MANIFEST_NAME} on the server")
-        return
-    manifest = parse_lines(data.decode("utf-8", "surrogateescape"))
-    for name, expected in sorted(manifest.items()):
-        path = posixpath.join(day, name)
-        if name not in held:
-            problem(f"missing: {path} (named in {MANIFEST_NAME}, not on the server)")
-            continue
-        verdict.files += 1
-        actual = transport.remote_sha256(path)
-        if actual is None and not can_hash:  # this object has no server-side hash (S3: a multipart upload)
-            continue
-        verdict.hashed += 1
-        if actual != expected:
-            problem(
-                f"hash mismatch: {path} ({held[name]} B): the server's SHA-256 is {actual}, the manifest's {expected}"
+    transport: Transport
+    day: str
+    held: dict[str, int]  # what the server holds under the day folder, with sizes
+    verdict: Verdict
+    out: Callable[[str], None]
+
+    def problem(self, line: str) -> None:
+        self.verdict.problems.append(line)
+        self.out(line)
+
+    def check(self) -> None:
+        if not self.held:
+            self.problem(f"{self.day}: no such day folder on the server")
+            return
+        data = self.transport.get_small(posixpath.join(self.day, MANIFEST_NAME))
+        if data is None:
+            self.problem(f"{self.day}: no {MANIFEST_NAME} on the server")
+            return
+        manifest = ManifestText.parse(data.decode("utf-8", "surrogateescape")).entries
+        for name, entry in sorted(manifest.items()):
+            self._file(name, entry)
+        for name in sorted(self.held):
+            if name != MANIFEST_NAME and name not in manifest and not _temporary(name):
+                self.problem(f"not in the manifest: {posixpath.join(self.day, name)} ({self.held[name]} B)")
+
+    def _file(self, name: str, entry: Entry) -> None:
+        """One entry: present, of the recorded size (when recorded), hashed alike (where the server hashes)."""
+        path = posixpath.join(self.day, name)
+        if name not in self.held:
+            self.problem(f"missing: {path} (named in {MANIFEST_NAME}, not on the server)")
+            return
+        self.verdict.files += 1
+        size = self.held[name]
+        if entry.size is not None:
+            self.verdict.sized += 1
+            if size != entry.size:  # the hash cannot match either: one problem, one line, no hash asked
+                self.problem(f"size mismatch: {path}: the server holds {size} B, the manifest says {entry.size} B")
+                return
+        actual = self.transport.remote_sha256(path)
+        if actual is None and self.transport.check != "hash":  # no server-side hash (S3: a multipart upload)
+            return
+        self.verdict.hashed += 1
+        if actual != entry.sha256:
+            self.problem(
+                f"hash mismatch: {path} ({size} B): the server's SHA-256 is {actual}, the manifest's {entry.sha256}"
             )
-    for name in sorted(held):
-        if name != MANIFEST_NAME and name not in manifest and not _temporary(name):
-            problem(f"not in the manifest: {posixpath.join(day, name)} ({held[name]} B)")

@@ -30,15 +30,5 @@ def run_verify(
         return exit_codes.FAILURES_REMAIN
     finally:
         transport.close()
-    contents = (
-        f"{verdict.hashed} compared by the server's SHA-256"
-        if transport.check == "hash"
-        else f"{verdict.hashed} compared by the server's SHA-256, the others by presence only"
-        if verdict.hashed
-        else "contents not compared (the server offers no SHA-256 command; run sha256sum -c SHA256SUMS there)"
-    )
-    out(
-        f"verify: {verdict.days} day(s) of {station}, {verdict.files} file(s) present, {contents}:"
-        f" {len(verdict.problems) or 'no'} problem(s)"
-    )
+    out(verdict.summary(station, transport.check))
     return exit_codes.FAILURES_REMAIN if verdict.problems else exit_codes.OK

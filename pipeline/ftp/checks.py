@@ -77,8 +77,17 @@ class DeliveryCheck:
         hasher = self._hasher or RemoteHasher(ftp.connection, command)
         return hasher.sha256(ftp.connection.absolute(remote_path))
 
-    def after(self, ftp: FtpTransport, delivery: Delivery, report: Delivered) -> Delivered:
-        """`report` with the file's SHA-256 and how it was checked; raises when the server hashes it differently."""
+    def hasher_for(self, delivery: Delivery) -> RemoteHasher | None:
+        """The hasher whose question may ride in `delivery`'s rename flight, None when there is nothing to ask."""
+        return self._hasher if delivery.verify_size else None
+
+    def after(
+        self, ftp: FtpTransport, delivery: Delivery, report: Delivered, server_hash: tuple[str | None] | None = None
+    ) -> Delivered:
+        """`report` with the file's SHA-256 and how it was checked; raises when the server hashes it differently.
+
+        `server_hash`: the server's answer already read in the rename's flight (else it is asked now).
+        """
         digest = ftp.parts.sender.sent_sha256
         if self.checksum and digest is None:  # renamed a complete `.part` without sending: read the file
             with open(delivery.local_path, "rb") as local:
@@ -86,7 +95,7 @@ class DeliveryCheck:
         verified_by = "size" if report.verified else None
         if digest is not None and self._hasher is not None and delivery.verify_size:
             target = ftp.connection.absolute(delivery.remote_path)
-            remote = self._hasher.sha256(target)
+            remote = server_hash[0] if server_hash is not None else self._hasher.sha256(target)
             if remote is None:
                 raise TransientFailure(f"{target} is not on the server after the upload", command="HASH")
             if remote != digest:

@@ -6,9 +6,11 @@
 - Passive mode: EPSV, falling back to PASV for the client's life when refused; the address PASV
   announces is ignored for the control connection's peer (NAT'd servers announce private ones).
 - Pipelining (optional): the transfer command goes out before the data connection is opened
-  (with any commands whose answers the caller wants before the data flows: `transfer_after`),
-  and `batch` sends several commands in one write and reads their replies in order; a passive
-  port asked for in a batch (`take_passive_reply`) serves the next transfer.
+  (with any commands whose answers the caller wants before the data flows: `transfer_after`;
+  on plain FTP a small file's data may follow at once, before the 150: `start_transfer`,
+  `read_opening`, see `pipeline.ftp.early`), and `batch` sends several commands in one write and
+  reads their replies in order; a passive port asked for in a batch (`take_passive_reply`) serves
+  the next transfer.
 
 Used for plain FTP too (it never sends AUTH then), so one class covers the three modes.
 """
@@ -141,23 +143,49 @@ class FtpClient(ftplib.FTP_TLS):
 
     def _overlapped_transfer(self, cmd: str, ahead: list[str] | None = None) -> tuple[socket.socket, list[str]]:
         """Send the transfer command, then open the data connection while the server answers (one round trip)."""
+        conn = self.start_transfer(cmd, ahead)
+        try:
+            replies = self.read_opening(len(ahead or ()))
+        except BaseException:
+            conn.close()
+            raise
+        return conn, replies
+
+    def can_send_early(self, rest: int | str | None = None) -> bool:
+        """Whether a transfer's data may go out before the server's 150: overlapped, and plain (no PROT P).
+
+        Under PROT P the data connection's TLS handshake needs the server's side, which servers do
+        only once they accepted the transfer (vsftpd, ProFTPD and pyftpdlib send the 150 first): a
+        refused STOR leaves the handshake waiting until the timeout (tried against vsftpd with a
+        denied name: 550, and the handshake timed out after `timeout`), and waiting for the 150
+        there costs no round trip more than the handshake does anyway.
+        """
+        return self.can_overlap(rest) and not self._prot_p
+
+    def start_transfer(self, cmd: str, ahead: list[str] | None = None) -> socket.socket:
+        """Send `ahead` and `cmd` in one write and open the (plain) data connection; no reply is read yet."""
         host, port = self.makepasv()
         lines = [*(ahead or ()), cmd]
         if any("\r" in line or "\n" in line for line in lines):
             raise ValueError("an illegal newline character should not be contained")
         self.sock.sendall("".join(f"{line}\r\n" for line in lines).encode(self.encoding))
-        conn = socket.create_connection((host, port), self.timeout, source_address=self.source_address)
         try:
-            replies = [self.getmultiline() for _ in lines[:-1]]
-            resp = self.getresp()
-            if resp[0] == "2":  # some servers send a 200 before the 150
-                resp = self.getresp()
-            if resp[0] != "1":
-                raise ftplib.error_reply(resp)
-        except BaseException:
-            conn.close()
+            return socket.create_connection((host, port), self.timeout, source_address=self.source_address)
+        except OSError:
+            # A server that refused the transfer may have closed its port before we reached it
+            # (ProFTPD does): raise the refusal, read in step; after a 1xx the connection is lost.
+            self.read_opening(len(lines) - 1)
             raise
-        return conn, replies
+
+    def read_opening(self, ahead: int) -> list[str]:
+        """The raw replies to `start_transfer`'s `ahead` commands, then the transfer's 1xx (raised if refused)."""
+        replies = [self.getmultiline() for _ in range(ahead)]
+        resp = self.getresp()
+        if resp[0] == "2":  # some servers send a 200 before the 150
+            resp = self.getresp()
+        if resp[0] != "1":
+            raise ftplib.error_reply(resp)
+        return replies
 
     def batch(self, lines: list[str]) -> list[str]:
         """Send `lines` in one write and return their replies, raw and in order (never raises on a reply)."""

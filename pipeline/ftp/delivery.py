@@ -2,9 +2,11 @@
 
 Round trips are the currency on a station's link, so a connection logs in once, sets TYPE I once,
 never changes directory per file (every path is absolute) and creates each remote folder at most
-once. One small file costs EPSV, STOR, RNFR, RNTO and SIZE: four round trips with pipelining
-(EPSV; STOR while the data connection opens; the 226; RNFR+RNTO+SIZE in one flight), six without;
-three when the caller has the next file ready (that file's EPSV rides in the rename's flight).
+once. One small file costs EPSV, STOR, RNFR, RNTO and SIZE: three round trips with pipelining (EPSV;
+STOR with the data sent at once, then the 150 and 226; RNFR+RNTO+SIZE in one flight), six
+without; two when the caller has the next file ready (that file's EPSV rides in the rename's
+flight). A server's hash of the renamed file (`hasher`: HASH or XSHA256) is asked in that flight
+too, so the check by content adds no round trip (`server_hash`; `pipeline.ftp.checks` compares).
 
 The steps of `Upload.run`: prepare the target (its folders; the overwrite guard), choose the
 offset (resume, or only rename a `.part` that is already whole), store (see `pipeline.ftp.store`),
@@ -43,6 +45,7 @@ from typing import BinaryIO, NoReturn
 from pipeline.ftp.connection import Connection
 from pipeline.ftp.directories import Directories
 from pipeline.ftp.errors import FtpFailure, LocalFileChanged, LocalFileGone, PermanentFailure, TransientFailure
+from pipeline.ftp.hashing import RemoteHasher
 from pipeline.ftp.replies import reply_code, reply_error
 from pipeline.ftp.sizes import RemoteSizes
 from pipeline.ftp.store import DataSender, Guard, Store
@@ -65,7 +68,10 @@ class Parts:
 class Upload:
     """One delivery of one file (see the module docstring); `run` once."""
 
-    def __init__(self, parts: Parts, delivery: Delivery, progress: DeliveryProgress) -> None:
+    def __init__(
+        self, parts: Parts, delivery: Delivery, progress: DeliveryProgress, hasher: RemoteHasher | None = None
+    ) -> None:
+        """`hasher`: ask the server's hash of the renamed file in the rename's flight (when pipelining)."""
         self.connection = parts.connection
         self.features = parts.connection.features
         self.directories = parts.directories
@@ -76,6 +82,10 @@ class Upload:
         self.target = self.connection.absolute(delivery.remote_path)
         self.staging = temp_name(self.target) if delivery.atomic_rename else self.target
         self.guard: Guard | None = None
+        self.hasher = hasher
+        #: (the server's SHA-256 of the final name, None when it has no such file) once asked in the
+        #: rename's flight; None when not asked there (no hasher, no pipelining, a rename done again)
+        self.server_hash: tuple[str | None] | None = None
 
     def run(self) -> Delivered:
         """Deliver the file; raises `LocalFileGone`, `LocalFileChanged` or an `FtpFailure` subclass."""
@@ -191,18 +201,20 @@ class Upload:
         lines = [f"RNFR {self.staging}", f"RNTO {self.target}"]
         if self.delivery.verify_size and self.features.size:
             lines.append(f"SIZE {self.target}")
+        hashing = self.hasher.flight(self.target) if self.hasher is not None else []
         passive = self.connection.passive_request(self.delivery.next_upload)
-        if passive is not None:
-            lines.append(passive)
-        replies = self.connection.batch(lines)
+        replies = self.connection.batch([*lines, *hashing, *([passive] if passive is not None else [])])
         if passive is not None:
             self.connection.keep_passive(replies.pop())
-        rnfr, rnto, *size_reply = replies
+        hashed = replies[len(lines) :]  # read, whatever became of the rename: the next reply is the next command's
+        rnfr, rnto, *size_reply = replies[: len(lines)]
         if not rnfr.startswith("3"):
             self._rename_refused(reply_error(rnfr), "RNFR")
-        if rnto.startswith("2"):
-            return (rnto, size_reply[0] if size_reply else None), None
-        return None, self.connection.classify(reply_error(rnto), "RNTO")
+        if not rnto.startswith("2"):
+            return None, self.connection.classify(reply_error(rnto), "RNTO")
+        if self.hasher is not None:
+            self.server_hash = (self.hasher.answer(hashed),)
+        return (rnto, size_reply[0] if size_reply else None), None
 
     def _rename_step_by_step(self) -> tuple[tuple[str, str | None] | None, FtpFailure | None]:
         try:

@@ -6,7 +6,9 @@ alternative, `sendfile` for the data and a second read of the same block (from t
 the hash, costs more CPU per GB here; docs/benchmarks.md has the figures (`make bench`).
 
 The server's side: `OPTS HASH SHA-256` once per session, then `HASH <path>` (reply "213 SHA-256
-0-<size> <hex> <path>"), or `XSHA256 <path>` (reply "250 <HEX>"), whichever FEAT listed.
+0-<size> <hex> <path>"), or `XSHA256 <path>` (reply "250 <HEX>"), whichever FEAT listed; asked
+alone (`sha256`), or inside another flight of commands (`flight`, then `answer` with its replies:
+the rename's, so that the check costs no round trip).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import socket
 import threading
 from typing import BinaryIO, Protocol
 
-from pipeline.ftp.errors import ConnectionLost, LocalFileChanged, PermanentFailure
+from pipeline.ftp.errors import ConnectionLost, FtpFailure, LocalFileChanged, PermanentFailure
+from pipeline.ftp.replies import reply_error
 from pipeline.transport.bandwidth import TokenBucket
 
 #: Blocks read to hash a file that was not sent now (a complete `.part` renamed, a manifest check).
@@ -26,9 +29,12 @@ _HEX64 = re.compile(r"\b([0-9a-fA-F]{64})\b")
 
 
 class Commands(Protocol):
-    """What asking the server needs: one command, its reply (failures raised as `FtpFailure`s)."""
+    """What asking the server needs: one command, its reply (failures raised as `FtpFailure`s), and
+    the failure kind of a refusal read in a flight."""
 
     def command(self, line: str) -> str: ...
+
+    def classify(self, error: BaseException, command: str) -> FtpFailure: ...
 
 
 def file_sha256(local: BinaryIO, end: int | None = None) -> hashlib._Hash:
@@ -113,6 +119,25 @@ class RemoteHasher:
         except PermanentFailure:
             return None
         return parse_hash_reply(reply)
+
+    def flight(self, path: str) -> list[str]:
+        """The commands that ask `path`'s hash inside another flight (`OPTS HASH SHA-256` first, once)."""
+        select = ["OPTS HASH SHA-256"] if self._command == "HASH" and not self._selected else []
+        return [*select, f"{self._command} {path}"]
+
+    def answer(self, replies: list[str]) -> str | None:
+        """What `sha256` would return, from the replies to `flight`'s commands; a refusal raised as `sha256` would."""
+        *select, reply = replies
+        if select:
+            if not select[0].startswith("2"):
+                raise self._session.classify(reply_error(select[0]), "OPTS")
+            self._selected = True
+        if reply.startswith("2"):
+            return parse_hash_reply(reply)
+        failure = self._session.classify(reply_error(reply), self._command)
+        if isinstance(failure, PermanentFailure):
+            return None
+        raise failure
 
 
 def parse_hash_reply(reply: str) -> str | None:

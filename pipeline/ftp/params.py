@@ -21,8 +21,9 @@ class FtpParams:
     `tls`: "none" (plain FTP), "explicit" (AUTH TLS on the control port, then PROT P) or "implicit"
     (TLS from the first byte, usually port 990). Certificates are verified unless `verify` is False,
     against `ca_file` when set, else the system's authorities. `pipelining` lets a session send
-    commands that need no answer in between together (STOR while the data connection opens;
-    RNFR, RNTO and SIZE in one flight): three round trips fewer per file; turn it off for a
+    commands that need no answer in between together (STOR while the data connection opens, and
+    on plain FTP a small file's data before the 150; RNFR, RNTO, SIZE, the server's HASH and the
+    next file's EPSV in one flight): two round trips per file instead of six; turn it off for a
     server or middlebox that mishandles it.
     """
 

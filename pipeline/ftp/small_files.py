@@ -1,8 +1,9 @@
 """Small files over an FTP session: a manifest put atomically, read back, and a folder listed (MLSD).
 
 Put reuses the session's delivery (temporary name, rename, size check, folders made on the way)
-from a local temporary copy; get is SIZE then RETR; list walks MLSD. Failures are the kinds of
-`pipeline.transport.errors`; a session that lost step is closed (the next call reconnects).
+from a local temporary copy; get is SIZE then RETR; list walks MLSD, or, on a server without it
+(vsftpd), NLST with a SIZE per name (a name without a size is taken for a folder). Failures are the
+kinds of `pipeline.transport.errors`; a session that lost step is closed (the next call reconnects).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.ftp.delivery import Upload
 from pipeline.ftp.errors import FtpFailure, PermanentFailure, classify
+from pipeline.ftp.replies import is_unsupported
 from pipeline.transport.base import Delivery, DeliveryProgress
 
 if TYPE_CHECKING:
@@ -65,7 +67,7 @@ def list_files(ftp: FtpTransport, remote_dir: str) -> dict[str, int]:
         except Exception as error:
             failure = _failure(ftp, error, "MLSD")
             if isinstance(failure, PermanentFailure) and not relative:
-                return {}
+                return _list_by_names(ftp, root) if is_unsupported(failure.reply) else {}
             raise failure from None
         for name, facts in entries:
             kind = facts.get("type", "").lower()
@@ -74,6 +76,38 @@ def list_files(ftp: FtpTransport, remote_dir: str) -> dict[str, int]:
             elif kind == "file":
                 found[posixpath.join(relative, name)] = int(facts.get("size", 0))
     ftp.connection.command("TYPE I")  # ftplib's MLSD switched to TYPE A: SIZE and the next STOR need binary again
+    return found
+
+
+#: how deep `_list_by_names` goes below the listed folder (a station's files are <date>/<sensor>/<name>)
+NLST_DEPTH = 8
+
+
+def _list_by_names(ftp: FtpTransport, root: str) -> dict[str, int]:
+    """`list_files` without MLSD: NLST each folder, then SIZE each name; one without a size is a folder."""
+    found: dict[str, int] = {}
+    folders = [("", 0)]
+    while folders:
+        relative, depth = folders.pop()
+        folder = posixpath.join(root, relative)
+        try:
+            names = ftp.connection.require().nlst(folder)
+        except Exception as error:
+            failure = _failure(ftp, error, "NLST")
+            if isinstance(failure, PermanentFailure):  # no such folder (or a file NLST refuses to list)
+                continue
+            raise failure from None
+        ftp.connection.command("TYPE I")  # NLST switched to TYPE A; some servers refuse SIZE in it
+        for line in names:
+            name = posixpath.basename(line.rstrip("/"))
+            if name in ("", ".", "..") or line.rstrip("/") == folder:  # a file NLST'ed lists itself
+                continue
+            path = posixpath.join(relative, name)
+            size = ftp.sizes.size(posixpath.join(root, path))
+            if size is not None:
+                found[path] = size
+            elif depth < NLST_DEPTH:
+                folders.append((path, depth + 1))
     return found
 
 

@@ -72,8 +72,9 @@ class FtpTransport:
     def deliver(self, delivery: Delivery, progress: DeliveryProgress) -> Delivered:
         """Deliver one file atomically (see `pipeline.ftp.delivery`); `progress` is filled in as it goes."""
         self.parts.sender.sent_sha256 = None
-        report = Upload(self.parts, delivery, progress).run()
-        return self.checks.after(self, delivery, report)
+        upload = Upload(self.parts, delivery, progress, self.checks.hasher_for(delivery))
+        report = upload.run()
+        return self.checks.after(self, delivery, report, upload.server_hash)
 
     @property
     def check(self) -> str:

@@ -1,10 +1,16 @@
-"""What the parent shares with the sink process: the job queues, the control pipe, the shared counters, the logs.
+"""What the parent shares with the sink process: two job pipes, the control pipe, the reports pipe, the heartbeat.
 
 `UploadHelper` (pipeline.sink.process) holds one `Channels`. It travels to the child when the
-process starts (spawn pickles it) without the parent-only parts, the control pipe's write end and
-the log listener; the child reads the same objects as its `ChildEnds`. The parent puts live jobs on
-the primary queue and backfill on the secondary, reads the counts from shared memory, sends the
-stop deadline down the pipe and replays the child's log records through its own loggers.
+process starts (spawn pickles it) with the child's ends only; the child reads them as its
+`ChildEnds`. Down: the parent writes live jobs to the primary pipe and backfill to the secondary
+(each from a `PipeSender` thread, so a caller never blocks on a full pipe), and the stop deadline
+to the control pipe. Up: the child sends everything else on one reports pipe, in order: that it
+reached `run`, each result, its counts after each change, its log records, and "end" last. One
+thread here reads them: results go on the caller's `results` queue, records through the parent's
+loggers (or onto the caller's `log_queue`), counts into the snapshot `stats()` returns.
+
+Only pipes and an anonymous shared mapping (the heartbeat): no named semaphore, so no resource
+tracker process (see `pipeline.sink.launch`, which spawns the child without one).
 """
 
 from __future__ import annotations
@@ -12,54 +18,97 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
-from logging.handlers import QueueListener
-from multiprocessing.queues import Queue
+import threading
 from typing import Any
 
 from operators.model import Priority, UploadJob
 from pipeline.sink.child import ChildEnds, ReplayInParent
 from pipeline.sink.heartbeat import Heartbeat
 from pipeline.sink.model import SinkCounters, SinkStats
+from pipeline.sink.pipes import PipeSender, read_into
 
 #: The start method of the processes: the parent runs watchdog threads, and fork with threads is unsafe.
 SPAWN = multiprocessing.get_context("spawn")
 log = logging.getLogger("beemon.sink")
+#: The ends the child receives (everything else stays in the parent).
+CHILD_ENDS = ("primary_reader", "secondary_reader", "control_reader", "reports_writer", "heartbeat", "log_level")
+#: How long `release` waits for the child's last reports once it exited.
+DRAIN_SECONDS = 5.0
 
 
 class Channels:
-    """The queues, pipe, shared counters and events between the parent and the child."""
+    """The pipes and heartbeat between the parent and the child; `results` and `log_queue` are the caller's."""
 
-    def __init__(self, log_queue: Queue[Any] | None) -> None:
-        self.primary: Queue[Any] = SPAWN.Queue()
-        self.secondary: Queue[Any] = SPAWN.Queue()
-        self.sent_secondary = 0  # parent side: jobs put on the secondary queue
-        self.counters = SinkCounters(SPAWN)
+    def __init__(self, results: Any = None, log_queue: Any = None) -> None:
+        self.primary_reader, primary_writer = SPAWN.Pipe(duplex=False)
+        self.secondary_reader, secondary_writer = SPAWN.Pipe(duplex=False)
+        self.primary = PipeSender(primary_writer, "jobs-primary")
+        self.secondary = PipeSender(secondary_writer, "jobs-secondary")
+        self.sent_secondary = 0  # parent side: jobs put on the secondary pipe
         #: bumped by the child while its board answers (the systemd watchdog reads it)
         self.heartbeat = Heartbeat(SPAWN)
         self.control_reader, self.control_writer = SPAWN.Pipe(duplex=False)
-        self.running = SPAWN.Event()  # set by the child once it reached `run` (past its start-up)
-        self.own_log_queue = log_queue is None
-        self.log_queue: Queue[Any] = log_queue if log_queue is not None else SPAWN.Queue()
+        self.reports_reader, self.reports_writer = SPAWN.Pipe(duplex=False)
+        self.results = results
+        self.log_queue = log_queue
         self.log_level = logging.WARNING
-        self.listener: QueueListener | None = None
+        self._stats = SinkStats()
+        self._running = threading.Event()  # the child reached `run` (past its start-up)
+        self._reader: threading.Thread | None = None
+        self.wants_results = False  # the child's copy: whether the parent has a `results` queue
 
     def __getstate__(self) -> dict[str, Any]:
-        """What the child receives: everything but the pipe's write end and the parent's listener thread."""
-        state = dict(self.__dict__)
-        state.update(listener=None, control_writer=None)
-        return state
+        """What the child receives: its ends of the pipes, the heartbeat, the log level, whether to send results."""
+        return {name: self.__dict__[name] for name in CHILD_ENDS} | {"wants_results": self.results is not None}
 
     # --- parent side
 
-    def replay_logs(self) -> None:
-        """Before the child starts: pass it the parent's log level, and replay its records here."""
+    def start_reading(self) -> None:
+        """Before the child starts: pass it the parent's log level, and read its reports here."""
         self.log_level = log.getEffectiveLevel()
-        if self.own_log_queue:
-            self.listener = QueueListener(self.log_queue, ReplayInParent())
-            self.listener.start()
+        self._reader = threading.Thread(
+            target=read_into, args=(self.reports_reader, self._report), name="sink-reports", daemon=True
+        )
+        self._reader.start()
+
+    def started(self) -> None:
+        """Once the child runs: close the parent's copies of its ends (so that its exit reads as the pipes' end)."""
+        for end in (self.primary_reader, self.secondary_reader, self.control_reader, self.reports_writer):
+            end.close()
+
+    def _report(self, message: tuple[str, Any]) -> bool:
+        """Pass on one report of the child; False after its last ("end")."""
+        kind, value = message
+        try:
+            if kind == "counts":
+                self._stats = value
+            elif kind == "result":
+                if self.results is not None:
+                    self.results.put(value)
+            elif kind == "log":
+                if self.log_queue is not None:
+                    self.log_queue.put_nowait(value)
+                else:
+                    ReplayInParent().handle(value)
+            elif kind == "running":
+                self._running.set()
+        except Exception as error:  # a caller's queue that was closed must not end the reports of the rest
+            log.debug("a report of the sink could not be passed on (%s: %s)", type(error).__name__, error)
+        return kind != "end"
+
+    def reached_run(self, exited: bool) -> bool:
+        """Whether the child said it reached `run`; for a child that `exited`, after its last reports are read."""
+        if not self._running.is_set() and exited:
+            self.drain(1.0)
+        return self._running.is_set()
+
+    def drain(self, timeout: float) -> None:
+        """Wait (at most `timeout` s) until every report the child sent has been passed on."""
+        if self._reader is not None:
+            self._reader.join(timeout)
 
     def put(self, job: UploadJob) -> None:
-        """Live jobs on the primary queue, the rest on the secondary (counted: see `backfill_queued`)."""
+        """Live jobs on the primary pipe, the rest on the secondary (counted: see `backfill_queued`)."""
         if job.priority == Priority.LIVE:
             self.primary.put(job)
         else:
@@ -68,11 +117,11 @@ class Channels:
 
     def backfill_queued(self) -> int:
         """Backfill jobs no worker has taken yet: ready on the sink's board, or still on their way to it."""
-        stats = self.counters.snapshot()
+        stats = self._stats
         return stats.queued_secondary + max(0, self.sent_secondary - stats.received_secondary)
 
     def stats(self) -> SinkStats:
-        return self.counters.snapshot()
+        return self._stats
 
     def send_stop(self, deadline: float) -> None:
         """The stop message: the child finishes its transfers within `deadline` s (a gone child cannot read it)."""
@@ -80,27 +129,31 @@ class Channels:
             self.control_writer.send(deadline)
 
     def release(self) -> None:
-        """After the child exited: close the parent's ends (unsent jobs are still files in the outbox)."""
-        for queue in (self.primary, self.secondary):
-            queue.cancel_join_thread()
-            queue.close()
+        """After the child exited: pass on its last reports, drop unsent jobs (still files in the outbox), close."""
+        self.drain(DRAIN_SECONDS)
+        for end in (self.primary_reader, self.secondary_reader, self.control_reader, self.reports_writer):
+            end.close()  # when the child never started (no-ops when it did): a sender's blocked write ends
+        for sender in (self.primary, self.secondary):
+            sender.close(0.5, discard=True)
         self.control_writer.close()
-        if self.listener is not None:
-            self.listener.stop()
-            self.listener = None
+        if self._reader is None or not self._reader.is_alive():
+            self.reports_reader.close()
 
     # --- child side
 
-    def child_ends(self, results: Queue[Any] | None, journal: str | None, manifests: str | None) -> ChildEnds:
-        """The child's view, with the results queue, the `.part` journal's path and the manifests' folder."""
+    def child_ends(self, journal: str | None, manifests: str | None) -> ChildEnds:
+        """The child's view (in the child only), with the `.part` journal's path and the manifests' folder."""
+        reports = PipeSender(self.reports_writer, "reports")
+        counters = SinkCounters()
+        counters.on_change = lambda: reports.put_latest("counts", lambda: ("counts", counters.snapshot()))
         return ChildEnds(
-            self.primary,
-            self.secondary,
+            self.primary_reader,
+            self.secondary_reader,
             self.control_reader,
-            results,
-            self.log_queue,
+            reports,
+            self.wants_results,
             self.log_level,
-            self.counters,
+            counters,
             self.heartbeat,
             journal,
             manifests,

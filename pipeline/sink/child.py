@@ -1,7 +1,8 @@
-"""The sink process's plumbing: jobs in from the parent's queues, log records out to the parent, SIGTERM.
+"""The sink process's plumbing: jobs in from the parent's pipes, reports out to the parent, SIGTERM.
 
-The child's "beemon.sink" records travel on a log queue (`log_to_queue`); the parent replays each
-through its own logger of the same name (`ReplayInParent`), so they land in its handlers and formats.
+The child's "beemon.sink" records travel up its reports pipe (`log_to_parent`); the parent replays
+each through its own logger of the same name (`ReplayInParent`), so they land in its handlers and
+formats. Results and counts travel the same pipe (`pipeline.sink.channels`).
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ import signal
 import threading
 from dataclasses import dataclass
 from logging.handlers import QueueHandler
-from multiprocessing.queues import Queue
+from multiprocessing.connection import Connection
 from typing import Any
 
 from pipeline.sink.manifest import Manifests
 from pipeline.sink.model import SinkCounters
 from pipeline.sink.part_records import load_journal, save_journal
+from pipeline.sink.pipes import PipeSender
 from pipeline.sink.workers import Sink
 
 log = logging.getLogger("beemon.sink")
-#: How long the child waits for its results and log records to reach the pipes before it exits.
+#: How long the child waits for its results and log records to reach the pipe before it exits.
 FLUSH_SECONDS = 5.0
 
 
@@ -36,15 +38,15 @@ def raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def feed(queue: Queue[Any], sink: Sink, counters: SinkCounters | None = None) -> None:
-    """Move jobs from one inter-process queue onto the board until the queue closes.
+def feed(connection: Connection, sink: Sink, counters: SinkCounters | None = None) -> None:
+    """Move jobs from one of the parent's job pipes onto the board until the pipe closes.
 
-    With `counters` (the secondary queue's feeder), each job taken off the queue is counted in
+    With `counters` (the secondary pipe's feeder), each job taken off the pipe is counted in
     `received_secondary`, after it is on the board: the parent never counts a job as neither.
     """
     while True:
         try:
-            job = queue.get()
+            job = connection.recv()
         except (EOFError, OSError, ValueError):
             return
         if job is None:
@@ -54,20 +56,17 @@ def feed(queue: Queue[Any], sink: Sink, counters: SinkCounters | None = None) ->
             counters.add("received_secondary")
 
 
-def flush(queue: Queue[Any]) -> None:
-    """Let the queue's feeder thread write what is buffered, but never hang the exit on a full pipe."""
-    queue.close()
-    joiner = threading.Thread(target=queue.join_thread, daemon=True)
-    joiner.start()
-    joiner.join(FLUSH_SECONDS)
-    if joiner.is_alive():
-        queue.cancel_join_thread()
+class LogsToParent(QueueHandler):
+    """Each record, prepared as for a queue (message formatted, no traceback object), goes up the reports pipe."""
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self.queue.put(("log", record))
 
 
-def log_to_queue(queue: Queue[Any], level: int) -> None:
-    """In the child: every "beemon.sink" record goes to the log queue; nothing else does."""
+def log_to_parent(reports: PipeSender, level: int) -> None:
+    """In the child: every "beemon.sink" record goes to the parent; nothing else does."""
     logger = logging.getLogger("beemon.sink")
-    logger.handlers[:] = [QueueHandler(queue)]
+    logger.handlers[:] = [LogsToParent(reports)]  # type: ignore[arg-type]
     logger.setLevel(level)
     logger.propagate = False
 
@@ -97,15 +96,15 @@ def wait_for_stop(control: Any, default_deadline: float) -> float:
 
 @dataclass(frozen=True)
 class ChildEnds:
-    """The child's ends of what `UploadHelper` shares with it: the job queues, the control pipe, the results
-    and log queues, the shared counters and heartbeat, the `.part` journal's path (None: none kept) and the
-    folder of the per-day manifest journals (None: no manifests)."""
+    """The child's ends of what `UploadHelper` shares with it: the job pipes, the control pipe, the reports
+    pipe (results: whether the parent wants them), the counters the reports carry, the heartbeat, the
+    `.part` journal's path (None: none kept) and the folder of the per-day manifest journals (None: none)."""
 
-    primary: Queue[Any]
-    secondary: Queue[Any]
+    primary: Connection
+    secondary: Connection
     control: Any
-    results: Queue[Any] | None
-    log_queue: Queue[Any]
+    reports: PipeSender
+    results: bool
     log_level: int
     counters: SinkCounters
     heartbeat: Any
@@ -118,9 +117,8 @@ def run_sink(ftp: Any, policy: Any, ends: ChildEnds) -> None:
     message or the parent's exit, stop within the deadline, keep the cut transfers' records, flush."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the parent's: it rebuilds the sink
-    log_to_queue(ends.log_queue, ends.log_level)
-    emit = ends.results.put if ends.results is not None else (lambda result: None)
-    sink = Sink(ftp, policy, emit, ends.counters)
+    log_to_parent(ends.reports, ends.log_level)
+    sink = Sink(ftp, policy, _emitter(ends), ends.counters)
     if ends.manifests is not None:
         sink.manifests = Manifests(ends.manifests, policy.manifest_interval_seconds)
         sink.manifests.restore()
@@ -130,11 +128,11 @@ def run_sink(ftp: Any, policy: Any, ends: ChildEnds) -> None:
     sink.start()
     beating = threading.Event()
     ends.heartbeat.start(sink.board.counts, beating)
-    for queue, label, counters in (
+    for pipe, label, counters in (
         (ends.primary, "primary", None),
         (ends.secondary, "secondary", ends.counters),
     ):
-        feeder = threading.Thread(target=feed, args=(queue, sink, counters), name=f"feed-{label}", daemon=True)
+        feeder = threading.Thread(target=feed, args=(pipe, sink, counters), name=f"feed-{label}", daemon=True)
         feeder.start()
     log.debug("sink started (pid %d, %d session(s))", os.getpid(), policy.connections)
     try:
@@ -150,6 +148,12 @@ def run_sink(ftp: Any, policy: Any, ends: ChildEnds) -> None:
     if journal is not None:  # only transfers cut short: a parked, complete .part is retried by its own rule
         save_journal(journal, [record for record in sink.board.parts.snapshot() if not record[4]])
     log.debug("sink stopped (%s)", "clean" if clean else "transfers cut at the deadline")
-    for queue in (ends.results, ends.log_queue):
-        if queue is not None:
-            flush(queue)
+    ends.reports.put(("end", None))
+    ends.reports.close(FLUSH_SECONDS)
+
+
+def _emitter(ends: ChildEnds) -> Any:
+    """How a worker reports a result (or `SinkGaveUp`): up the reports pipe, when the parent wants results."""
+    if not ends.results:
+        return lambda result: None
+    return lambda result: ends.reports.put(("result", result))

@@ -108,7 +108,7 @@ class DeliveryStep:
         if self.counters is not None and report.verified_by in ("hash", "size"):
             self.counters.add(f"verified_{report.verified_by}")
         if self.manifests is not None and report.sha256 is not None:
-            self.manifests.record(job.remote_path, report.sha256)  # before the local file may go
+            self.manifests.record(job.remote_path, report.sha256, job.size)  # before the local file may go
         if job.day_file:
             day_file_delivered(job)
         # Compared again under a read lease right before any removal (see `remove_uploaded`).

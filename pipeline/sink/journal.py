@@ -1,11 +1,13 @@
 """The local journal of a day's verified deliveries: one file per remote day folder, one line per file.
 
-A line is what the day's SHA256SUMS will say, `<sha256 hex>  <sensor>/<name>`, appended and fsync'ed
-as each delivery is verified (before the local file is removed), so a crash or SIGKILL at any
-instant loses no line: a torn last line (no newline, or not a whole line) is ignored when read and
-cut off before the next append. The last line for a name wins: a re-delivered file replaces its own.
-The journals live in the outbox's state folder (`.beemon/manifests/`, never watched nor uploaded),
-named by their remote day folder.
+A line is `<sha256 hex> <size> <sensor>/<name>` (the day's SHA256SUMS writes the size on a comment
+line of its own, `pipeline.sink.manifest_text`; here one line per file keeps a record whole or torn),
+appended and fsync'ed as each delivery is verified (before the local file is removed), so a crash or
+SIGKILL at any instant loses no line: a torn last line (no newline, or not a whole line) is ignored
+when read and cut off before the next append. Lines of older versions, `<sha256 hex>  <sensor>/<name>`
+without a size, are still read (size unknown). The last line for a name wins: a re-delivered file
+replaces its own. The journals live in the outbox's state folder (`.beemon/manifests/`, never
+watched nor uploaded), named by their remote day folder.
 """
 
 from __future__ import annotations
@@ -15,25 +17,23 @@ import os
 import re
 from urllib.parse import quote, unquote
 
-#: a manifest line, coreutils' `sha256sum` text format (`*` marks its binary mode: read, never written)
-LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](\S.*)$")
+from pipeline.sink.manifest_text import Entry
+
+#: a journal line: the hash, then the size and one space, or (older lines, no size) two spaces
+LINE = re.compile(r"^([0-9a-fA-F]{64}) (?:(\d+) |[ *])(\S.*)$")
 SUFFIX = ".journal"
 
 
-def parse_lines(text: str) -> dict[str, str]:
-    """name -> hex of every whole, well-formed line (the last one of a name wins); others are skipped."""
-    entries: dict[str, str] = {}
+def parse_journal(text: str) -> dict[str, Entry]:
+    """name -> entry of every whole, well-formed line (the last one of a name wins); others are skipped."""
+    entries: dict[str, Entry] = {}
     lines = text.split("\n")
     for line in lines[:-1]:  # the piece after the last newline is a torn line, or empty
         match = LINE.match(line)
         if match:
-            entries[match.group(2)] = match.group(1).lower()
+            size = int(match.group(2)) if match.group(2) is not None else None
+            entries[match.group(3)] = Entry(match.group(1).lower(), size)
     return entries
-
-
-def render(entries: dict[str, str]) -> bytes:
-    """The lines of `entries` sorted by name, in `sha256sum` format."""
-    return "".join(f"{entries[name]}  {name}\n" for name in sorted(entries)).encode("utf-8", "surrogateescape")
 
 
 class DayJournal:
@@ -53,14 +53,14 @@ class DayJournal:
             return []
         return [cls(folder, unquote(name[: -len(SUFFIX)])) for name in names if name.endswith(SUFFIX)]
 
-    def read(self) -> dict[str, str]:
+    def read(self) -> dict[str, Entry]:
         try:
             with open(self.path, "rb") as journal:
-                return parse_lines(journal.read().decode("utf-8", "surrogateescape"))
+                return parse_journal(journal.read().decode("utf-8", "surrogateescape"))
         except FileNotFoundError:
             return {}
 
-    def append(self, name: str, sha256: str) -> None:
+    def append(self, name: str, sha256: str, size: int) -> None:
         """Add one line and fsync it (and, for a new journal, its folder) before returning."""
         if "\n" in name or "\r" in name:
             raise ValueError(f"a manifest cannot name {name!r}")
@@ -71,7 +71,7 @@ class DayJournal:
         elif not self._repaired:
             self._cut_torn_line()
         self._repaired = True
-        line = f"{sha256}  {name}\n".encode("utf-8", "surrogateescape")
+        line = f"{sha256} {size} {name}\n".encode("utf-8", "surrogateescape")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)

@@ -2,14 +2,17 @@
 
 For each remote day folder `<remote_root>/<station>/<date>` the sink keeps a journal of verified
 deliveries (`pipeline.sink.journal`) and puts `<day>/SHA256SUMS` on the server (the transport's
-`put_small`: temporary name, rename), so `cd <date> && sha256sum -c SHA256SUMS` checks the day.
+`put_small`: temporary name, rename), so `cd <date> && sha256sum -c SHA256SUMS` checks the day; each
+entry has its size on a comment line (`pipeline.sink.manifest_text`), for `verify` on servers that
+cannot hash.
 
 When a day's manifest goes up (`due`): it changed, and either its jobs have all left the board (the
 day drained) and it is a past day, or it is the first upload of this run, or
 `manifest_interval_seconds` passed since the last one; or it has been waiting that long while its
 queue did not drain. So a day's live files cost no round trip each, and a drained past day is
 finished at once. Before the first upload of a day in a run, the manifest already on the server is
-read and merged (another run, another uploader): a line is only ever replaced by the same name's.
+read and merged (another run, another uploader): an entry is only ever replaced by the same name's,
+and the lines of others (comments included) stay.
 A past day whose manifest went up after its queue drained is read back, and its journal removed
 once the server holds exactly what was put. Uploads come from the workers between deliveries, on
 their own sessions, one day at a time.
@@ -26,7 +29,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.sink.journal import DayJournal, parse_lines, render
+from pipeline.sink.journal import DayJournal
+from pipeline.sink.manifest_text import ManifestText
 from pipeline.transport.base import Transport
 from pipeline.transport.errors import TransportFailure
 
@@ -61,7 +65,7 @@ class _Day:
     first_change: float = 0.0
     last_upload: float | None = None
     retry_at: float = 0.0
-    server: dict[str, str] | None = None  # what the server's manifest held, read once per run
+    server: ManifestText | None = None  # what the server's manifest held, read once per run
     busy: bool = False
 
 
@@ -90,11 +94,11 @@ class Manifests:
         for journal in DayJournal.all_in(self.folder):
             self._days[journal.day] = _Day(journal, changes=1, first_change=self._clock())
 
-    def record(self, remote_path: str, sha256: str) -> bool:
-        """Journal one verified delivery (fsync'ed on return); False for a path outside the day layout, or
-        when the journal cannot be written (a full or read-only disk: one WARNING per episode). The
-        delivery stands then: holding a verified file back for its manifest line would keep a full
-        disk full; the line is missing from the day's manifest, which `verify` reports."""
+    def record(self, remote_path: str, sha256: str, size: int) -> bool:
+        """Journal one verified delivery of `size` bytes (fsync'ed on return); False for a path outside
+        the day layout, or when the journal cannot be written (a full or read-only disk: one WARNING per
+        episode). The delivery stands then: holding a verified file back for its manifest line would keep
+        a full disk full; the line is missing from the day's manifest, which `verify` reports."""
         found = day_of(remote_path)
         if found is None:
             log.debug("no manifest for %s: not under <station>/<date>/<sensor>/", remote_path)
@@ -107,7 +111,7 @@ class Manifests:
             if entry.changes == entry.uploaded:
                 entry.first_change = self._clock()
             try:
-                entry.journal.append(name, sha256)
+                entry.journal.append(name, sha256, size)
             except OSError as error:
                 if not self._journal_failing:
                     log.warning(
@@ -191,12 +195,13 @@ class Manifests:
         lines = entry.journal.read()
         if entry.server is None:
             held = transport.get_small(manifest_path(day))
-            entry.server = parse_lines(held.decode("utf-8", "surrogateescape")) if held else {}
-        merged = {**entry.server, **lines}
-        data = render(merged)
+            entry.server = ManifestText.parse(held.decode("utf-8", "surrogateescape") if held else "")
+        merged = entry.server.merged(lines)
+        data = merged.render()
         transport.put_small(manifest_path(day), data)
         entry.server = merged
-        log.info("manifest %s: %d file(s)%s", manifest_path(day), len(merged), " (day complete)" if final else "")
+        complete = " (day complete)" if final else ""
+        log.info("manifest %s: %d file(s)%s", manifest_path(day), len(merged.entries), complete)
         with self._lock:
             entry.uploaded = changes
             entry.last_upload = self._clock()

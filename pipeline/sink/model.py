@@ -1,16 +1,19 @@
-"""What the sink process tells its parent: one `UploadResult` per attempt, and live counts in shared memory.
+"""What the sink process tells its parent: one `UploadResult` per attempt, and its live counts.
 
-Results travel on the results queue given to `UploadHelper` (for logs, statistics and the stream's
-dedupe release). Counts (`SinkStats`) live in a small shared-memory array the child updates as its
-queues change, so the parent reads them at any moment without a message round trip.
+Both travel up the sink's pipe to the parent (`pipeline.sink.channels`), results for logs,
+statistics and the stream's dedupe release. The child keeps its counts (`SinkStats`) in a
+`SinkCounters`; each change sends a snapshot after what is already on its way up (a burst of changes
+becomes one snapshot), so the parent, which keeps the last one, never sees a result before the
+counts it changed. No shared memory: a locked shared array needs a named semaphore, and that a
+resource tracker process (`pipeline.sink.launch`).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import StrEnum
-from multiprocessing.context import BaseContext
-from typing import Any
 
 
 class Outcome(StrEnum):
@@ -82,20 +85,29 @@ _FIELDS = tuple(f.name for f in fields(SinkStats))
 
 
 class SinkCounters:
-    """`SinkStats` in a shared-memory array: the child writes, the parent reads, both under its lock."""
+    """`SinkStats` as the child keeps them (its threads write under one lock); `on_change` hears of every change."""
 
-    def __init__(self, context: BaseContext) -> None:
-        self._array: Any = context.Array("q", len(_FIELDS), lock=True)
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
+        self._values = [0] * len(_FIELDS)
+        self._lock = threading.Lock()
+        self.on_change = on_change
 
     def snapshot(self) -> SinkStats:
-        with self._array.get_lock():
-            return SinkStats(*self._array[:])
+        with self._lock:
+            return SinkStats(*self._values)
 
     def set(self, **values: int) -> None:
-        with self._array.get_lock():
+        with self._lock:
+            changed = False
             for name, value in values.items():
-                self._array[_FIELDS.index(name)] = value
+                index = _FIELDS.index(name)
+                changed = changed or self._values[index] != value
+                self._values[index] = value
+        if changed and self.on_change is not None:
+            self.on_change()
 
     def add(self, name: str, amount: int = 1) -> None:
-        with self._array.get_lock():
-            self._array[_FIELDS.index(name)] += amount
+        with self._lock:
+            self._values[_FIELDS.index(name)] += amount
+        if self.on_change is not None:
+            self.on_change()

@@ -4,19 +4,22 @@ Parent side: `queue_upload` / `submit` put jobs on the primary (live) or seconda
 queue; `stats()` reads live counts; `stop(deadline)` ends it. Child side (`run`): the `Sink`'s
 worker threads, fed from both queues, each holding one persistent FTP(S) session.
 
-The child is started from a `spawn` context (the parent runs watchdog threads; fork with threads
-is unsafe) and receives only plain values: `FtpParams`, `UploadPolicy`, queues, a pipe and a
-shared-memory array (`pipeline.sink.channels`). How things come back:
+The child is started as `spawn` starts one (the parent runs watchdog threads; fork with threads
+is unsafe), without multiprocessing's resource tracker (`pipeline.sink.launch`), and receives only
+plain values: `FtpParams`, `UploadPolicy`, pipes and a shared heartbeat counter
+(`pipeline.sink.channels`). How things come back, all up one pipe that a thread of the parent reads:
 
-- results: one `UploadResult` per attempt on the `results` queue, when one is given. Make it with
-  `UploadHelper.new_queue()` (or any `spawn`-context queue) and keep reading it.
-- counts: `stats()` returns a `SinkStats` from shared memory the child keeps current.
+- results: one `UploadResult` per attempt, put on the `results` queue when one is given: any
+  queue (a `queue.Queue`, or `UploadHelper.new_queue()`, a `spawn`-context queue another process
+  may read too). Keep reading it. The parent puts them there; the child never touches it.
+- counts: `stats()` returns the last `SinkStats` the child sent (it sends them after every change,
+  before the results that follow).
 - signals: the child ignores SIGINT (a terminal's Ctrl-C reaches the whole process group; the
   parent decides) and treats a first SIGTERM (systemd stops every process of the unit) like
   `stop()` with the policy's deadline; once stopping, SIGTERM ends it at once (`terminate()`).
-- logs: the child's records (loggers under "beemon.sink") travel on a log queue; the parent
-  replays each one through its own logger of the same name, so they land in the parent's handlers
-  and formats as if logged there. Pass `log_queue` to receive the raw records yourself instead.
+- logs: the child's records (loggers under "beemon.sink") come up too; the parent replays each one
+  through its own logger of the same name, so they land in the parent's handlers and formats as if
+  logged there. Pass `log_queue` (any queue) to receive the raw records yourself instead.
   The password is never printed: `FtpParams` masks it in its repr, and the session masks it in
   what the login steps raise (where a server may echo it). It is not replaced wherever it occurs in
   the text: a password that is a common word would then show in every masked path.
@@ -43,6 +46,7 @@ from pipeline.sftp.params import SftpParams
 from pipeline.sink import original_api
 from pipeline.sink.channels import SPAWN, Channels
 from pipeline.sink.child import run_sink
+from pipeline.sink.launch import TrackerlessPopen
 from pipeline.sink.main_guard import guard_main_module, main_module_left_out
 from pipeline.sink.model import Outcome, SinkStats, UploadResult
 from pipeline.sink.policy import UploadPolicy
@@ -67,13 +71,13 @@ class UploadHelper(SpawnProcess):
         self,
         ftp: FtpParams | SftpParams | S3Params | float | None = None,
         policy: UploadPolicy | None = None,
-        results: Queue[Any] | None = None,
+        results: Any = None,
         *,
         upload_queue_polling_interval_seconds: float | None = None,
         config: Any = None,
         outbox: str | None = None,
         station: str | None = None,
-        log_queue: Queue[Any] | None = None,
+        log_queue: Any = None,
         name: str = "beemon-sink",
     ) -> None:
         """`UploadHelper(FtpParams(...), UploadPolicy(...))`, or the original API's `UploadHelper()`,
@@ -99,12 +103,11 @@ class UploadHelper(SpawnProcess):
         super().__init__(name=name, daemon=True)
         self.ftp = ftp
         self.policy = policy or UploadPolicy()
-        self.results = results
+        self._channels = Channels(results, log_queue)
         self.upload_queue_polling_interval_seconds = interval
         #: the local folder and station name `UploadHandler(helper)` maps paths with (None: not known)
         self.outbox = outbox
         self.station = station or ""
-        self._channels = Channels(log_queue)
         #: bumped by the child while its board answers (the systemd watchdog reads it)
         self.heartbeat = self._channels.heartbeat
         self._stopped = False
@@ -112,8 +115,24 @@ class UploadHelper(SpawnProcess):
 
     @staticmethod
     def new_queue() -> Queue[Any]:
-        """A results queue the child can share (from the `spawn` context)."""
+        """A results queue that other processes may read too (from the `spawn` context).
+
+        Any queue will do (the parent puts the results on it); a `queue.Queue` costs no semaphores.
+        """
         return SPAWN.Queue()
+
+    @property
+    def results(self) -> Any:
+        """Where the parent puts each `UploadResult` (None: nowhere)."""
+        return self._channels.results
+
+    @results.setter
+    def results(self, queue: Any) -> None:
+        self._channels.results = queue
+
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        return TrackerlessPopen(process_obj)
 
     def __repr__(self) -> str:
         state = "running" if self.is_alive() else ("stopped" if self._stopped else "not running")
@@ -128,11 +147,11 @@ class UploadHelper(SpawnProcess):
     # --- parent side
 
     def start(self) -> None:
-        """Start the child (and, in the parent, the thread that replays its log records)."""
-        self._channels.replay_logs()
+        """Start the child (and, in the parent, the thread that reads its reports)."""
+        self._channels.start_reading()
         with main_module_left_out():
             super().start()
-        self._channels.control_reader.close()
+        self._channels.started()
 
     def queue_upload(self, source_filepath: str, dest_filepath: str, priority: int | None = 0) -> None:
         """The original API: queue `source_filepath` for `dest_filepath`, "the destination directory/file path"
@@ -264,10 +283,11 @@ class UploadHelper(SpawnProcess):
     @property
     def reached_run(self) -> bool:
         """Whether the child got past its start-up into `run` (a child that exits before did not start at all)."""
-        return self._channels.running.is_set()
+        popen = self._popen
+        return self._channels.reached_run(exited=popen is not None and popen.poll() is not None)
 
     def run(self) -> None:
         """The child's main (`pipeline.sink.child.run_sink`): workers and feeders until the stop message."""
-        self._channels.running.set()
-        ends = self._channels.child_ends(self.results, self.parts_journal, self.manifests_folder)
+        ends = self._channels.child_ends(self.parts_journal, self.manifests_folder)
+        ends.reports.put(("running", None))
         run_sink(self.ftp, self.policy, ends)

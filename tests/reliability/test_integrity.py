@@ -40,6 +40,8 @@ def test_a_copy_corrupted_on_the_server_before_its_hash_is_sent_again_and_never_
     def corrupt_first(line: str) -> None:
         if not line.startswith("HASH ") or not line.endswith(local.name):
             return
+        # The HASH rides in the rename's flight: look once the server has answered that flight's RNTO.
+        wait_until(lambda: len(proxy.replies("250 Rename")) == len(proxy.commands("RNTO")), timeout=10)
         if not seen:  # between the STOR (and rename) and the first HASH: one byte flips on the server's disk
             data = bytearray(target.read_bytes())
             data[1_000_000] ^= 0x01
@@ -67,9 +69,9 @@ def test_a_copy_corrupted_on_the_server_before_its_hash_is_sent_again_and_never_
     assert "checked by the server's SHA-256 of each renamed file (HASH)" in output
     # The day's manifest names the file, and standard tools agree with it on the server.
     manifest = (day_folder(server.root) / "SHA256SUMS").read_text()
-    assert manifest == f"{sent}  video/{local.name}\n"
+    assert manifest == f"# size {len(content)} video/{local.name}\n{sent}  video/{local.name}\n"
     check = subprocess.run(
-        ["sha256sum", "-c", "SHA256SUMS"], cwd=day_folder(server.root), capture_output=True, text=True
+        ["sha256sum", "-c", "--strict", "SHA256SUMS"], cwd=day_folder(server.root), capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
 
@@ -94,7 +96,7 @@ def kill_then_restart(proftpd, outbox, tmp_path, start_uploader, hold) -> dict[s
     other = os.urandom(1000)
     (day_folder(server.root) / "audio").mkdir(parents=True)
     (day_folder(server.root) / "audio" / "older.wav").write_bytes(other)
-    older_line = f"{hashlib.sha256(other).hexdigest()}  audio/older.wav\n"
+    older_line = f"{hashlib.sha256(other).hexdigest()}  audio/older.wav\n"  # an older version's: no size line
     (day_folder(server.root) / "SHA256SUMS").write_text(older_line)
     released = threading.Event()
     held: list[str] = []
@@ -119,10 +121,12 @@ def kill_then_restart(proftpd, outbox, tmp_path, start_uploader, hold) -> dict[s
     wait_until(lambda: journals(outbox) == {}, timeout=10)
     assert second.stop() == 0
     manifest = (day_folder(server.root) / "SHA256SUMS").read_text()
-    expected = [older_line] + [f"{hashlib.sha256(c).hexdigest()}  video/{n}\n" for n, c in sorted(contents.items())]
-    assert sorted(manifest.splitlines(keepends=True)) == sorted(expected), manifest
+    expected = older_line + "".join(
+        f"# size {len(c)} video/{n}\n{hashlib.sha256(c).hexdigest()}  video/{n}\n" for n, c in sorted(contents.items())
+    )
+    assert manifest == expected
     check = subprocess.run(
-        ["sha256sum", "-c", "SHA256SUMS"], cwd=day_folder(server.root), capture_output=True, text=True
+        ["sha256sum", "-c", "--strict", "SHA256SUMS"], cwd=day_folder(server.root), capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
     for name, content in contents.items():
@@ -166,7 +170,7 @@ def test_verify_names_a_removed_a_truncated_and_a_flipped_byte_file_and_changes_
     clean = run_cli(env, "verify", "--date", DAY)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert clean.stdout.splitlines()[-1].endswith(
-        "4 file(s) present, 4 compared by the server's SHA-256: no problem(s)"
+        "4 file(s) present, sizes of 4 compared, 4 compared by the server's SHA-256: no problem(s)"
     )
     removed, truncated, flipped, _ = (server.root / remote(server, name) for name in sorted(contents))
     removed.unlink()
@@ -181,14 +185,13 @@ def test_verify_names_a_removed_a_truncated_and_a_flipped_byte_file_and_changes_
     lines = found.stdout.splitlines()
     day = f"{REMOTE_ROOT}/{STATION}/{DAY}/video"
     assert lines[0] == f"missing: {day}/{removed.name} (named in SHA256SUMS, not on the server)"
-    short, sent = hashlib.sha256(truncated.read_bytes()).hexdigest(), hashlib.sha256(contents[truncated.name])
-    assert lines[1] == (
-        f"hash mismatch: {day}/{truncated.name} (49999 B): the server's SHA-256 is {short},"
-        f" the manifest's {sent.hexdigest()}"
-    )
+    # the size tells the truncated one: no HASH asked for it (one problem, one line)
+    assert lines[1] == f"size mismatch: {day}/{truncated.name}: the server holds 49999 B, the manifest says 50000 B"
     assert lines[2].startswith(f"hash mismatch: {day}/{flipped.name} (50000 B)")
     assert lines[3] == f"not in the manifest: {day}/stray.h264 (28 B)"
-    assert lines[4].endswith("3 file(s) present, 3 compared by the server's SHA-256: 4 problem(s)"), lines
+    assert lines[4].endswith(
+        "3 file(s) present, sizes of 3 compared, 2 compared by the server's SHA-256: 4 problem(s)"
+    ), lines
     assert len(lines) == 5
     assert server.files() == before  # read-only
 
@@ -217,4 +220,6 @@ def test_pyftpdlib_check_is_said_once_and_the_manifest_still_goes_up(hash_comman
     assert len(said) == 1 and expected in said[0], output  # three sessions, one line
     assert "WARNING" not in output
     manifest = (day_folder(root) / "SHA256SUMS").read_text()
-    assert manifest == "".join(f"{hashlib.sha256(c).hexdigest()}  video/{n}\n" for n, c in sorted(contents.items()))
+    assert manifest == "".join(
+        f"# size {len(c)} video/{n}\n{hashlib.sha256(c).hexdigest()}  video/{n}\n" for n, c in sorted(contents.items())
+    )

@@ -1,42 +1,91 @@
 """The manifest journal on a real disk: a torn last line is ignored and cut before the next append; the last
-line of a name wins; coreutils' format round-trips."""
+line of a name wins; lines of older versions (no size) are still read. The manifest's text: coreutils' format
+with a size comment per entry, merged with a server's manifest without losing a line of others."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from pipeline.sink.journal import DayJournal, parse_lines, render
+from pipeline.sink.journal import DayJournal, parse_journal
 from pipeline.sink.manifest import day_of
+from pipeline.sink.manifest_text import Entry, ManifestText, render
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 
 
 def test_a_torn_last_line_is_ignored_and_cut_before_the_next_append(tmp_path):
     journal = DayJournal(str(tmp_path), "/data/rpi4/2022-07-19")
-    journal.append("audio/x.wav", A)
+    journal.append("audio/x.wav", A, 3)
     with open(journal.path, "ab") as out:  # a SIGKILL in the middle of a write
-        out.write(f"{B}  audio/y.w".encode())
-    assert DayJournal(str(tmp_path), journal.day).read() == {"audio/x.wav": A}
+        out.write(f"{B} 12 audio/y.w".encode())
+    assert DayJournal(str(tmp_path), journal.day).read() == {"audio/x.wav": Entry(A, 3)}
     again = DayJournal(str(tmp_path), journal.day)  # the next run
-    again.append("audio/y.wav", B)
-    assert again.read() == {"audio/x.wav": A, "audio/y.wav": B}
-    assert Path(journal.path).read_text() == f"{A}  audio/x.wav\n{B}  audio/y.wav\n"
+    again.append("audio/y.wav", B, 12)
+    assert again.read() == {"audio/x.wav": Entry(A, 3), "audio/y.wav": Entry(B, 12)}
+    assert Path(journal.path).read_text() == f"{A} 3 audio/x.wav\n{B} 12 audio/y.wav\n"
 
 
 def test_a_redelivered_file_replaces_its_own_line_and_the_journal_is_found_again(tmp_path):
     journal = DayJournal(str(tmp_path), "/data/rpi4/2022-07-19")
-    journal.append("video/v.h264", A)
-    journal.append("video/v.h264", C)
+    journal.append("video/v.h264", A, 10)
+    journal.append("video/v.h264", C, 11)
     [found] = DayJournal.all_in(str(tmp_path))
     assert found.day == "/data/rpi4/2022-07-19"
-    assert found.read() == {"video/v.h264": C}
+    assert found.read() == {"video/v.h264": Entry(C, 11)}
 
 
-def test_manifest_format_is_sha256sum_text_sorted_by_name():
-    entries = {"video/b.h264": B, "audio/a.wav": A}
+def test_a_journal_of_an_older_version_without_sizes_is_still_read_and_appended_to(tmp_path):
+    journal = DayJournal(str(tmp_path), "/data/rpi4/2022-07-19")
+    Path(journal.path).write_text(f"{A}  audio/123 x.wav\n{B} *audio/y.wav\n")
+    journal.append("audio/z.wav", C, 7)
+    assert journal.read() == {"audio/123 x.wav": Entry(A), "audio/y.wav": Entry(B), "audio/z.wav": Entry(C, 7)}
+    assert parse_journal(f"{A} 5 audio/x.wav\n{A} 5audio/bad.wav\n") == {"audio/x.wav": Entry(A, 5)}
+
+
+def test_manifest_format_is_sha256sum_text_sorted_by_name_with_a_size_line_before_each_entry(tmp_path):
+    entries = {"video/b.h264": Entry(B, 2), "audio/a.wav": Entry(A, 1)}
     text = render(entries).decode()
-    assert text == f"{A}  audio/a.wav\n{B}  video/b.h264\n"
-    assert parse_lines(text + f"{C} *temp/binary-mode.csv\n") == {**entries, "temp/binary-mode.csv": C}
+    assert text == f"# size 1 audio/a.wav\n{A}  audio/a.wav\n# size 2 video/b.h264\n{B}  video/b.h264\n"
+    assert ManifestText.parse(text + f"{C} *temp/binary-mode.csv").entries == {
+        **entries,
+        "temp/binary-mode.csv": Entry(C),
+    }
+    # coreutils reads it as it is, --strict included (the size lines are comments to it)
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "x.wav").write_bytes(b"abc")
+    sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    (tmp_path / "SHA256SUMS").write_bytes(render({"audio/x.wav": Entry(sha, 3)}))
+    check = subprocess.run(["sha256sum", "-c", "--strict", "SHA256SUMS"], cwd=tmp_path, capture_output=True, text=True)
+    assert (check.returncode, check.stdout) == (0, "audio/x.wav: OK\n"), check.stderr
+
+
+def test_a_merge_replaces_only_the_entries_it_redelivers_and_keeps_every_line_of_others():
+    server = (
+        "# made by another uploader\n"
+        f"{A.upper()} *audio/theirs.wav\n"  # another tool's entry, written back as it was
+        "# their note on ours\n"
+        f"{B}  video/ours.h264\n"  # an older version's entry (no size), re-delivered now
+        "# size 9 video/kept.h264\n"
+        f"{C}  video/kept.h264\n"
+        "# size 4 video/orphan.h264\n"  # a size line whose entry is gone: kept, not attached
+        "# trailing words"  # no newline at the end
+    )
+    parsed = ManifestText.parse(server)
+    assert parsed.entries == {"audio/theirs.wav": Entry(A), "video/ours.h264": Entry(B), "video/kept.h264": Entry(C, 9)}
+    merged = parsed.merged({"video/ours.h264": Entry(C, 5), "audio/new.wav": Entry(A, 1), "video/kept.h264": Entry(C)})
+    assert merged.render().decode() == (
+        "# made by another uploader\n"
+        f"# size 1 audio/new.wav\n{A}  audio/new.wav\n"
+        f"{A.upper()} *audio/theirs.wav\n"
+        f"# size 9 video/kept.h264\n{C}  video/kept.h264\n"  # the same hash without a size: the size stays
+        f"# their note on ours\n# size 5 video/ours.h264\n{C}  video/ours.h264\n"
+        "# size 4 video/orphan.h264\n# trailing words\n"
+    )
+    assert ManifestText.parse(merged.render().decode()).merged({}).render() == merged.render()  # stable
+    crlf = f"# size 3 audio/w.wav\r\n{A}  audio/w.wav\r\n"  # written on Windows: read alike, kept as written
+    assert ManifestText.parse(crlf).entries == {"audio/w.wav": Entry(A, 3)}
+    assert ManifestText.parse(crlf).merged({"audio/w.wav": Entry(A, 3)}).render() == crlf.encode()
 
 
 def test_only_paths_laid_out_by_day_and_sensor_get_a_manifest_line():

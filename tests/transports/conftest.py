@@ -106,6 +106,17 @@ class Target:
         else:
             self.server.client().delete_object(Bucket=self.bucket, Key=f"{PREFIX}/{remote}")
 
+    def truncate(self, remote: str, size: int) -> None:
+        """Cut one delivered file on the server to its first `size` bytes (an object: written again shorter)."""
+        if self.kind == "sftp":
+            path = self.server.root / "bees" / remote
+            path.write_bytes(path.read_bytes()[:size])
+        else:
+            key = f"{PREFIX}/{remote}"
+            client = self.server.client()
+            data = client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            client.put_object(Bucket=self.bucket, Key=key, Body=data[:size])
+
     def incomplete(self) -> list[str]:
         """What a cut transfer left on the server: `.part` files, or incomplete multipart uploads."""
         if self.kind == "sftp":

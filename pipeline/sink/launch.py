@@ -1,0 +1,47 @@
+"""Spawn the sink without multiprocessing's resource tracker.
+
+`spawn`'s POSIX launcher (`multiprocessing.popen_spawn_posix.Popen._launch`) starts the resource
+tracker, a third Python process of about 6.6 MB, for every child it spawns, whether or not anything
+ever registers a named semaphore or shared-memory segment with it; it hands the child the
+tracker's descriptor. The sink shares only pipes and an anonymous mapping (`pipeline.sink.pipes`,
+`pipeline.sink.heartbeat`), so it has nothing to register. This launcher is spawn's, step for step
+(CPython 3.11-3.13), without the tracker: a child that does make a named semaphore after all starts
+a tracker of its own, as any process does.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from multiprocessing import popen_spawn_posix, reduction, spawn, util
+from multiprocessing.context import set_spawning_popen
+from typing import Any
+
+
+class TrackerlessPopen(popen_spawn_posix.Popen):
+    """`popen_spawn_posix.Popen` whose `_launch` passes the child no resource tracker (none is started)."""
+
+    def _launch(self, process_obj: Any) -> None:
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        buffer = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buffer)
+            reduction.dump(process_obj, buffer)
+        finally:
+            set_spawning_popen(None)
+        parent_r = child_w = child_r = parent_w = None
+        try:
+            parent_r, child_w = os.pipe()
+            child_r, parent_w = os.pipe()
+            command = spawn.get_command_line(pipe_handle=child_r)
+            self._fds.extend([child_r, child_w])
+            self.pid = util.spawnv_passfds(spawn.get_executable(), command, self._fds)
+            self.sentinel = parent_r
+            with open(parent_w, "wb", closefd=False) as pipe:
+                pipe.write(buffer.getbuffer())
+        finally:
+            self.finalizer = util.Finalize(self, util.close_fds, [fd for fd in (parent_r, parent_w) if fd is not None])
+            for fd in (child_r, child_w):
+                if fd is not None:
+                    os.close(fd)

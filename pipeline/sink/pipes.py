@@ -1,0 +1,118 @@
+"""One-way message channels between the parent and the sink process over plain pipes, without semaphores.
+
+A `multiprocessing` queue guards its pipe with named semaphores, and every named semaphore made
+under `spawn` starts multiprocessing's resource tracker, a third Python process (about 6.6 MB).
+Here each pipe has one writing thread and one reading thread, so nothing needs a lock between
+processes: `PipeSender` buffers what its callers put (they never block on a full pipe, as with a
+queue's feeder thread) and writes it in order from its own thread; `read_into` reads messages until
+the other end is gone. A closed or broken pipe ends either thread quietly: what it carried is
+either still a file in the outbox (jobs) or a report about one (results, logs, counts).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+#: Put on a sender to end its thread once everything before it is written (see `PipeSender.close`).
+_END = object()
+
+
+class _Later:
+    """A place in the buffer where `PipeSender.put_latest`'s producer runs."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+class PipeSender:
+    """Messages put in any thread of this process, written to `connection` in order by one daemon thread.
+
+    The thread owns the connection: it closes it when it ends (closing it from another thread
+    while a write is under way could let that write reach whatever file reused the number).
+    """
+
+    def __init__(self, connection: Connection, name: str) -> None:
+        self.connection = connection
+        self._name = name
+        self._buffer: deque[Any] = deque()
+        self._ready = threading.Condition()
+        self._later: dict[str, Callable[[], Any]] = {}  # key -> producer, for `put_latest`
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def put(self, message: Any) -> None:
+        """Buffer `message` for the writing thread (started on the first put); never blocks on the pipe."""
+        with self._ready:
+            if self._closed:
+                return
+            self._buffer.append(message)
+            self._ready.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._write, name=self._name, daemon=True)
+                self._thread.start()
+
+    def put_latest(self, key: str, produce: Callable[[], Any]) -> None:
+        """Send what `produce()` returns when the writer reaches this point: puts of the same `key` that come
+        before the writer does collapse into one (a burst of count changes becomes one message with the last)."""
+        with self._ready:
+            if key in self._later or self._closed:
+                return
+            self._later[key] = produce
+        self.put(_Later(key))
+
+    def close(self, timeout: float, *, discard: bool = False) -> None:
+        """Write what is buffered (or drop it: `discard`), for at most `timeout` s, then close the connection.
+
+        The wait is bounded: an exit never hangs on a full pipe whose reader stopped reading.
+        """
+        with self._ready:
+            if self._closed:
+                return
+            self._closed = True
+            if discard:
+                self._buffer.clear()
+                self._later.clear()
+            self._buffer.append(_END)
+            self._ready.notify()
+            thread = self._thread
+        if thread is None:
+            self.connection.close()
+        else:
+            thread.join(timeout)
+
+    def _next(self) -> Any:
+        with self._ready:
+            while not self._buffer:
+                self._ready.wait()
+            message = self._buffer.popleft()
+            if not isinstance(message, _Later):
+                return message
+            produce = self._later.pop(message.key)
+        return produce()  # after the key left `_later`: a change from now on is sent after this one
+
+    def _write(self) -> None:
+        try:
+            while (message := self._next()) is not _END:
+                try:
+                    self.connection.send(message)
+                except OSError:  # the reader is gone: nothing to deliver to
+                    return
+                except Exception:  # one message that cannot be pickled must not silence the rest
+                    continue
+        finally:
+            self.connection.close()
+
+
+def read_into(connection: Connection, handle: Callable[[Any], bool]) -> None:
+    """Hand each message from `connection` to `handle` until it returns False or the writing end is gone."""
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError, ValueError):
+            return
+        if not handle(message):
+            return

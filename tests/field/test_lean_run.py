@@ -1,0 +1,80 @@
+"""An idle `beemon-uploader run` costs what it uses: no multiprocessing resource tracker beside it (issue 17).
+
+The tracker is a third Python process (about 6.6 MB PSS) that multiprocessing starts for named
+semaphores (its queues, events and locked arrays) and for every spawned child. The sink talks to
+its parent over plain pipes and is launched without it, so the tree is the parent and the sink.
+The scenario checks the promises that the plumbing carries: files arrive, a killed sink is rebuilt
+(and the rebuilt one brings no tracker either), SIGTERM stops with exit code 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import date
+from pathlib import Path
+
+from tests.e2e.conftest import STATION, uploader_env
+from tests.helpers import wait_until, write_file
+from tests.reliability.conftest import outbox_files, remote_of, start_uploader, watched_server  # noqa: F401
+
+TODAY = date.today().isoformat()
+
+
+def commands(pids: list[int]) -> dict[int, str]:
+    """The command line of each live pid (words joined by spaces)."""
+    found = {}
+    for pid in pids:
+        try:
+            words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        found[pid] = " ".join(word.decode(errors="replace") for word in words if word)
+    return found
+
+
+def sinks(tree: dict[int, str]) -> list[int]:
+    return [pid for pid, command in tree.items() if "spawn_main" in command and "resource_tracker" not in command]
+
+
+def trackers(tree: dict[int, str]) -> list[str]:
+    return [command for command in tree.values() if "resource_tracker" in command]
+
+
+def recording(outbox: Path, index: int) -> tuple[Path, bytes]:
+    name = f"{STATION}@{TODAY}@11-00-{index:02d}.wav"
+    data = b"RIFF lean %d " % index + os.urandom(20_000)
+    return write_file(outbox / "audio" / TODAY / name, data), data
+
+
+def test_an_idle_run_has_no_resource_tracker_and_still_delivers_rebuilds_and_stops(
+    watched_server,  # noqa: F811
+    start_uploader,  # noqa: F811
+    outbox,
+    tmp_path,
+):
+    server = watched_server()
+    env = uploader_env(server, outbox, tmp_path, BEEMON_FTP__CONNECTIONS="4")
+    run = start_uploader(env)
+    wait_until(lambda: "watching" in run.output() and sinks(commands(run.group())), timeout=30)
+
+    first, first_data = recording(outbox, 1)
+    arrived = server.root / remote_of(f"{TODAY}/audio/{first.name}")
+    wait_until(lambda: arrived.exists() and not first.exists(), timeout=15)
+    tree = commands(run.group())
+    assert trackers(tree) == [], tree
+    assert len(tree) == 2, tree  # the parent and the sink, nothing else
+
+    (sink,) = sinks(tree)
+    os.kill(sink, signal.SIGKILL)  # as the OOM killer would: the parent builds the pipeline again
+    wait_until(lambda: [pid for pid in sinks(commands(run.group())) if pid != sink], timeout=40)
+    second, second_data = recording(outbox, 2)
+    again = server.root / remote_of(f"{TODAY}/audio/{second.name}")
+    wait_until(lambda: again.exists() and not second.exists(), timeout=20)
+    tree = commands(run.group())
+    assert trackers(tree) == [] and len(tree) == 2, tree
+
+    assert run.stop() == 0
+    assert (arrived.read_bytes(), again.read_bytes()) == (first_data, second_data)
+    assert outbox_files(outbox) == []
+    assert "Traceback" not in run.output(), run.output()

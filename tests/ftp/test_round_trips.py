@@ -1,0 +1,128 @@
+"""Round trips per file, counted by a server that releases its replies only when the client waits for them.
+
+A station's link costs a round trip each time the client stops for an answer; `LockstepHandler`
+counts those stops (see tests/ftp/lockstep.py), so these tests assert exact numbers, not timings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from pipeline.dev.embedded_server import EmbeddedFtpServer
+from pipeline.ftp.errors import PermanentFailure
+from pipeline.ftp.session import UploadSession
+from tests.ftp.lockstep import LockstepHandler, Waits
+from tests.ftp_faults import Faults, FaultyHandler
+from tests.helpers import params_for, write
+
+FILES = 3
+
+
+def upload_queue(session: UploadSession, outbox, names: list[str], **options: object) -> list:
+    """Upload one after another, each saying whether another follows (as the sink does with a queue)."""
+    reports = []
+    for index, name in enumerate(names):
+        more = index < len(names) - 1
+        size = (outbox / name).stat().st_size
+        reports.append(session.upload(str(outbox / name), f"day/{name}", size, next_upload=lambda m=more: m, **options))
+    return reports
+
+
+def lockstep_server(ftp_root, credentials, waits: Waits, *, hash_command: bool = False) -> EmbeddedFtpServer:
+    return EmbeddedFtpServer(
+        ftp_root,
+        credentials.username,
+        credentials.password,
+        handler_class=LockstepHandler,
+        handler_attributes={"faults": waits, "auth_failed_timeout": 0},
+        hash_command=hash_command,
+    ).start()
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_small_file_costs_two_round_trips_on_a_persistent_session(ftp_root, outbox, credentials, guarded):
+    waits = Waits()
+    contents = {f"f{i}.wav": write(outbox / f"f{i}.wav", 4096 + i) for i in range(FILES)}
+    server = lockstep_server(ftp_root, credentials, waits)
+    try:
+        with UploadSession(params_for(server, credentials)) as session:
+            (ftp_root / "upload/day").mkdir(parents=True)  # an existing folder: the guard asks SIZE in STOR's flight
+            upload_queue(session, outbox, list(contents), **({"may_replace": lambda n: True} if guarded else {}))
+    finally:
+        server.stop()
+    assert waits.per_transfer() == [2] * (FILES - 1), waits.journal
+    assert len(waits.commands("SIZE")) == FILES * (2 if guarded else 1)  # the guard's SIZE rides in STOR's flight
+    assert all((ftp_root / "upload/day" / name).read_bytes() == data for name, data in contents.items())
+
+
+def test_the_servers_hash_rides_in_the_renames_flight(ftp_root, outbox, credentials):
+    waits = Waits()
+    contents = {f"f{i}.wav": write(outbox / f"f{i}.wav", 4096 + i) for i in range(FILES)}
+    server = lockstep_server(ftp_root, credentials, waits, hash_command=True)
+    try:
+        with UploadSession(params_for(server, credentials)) as session:
+            assert session.check == "hash"
+            reports = upload_queue(session, outbox, list(contents))
+    finally:
+        server.stop()
+    assert waits.per_transfer() == [2] * (FILES - 1), waits.journal
+    for report, data in zip(reports, contents.values(), strict=True):
+        assert report.verified_by == "hash" and report.sha256 == hashlib.sha256(data).hexdigest()
+    assert waits.commands("OPTS") == ["HASH SHA-256"]
+    assert waits.commands("HASH") == [f"/upload/day/{name}" for name in contents]
+
+
+# --- the HASH's reply in the rename's flight, when the rename is refused
+
+
+def hash_server(ftp_root, credentials, faults: Faults) -> EmbeddedFtpServer:
+    return EmbeddedFtpServer(
+        ftp_root,
+        credentials.username,
+        credentials.password,
+        handler_class=FaultyHandler,
+        handler_attributes={"faults": faults, "auth_failed_timeout": 0},
+        hash_command=True,
+    ).start()
+
+
+def test_a_refused_rnfr_never_takes_the_old_files_hash_and_the_replies_stay_in_step(ftp_root, outbox, credentials):
+    faults = Faults(refuse={"RNFR": "553 Renaming not allowed."})
+    (ftp_root / "upload").mkdir()
+    (ftp_root / "upload/a.wav").write_bytes(b"an older copy")
+    data = write(outbox / "a.wav", 3000)
+    server = hash_server(ftp_root, credentials, faults)
+    try:
+        with UploadSession(params_for(server, credentials)) as session:
+            with pytest.raises(PermanentFailure, match="rename refused: 553") as refused:
+                session.upload(str(outbox / "a.wav"), "a.wav", 3000, next_upload=lambda: True)
+            assert refused.value.command == "RNFR"
+            # Every reply of that flight was read: the next answers are the next commands'.
+            assert session.remote_size("a.wav") == len(b"an older copy")
+            assert session.noop().startswith("200")
+    finally:
+        server.stop()
+    flight = [cmd for cmd, _ in faults.journal if cmd in ("RNFR", "RNTO", "SIZE", "OPTS", "HASH", "EPSV")]
+    assert flight[-7:] == ["RNFR", "RNTO", "SIZE", "OPTS", "HASH", "EPSV", "SIZE"]
+    assert (ftp_root / "upload/.a.wav.part").read_bytes() == data
+    assert (ftp_root / "upload/a.wav").read_bytes() == b"an older copy"
+
+
+def test_a_rename_done_again_after_a_refused_rnto_asks_the_hash_of_the_new_copy(ftp_root, outbox, credentials):
+    faults = Faults(rnto_no_replace=True)
+    (ftp_root / "upload").mkdir()
+    (ftp_root / "upload/a.wav").write_bytes(b"an older copy")
+    data = write(outbox / "a.wav", 3000)
+    server = hash_server(ftp_root, credentials, faults)
+    try:
+        with UploadSession(params_for(server, credentials)) as session:
+            report = session.upload(str(outbox / "a.wav"), "a.wav", 3000)
+    finally:
+        server.stop()
+    # The flight's HASH named the older copy (RNTO refused): asked again after DELE, RNFR, RNTO.
+    assert faults.commands("HASH") == ["/upload/a.wav", "/upload/a.wav"]
+    assert faults.commands("DELE") == ["/upload/a.wav"]
+    assert report.verified_by == "hash" and report.sha256 == hashlib.sha256(data).hexdigest()
+    assert (ftp_root / "upload/a.wav").read_bytes() == data

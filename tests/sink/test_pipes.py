@@ -1,0 +1,63 @@
+"""The sink's pipe channels on real OS pipes: order, counts never behind the results they changed, bounded close."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+
+from pipeline.sink.pipes import PipeSender, read_into
+
+BIG = b"x" * 300_000  # more than a pipe holds: the writing thread blocks in it until the reader reads
+
+
+def test_a_burst_of_count_changes_is_one_message_sent_before_the_result_that_follows():
+    """The parent keeps the last counts it read: they are never behind a result (ahead is what shared memory was)."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    sender = PipeSender(writer, "test")
+    counts = [0]
+    sender.put(("blob", BIG))  # the writer is now stuck in this send: everything below waits in the buffer
+    for _ in range(100):
+        counts[0] += 1
+        sender.put_latest("counts", lambda: ("counts", counts[0]))
+    sender.put(("result", "a.wav"))
+    counts[0] += 1  # a change after the result, while the first snapshot is still unsent: it joins that one
+    sender.put_latest("counts", lambda: ("counts", counts[0]))
+    received: list[tuple[str, object]] = []
+    reading = threading.Thread(target=read_into, args=(reader, lambda m: received.append(m) or m[0] != "result"))
+    reading.start()
+    reading.join(5)
+    assert received[1:] == [("counts", 101), ("result", "a.wav")]
+    counts[0] += 1  # the writer is past the snapshot now: a new change is a new message
+    sender.put_latest("counts", lambda: ("counts", counts[0]))
+    sender.close(5.0)
+    assert reader.recv() == ("counts", 102)
+
+
+def test_close_never_hangs_on_a_reader_that_stopped_reading_or_is_gone():
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    sender = PipeSender(writer, "test")
+    for _ in range(5):
+        sender.put(BIG)  # the first fills the pipe; nobody reads
+    started = time.monotonic()
+    sender.close(0.3)  # keeps what is buffered, waits at most 0.3 s
+    assert time.monotonic() - started < 2
+    reader.close()  # the reader goes away: the blocked write fails, the thread ends and closes its end
+    thread = sender._thread
+    assert thread is not None
+    thread.join(5)
+    assert not thread.is_alive() and writer.closed
+    sender.put("after close")  # dropped, never raises
+
+
+def test_read_into_ends_when_the_writer_is_gone():
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    sender = PipeSender(writer, "test")
+    received: list[object] = []
+    done = threading.Thread(target=read_into, args=(reader, lambda message: received.append(message) or True))
+    done.start()
+    sender.put(1)
+    sender.put(2)
+    sender.close(5.0)  # written, then closed: the reader sees the end of the pipe
+    done.join(5)
+    assert not done.is_alive() and received == [1, 2]
