@@ -46,9 +46,9 @@ constraints: $(STAMP)
 		--annotation-style line -c var/tested-pins.txt -o var/constraints.body
 	{ sed -n '/^#/p' deploy/constraints.txt; cat var/constraints.body; } > deploy/constraints.txt
 
-# The benchmarks against baselines, writing the generated parts of docs/benchmarks.md (about 21 minutes:
-# the table's rows some 19, the tbf link row, tests/benchmarks/link.py, some 2.5 and root only: it says so
-# and skips otherwise). Installs what it compares with: vsftpd (make servers) and lftp (as root, via apt).
+# The benchmarks against baselines, writing the generated parts of docs/benchmarks.md (14 minutes on a quiet
+# 2-core machine, 21 under other work: the table's rows 11.5-19, the tbf link row, tests/benchmarks/link.py,
+# some 2.5 and root only: it says so and skips otherwise). Installs what it compares with: vsftpd (make servers) and lftp (as root, via apt).
 bench: $(STAMP) servers
 	./tools/install-bench-tools.sh
 	$(BIN)/python -m tests.benchmarks
