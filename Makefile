@@ -46,8 +46,11 @@ constraints: $(STAMP)
 		--annotation-style line -c var/tested-pins.txt -o var/constraints.body
 	{ sed -n '/^#/p' deploy/constraints.txt; cat var/constraints.body; } > deploy/constraints.txt
 
-# About 10 minutes (the tbf link row, tests/benchmarks/link.py, needs root: it says so and skips otherwise); lftp's rows need `lftp` installed (apt-get install lftp), else they say n/a.
+# The benchmarks against baselines, writing the generated parts of docs/benchmarks.md (14 minutes on a quiet
+# 2-core machine, 21 under other work: the table's rows 11.5-19, the tbf link row, tests/benchmarks/link.py,
+# some 2.5 and root only: it says so and skips otherwise). Installs what it compares with: vsftpd (make servers) and lftp (as root, via apt).
 bench: $(STAMP) servers
+	./tools/install-bench-tools.sh
 	$(BIN)/python -m tests.benchmarks
 	$(BIN)/python -m tests.benchmarks.link
 

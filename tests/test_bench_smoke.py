@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.benchmarks import workloads
+from tests import servers
+from tests.benchmarks import hash_cost, latency, scale, workloads
 from tests.benchmarks.workloads import MB
 
 pytestmark = pytest.mark.timeout(60)
@@ -26,21 +27,40 @@ def test_large_files(tmp_path):
     assert figures["ours_cpu_s_per_gb"] is not None
 
 
+def test_small_and_large_files_on_vsftpd(tmp_path):
+    servers.find_server("vsftpd", "vsftpd") or servers.unavailable("vsftpd (Debian package vsftpd) is not installed")
+    small = workloads.small_files(tmp_path / "small", files=8, per_login_files=2, kind="vsftpd")
+    assert small["ours_files_per_s"] and small["per_login_files_per_s"]
+    large = workloads.large_files(tmp_path / "large", files=2, size=MB // 2, kind="vsftpd", with_lftp=False)
+    assert large["session_mb_per_s"]
+
+
+def test_run_once_end_to_end(tmp_path):
+    figures = workloads.once_files(tmp_path, files=6, delay=0.005, per_login_files=2, with_lftp=False)
+    assert figures["ours_files_per_s"] and figures["per_login_files_per_s"]
+
+
 def test_backlog_with_a_fresh_file(tmp_path):
-    figures = workloads.backlog(tmp_path, files=4, size=200_000, delay=0.005, debounce=0.2, exact=True)
+    figures = latency.backlog(tmp_path, files=4, size=200_000, delay=0.005, debounce=0.2, exact=True)
     assert figures["fresh_latency_s"] > 0
 
 
 def test_live_files(tmp_path):
-    figures = workloads.live_latency(tmp_path, files=4, rate=20, debounce=0.2)
+    figures = latency.live_latency(tmp_path, files=4, rate=20, debounce=0.2)
     assert figures["p95_s"] >= figures["p50_s"] > 0
 
 
 def test_idle_outbox_keeps_every_file(tmp_path):
-    slices = workloads.idle_cpu(tmp_path, files=30, window=0.4, slices=2, settle=0.5)
+    slices = scale.idle_cpu(tmp_path, files=30, window=0.4, slices=2, settle=0.5)
     assert [set(figures) for figures in slices] == [{"inotify_cpu_pct", "polling_cpu_pct", "observer_cpu_pct"}] * 2
 
 
 def test_backfill(tmp_path):
-    figures = workloads.backfill(tmp_path, files=40, delay=0.005, after=0.3, settle=0.3, quiet=0.3)
+    figures = scale.backfill(tmp_path, files=40, delay=0.005, after=0.3, settle=0.3, quiet=0.3)
     assert figures["first_upload_s"] > 0 and figures["delivered"] >= 1
+
+
+def test_hash_cost_rows(tmp_path):
+    figures = hash_cost.measure(tmp_path, gib=1 / 1024, files=3, tries=1)
+    assert all(figures[f"cpu_{mode}_s_per_gb"] for mode in hash_cost.MODES)
+    assert figures["manifest_commands_per_file"]  # the day's SHA256SUMS went up, and was counted

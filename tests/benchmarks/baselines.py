@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.benchmarks.harness import USER
+from tests.benchmarks.servers import Server
 
 
 @dataclass(frozen=True)
@@ -28,40 +28,41 @@ class Timed:
     cpu_seconds: float = 0.0  # of a child process (rusage), when the baseline ran in one
 
 
-def _login(port: int, password: str) -> ftplib.FTP:
+def _login(server: Server) -> ftplib.FTP:
     ftp = ftplib.FTP()
-    ftp.connect("127.0.0.1", port, timeout=30)
-    ftp.login(USER, password)
+    ftp.connect("127.0.0.1", server.port, timeout=30)
+    ftp.login(server.username, server.password)
     return ftp
 
 
-def make_remote_dir(port: int, password: str, path: str) -> None:
-    ftp = _login(port, password)
+def make_remote_dir(server: Server, path: str) -> None:
+    """Make `path` (under the server's root: "/loop")."""
+    ftp = _login(server)
     try:
-        ftp.mkd(path)
+        ftp.mkd(server.path(path))
     finally:
         ftp.quit()
 
 
-def per_login_loop(port: int, password: str, files: list[Path], remote: str) -> Timed:
-    """One login per file, one file at a time, then the local delete (`remote` must exist)."""
+def per_login_loop(server: Server, files: list[Path], remote: str) -> Timed:
+    """One login per file, one file at a time, then the local delete (`remote`, under the root, must exist)."""
     started = time.monotonic()
     for path in files:
-        ftp = _login(port, password)
+        ftp = _login(server)
         with path.open("rb") as file:
-            ftp.storbinary(f"STOR {remote}/{path.name}", file)
+            ftp.storbinary(f"STOR {server.path(remote)}/{path.name}", file)
         ftp.quit()
         path.unlink()
     return Timed(time.monotonic() - started)
 
 
-def single_session(port: int, password: str, files: list[Path], remote: str, blocksize: int = 1 << 20) -> Timed:
-    """One session for all files, `blocksize` blocks, nothing else (`remote` must exist)."""
+def single_session(server: Server, files: list[Path], remote: str, blocksize: int = 1 << 20) -> Timed:
+    """One session for all files, `blocksize` blocks, nothing else (`remote`, under the root, must exist)."""
     started = time.monotonic()
-    ftp = _login(port, password)
+    ftp = _login(server)
     for path in files:
         with path.open("rb") as file:
-            ftp.storbinary(f"STOR {remote}/{path.name}", file, blocksize=blocksize)
+            ftp.storbinary(f"STOR {server.path(remote)}/{path.name}", file, blocksize=blocksize)
     ftp.quit()
     return Timed(time.monotonic() - started)
 
@@ -77,11 +78,12 @@ def lftp_available() -> bool:
     return shutil.which("lftp") is not None
 
 
-def lftp_mirror(port: int, password: str, local: Path, remote: str, parallel: int = 4) -> Timed:
-    """`lftp mirror -R --parallel=N local remote`; CPU from the child's rusage (user + sys)."""
+def lftp_mirror(server: Server, local: Path, remote: str, parallel: int = 4) -> Timed:
+    """`lftp mirror -R --parallel=N local remote` (`remote` under the root); CPU from the child's rusage (user + sys)."""
     script = (
         "set ftp:ssl-allow no; set net:max-retries 2; set cmd:fail-exit yes; "
-        f"open -u {USER},{password} -p {port} 127.0.0.1; mirror -R --parallel={parallel} {local} {remote}"
+        f"open -u {server.username},{server.password} -p {server.port} 127.0.0.1; "
+        f"mirror -R --parallel={parallel} {local} {server.path(remote)}"
     )
     started = time.monotonic()
     process = subprocess.Popen(["lftp", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

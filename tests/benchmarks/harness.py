@@ -7,18 +7,15 @@ from outside: final names on the server, local copies gone.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,51 +108,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# --- the server
-
-
-@dataclass
-class Server:
-    root: Path
-    port: int
-    password: str
-    delay: float
-    process: subprocess.Popen[str]
-    stats_file: Path
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def stop(self) -> dict[str, int]:
-        """End the server; returns the commands it received, by verb."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(30)
-        with contextlib.suppress(OSError, ValueError):
-            self.counts = json.loads(self.stats_file.read_text())
-        return self.counts
-
-
-@contextlib.contextmanager
-def ftp_server(work: Path, delay: float = 0.0) -> Iterator[Server]:
-    """A fresh pyftpdlib server process on a fresh root under `work` (see `ftp_server.py`)."""
-    root = work / f"server-{secrets.token_hex(3)}"
-    root.mkdir(parents=True)
-    password = secrets.token_urlsafe(12)
-    stats = work / f"{root.name}.json"
-    command = [sys.executable, "-m", "tests.benchmarks.ftp_server", "--root", str(root), "--user", USER]
-    command += [f"--password={password}", f"--delay={delay}", f"--stats={stats}"]
-    process = subprocess.Popen(command, cwd=_SRC, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.startswith("PORT "):
-        process.kill()
-        raise RuntimeError(f"the bench server did not start: {line!r}")
-    server = Server(root, int(line.split()[1]), password, delay, process, stats)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 # --- the uploader
 
 
@@ -176,6 +128,8 @@ class Uploader:
     observer: str = "inotify"
     connections: int = 4
     stats_interval: float = 0
+    username: str = USER
+    remote_root: str = REMOTE_ROOT
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
@@ -200,9 +154,9 @@ class Uploader:
             BEEMON_STATION=STATION,
             BEEMON_FTP__HOST="127.0.0.1",
             BEEMON_FTP__PORT=str(self.port),
-            BEEMON_FTP__USERNAME=USER,
+            BEEMON_FTP__USERNAME=self.username,
             BEEMON_FTP__PASSWORD=self.password or "unused",
-            BEEMON_FTP__REMOTE_ROOT=REMOTE_ROOT,
+            BEEMON_FTP__REMOTE_ROOT=self.remote_root,
             BEEMON_FTP__CONNECTIONS=str(self.connections),
             BEEMON_UPLOAD__DEBOUNCE_SECONDS=str(self.debounce),
             BEEMON_WATCH__OBSERVER=self.observer,
@@ -223,6 +177,16 @@ class Uploader:
             self.wait_for_log("watching ", timeout)
             time.sleep(0.5)  # the sink's sessions log in meanwhile (at most a few round trips)
         return self
+
+    def run_once(self, timeout: float = 900) -> int:
+        """`run --once` to its exit instead (its output in the log); returns the exit code."""
+        self.outbox.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            command = [*uploader_command(), "run", "--once"]
+            done = subprocess.run(
+                command, cwd=self.work, env=self.env(), stdout=log, stderr=subprocess.STDOUT, timeout=timeout
+            )
+        return done.returncode
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.benchmarks import report
 from tests.benchmarks.harness import REMOTE_ROOT, STATION, Uploader, file_name, write_files
 from tests.servers import find_server, vsftpd_settings
 
@@ -141,27 +142,71 @@ def run(work: Path, backlog: int, backlog_size: int, source: Path | None) -> dic
         return {"latency": latency, "drain_seconds": seconds, "utilisation": sent / seconds / RATE_BYTES}
 
 
+BEGIN = "<!-- bench-link:begin (written by `make bench` as root, tests/benchmarks/link.py; edit outside) -->"
+END = "<!-- bench-link:end -->"
+
+
+def block(columns: dict[str, dict[str, float]], backlog: int, size_mb: int, started: str, load: str) -> str:
+    """The generated part of docs/benchmarks.md: one column per tree, the issue's targets."""
+    bound = DEBOUNCE + LIVE_BYTES / RATE_BYTES + 1.0
+    utilisation = [f"{c['utilisation']:.1%}" for c in columns.values()]
+    latency = [f"{c['latency']:.2f} s" for c in columns.values()]
+    first = next(iter(columns.values()))
+    rows = [
+        [
+            "link utilisation (bytes delivered / time from the first `.part` to the last local delete / rate)",
+            *utilisation,
+            ">= 95 %",
+            "yes" if first["utilisation"] >= 0.95 else "**no**",
+        ],
+        [
+            f"fresh {LIVE_BYTES // 1000} kB file written 2 s after 3-4 transfers started, close -> final name",
+            *latency,
+            f"<= debounce + its size at the rate + 1 s = {bound:.2f} s",
+            "yes" if first["latency"] <= bound else "**no**",
+        ],
+    ]
+    header = [f"{backlog} x {size_mb} MB at {RATE_MBIT} Mbit/s (tbf)", *columns, "target", "met (this tree)"]
+    drained = ", ".join(f"{name} {c['drain_seconds']:.0f} s" for name, c in columns.items())
+    return "\n".join(
+        [
+            BEGIN,
+            "",
+            f"Run on {started}: {report.machine()}. Load average (1 min) {load} at the start, "
+            f"{report.load_average()} at the end. One run per column; the backlog drained in {drained}.",
+            "",
+            report.table(rows, header),
+            "",
+            END,
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backlog", type=int, default=40)
     parser.add_argument("--size-mb", type=int, default=8)
     parser.add_argument("--baseline", type=Path, help="a source tree to run as the baseline (e.g. main's)")
+    parser.add_argument("--out", default="docs/benchmarks.md", help="where to write the rows ('' for nowhere)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
-        print("the link bench needs root (network namespaces): skipped", file=sys.stderr)
+        print(
+            "the link bench needs root (network namespaces): skipped, docs/benchmarks.md keeps its rows",
+            file=sys.stderr,
+        )
         return 0
-    for label, source in (("this tree", None), ("baseline", args.baseline)):
-        if label == "baseline" and source is None:
+    started, load, columns = report.stamp(), report.load_average(), {}
+    for label, source in (("this tree", None), (f"baseline ({args.baseline})", args.baseline)):
+        if source is None and label != "this tree":
             continue
         with tempfile.TemporaryDirectory(prefix="beemon-link-") as folder:
-            figures = run(Path(folder), args.backlog, args.size_mb * 1_000_000, source)
-        bound = DEBOUNCE + LIVE_BYTES / RATE_BYTES + 1.0
-        print(
-            f"{label}: {args.backlog} x {args.size_mb} MB at {RATE_MBIT} Mbit/s (tbf): utilisation"
-            f" {figures['utilisation']:.1%} (drained in {figures['drain_seconds']:.1f} s from the first .part);"
-            f" fresh {LIVE_BYTES // 1000} kB file close -> on the server {figures['latency']:.2f} s (bound {bound:.2f} s)",
-            flush=True,
-        )
+            columns[label] = run(Path(folder), args.backlog, args.size_mb * 1_000_000, source)
+        print(f"{label}: {columns[label]}", file=sys.stderr, flush=True)
+    text = block(columns, args.backlog, args.size_mb, started, load)
+    print(text)
+    if args.out and args.backlog == 40 and args.size_mb == 8:  # the issue's size only
+        report.write(Path(args.out), text, BEGIN, END)
+        print(f"written to {args.out}", file=sys.stderr)
     return 0
 
 

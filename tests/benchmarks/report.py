@@ -51,21 +51,35 @@ def machine() -> str:
     )
 
 
-def table(rows: list[list[str]]) -> str:
-    header = ["workload", "measured", "beemon-uploader", "baselines (same run)", "ratio", "target", "met"]
+def load_average() -> str:
+    """The 1-minute load average now: the other work on the machine, which the figures share it with."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def stamp() -> str:
+    return datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+HEADER = ["workload", "measured", "beemon-uploader", "baselines (same run)", "ratio", "target", "met"]
+
+
+def table(rows: list[list[str]], header: list[str] = HEADER) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def generated(rows: list[list[str]], *, runs: int, seconds: float, notes: list[str]) -> str:
-    today = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+def generated(
+    rows: list[list[str]], *, runs: int, seconds: float, notes: list[str], started: str = "", load: str = ""
+) -> str:
+    """The block between BEGIN and END: when, where, how loaded, the table and its notes."""
+    loaded = f" Load average (1 min) {load} at the start, {load_average()} at the end." if load else ""
     parts = [
         BEGIN,
         "",
-        f"Run on {today}: {machine()}.",
+        f"Run on {started or stamp()}: {machine()}.",
         f"Each figure is the median of {runs} runs; each ratio is taken within a run, then the median. "
-        f"The whole bench took {seconds / 60:.1f} minutes.",
+        f"The whole bench took {seconds / 60:.1f} minutes.{loaded}",
         "",
         table(rows),
         "",
@@ -84,13 +98,16 @@ SKELETON = """# Benchmarks
 """
 
 
-def write(path: Path, block: str) -> None:
-    """Replace the generated block of `path` (creating the file from a skeleton if needed)."""
+def write(path: Path, block: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the block of `path` between `begin` and `end` (which `block` holds too); a skeleton, or the block
+    appended, when the page or its markers are missing."""
     text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
         text = head + block + tail
+    elif text:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
     else:
         text = SKELETON.format(generated=block)
     path.write_text(text)
