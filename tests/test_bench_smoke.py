@@ -64,3 +64,10 @@ def test_hash_cost_rows(tmp_path):
     figures = hash_cost.measure(tmp_path, gib=1 / 1024, files=3, tries=1)
     assert all(figures[f"cpu_{mode}_s_per_gb"] for mode in hash_cost.MODES)
     assert figures["manifest_commands_per_file"]  # the day's SHA256SUMS went up, and was counted
+
+
+def test_startup_measurement(capsys):
+    from tests.benchmarks import startup
+
+    startup.main(["--runs", "1", "--top", "0"])
+    assert "returned: median" in capsys.readouterr().out

@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 from typing import IO
 
-from tests.benchmarks.harness import Uploader, ftp_server, uploader_command
+from tests.benchmarks.harness import Uploader, uploader_command
+from tests.benchmarks.servers import ftp_server
+from tests.benchmarks.servers import uploader as bench_uploader
 
 #: `import time:  self |  cumulative | <indent>name`, in microseconds.
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="startup-") as folder:
         work = Path(folder)
         with ftp_server(work) as server:
-            uploader = Uploader(work, work / "outbox", server.port, server.password)
+            uploader = bench_uploader(work, work / "outbox", server)
             uploader.outbox.mkdir()
             print(f"load average before: {_load()}")
             for command in commands:
