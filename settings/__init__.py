@@ -4,6 +4,7 @@ Only the composition root (pipeline.cli.main / pipeline.app.uploader) reads sett
 values to everything else.
 """
 
+from settings import dynaconf_plain  # noqa: F401  (first: dynaconf without jinja2)
 from settings.describe import describe_settings
 from settings.legacy_ini import LegacyIniError, read_legacy_ini
 from settings.loader import ENVIRONMENTS, SettingsError, build_settings, validate_settings

@@ -53,6 +53,8 @@ def find_legacy_ini() -> Path | None:
 
 def _is_settings_object(config: Any) -> bool:
     """A dynaconf settings object (as `settings.build_settings` returns), told apart from a `get`-able legacy one."""
+    if "dynaconf" not in sys.modules:
+        return False  # no dynaconf object exists before dynaconf is imported (and importing it here costs)
     from dynaconf import LazySettings
     from dynaconf.base import Settings
 

@@ -84,6 +84,18 @@ def memory(bench: Bench) -> None:
             met(max(peaks) * MIB <= 120 if peaks else None),
         ]
     )
+    idle_pss = bench.small.median("idle_pss_mib")
+    bench.rows.append(
+        [
+            "all processes of `run`, idle (1 s after it watches), 4 connections",
+            "PSS, summed (`/proc/PID/smaps_rollup`)",
+            fmt(mb(idle_pss), 1, " MB"),
+            "",
+            "",
+            "<= 45 MB",
+            met(idle_pss * MIB <= 45 if idle_pss is not None else None),
+        ]
+    )
 
 
 def backfill(bench: Bench) -> None:

@@ -18,7 +18,7 @@ import shutil
 import time
 from pathlib import Path
 
-from tests.benchmarks import baselines, procs
+from tests.benchmarks import baselines, memory, procs
 from tests.benchmarks.harness import (
     file_name,
     fresh_dir,
@@ -53,6 +53,10 @@ def _per_file(counts: dict[str, int], files: int) -> float | None:
     return round(total / files, 2) if files and counts else None
 
 
+#: Seconds an uploader idles after it watches before its PSS is read (its sessions logged in).
+IDLE_SETTLE = 1.0
+
+
 def ours_drop_in(
     work: Path, server: Server, names: list[str], size: int, *, debounce: float, connections: int, exact: bool
 ) -> Figures:
@@ -66,6 +70,8 @@ def ours_drop_in(
     running = uploader(work, outbox, server, debounce=debounce, connections=connections)
     with running:
         idle_peak = procs.peak_rss_mib(running.pid)
+        time.sleep(IDLE_SETTLE)  # the sink's logins done: what an idle station holds
+        idle_pss = memory.pss_mib(running.pid)
         cpu_before, server_before = procs.cpu_seconds(running.pid), procs.cpu_seconds(server.pid)
         started = time.monotonic()
         for name in names:
@@ -81,6 +87,7 @@ def ours_drop_in(
         "cpu_seconds": cpu,
         "server_cpu_seconds": server_cpu,
         "idle_peak_rss_mib": idle_peak,
+        "idle_pss_mib": idle_pss,
         "peak_rss_mib": peak,
     }
 
@@ -134,6 +141,7 @@ def small_files(
     figures["ours_cpu_ms_per_file"] = 1000 * ours["cpu_seconds"] / files
     figures["server_cpu_ms_per_file"] = 1000 * ours["server_cpu_seconds"] / files
     figures["idle_peak_rss_mib"] = ours["idle_peak_rss_mib"]
+    figures["idle_pss_mib"] = ours["idle_pss_mib"]
     figures["peak_rss_mib"] = ours["peak_rss_mib"]
     figures.update(
         small_baselines(
