@@ -126,3 +126,38 @@ def test_a_rename_done_again_after_a_refused_rnto_asks_the_hash_of_the_new_copy(
     assert faults.commands("DELE") == ["/upload/a.wav"]
     assert report.verified_by == "hash" and report.sha256 == hashlib.sha256(data).hexdigest()
     assert (ftp_root / "upload/a.wav").read_bytes() == data
+
+
+# --- folders
+
+
+def test_a_new_days_folders_cost_one_wait(ftp_root, credentials):
+    """A new date and sensor under a remote root that does not exist yet: one flight of MKDs and a CWD."""
+    waits = Waits()
+    server = lockstep_server(ftp_root, credentials, waits)
+    try:
+        with UploadSession(params_for(server, credentials)) as session:
+            mark = len(waits.journal)
+            assert session.make_remote_directories("st/2024-05-01/audio") is True
+            made = waits.journal[mark:]
+            assert session.make_remote_directories("st/2024-05-01/audio") is False  # cached: no command
+            assert waits.journal[mark:] == made
+    finally:
+        server.stop()
+    assert [entry for entry in made if entry[0] == "WAIT"] == [("WAIT", "")], made
+    assert (ftp_root / "upload/st/2024-05-01/audio").is_dir()
+
+
+def test_a_chain_another_session_made_costs_one_wait_and_is_not_fresh(ftp_root, credentials):
+    """Every level exists already (550 to each MKD): still one wait, and the folder is not reported new."""
+    (ftp_root / "upload/st/2024-05-01/audio").mkdir(parents=True)
+    waits = Waits()
+    server = lockstep_server(ftp_root, credentials, waits)
+    try:
+        with UploadSession(params_for(server, credentials)) as session:
+            mark = len(waits.journal)
+            assert session.make_remote_directories("st/2024-05-01/audio") is False
+            made = waits.journal[mark:]
+    finally:
+        server.stop()
+    assert [entry for entry in made if entry[0] == "WAIT"] == [("WAIT", "")], made
