@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from pipeline.ftp.errors import FtpFailure, TransientFailure
 from pipeline.ftp.features import Feat
 from pipeline.ftp.hashing import RemoteHasher, file_sha256, mismatch_line
+from pipeline.ftp.replies import reply_error
 from pipeline.transport.base import Delivered, Delivery
 from pipeline.transport.errors import HashMismatch
 
@@ -49,7 +50,7 @@ class DeliveryCheck:
     def learn(self, ftp: FtpTransport) -> None:
         """FEAT once per login (a refused FEAT means no features), then say once which check is in force."""
         try:
-            self.features = Feat.parse(ftp.connection.command("FEAT"))
+            self.features = Feat.parse(self._feat_reply(ftp))
         except FtpFailure as failure:
             if not failure.session_usable:
                 raise
@@ -68,6 +69,17 @@ class DeliveryCheck:
             ftp.params.port,
             _CHECK_TEXT[check].format(command=command),
         )
+
+    @staticmethod
+    def _feat_reply(ftp: FtpTransport) -> str:
+        """FEAT's reply: the one the login's flight read, else asked now; a refusal raised as its `FtpFailure`."""
+        reply = ftp.connection.take_login_feat()
+        if reply is None:
+            return ftp.connection.command("FEAT")
+        if not reply.startswith("2"):
+            with ftp.connection.mapped("FEAT"):
+                raise reply_error(reply)
+        return reply
 
     def remote_sha256(self, ftp: FtpTransport, remote_path: str) -> str | None:
         """The server's SHA-256 of `remote_path`, None when it has no hash command or no such file."""

@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager
 from pipeline.ftp.client import FtpClient, make_context
 from pipeline.ftp.errors import ConnectionLost, FtpFailure, SessionFailure, classify, map_exceptions
 from pipeline.ftp.features import ServerFeatures
+from pipeline.ftp.login import log_in_one_flight
 from pipeline.ftp.params import FtpParams
 
 #: The steps of `connect`: the password is sent in one of them, so their errors are masked.
@@ -44,6 +45,8 @@ class Connection:
         self.client: FtpClient | None = None
         self.root = posixpath.normpath("/" + params.remote_root.strip("/")) if params.remote_root else "/"
         self.welcome = ""
+        #: FEAT's raw reply when the login asked it in its own flight (pipelining); taken by `take_login_feat`
+        self.login_feat: str | None = None
         self._context: ssl.SSLContext | None = None  # made at the first secure connect, then reused
 
     @property
@@ -67,6 +70,7 @@ class Connection:
         except (OSError, ssl.SSLError, ValueError) as error:  # checked at start; changed on disk since
             raise SessionFailure(f"cannot use ftp.ca_file {p.ca_file!r}: {error}", command="TLS") from None
         self.features.new_connection()
+        self.login_feat = None
         self.client = FtpClient(
             implicit=p.tls == "implicit",
             context=context,
@@ -84,13 +88,19 @@ class Connection:
         return self.welcome
 
     def _log_in(self, client: FtpClient) -> None:
-        """The login steps, each mapped under its own name (the password masked in what they raise)."""
+        """The login steps, each mapped under its own name (the password masked in what they raise).
+
+        When pipelining, everything after the welcome and AUTH goes in one flight (`pipeline.ftp.login`).
+        """
         p = self.params
         with map_exceptions("CONNECT", secret=p.password):
             self.welcome = client.connect(p.host, p.port)
         if p.tls == "explicit":
             with map_exceptions("AUTH", secret=p.password):
                 client.auth()
+        if p.pipelining:
+            self.login_feat = log_in_one_flight(client, p)
+            return
         with map_exceptions("USER", secret=p.password):
             client.login(p.username, p.password, secure=False)
         if p.secure:
@@ -98,6 +108,11 @@ class Connection:
                 client.prot_p()
         with map_exceptions("TYPE", secret=p.password):
             client.voidcmd("TYPE I")
+
+    def take_login_feat(self) -> str | None:
+        """FEAT's raw reply read during the login (once; None when the login did not ask it)."""
+        reply, self.login_feat = self.login_feat, None
+        return reply
 
     def _tls_context(self) -> ssl.SSLContext | None:
         """The context of this connection's TLS sockets, made once; None for plain FTP, which needs none."""

@@ -1,8 +1,12 @@
 """Directories: remote folders made at most once per connection, with a cache of those known to exist.
 
-A new folder in an existing tree costs one MKD; a new date with its sensor folder four round trips.
-"Already exists" is success (521 says so; a 550 needs one CWD to tell). The cache is cleared at
-every connect and forgotten for a path the server lost behind the session's back.
+A missing chain of folders (a new date with its sensor folder) costs one round trip when pipelining:
+one MKD per level, top down, and a CWD into the deepest, in one flight; the CWD's answer says whether
+the chain exists now ("already exists" refusals are fine). Should the CWD be refused, the folders
+are walked one at a time to name the one that cannot be made (as without pipelining): up from the
+deepest to the first that exists, then down. "Already exists" is success (521 says so; a 550 needs
+one CWD to tell). The cache is cleared at every connect and forgotten for a path the server lost
+behind the session's back.
 """
 
 from __future__ import annotations
@@ -47,10 +51,38 @@ class Directories:
     def make_remote_directories(self, remote_dir: str) -> bool:
         """Make `remote_dir` and any missing parents (`<root>/<station>/<date>/<sensor>`), once.
 
-        Walks up from the deepest folder to the first that exists, then creates downwards.
+        One flight when pipelining (see the module docstring), else (or when that flight's CWD is
+        refused) walks up from the deepest folder to the first that exists, then creates downwards.
         Returns True when this call created `remote_dir` itself (so it is empty).
         """
         path = self.connection.absolute(remote_dir)
+        if path == "/" or path in self.known:
+            return False
+        if self.connection.params.pipelining:
+            made = self._chain_in_one_flight(path)
+            if made is not None:
+                return made
+        return self._walk(path)
+
+    def _chain_in_one_flight(self, path: str) -> bool | None:
+        """MKD every unknown level of `path` top down and CWD into it, in one flight; whether `path` was
+        created, or None when neither the MKD of `path` nor the CWD succeeded (the caller walks the
+        folders to find out why)."""
+        chain: list[str] = []
+        current = path
+        while current != "/" and current not in self.known:
+            chain.append(current)
+            current = posixpath.dirname(current)
+        chain.reverse()
+        replies = self.connection.batch([*(f"MKD {folder}" for folder in chain), f"CWD {path}"])
+        created = replies[-2].startswith("2")
+        if not created and not replies[-1].startswith("2"):
+            return None
+        self.remember(path)
+        return created
+
+    def _walk(self, path: str) -> bool:
+        """`make_remote_directories` one command at a time: up to the first folder that exists, then down."""
         missing: list[str] = []
         current = path
         created = False

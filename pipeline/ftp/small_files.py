@@ -1,7 +1,10 @@
 """Small files over an FTP session: a manifest put atomically, read back, and a folder listed (MLSD).
 
 Put reuses the session's delivery (temporary name, rename, size check, folders made on the way)
-from a local temporary copy; get is SIZE then RETR; list walks MLSD, or, on a server without it
+from a local temporary copy, and asks the next data port in the rename's flight (for the read-back,
+or the session's next upload); get is SIZE (with the data port asked in its flight) then RETR, or
+RETR at once for the file the session has just put and checked; the session stays in TYPE I
+(set at login) so no TYPE I goes before the RETR. List walks MLSD, or, on a server without it
 (vsftpd), NLST with a SIZE per name (a name without a size is taken for a folder). Failures are the
 kinds of `pipeline.transport.errors`; a session that lost step is closed (the next call reconnects).
 """
@@ -12,7 +15,9 @@ import contextlib
 import io
 import os
 import posixpath
+import ssl
 import tempfile
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pipeline.ftp.delivery import Upload
@@ -21,6 +26,7 @@ from pipeline.ftp.replies import is_unsupported
 from pipeline.transport.base import Delivery, DeliveryProgress
 
 if TYPE_CHECKING:
+    from pipeline.ftp.client import FtpClient
     from pipeline.ftp.transport import FtpTransport
 
 
@@ -31,28 +37,53 @@ def put_small(ftp: FtpTransport, remote_path: str, data: bytes) -> None:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
         # the delivery steps alone: the manifest is checked by reading it back, not by a HASH round trip
-        Upload(ftp.parts, Delivery(local, remote_path, len(data)), DeliveryProgress()).run()
+        delivery = Delivery(local, remote_path, len(data), next_upload=lambda: True)
+        Upload(ftp.parts, delivery, DeliveryProgress()).run()
     finally:
         with contextlib.suppress(OSError):
             os.unlink(local)
 
 
-def get_small(ftp: FtpTransport, remote_path: str) -> bytes | None:
-    """The content of `remote_path`, None when the server has no such file (550)."""
+def get_small(ftp: FtpTransport, remote_path: str, *, exists: bool = False) -> bytes | None:
+    """The content of `remote_path`, None when the server has no such file (550).
+
+    `exists`: the session has just put it (its size checked): no SIZE first.
+    """
     out = io.BytesIO()
     path = ftp.connection.absolute(remote_path)
     # Asked first: a pipelined RETR of a missing file races its 550 (the server closes the passive
     # port) against our data connection, which then fails as a lost connection instead.
-    if ftp.sizes.size(path) is None and ftp.features.can_size:
+    if not exists and _missing(ftp, path):
         return None
     try:
-        ftp.connection.require().retrbinary(f"RETR {path}", out.write)
+        _retrieve(ftp.connection.require(), f"RETR {path}", out.write)
     except Exception as error:
         failure = _failure(ftp, error, "RETR")
         if isinstance(failure, PermanentFailure):
             return None
         raise failure from None
     return out.getvalue()
+
+
+def _missing(ftp: FtpTransport, path: str) -> bool:
+    """Whether the server says `path` does not exist; the data port for the RETR asked in the same flight."""
+    command = ftp.features.probe_command
+    passive = ftp.connection.passive_request(lambda: True) if ftp.params.pipelining else None
+    if command is None or passive is None:
+        return ftp.sizes.size(path) is None and ftp.features.can_size
+    probe, port = ftp.connection.batch([f"{command} {path}", passive])
+    ftp.connection.keep_passive(port)  # unused when missing: the next STOR takes it (or `idle` drops it)
+    return ftp.sizes.probed(path, command, probe) is None and ftp.features.can_size
+
+
+def _retrieve(client: FtpClient, command: str, write: Callable[[bytes], object]) -> str:
+    """ftplib's `retrbinary` without its TYPE I (the session is binary since its login)."""
+    with client.transfercmd(command) as conn:
+        while data := conn.recv(8192):
+            write(data)
+        if isinstance(conn, ssl.SSLSocket):
+            conn.unwrap()
+    return client.voidresp()
 
 
 def list_files(ftp: FtpTransport, remote_dir: str) -> dict[str, int]:
@@ -67,6 +98,7 @@ def list_files(ftp: FtpTransport, remote_dir: str) -> dict[str, int]:
         except Exception as error:
             failure = _failure(ftp, error, "MLSD")
             if isinstance(failure, PermanentFailure) and not relative:
+                ftp.connection.command("TYPE I")  # the refused MLSD's TYPE A went through
                 return _list_by_names(ftp, root) if is_unsupported(failure.reply) else {}
             raise failure from None
         for name, facts in entries:

@@ -51,6 +51,8 @@ class FtpTransport:
         self.parts = Parts(self.connection, self.directories, self.sizes, sender)
         #: FEAT, read at each login, and the check it allows after a delivery (hash, else size)
         self.checks = DeliveryCheck(checksum=checksum)
+        #: the path `put_small` has just put on this connection (`get_small` reads it without a SIZE first)
+        self._just_put: str | None = None
 
     def __repr__(self) -> str:
         p = self.params
@@ -64,6 +66,7 @@ class FtpTransport:
     def connect(self) -> str:
         """Connect, secure (per `tls`), log in, PROT P, TYPE I. Raises an `FtpFailure` subclass."""
         welcome = self.connection.connect()
+        self._just_put = None
         self.directories.clear()
         self.checks.learn(self)
         log.debug("session open: %r", self)
@@ -82,10 +85,14 @@ class FtpTransport:
         return self.checks.check
 
     def put_small(self, remote_path: str, data: bytes) -> None:
+        self._just_put = None
         small_files.put_small(self, remote_path, data)
+        self._just_put = self.connection.absolute(remote_path)
 
     def get_small(self, remote_path: str) -> bytes | None:
-        return small_files.get_small(self, remote_path)
+        """The file's content; the one this session has just put (and size-checked) is read without a SIZE first."""
+        path, just_put, self._just_put = self.connection.absolute(remote_path), self._just_put, None
+        return small_files.get_small(self, path, exists=path == just_put)
 
     def list_files(self, remote_dir: str) -> dict[str, int]:
         return small_files.list_files(self, remote_dir)

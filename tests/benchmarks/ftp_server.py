@@ -9,6 +9,10 @@ flatters a client that opens many connections: the one-login-per-file baseline.
 Run: ``python -m tests.benchmarks.ftp_server --root DIR --user U --password P [--delay 0.02]``;
 it prints ``PORT <n>`` once listening and, on SIGTERM, writes the commands it received (counted by
 verb) to ``--stats`` as JSON.
+
+Debug aid (opt-in, off by default): with ``BEEMON_BENCH_TIMELINE=<file>`` in its environment the
+server appends one line per command received and per reply released (wall clock, session, text;
+the password masked), to see a client's flights (sort it by time).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import signal
 import sys
 import threading
@@ -31,6 +36,22 @@ from pipeline.dev.embedded_server import EmbeddedFtpServer
 POLL_TIMEOUT = 0.05
 #: Larger reads of the data connection than pyftpdlib's 64 KiB: the server should not be what limits MB/s.
 DATA_READ_SIZE = 1 << 20
+
+
+#: Opt-in timeline of the control connections (see the module's docstring); None: off.
+TIMELINE = os.environ.get("BEEMON_BENCH_TIMELINE") or None
+_timeline_lock = threading.Lock()
+
+
+def note(handler: object, direction: str, text: str) -> None:
+    """One timeline line: wall clock, the session (its client port), direction, text (PASS masked)."""
+    if TIMELINE is None:
+        return
+    if text.upper().startswith("PASS "):
+        text = "PASS ***"
+    port = getattr(handler, "remote_port", "?")
+    with _timeline_lock, open(TIMELINE, "a") as file:
+        file.write(f"{time.time():.4f} {port} {direction} {text.strip()!r}\n")
 
 
 class BenchDTPHandler(DTPHandler):
@@ -49,9 +70,16 @@ class CountingHandler(FTPHandler):
 
     def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
         self.counts[cmd] += 1
+        note(self, ">", line)
         if MANIFEST in arg:
             self.counts[f"{MANIFEST}:{cmd}"] += 1
         super().pre_process_command(line, cmd, arg)
+
+    def on_connect(self) -> None:
+        note(self, "+", "connected")
+
+    def on_disconnect(self) -> None:
+        note(self, "-", "closed")
 
 
 class HeldReplies:
@@ -75,6 +103,7 @@ class HeldReplies:
         while pending and pending[0][0] <= now + 0.0005:
             _, data = pending.popleft()
             if not self._closed:  # type: ignore[attr-defined]
+                note(self, "<", data)
                 super().push(data)  # type: ignore[misc]
         if pending:
             self.ioloop.call_later(max(0.0, pending[0][0] - now), self._release)  # type: ignore[attr-defined]

@@ -25,19 +25,69 @@ def local(tmp_path: Path) -> Path:
 
 
 def test_a_new_folder_is_made_walking_up_and_disarms_the_guard(tmp_path, local):
+    """Without pipelining: one command at a time, up to the first folder that exists, then down."""
     conn = ScriptedConnection(
         [
             ("MKD /upload/st/new/audio", "550 No such directory."),
             ("CWD /upload/st/new/audio", "550 No such directory."),
             ("MKD /upload/st/new", "257 Created."),
             ("MKD /upload/st/new/audio", "257 Created."),
-        ]
+        ],
+        pipelining=False,
     )
     upload = scripted_upload(conn, local, "st/new/audio/a.wav", may_replace=lambda n: False)
     upload.directories.clear()
     with open(local, "rb") as handle:
         assert upload.prepare_target(handle) == 1000
     assert upload.guard is None  # a folder made just now holds no file to protect: no question asked
+    assert not conn.script
+
+
+NEW_CHAIN = [
+    "MKD /upload",
+    "MKD /upload/st",
+    "MKD /upload/st/new",
+    "MKD /upload/st/new/audio",
+    "CWD /upload/st/new/audio",
+]
+
+
+def test_a_new_folder_chain_goes_in_one_flight_and_disarms_the_guard(local):
+    replies = ["550 Exists.", "550 Exists.", "257 Created.", "257 Created.", "250 OK."]
+    conn = ScriptedConnection(list(zip(NEW_CHAIN, replies, strict=True)))
+    upload = scripted_upload(conn, local, "st/new/audio/a.wav", may_replace=lambda n: False)
+    upload.directories.clear()
+    with open(local, "rb") as handle:
+        assert upload.prepare_target(handle) == 1000
+    assert conn.flights == [NEW_CHAIN] and upload.guard is None
+
+
+def test_a_chain_that_existed_arms_the_guard(local):
+    conn = ScriptedConnection([(line, "550 Exists." if line.startswith("MKD") else "250 OK.") for line in NEW_CHAIN])
+    upload = scripted_upload(conn, local, "st/new/audio/a.wav", may_replace=lambda n: False)
+    upload.directories.clear()
+    with open(local, "rb") as handle:
+        upload.prepare_target(handle)
+    assert conn.flights == [NEW_CHAIN] and upload.guard is not None
+
+
+def test_a_refused_chain_is_walked_to_name_the_folder_that_cannot_be_made(local):
+    refused = [(line, "550 Permission denied.") for line in NEW_CHAIN]
+    walk = [
+        ("MKD /upload/st/new/audio", "550 Permission denied."),
+        ("CWD /upload/st/new/audio", "550 No such directory."),
+        ("MKD /upload/st/new", "550 Permission denied."),
+        ("CWD /upload/st/new", "550 No such directory."),
+        ("MKD /upload/st", "550 Permission denied."),
+        ("CWD /upload/st", "250 OK."),
+        ("MKD /upload/st/new", "550 Permission denied."),
+        ("CWD /upload/st/new", "550 No such directory."),
+    ]
+    conn = ScriptedConnection(refused + walk)
+    upload = scripted_upload(conn, local, "st/new/audio/a.wav", may_replace=lambda n: False)
+    upload.directories.clear()
+    with open(local, "rb") as handle, pytest.raises(PermanentFailure, match="cannot create /upload/st/new: 550"):
+        upload.prepare_target(handle)
     assert not conn.script
 
 

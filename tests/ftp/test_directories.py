@@ -26,7 +26,7 @@ def test_folders_are_created_once_and_existing_ones_are_fine(make_server, ftp_ro
     assert (ftp_root / "upload/st/2024-05-02/video/x.wav").stat().st_size == 100
     assert "MKD" not in after(journal, mark)
     mkds = [arg for cmd, arg in journal if cmd == "MKD"]
-    assert mkds.count("/upload/st/2024-05-02/video") == 2  # first try (no parent), then after MKD of the date
+    assert mkds.count("/upload/st/2024-05-02/video") == 1  # the chain in one flight, parents first
     assert mkds.count("/upload/st/2024-05-01/audio") == 1
 
 

@@ -11,7 +11,7 @@ import hashlib
 import pytest
 
 from pipeline.dev.embedded_server import EmbeddedFtpServer
-from pipeline.ftp.errors import PermanentFailure
+from pipeline.ftp.errors import PermanentFailure, SessionFailure
 from pipeline.ftp.session import UploadSession
 from tests.ftp.lockstep import LockstepHandler, Waits
 from tests.ftp_faults import Faults, FaultyHandler
@@ -126,3 +126,94 @@ def test_a_rename_done_again_after_a_refused_rnto_asks_the_hash_of_the_new_copy(
     assert faults.commands("DELE") == ["/upload/a.wav"]
     assert report.verified_by == "hash" and report.sha256 == hashlib.sha256(data).hexdigest()
     assert (ftp_root / "upload/a.wav").read_bytes() == data
+
+
+# --- folders
+
+
+def test_a_new_days_folders_cost_one_wait(ftp_root, credentials):
+    """A new date and sensor under a remote root that does not exist yet: one flight of MKDs and a CWD."""
+    waits = Waits()
+    server = lockstep_server(ftp_root, credentials, waits)
+    try:
+        with UploadSession(params_for(server, credentials)) as session:
+            mark = len(waits.journal)
+            assert session.make_remote_directories("st/2024-05-01/audio") is True
+            made = waits.journal[mark:]
+            assert session.make_remote_directories("st/2024-05-01/audio") is False  # cached: no command
+            assert waits.journal[mark:] == made
+    finally:
+        server.stop()
+    assert [entry for entry in made if entry[0] == "WAIT"] == [("WAIT", "")], made
+    assert (ftp_root / "upload/st/2024-05-01/audio").is_dir()
+
+
+def test_a_chain_another_session_made_costs_one_wait_and_is_not_fresh(ftp_root, credentials):
+    """Every level exists already (550 to each MKD): still one wait, and the folder is not reported new."""
+    (ftp_root / "upload/st/2024-05-01/audio").mkdir(parents=True)
+    waits = Waits()
+    server = lockstep_server(ftp_root, credentials, waits)
+    try:
+        with UploadSession(params_for(server, credentials)) as session:
+            mark = len(waits.journal)
+            assert session.make_remote_directories("st/2024-05-01/audio") is False
+            made = waits.journal[mark:]
+    finally:
+        server.stop()
+    assert [entry for entry in made if entry[0] == "WAIT"] == [("WAIT", "")], made
+
+
+# --- the login
+
+
+@pytest.mark.parametrize(("pipelining", "waits_expected"), [(True, 2), (False, 5)])
+def test_a_login_costs_the_welcome_and_one_flight(ftp_root, credentials, pipelining, waits_expected):
+    """Welcome, then USER, PASS, TYPE I and FEAT together; one command at a time without pipelining."""
+    waits = Waits()
+    server = lockstep_server(ftp_root, credentials, waits, hash_command=True)
+    try:
+        with UploadSession(params_for(server, credentials, pipelining=pipelining)) as session:
+            assert session.check == "hash"  # FEAT's reply read from the login's flight
+            logged_in = list(waits.journal)
+    finally:
+        server.stop()
+    assert [cmd for cmd, _ in logged_in if cmd == "WAIT"] == ["WAIT"] * waits_expected, logged_in
+    assert [cmd for cmd, _ in logged_in if cmd != "WAIT"] == ["USER", "PASS", "TYPE", "FEAT"]
+
+
+def test_a_wrong_password_in_the_logins_flight_is_refused_as_alone(ftp_root, credentials):
+    waits = Waits()
+    server = lockstep_server(ftp_root, credentials, waits)
+    params = params_for(server, credentials, password="wrong-" + credentials.password)
+    try:
+        with pytest.raises(SessionFailure, match="530") as caught:
+            UploadSession(params).connect()
+    finally:
+        server.stop()
+    assert params.password not in str(caught.value)
+    assert [cmd for cmd, _ in waits.journal if cmd == "WAIT"] == ["WAIT"] * 2
+
+
+# --- the day's manifest
+
+
+def test_a_manifest_read_put_and_read_back_costs_four_waits(ftp_root, credentials):
+    """The sink's manifest at the end of a day: read (missing), put, read back. [SIZE, EPSV], STOR,
+    [RNFR, RNTO, SIZE, EPSV], RETR: no TYPE I, no second SIZE before the read-back."""
+    (ftp_root / "upload/st/day").mkdir(parents=True)
+    data = b"0" * 64 + b"  a.wav\n"
+    waits = Waits()
+    server = lockstep_server(ftp_root, credentials, waits)
+    try:
+        with UploadSession(params_for(server, credentials)) as session:
+            session.make_remote_directories("st/day")
+            mark = len(waits.journal)
+            assert session.get_small("st/day/SHA256SUMS") is None
+            session.put_small("st/day/SHA256SUMS", data)
+            assert session.get_small("st/day/SHA256SUMS") == data
+            used = waits.journal[mark:]
+    finally:
+        server.stop()
+    assert [cmd for cmd, _ in used if cmd == "WAIT"] == ["WAIT"] * 4, used
+    assert [cmd for cmd, _ in used if cmd != "WAIT"] == ["SIZE", "EPSV", "STOR", "RNFR", "RNTO", "SIZE", "EPSV", "RETR"]
+    assert (ftp_root / "upload/st/day/SHA256SUMS").read_bytes() == data

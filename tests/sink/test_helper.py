@@ -644,7 +644,8 @@ def test_a_bare_csv_the_final_does_not_hold_entirely_is_kept(
     [
         ({"stor_replies": ["452 No space left on device."]}, 600),
         ({"stor_replies": ["452 No space left on device."]}, 1000),
-        ({"once": {"MKD": ["450 Busy, try later."]}}, 1000),
+        # MKD busy for good, and the CWD that would show the folder exists busy once: the folder step fails
+        ({"refuse": {"MKD": "450 Busy, try later."}, "once": {"CWD": ["450 Busy, try later."]}}, 1000),
         ({"once": {"EPSV": ["421 Service not available, closing control connection."]}}, 600),
     ],
     ids=["452 on STOR, shorter part", "452 on STOR, part of the same size", "450 on MKD", "421 before STOR"],

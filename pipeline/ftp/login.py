@@ -1,0 +1,69 @@
+"""The login in one flight: USER, PASS, PBSZ/PROT (under TLS), TYPE I and FEAT sent together, replies read in order.
+
+Used when pipelining (`FtpParams.pipelining`): after the welcome (and AUTH TLS's handshake) a login
+costs one round trip instead of four or six. Every reply is read and matched to its command; the
+first one that refuses decides what is raised, under the step's name as `Connection` maps it (the
+password masked), so a refused login ends as it does one command at a time. A server that logs in
+on USER alone (230) answers the PASS with a 503, which is then not a refusal. FEAT's raw reply is
+returned for `DeliveryCheck.learn`, which would otherwise ask for it in a round trip of its own.
+"""
+
+from __future__ import annotations
+
+import ftplib
+
+from pipeline.ftp.client import FtpClient
+from pipeline.ftp.errors import FtpFailure, map_exceptions
+from pipeline.ftp.params import FtpParams
+from pipeline.ftp.replies import reply_error
+
+
+def login_lines(params: FtpParams) -> list[tuple[str, str]]:
+    """(step name for the error map, command) of the login flight, in order."""
+    password = params.password
+    if params.username == "anonymous" and password in ("", "-"):
+        password += "anonymous@"  # as ftplib's login does
+    lines = [("USER", f"USER {params.username}"), ("USER", f"PASS {password}")]
+    if params.secure:
+        lines += [("PROT", "PBSZ 0"), ("PROT", "PROT P")]
+    return [*lines, ("TYPE", "TYPE I"), ("FEAT", "FEAT")]
+
+
+def log_in_one_flight(client: FtpClient, params: FtpParams) -> str:
+    """Log in, protect the data connections (TLS), TYPE I, and ask FEAT, in one flight; returns FEAT's raw reply.
+
+    Raises the `FtpFailure` of the first step refused (after reading what the server still answers).
+    """
+    lines = login_lines(params)
+    with map_exceptions("USER", secret=params.password):
+        client.sock.sendall("".join(f"{line}\r\n" for _, line in lines).encode(client.encoding))
+    replies: list[str] = []
+    refusal: tuple[str, ftplib.Error] | None = None
+    for step, line in lines:
+        try:
+            with map_exceptions(step, secret=params.password):
+                reply = client.getmultiline()
+        except FtpFailure:
+            if refusal is None:
+                raise
+            break  # the server hung up after refusing: the refusal is what counts
+        replies.append(reply)
+        if refusal is None and _refused(line, reply, replies):
+            refusal = (step, reply_error(reply))
+    if refusal is not None:
+        with map_exceptions(refusal[0], secret=params.password):
+            raise refusal[1]
+    if params.secure:
+        client._prot_p = True  # what ftplib's prot_p records once PROT P is accepted
+    return replies[-1]
+
+
+def _refused(line: str, reply: str, replies: list[str]) -> bool:
+    """Whether `reply` refuses `line` (FEAT's refusal is not the login's: `DeliveryCheck` reads it)."""
+    if line.startswith("USER "):
+        return reply[:1] not in ("2", "3")
+    if line.startswith("PASS "):
+        return not (reply[:1] == "2" or (replies[0][:1] == "2" and reply[:3] == "503"))
+    if line == "FEAT":
+        return False
+    return reply[:1] != "2"
