@@ -36,6 +36,8 @@ def log_in_one_flight(client: FtpClient, params: FtpParams) -> str:
     """
     lines = login_lines(params)
     with map_exceptions("USER", secret=params.password):
+        if any("\r" in line or "\n" in line for _, line in lines):  # as ftplib's putline refuses it
+            raise ValueError("an illegal newline character should not be contained")
         client.sock.sendall("".join(f"{line}\r\n" for _, line in lines).encode(client.encoding))
     replies: list[str] = []
     refusal: tuple[str, ftplib.Error] | None = None

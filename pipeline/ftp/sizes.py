@@ -11,7 +11,7 @@ import ftplib
 
 from pipeline.ftp.connection import Connection
 from pipeline.ftp.errors import PermanentFailure
-from pipeline.ftp.replies import is_unsupported, mlst_size, number_in_reply, reply_code, size_in_reply
+from pipeline.ftp.replies import is_unsupported, mlst_size, number_in_reply, reply_code, reply_error, size_in_reply
 
 
 class RemoteSizes:
@@ -47,6 +47,7 @@ class RemoteSizes:
 
     def from_reply(self, path: str, reply: str) -> int | None:
         """Read a SIZE reply that came in a pipelined flight, as `size` reads its own."""
+        self._raise_if_for_now(reply, "SIZE")
         if is_unsupported(reply):
             self.features.size_unsupported(reply)
             return self.size(path)
@@ -54,6 +55,7 @@ class RemoteSizes:
 
     def probed(self, path: str, command: str | None, reply: str) -> int | None:
         """Read the reply to a pipelined SIZE or MLST of `path` (`features.probe_command`)."""
+        self._raise_if_for_now(reply, command or "SIZE")
         if command == "SIZE":
             return self.from_reply(path, reply)
         if reply_code(reply) == 250:
@@ -61,6 +63,15 @@ class RemoteSizes:
         if is_unsupported(reply):
             self.features.mlst_unsupported(reply)
         return None
+
+    def _raise_if_for_now(self, reply: str, command: str) -> None:
+        """A 4xx (busy, a local error, 421) says nothing of the file: raised as `size` raises it, not "no such file".
+
+        Read as missing, a busy SIZE would let a day's manifest replace the server's without its lines,
+        or an upload replace a file the overwrite guard had to protect.
+        """
+        if reply_code(reply) // 100 == 4:
+            raise self.connection.classify(reply_error(reply), command)
 
     def many(self, paths: list[str]) -> list[int | None]:
         """`size` of several paths, in one flight when pipelining."""

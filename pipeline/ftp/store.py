@@ -189,7 +189,7 @@ class Store:
             return
         try:
             guard.check(self.sizes.probed(guard.target, probe, probed))
-        except TargetExists:
+        except (TargetExists, FtpFailure):  # a copy to protect, or a server that cannot say now
             self._abandon(data, path)
             raise
 
