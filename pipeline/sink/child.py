@@ -17,13 +17,13 @@ import threading
 from dataclasses import dataclass
 from logging.handlers import QueueHandler
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.sink.manifest import Manifests
 from pipeline.sink.model import SinkCounters
-from pipeline.sink.part_records import load_journal, save_journal
 from pipeline.sink.pipes import PipeSender
-from pipeline.sink.workers import Sink
+
+if TYPE_CHECKING:  # the parent imports this module for `ChildEnds`: the sink's own modules load in `run_sink`
+    from pipeline.sink.workers import Sink
 
 log = logging.getLogger("beemon.sink")
 #: How long the child waits for its results and log records to reach the pipe before it exits.
@@ -117,6 +117,10 @@ def run_sink(ftp: Any, policy: Any, ends: ChildEnds) -> None:
     message or the parent's exit, stop within the deadline, keep the cut transfers' records, flush."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the parent's: it rebuilds the sink
+    from pipeline.sink.manifest import Manifests
+    from pipeline.sink.part_records import load_journal, save_journal
+    from pipeline.sink.workers import Sink
+
     log_to_parent(ends.reports, ends.log_level)
     sink = Sink(ftp, policy, _emitter(ends), ends.counters)
     if ends.manifests is not None:

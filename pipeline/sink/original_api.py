@@ -16,7 +16,6 @@ from typing import Any
 from operators.remote_path import SENSOR_BY_EXTENSION, remote_name
 from pipeline.ftp.errors import FtpFailure, LocalFileChanged, LocalFileGone, scrub
 from pipeline.ftp.params import FtpParams
-from pipeline.ftp.session import UploadSession
 from pipeline.sink.policy import UploadPolicy
 
 
@@ -28,6 +27,8 @@ def remote_name_of(local_path: str) -> str:
 
 def upload_file(ftp: FtpParams, policy: UploadPolicy, source_filepath: str, dest_filepath: str) -> str | None:
     """Upload one file now; None on success, else one line saying what failed (never the password)."""
+    from pipeline.ftp.session import UploadSession  # the session's modules: only where this is called
+
     try:
         size = os.stat(source_filepath).st_size
     except OSError as error:

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 
 from operators.choices import CHECKSUMS
 
+#: After the stop deadline cut the transfers, how long workers get to report and close (the parent
+#: waits this much longer for the child: `pipeline.sink.process`).
+ABORT_GRACE_SECONDS = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class UploadPolicy:

@@ -45,12 +45,10 @@ from pipeline.s3.params import S3Params
 from pipeline.sftp.params import SftpParams
 from pipeline.sink import original_api
 from pipeline.sink.channels import SPAWN, Channels
-from pipeline.sink.child import run_sink
 from pipeline.sink.launch import TrackerlessPopen
 from pipeline.sink.main_guard import guard_main_module, main_module_left_out
 from pipeline.sink.model import Outcome, SinkStats, UploadResult
-from pipeline.sink.policy import UploadPolicy
-from pipeline.sink.workers import ABORT_GRACE_SECONDS
+from pipeline.sink.policy import ABORT_GRACE_SECONDS, UploadPolicy
 
 __all__ = ["SPAWN", "Outcome", "SinkStats", "UploadHelper", "UploadResult"]
 
@@ -290,4 +288,6 @@ class UploadHelper(SpawnProcess):
         """The child's main (`pipeline.sink.child.run_sink`): workers and feeders until the stop message."""
         ends = self._channels.child_ends(self.parts_journal, self.manifests_folder)
         ends.reports.put(("running", None))
+        from pipeline.sink.child import run_sink  # the child's modules: not loaded in the parent
+
         run_sink(self.ftp, self.policy, ends)

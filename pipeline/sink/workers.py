@@ -19,7 +19,7 @@ from pipeline.sink.delivery import DeliveryStep
 from pipeline.sink.live_reserve import LiveReserve
 from pipeline.sink.manifest import Manifests
 from pipeline.sink.model import SinkCounters, SinkGaveUp, UploadResult
-from pipeline.sink.policy import UploadPolicy
+from pipeline.sink.policy import ABORT_GRACE_SECONDS, UploadPolicy
 from pipeline.sink.pool import SessionPool
 from pipeline.sink.result_log import unsafe_settings
 from pipeline.sink.retry import RetryPolicy
@@ -31,8 +31,6 @@ from pipeline.transport.bandwidth import LiveFirst, TokenBucket
 from pipeline.transport.errors import TransportFailure
 
 log = logging.getLogger("beemon.sink")
-#: After the stop deadline cut the transfers, how long workers get to report and close.
-ABORT_GRACE_SECONDS = 5.0
 #: While stopping, how often a worker that is still busy is asked again whether it is only logging in.
 STOP_CHECK_SECONDS = 0.05
 
