@@ -178,7 +178,40 @@ class WatchedTLSHandler(_FaultMixin, _Watched, TLS_FTPHandler):
     """FTPS with the watch and the command faults (no data-channel tripwires)."""
 
 
-class DeadPort:
+class _Listener:
+    """A loopback port served by a thread that hands each accepted connection to `accepted`."""
+
+    def __init__(self, port: int, name: str) -> None:
+        self._socket = socket.socket()
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", port))
+        self._socket.listen(64)
+        self._socket.settimeout(0.05)
+        self.port = self._socket.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def accepted(self, connection: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted(connection)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._socket.close()
+
+
+class DeadPort(_Listener):
     """A port where the FTP server used to be: accepts and hangs up at once, counting the attempts.
 
     (With nothing listening, connection attempts could not be counted.)
@@ -186,33 +219,14 @@ class DeadPort:
 
     def __init__(self, port: int) -> None:
         self.attempts: list[float] = []
-        self._socket = socket.socket()
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", port))
-        self._socket.listen(64)
-        self._socket.settimeout(0.05)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="dead-port", daemon=True)
-        self._thread.start()
+        super().__init__(port, "dead-port")
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                connection, _ = self._socket.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.attempts.append(time.monotonic())
-            connection.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._socket.close()
+    def accepted(self, connection: socket.socket) -> None:
+        self.attempts.append(time.monotonic())
+        connection.close()
 
 
-class SilentPort:
+class SilentPort(_Listener):
     """A server that accepts and never says a word (hung before its greeting, or behind a stalled link).
 
     The connections are held open until `close`, so a client waits for the greeting until its timeout.
@@ -220,28 +234,12 @@ class SilentPort:
 
     def __init__(self) -> None:
         self.connections: list[socket.socket] = []
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
-        self._socket.listen(64)
-        self._socket.settimeout(0.05)
-        self.port = self._socket.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="silent-port", daemon=True)
-        self._thread.start()
+        super().__init__(0, "silent-port")
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                connection, _ = self._socket.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections.append(connection)
+    def accepted(self, connection: socket.socket) -> None:
+        self.connections.append(connection)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._socket.close()
+        super().close()
         for connection in self.connections:
             connection.close()
