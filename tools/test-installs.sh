@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 UV=$(realpath "${UV:-.venv/bin/uv}")
 export UV
-FAST_TESTS=(tests/operators tests/settings tests/stream/test_job_stream.py tests/test_observability.py
+FAST_TESTS=(tests/operators tests/settings tests/sink/test_launch.py tests/stream/test_job_stream.py tests/test_observability.py
   tests/test_metrics_dashboard.py tests/daemon/test_cli_options.py tests/test_packaging.py
   "tests/daemon/test_reload_status.py::test_dry_run_lists_where_each_file_would_go_and_changes_nothing")
 

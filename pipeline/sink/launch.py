@@ -7,15 +7,23 @@ tracker's descriptor. The sink shares only pipes and an anonymous mapping (`pipe
 `pipeline.sink.heartbeat`), so it has nothing to register. This launcher is spawn's, step for step
 (CPython 3.11-3.13), without the tracker: a child that does make a named semaphore after all starts
 a tracker of its own, as any process does.
+
+Only on the versions it was checked against (`CHECKED_VERSIONS`; tests/sink/test_launch.py pins
+CPython's launcher source): on any other, `launcher` gives spawn's own, tracker and all, rather
+than a copy that may have drifted from what `spawn_main` expects.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import sys
 from multiprocessing import popen_spawn_posix, reduction, spawn, util
 from multiprocessing.context import set_spawning_popen
 from typing import Any
+
+#: The CPython minor versions whose `popen_spawn_posix.Popen._launch` this copies (the same source in each).
+CHECKED_VERSIONS = ((3, 11), (3, 12), (3, 13))
 
 
 class TrackerlessPopen(popen_spawn_posix.Popen):
@@ -45,3 +53,8 @@ class TrackerlessPopen(popen_spawn_posix.Popen):
             for fd in (child_r, child_w):
                 if fd is not None:
                     os.close(fd)
+
+
+def launcher() -> type[popen_spawn_posix.Popen]:
+    """`TrackerlessPopen` on a checked CPython, spawn's own launcher on any other."""
+    return TrackerlessPopen if sys.version_info[:2] in CHECKED_VERSIONS else popen_spawn_posix.Popen

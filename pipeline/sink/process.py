@@ -45,7 +45,7 @@ from pipeline.s3.params import S3Params
 from pipeline.sftp.params import SftpParams
 from pipeline.sink import original_api
 from pipeline.sink.channels import SPAWN, Channels
-from pipeline.sink.launch import TrackerlessPopen
+from pipeline.sink.launch import launcher
 from pipeline.sink.main_guard import guard_main_module, main_module_left_out
 from pipeline.sink.model import Outcome, SinkStats, UploadResult
 from pipeline.sink.policy import ABORT_GRACE_SECONDS, UploadPolicy
@@ -130,7 +130,7 @@ class UploadHelper(SpawnProcess):
 
     @staticmethod
     def _Popen(process_obj: Any) -> Any:
-        return TrackerlessPopen(process_obj)
+        return launcher()(process_obj)
 
     def __repr__(self) -> str:
         state = "running" if self.is_alive() else ("stopped" if self._stopped else "not running")
