@@ -11,11 +11,14 @@ either still a file in the outbox (jobs) or a report about one (results, logs, c
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
+
+log = logging.getLogger("beemon.sink")
 
 #: Put on a sender to end its thread once everything before it is written (see `PipeSender.close`).
 _END = object()
@@ -101,8 +104,9 @@ class PipeSender:
                     self.connection.send(message)
                 except OSError:  # the reader is gone: nothing to deliver to
                     return
-                except Exception:  # one message that cannot be pickled must not silence the rest
-                    continue
+                except Exception as error:  # one message that cannot be pickled must not silence the rest
+                    if not (isinstance(message, tuple) and message[:1] == ("log",)):  # (a log record: no loop)
+                        log.error("could not send a %s through the pipe: %s", type(message).__name__, error)
         finally:
             self.connection.close()
 

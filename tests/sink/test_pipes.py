@@ -61,3 +61,13 @@ def test_read_into_ends_when_the_writer_is_gone():
     sender.close(5.0)  # written, then closed: the reader sees the end of the pipe
     done.join(5)
     assert not done.is_alive() and received == [1, 2]
+
+
+def test_a_message_that_cannot_be_pickled_is_logged_and_the_rest_still_go(caplog):
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    sender = PipeSender(writer, "test")
+    sender.put(("result", lambda: None))  # a lambda cannot be pickled
+    sender.put(("result", "b.wav"))
+    sender.close(5.0)
+    assert reader.recv() == ("result", "b.wav")
+    assert "could not send a tuple through the pipe" in caplog.text
