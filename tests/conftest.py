@@ -74,7 +74,7 @@ ServerFactory = Callable[..., EmbeddedFtpServer]
 def make_server(ftp_root: Path, credentials: Credentials) -> Iterator[ServerFactory]:
     """Start loopback servers on `ftp_root` for this test's account; all are stopped at teardown.
 
-    `make_server(handler_class=FaultyHandler, faults=Faults(...), port=..., **handler_attributes)`.
+    `make_server(handler_class=FaultyHandler, faults=Faults(...), port=..., hash_command=False, **handler_attributes)`.
     """
     started: list[EmbeddedFtpServer] = []
 
@@ -84,6 +84,7 @@ def make_server(ftp_root: Path, credentials: Credentials) -> Iterator[ServerFact
         faults: Faults | None = None,
         port: int = 0,
         max_cons_per_ip: int = 0,
+        hash_command: bool = False,
         **attributes: object,
     ) -> EmbeddedFtpServer:
         attributes.setdefault("faults", faults if faults is not None else Faults())
@@ -96,6 +97,7 @@ def make_server(ftp_root: Path, credentials: Credentials) -> Iterator[ServerFact
             handler_class=handler_class,
             handler_attributes=attributes,
             max_cons_per_ip=max_cons_per_ip,
+            hash_command=hash_command,
         )
         started.append(server.start())
         return server

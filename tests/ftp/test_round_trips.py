@@ -10,11 +10,10 @@ import hashlib
 
 import pytest
 
-from pipeline.dev.embedded_server import EmbeddedFtpServer
 from pipeline.ftp.errors import PermanentFailure, SessionFailure
 from pipeline.ftp.session import UploadSession
 from tests.ftp.lockstep import LockstepHandler, Waits
-from tests.ftp_faults import Faults, FaultyHandler
+from tests.ftp_faults import Faults
 from tests.helpers import params_for, write
 
 FILES = 3
@@ -30,22 +29,13 @@ def upload_queue(session: UploadSession, outbox, names: list[str], **options: ob
     return reports
 
 
-def lockstep_server(ftp_root, credentials, waits: Waits, *, hash_command: bool = False) -> EmbeddedFtpServer:
-    return EmbeddedFtpServer(
-        ftp_root,
-        credentials.username,
-        credentials.password,
-        handler_class=LockstepHandler,
-        handler_attributes={"faults": waits, "auth_failed_timeout": 0},
-        hash_command=hash_command,
-    ).start()
-
-
 @pytest.mark.parametrize("guarded", [False, True])
-def test_a_small_file_costs_two_round_trips_on_a_persistent_session(ftp_root, outbox, credentials, guarded):
+def test_a_small_file_costs_two_round_trips_on_a_persistent_session(
+    make_server, ftp_root, outbox, credentials, guarded
+):
     waits = Waits()
     contents = {f"f{i}.wav": write(outbox / f"f{i}.wav", 4096 + i) for i in range(FILES)}
-    server = lockstep_server(ftp_root, credentials, waits)
+    server = make_server(LockstepHandler, faults=waits)
     try:
         with UploadSession(params_for(server, credentials)) as session:
             (ftp_root / "upload/day").mkdir(parents=True)  # an existing folder: the guard asks SIZE in STOR's flight
@@ -57,10 +47,10 @@ def test_a_small_file_costs_two_round_trips_on_a_persistent_session(ftp_root, ou
     assert all((ftp_root / "upload/day" / name).read_bytes() == data for name, data in contents.items())
 
 
-def test_the_servers_hash_rides_in_the_renames_flight(ftp_root, outbox, credentials):
+def test_the_servers_hash_rides_in_the_renames_flight(make_server, ftp_root, outbox, credentials):
     waits = Waits()
     contents = {f"f{i}.wav": write(outbox / f"f{i}.wav", 4096 + i) for i in range(FILES)}
-    server = lockstep_server(ftp_root, credentials, waits, hash_command=True)
+    server = make_server(LockstepHandler, faults=waits, hash_command=True)
     try:
         with UploadSession(params_for(server, credentials)) as session:
             assert session.check == "hash"
@@ -77,23 +67,14 @@ def test_the_servers_hash_rides_in_the_renames_flight(ftp_root, outbox, credenti
 # --- the HASH's reply in the rename's flight, when the rename is refused
 
 
-def hash_server(ftp_root, credentials, faults: Faults) -> EmbeddedFtpServer:
-    return EmbeddedFtpServer(
-        ftp_root,
-        credentials.username,
-        credentials.password,
-        handler_class=FaultyHandler,
-        handler_attributes={"faults": faults, "auth_failed_timeout": 0},
-        hash_command=True,
-    ).start()
-
-
-def test_a_refused_rnfr_never_takes_the_old_files_hash_and_the_replies_stay_in_step(ftp_root, outbox, credentials):
+def test_a_refused_rnfr_never_takes_the_old_files_hash_and_the_replies_stay_in_step(
+    make_server, ftp_root, outbox, credentials
+):
     faults = Faults(refuse={"RNFR": "553 Renaming not allowed."})
     (ftp_root / "upload").mkdir()
     (ftp_root / "upload/a.wav").write_bytes(b"an older copy")
     data = write(outbox / "a.wav", 3000)
-    server = hash_server(ftp_root, credentials, faults)
+    server = make_server(faults=faults, hash_command=True)
     try:
         with UploadSession(params_for(server, credentials)) as session:
             with pytest.raises(PermanentFailure, match="rename refused: 553") as refused:
@@ -110,12 +91,14 @@ def test_a_refused_rnfr_never_takes_the_old_files_hash_and_the_replies_stay_in_s
     assert (ftp_root / "upload/a.wav").read_bytes() == b"an older copy"
 
 
-def test_a_rename_done_again_after_a_refused_rnto_asks_the_hash_of_the_new_copy(ftp_root, outbox, credentials):
+def test_a_rename_done_again_after_a_refused_rnto_asks_the_hash_of_the_new_copy(
+    make_server, ftp_root, outbox, credentials
+):
     faults = Faults(rnto_no_replace=True)
     (ftp_root / "upload").mkdir()
     (ftp_root / "upload/a.wav").write_bytes(b"an older copy")
     data = write(outbox / "a.wav", 3000)
-    server = hash_server(ftp_root, credentials, faults)
+    server = make_server(faults=faults, hash_command=True)
     try:
         with UploadSession(params_for(server, credentials)) as session:
             report = session.upload(str(outbox / "a.wav"), "a.wav", 3000)
@@ -131,10 +114,10 @@ def test_a_rename_done_again_after_a_refused_rnto_asks_the_hash_of_the_new_copy(
 # --- folders
 
 
-def test_a_new_days_folders_cost_one_wait(ftp_root, credentials):
+def test_a_new_days_folders_cost_one_wait(make_server, ftp_root, credentials):
     """A new date and sensor under a remote root that does not exist yet: one flight of MKDs and a CWD."""
     waits = Waits()
-    server = lockstep_server(ftp_root, credentials, waits)
+    server = make_server(LockstepHandler, faults=waits)
     try:
         with UploadSession(params_for(server, credentials)) as session:
             mark = len(waits.journal)
@@ -148,11 +131,11 @@ def test_a_new_days_folders_cost_one_wait(ftp_root, credentials):
     assert (ftp_root / "upload/st/2024-05-01/audio").is_dir()
 
 
-def test_a_chain_another_session_made_costs_one_wait_and_is_not_fresh(ftp_root, credentials):
+def test_a_chain_another_session_made_costs_one_wait_and_is_not_fresh(make_server, ftp_root, credentials):
     """Every level exists already (550 to each MKD): still one wait, and the folder is not reported new."""
     (ftp_root / "upload/st/2024-05-01/audio").mkdir(parents=True)
     waits = Waits()
-    server = lockstep_server(ftp_root, credentials, waits)
+    server = make_server(LockstepHandler, faults=waits)
     try:
         with UploadSession(params_for(server, credentials)) as session:
             mark = len(waits.journal)
@@ -167,10 +150,10 @@ def test_a_chain_another_session_made_costs_one_wait_and_is_not_fresh(ftp_root, 
 
 
 @pytest.mark.parametrize(("pipelining", "waits_expected"), [(True, 2), (False, 5)])
-def test_a_login_costs_the_welcome_and_one_flight(ftp_root, credentials, pipelining, waits_expected):
+def test_a_login_costs_the_welcome_and_one_flight(make_server, ftp_root, credentials, pipelining, waits_expected):
     """Welcome, then USER, PASS, TYPE I and FEAT together; one command at a time without pipelining."""
     waits = Waits()
-    server = lockstep_server(ftp_root, credentials, waits, hash_command=True)
+    server = make_server(LockstepHandler, faults=waits, hash_command=True)
     try:
         with UploadSession(params_for(server, credentials, pipelining=pipelining)) as session:
             assert session.check == "hash"  # FEAT's reply read from the login's flight
@@ -181,9 +164,9 @@ def test_a_login_costs_the_welcome_and_one_flight(ftp_root, credentials, pipelin
     assert [cmd for cmd, _ in logged_in if cmd != "WAIT"] == ["USER", "PASS", "TYPE", "FEAT"]
 
 
-def test_a_wrong_password_in_the_logins_flight_is_refused_as_alone(ftp_root, credentials):
+def test_a_wrong_password_in_the_logins_flight_is_refused_as_alone(make_server, ftp_root, credentials):
     waits = Waits()
-    server = lockstep_server(ftp_root, credentials, waits)
+    server = make_server(LockstepHandler, faults=waits)
     params = params_for(server, credentials, password="wrong-" + credentials.password)
     try:
         with pytest.raises(SessionFailure, match="530") as caught:
@@ -197,13 +180,13 @@ def test_a_wrong_password_in_the_logins_flight_is_refused_as_alone(ftp_root, cre
 # --- the day's manifest
 
 
-def test_a_manifest_read_put_and_read_back_costs_four_waits(ftp_root, credentials):
+def test_a_manifest_read_put_and_read_back_costs_four_waits(make_server, ftp_root, credentials):
     """The sink's manifest at the end of a day: read (missing), put, read back. [SIZE, EPSV], STOR,
     [RNFR, RNTO, SIZE, EPSV], RETR: no TYPE I, no second SIZE before the read-back."""
     (ftp_root / "upload/st/day").mkdir(parents=True)
     data = b"0" * 64 + b"  a.wav\n"
     waits = Waits()
-    server = lockstep_server(ftp_root, credentials, waits)
+    server = make_server(LockstepHandler, faults=waits)
     try:
         with UploadSession(params_for(server, credentials)) as session:
             session.make_remote_directories("st/day")
