@@ -74,8 +74,8 @@ def test_uploader_handle_command_returns_an_optional_error(station: Station):
 
 def test_uploader_run_uploads_live_files_until_stop(station: Station):
     commands: queue.Queue[str] = queue.Queue()
-    with RunningUploader(Uploader(commands, None), commands):
-        time.sleep(0.5)  # the watcher is up once run() has started the sink; a live file follows
+    with RunningUploader(Uploader(commands, None), commands) as running:
+        wait_until(lambda: running.uploader.pipeline is not None, timeout=20)  # watching: a live file follows
         live = station.recording("audio", "10-00-00", "wav", b"live" * 1000)
         wait_until(lambda: arrived(station, live), timeout=20)
     assert station.remote("audio", live.name).read_bytes() == b"live" * 1000

@@ -156,7 +156,7 @@ def test_server_stopped_and_restarted_mid_run(own_target: Target, outbox: Path, 
         target.stop()
         second = recording(outbox, "audio", DAY, "10-01-00", 20_000)
         content = second.read_bytes()
-        time.sleep(2.0)  # the uploader meets the outage
+        wait_until(lambda: "cannot reach" in log.read_text(), timeout=30)  # the uploader met the outage
         assert second.exists()
         target.restart()
         wait_until(lambda: arrived(target, remote_of(second), content), timeout=40)
