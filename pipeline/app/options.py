@@ -7,7 +7,6 @@ never the settings object: a spawned child gets them by pickling, and tests buil
 from __future__ import annotations
 
 import dataclasses
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +76,8 @@ def options_from_settings(settings: Any) -> UploaderOptions:
     kind = str(settings.get("sink.kind") or "ftp")
     connections = int({"ftp": ftp, "sftp": settings.sftp, "s3": settings.s3}[kind].connections)
     if ftp.host == EMBEDDED and not password:
+        import secrets  # only here: secrets imports hmac, and hmac OpenSSL's libcrypto (1-2 MB of an idle `run`)
+
         password = secrets.token_urlsafe(16)
     return UploaderOptions(
         outbox=str(settings.local_output_directory),

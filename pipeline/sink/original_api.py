@@ -3,20 +3,25 @@
 `upload_file` sends one file now over a session of its own (`UploadSession`, the original facade:
 temporary name, rename, size check); `make_directory` and `day_folders` serve the original's
 folder-making over a caller's `ftplib.FTP` session. The sink's own uploads never come here.
+
+`UploadHelper` (the parent of `run`) imports this module, but only an orchestrator calls these: so
+ftplib, and with it ssl and OpenSSL's libcrypto (some 2 MB of an idle `run`, issue 17), are imported
+inside the functions that use them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ftplib
 import os
 import posixpath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from operators.remote_path import SENSOR_BY_EXTENSION, remote_name
-from pipeline.ftp.errors import FtpFailure, LocalFileChanged, LocalFileGone, scrub
 from pipeline.ftp.params import FtpParams
 from pipeline.sink.policy import UploadPolicy
+
+if TYPE_CHECKING:
+    import ftplib
 
 
 def remote_name_of(local_path: str) -> str:
@@ -27,7 +32,9 @@ def remote_name_of(local_path: str) -> str:
 
 def upload_file(ftp: FtpParams, policy: UploadPolicy, source_filepath: str, dest_filepath: str) -> str | None:
     """Upload one file now; None on success, else one line saying what failed (never the password)."""
-    from pipeline.ftp.session import UploadSession  # the session's modules: only where this is called
+    # ftplib, ssl and the session's modules: only where this is called (`run`'s parent never does; see the module doc)
+    from pipeline.ftp.errors import FtpFailure, LocalFileChanged, LocalFileGone, scrub
+    from pipeline.ftp.session import UploadSession
 
     try:
         size = os.stat(source_filepath).st_size
@@ -52,6 +59,8 @@ def upload_file(ftp: FtpParams, policy: UploadPolicy, source_filepath: str, dest
 
 def make_directory(session: ftplib.FTP, directory_name: str) -> str | None:
     """Create one remote folder; an existing folder is success. None, or one line saying why it could not be made."""
+    import ftplib
+
     try:
         session.mkd(directory_name)
     except ftplib.error_perm as error:
@@ -87,6 +96,8 @@ def _sensors(outbox: str | None) -> list[str]:
 
 def _is_folder(session: ftplib.FTP, path: str) -> bool:
     """Whether `path` is a folder on the server, asked with CWD and undone (the session's folder is the caller's)."""
+    import ftplib
+
     try:
         here = session.pwd()
         session.cwd(path)

@@ -27,14 +27,13 @@ plain values: `FtpParams`, `UploadPolicy`, pipes and a shared heartbeat counter
 
 from __future__ import annotations
 
-import ftplib
 import logging
 import os
 import posixpath
 import threading
 from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from operators.choices import DEFAULT_IGNORE_PATTERNS
 from operators.model import Priority, UploadJob
@@ -49,6 +48,9 @@ from pipeline.sink.launch import launcher
 from pipeline.sink.main_guard import guard_main_module, main_module_left_out
 from pipeline.sink.model import Outcome, SinkStats, UploadResult
 from pipeline.sink.policy import ABORT_GRACE_SECONDS, UploadPolicy
+
+if TYPE_CHECKING:
+    import ftplib  # the original API's sessions; the parent of `run` imports no ftplib (nor ssl)
 
 __all__ = ["SPAWN", "Outcome", "SinkStats", "UploadHelper", "UploadResult"]
 
