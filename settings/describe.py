@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dynaconf import Dynaconf
-from dynaconf.utils.inspect import get_history
-
-from settings.validators import RULES, envvar
+from settings.dynaconf_plain import Dynaconf, get_history
+from settings.problems import envvar
+from settings.validators import RULES
 
 SECRET_WORDS = ("password", "secret", "token")
 MASK = "********"

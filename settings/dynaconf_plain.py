@@ -6,6 +6,10 @@ though these settings use no jinja: 20-30 ms of every start and about 1.7 MB of 
 (Flask, Sphinx) and one without. So jinja2 is hidden only while dynaconf's parser module is first
 imported, and visible again right after: code of the same process (an orchestrator's) imports it as
 usual. `@jinja` in a setting is not supported (`@format` is).
+
+The settings modules take dynaconf's names from here, so this runs before dynaconf is imported
+whichever of them is imported first (the package itself imports none of them until asked: see
+`settings/__init__.py`).
 """
 
 from __future__ import annotations
@@ -25,3 +29,8 @@ def _import_parser() -> None:
 
 
 _import_parser()
+
+from dynaconf import Dynaconf, ValidationError, Validator  # noqa: E402  (after the parser, imported plainly)
+from dynaconf.utils.inspect import get_history  # noqa: E402
+
+__all__ = ["Dynaconf", "ValidationError", "Validator", "get_history"]

@@ -8,17 +8,15 @@ import json
 import logging
 import os
 import socket
-import ssl
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from dynaconf import Dynaconf, ValidationError
-from dynaconf.utils.inspect import get_history
-
+from settings.dynaconf_plain import Dynaconf, ValidationError, get_history
 from settings.legacy_ini import LegacyIniError, describe_legacy_source, read_legacy_config
-from settings.validators import SECRET_KEYS, envvar, validators_for
+from settings.problems import SettingsError, ca_file_problem, envvar
+from settings.validators import SECRET_KEYS, validators_for
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULTS_FILE = PACKAGE_DIR / "settings.toml"
@@ -28,10 +26,6 @@ ENVIRONMENTS = ("development", "testing", "production")
 SECRETS_NAME = ".secrets.toml"
 
 log = logging.getLogger("beemon.settings")
-
-
-class SettingsError(ValueError):
-    """Settings that cannot be used; the message is one line for the user (exit code 2)."""
 
 
 def settings_files(config_dir: str | os.PathLike[str] | None = None) -> list[str]:
@@ -175,35 +169,6 @@ def missing_extra(kind: str) -> str | None:
     return (
         f'setting sink.kind = "{kind}" needs {module}, which is not installed:'
         f" pip install 'beemon-uploader[{kind}]' (or set sink.kind = \"ftp\")"
-    )
-
-
-def ca_file_problem(path: str) -> str | None:
-    """Why `path` cannot serve as `ftp.ca_file` (one line for the user), or None when it loads.
-
-    Checked at start: found only at the first connect, a bad file would leave the uploader running
-    and never uploading.
-    """
-    if not path:
-        return None
-    try:
-        ssl.create_default_context(cafile=path)
-    except FileNotFoundError:
-        reason = "does not exist"
-    except IsADirectoryError:
-        reason = "is a folder"
-    except PermissionError:
-        reason = "cannot be read (permission denied)"
-    except ssl.SSLError:
-        reason = "holds no PEM certificate"
-    except (OSError, ValueError) as error:
-        reason = f"cannot be loaded ({error})"
-    else:
-        return None
-    return (
-        f"setting ftp.ca_file = {path!r} is not valid: it {reason}; it must be a PEM file of the certificate"
-        f" authority that signed the server's certificate, or empty for the system's; fix it in settings.toml"
-        f" or {envvar('ftp.ca_file')}"
     )
 
 

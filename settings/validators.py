@@ -10,14 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dynaconf import Validator
-
 from operators.choices import BACKFILL_ORDERS, CHECKSUMS, OBSERVER_KINDS, SINK_KINDS, TLS_MODES
-
-
-def envvar(key: str) -> str:
-    """The environment variable that overrides `key` (`ftp.port` -> `BEEMON_FTP__PORT`)."""
-    return "BEEMON_" + key.upper().replace(".", "__")
+from settings.dynaconf_plain import Validator
+from settings.problems import envvar
 
 
 def _is_int(value: Any) -> bool:

@@ -63,13 +63,12 @@ def _is_settings_object(config: Any) -> bool:
 
 def options_from_config(config: Any | None, *, caller: str = "Uploader(queue, config)") -> UploaderOptions:
     """Read `config` (see the module docstring) into `UploaderOptions`; raises `ValueError` with one line."""
-    from settings import SettingsError, build_settings
+    if isinstance(config, UploaderOptions):  # read already (`run` reads its settings apart: no dynaconf here)
+        return _named_server(config, caller)
+    from settings import SettingsError, build_settings, envvar
     from settings.legacy_ini import is_legacy_source
     from settings.loader import settings_files, validate_settings
-    from settings.validators import envvar
 
-    if isinstance(config, UploaderOptions):
-        return _named_server(config, caller)
     if _is_settings_object(config):
         return _named_server(options_from_settings(config), caller)
     if config is None:

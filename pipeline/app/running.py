@@ -42,8 +42,7 @@ MAX_READY_BACKFILL = 10_000
 
 def check_options(options: UploaderOptions) -> None:
     """Raise `SettingsError` (one line) for options that could never work, before anything starts."""
-    from settings import SettingsError
-    from settings.loader import ca_file_problem
+    from settings import SettingsError, ca_file_problem
 
     if options.kind == "ftp" and options.ftp.secure and (problem := ca_file_problem(options.ftp.ca_file)):
         raise SettingsError(problem)

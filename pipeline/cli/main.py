@@ -24,7 +24,7 @@ from pipeline.app.options import UploaderOptions
 from pipeline.cli import exit_codes
 from pipeline.outbox.lock import OutboxLockError
 from pipeline.sink.main_guard import children_need_no_main_module
-from settings import SettingsError, build_settings, describe_settings
+from settings import SettingsError
 
 log = logging.getLogger("beemon.cli")
 
@@ -49,7 +49,7 @@ def _bad_date(text: str) -> str:
 
 
 class _ShowVersion(argparse.Action):
-    """`--version`: the installed version, read from the package metadata only when asked (a few ms per start)."""
+    """`--version`: the version (`pipeline.app.version`)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *_args: Any) -> None:
         from pipeline.app.version import VERSION
@@ -130,10 +130,14 @@ def _add_verify(commands: Any) -> None:
 
 
 def _settings(args: argparse.Namespace):  # noqa: ANN202 - a dynaconf object
+    from settings import build_settings
+
     return build_settings(args.env, config_dir=args.config_dir, legacy_ini=args.legacy_ini)
 
 
 def _config(args: argparse.Namespace) -> int:
+    from settings import describe_settings
+
     settings = _settings(args)
     rows = describe_settings(settings)
     width = max(len(key) for key, _, _ in rows)
@@ -147,7 +151,21 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.app.options import options_from_settings
 
     def load_options() -> UploaderOptions:
-        return replace(options_from_settings(_settings(args)), stats_interval=args.stats_interval)
+        if args.once or args.dry_run:
+            options = options_from_settings(_settings(args))
+        else:  # watching for months: dynaconf is read in a child and never held here (issue 17)
+            from pipeline.cli.settings_apart import read_options_apart
+
+            options = read_options_apart(
+                {
+                    "env": args.env,
+                    "config_dir": args.config_dir,
+                    "legacy_ini": args.legacy_ini,
+                    "log_format": args.log_format,
+                    "log_level": args.log_level,
+                }
+            )
+        return replace(options, stats_interval=args.stats_interval)
 
     options = load_options()
     if args.dry_run:

@@ -1,4 +1,5 @@
-"""An idle `beemon-uploader run` costs what it uses: no multiprocessing resource tracker beside it (issue 17).
+"""An idle `beemon-uploader run` costs what it uses: no multiprocessing resource tracker beside it, and no
+settings library held by the parent that runs for months (issue 17).
 
 The tracker is a third Python process (about 6.6 MB PSS) that multiprocessing starts for named
 semaphores (its queues, events and locked arrays) and for every spawned child. The sink talks to
@@ -10,6 +11,7 @@ The scenario checks the promises that the plumbing carries: files arrive, a kill
 from __future__ import annotations
 
 import os
+import re
 import signal
 from datetime import date
 from pathlib import Path
@@ -77,4 +79,81 @@ def test_an_idle_run_has_no_resource_tracker_and_still_delivers_rebuilds_and_sto
     assert run.stop() == 0
     assert (arrived.read_bytes(), again.read_bytes()) == (first_data, second_data)
     assert outbox_files(outbox) == []
+    assert "Traceback" not in run.output(), run.output()
+
+
+#: Records, when the parent of `run` exits, every module it loaded. The settings reader and the sink are
+#: started with `-c` code, so they are left out.
+PARENT_MODULES_AT_EXIT = """
+import atexit, sys
+
+def _record():
+    if sys.argv[:1] != ["-c"] and "pipeline.cli.main" in sys.modules:
+        with open({path!r}, "w") as out:
+            out.write("\\n".join(sorted(sys.modules)))
+
+atexit.register(_record)
+"""
+
+#: Native modules that only the settings library brings: dynaconf's vendored box reads CSV and its TOML
+#: writer imports decimal (nothing else of `run`'s parent imports either).
+SETTINGS_ONLY_LIBRARIES = ("_decimal.", "_csv.")
+
+
+def mapped(pid: int) -> set[str]:
+    """The file names (no folder) that the process maps: the native modules it really loaded."""
+    names = set()
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5].startswith("/"):
+            names.add(os.path.basename(fields[5]))
+    return names
+
+
+def settings_libraries(pid: int) -> list[str]:
+    return sorted(name for name in mapped(pid) if name.startswith(SETTINGS_ONLY_LIBRARIES))
+
+
+def test_an_idle_run_holds_no_settings_library_before_or_after_a_reload(
+    watched_server,  # noqa: F811
+    start_uploader,  # noqa: F811
+    outbox,
+    tmp_path,
+):
+    """dynaconf with what it imports is some 6 MB that a station would hold for months to read its
+    settings once: `run` reads them in a child that hands back plain values, at start and on SIGHUP.
+    The parent still delivers, reloads a changed setting, and never loads the settings library, nor
+    `importlib.metadata` (the version is a constant)."""
+    hook = tmp_path / "modules-at-exit"
+    hook.mkdir()
+    loaded = tmp_path / "parent-modules.txt"
+    (hook / "sitecustomize.py").write_text(PARENT_MODULES_AT_EXIT.format(path=str(loaded)))
+    server = watched_server()
+    env = uploader_env(
+        server, outbox, tmp_path, PYTHONPATH=f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep)
+    )
+    run = start_uploader(env)
+    wait_until(lambda: "watching" in run.output() and sinks(commands(run.group())), timeout=30)
+    first, first_data = recording(outbox, 11)
+    arrived = server.root / remote_of(f"{TODAY}/audio/{first.name}")
+    wait_until(lambda: arrived.exists() and not first.exists(), timeout=15)
+    assert settings_libraries(run.pid) == [], mapped(run.pid)
+
+    (tmp_path / "site" / "settings.toml").write_text("[testing.ftp]\ndynaconf_merge = true\ntimeout_seconds = 21\n")
+    os.kill(run.pid, signal.SIGHUP)
+    wait_until(lambda: re.search(r"reload: changed ftp\.\w+; rebuilding", run.output()), timeout=20)
+    wait_until(lambda: run.output().count("watching ") >= 2 and sinks(commands(run.group())), timeout=30)
+    second, second_data = recording(outbox, 12)
+    again = server.root / remote_of(f"{TODAY}/audio/{second.name}")
+    wait_until(lambda: again.exists() and not second.exists(), timeout=20)
+    assert settings_libraries(run.pid) == [], mapped(run.pid)
+    tree = commands(run.group())
+    assert trackers(tree) == [] and len(tree) == 2, tree  # the settings reader is gone once it has read
+
+    assert run.stop() == 0
+    assert (arrived.read_bytes(), again.read_bytes()) == (first_data, second_data)
+    modules = set(loaded.read_text().split())
+    assert "pipeline.app.uploader" in modules  # the hook saw the parent
+    assert sorted(name for name in modules if name.split(".")[0] in ("dynaconf", "jinja2")) == []
+    assert {"settings.loader", "settings.validators", "importlib.metadata"} & modules == set()
     assert "Traceback" not in run.output(), run.output()
