@@ -5,7 +5,7 @@ values to everything else.
 
 Importing the package imports no dynaconf: `SettingsError`, `envvar` and `ca_file_problem` need
 none, and the rest is imported on first use. `run`'s parent reads its settings in a short-lived
-child (`pipeline.cli.settings_apart`) and so never holds dynaconf's modules (issue 17).
+child (`pipeline.app.settings_apart`) and so never holds dynaconf's modules (issue 17).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What is wrong with a setting, said without dynaconf: `SettingsError`, `envvar`, the CA-file check.
 
-`run`'s long-lived parent reads its settings in a short-lived child (`pipeline.cli.settings_apart`)
+`run`'s long-lived parent reads its settings in a short-lived child (`pipeline.app.settings_apart`)
 and never imports dynaconf (some 6 MB of an idle station's memory, issue 17); it still needs the
 error it turns into exit code 2, and `Uploader` checks the CA file of options from any source.
 """

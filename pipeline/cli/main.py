@@ -135,6 +135,17 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202 - a dynaconf object
     return build_settings(args.env, config_dir=args.config_dir, legacy_ini=args.legacy_ini)
 
 
+def _settings_request(args: argparse.Namespace) -> dict[str, str | None]:
+    """What a child needs to read the settings as `_settings` does, and to log as this process does."""
+    return {
+        "env": args.env,
+        "config_dir": args.config_dir,
+        "legacy_ini": args.legacy_ini,
+        "log_format": args.log_format,
+        "log_level": args.log_level,
+    }
+
+
 def _config(args: argparse.Namespace) -> int:
     from settings import describe_settings
 
@@ -151,23 +162,10 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.app.options import options_from_settings
 
     def load_options() -> UploaderOptions:
-        if args.once or args.dry_run:
-            options = options_from_settings(_settings(args))
-        else:  # watching for months: dynaconf is read in a child and never held here (issue 17)
-            from pipeline.cli.settings_apart import read_options_apart
+        return replace(options_from_settings(_settings(args)), stats_interval=args.stats_interval)
 
-            options = read_options_apart(
-                {
-                    "env": args.env,
-                    "config_dir": args.config_dir,
-                    "legacy_ini": args.legacy_ini,
-                    "log_format": args.log_format,
-                    "log_level": args.log_level,
-                }
-            )
-        return replace(options, stats_interval=args.stats_interval)
-
-    options = load_options()
+    if args.dry_run or args.once:
+        options = load_options()
     if args.dry_run:
         from pipeline.cli.dry_run import dry_run
 
@@ -177,8 +175,18 @@ def _run(args: argparse.Namespace) -> int:
 
         return upload_once(options, max_retries=args.max_retries, progress=sys.stderr.isatty())
 
+    # Watching, for months: a child reads the settings, at start and on SIGHUP, so that this process
+    # never holds dynaconf (pipeline.app.settings_apart, issue 17).
+    from pipeline.app.settings_apart import SettingsReader
+
+    def read_apart(reader: SettingsReader | None = None) -> UploaderOptions:
+        options = (reader or SettingsReader(_settings_request(args))).options()
+        return replace(options, stats_interval=args.stats_interval)
+
+    reader = SettingsReader(_settings_request(args))  # it reads while this process imports the stream
     from pipeline.app.uploader import Uploader
 
+    options = read_apart(reader)
     commands: queue.Queue[str] = queue.Queue()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -190,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
         commands.put("reload")
 
     uploader = Uploader(commands, options)
-    uploader.reload_options = load_options
+    uploader.reload_options = read_apart
     uploader.lock_outbox()  # before anything else: a second instance leaves without touching the outbox
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)

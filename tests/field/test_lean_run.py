@@ -16,7 +16,7 @@ import signal
 from datetime import date
 from pathlib import Path
 
-from tests.e2e.conftest import STATION, uploader_env
+from tests.e2e.conftest import STATION, run_cli, uploader_env
 from tests.helpers import wait_until, write_file
 from tests.reliability.conftest import outbox_files, remote_of, start_uploader, watched_server  # noqa: F401
 
@@ -157,3 +157,15 @@ def test_an_idle_run_holds_no_settings_library_before_or_after_a_reload(
     assert sorted(name for name in modules if name.split(".")[0] in ("dynaconf", "jinja2")) == []
     assert {"settings.loader", "settings.validators", "importlib.metadata"} & modules == set()
     assert "Traceback" not in run.output(), run.output()
+
+
+def test_run_with_a_bad_setting_still_says_it_in_one_line_and_exits_2(watched_server, outbox, tmp_path):  # noqa: F811
+    """Read by the child, a bad setting stops `run` as before: its one line on stderr (not a traceback,
+    not the child's exit code), exit code 2, nothing uploaded, nothing left running."""
+    recording(outbox, 21)
+    env = uploader_env(watched_server(), outbox, tmp_path, BEEMON_FTP__CONNECTIONS='"many"')
+    done = run_cli(env, "run", "--stats-interval", "0", timeout=60)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, (done.returncode, done.stderr)
+    assert lines[0].startswith("beemon-uploader: setting ftp.connections") and "BEEMON_FTP__CONNECTIONS" in lines[0]
+    assert len(outbox_files(outbox)) == 1
