@@ -94,9 +94,12 @@ def test_the_real_sink_of_run_maps_none_of_the_parents_libraries(tmp_path: Path)
 
 def _sink_of(pid: int) -> int | None:
     for child in descendants(pid)[1:]:
-        with open(f"/proc/{child}/cmdline", "rb") as file:
-            if b"spawn_main" in file.read():
-                return child
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as file:
+                if b"spawn_main" in file.read():
+                    return child
+        except OSError:  # gone meanwhile (`run`'s settings reader lives a fraction of a second)
+            continue
     return None
 
 
