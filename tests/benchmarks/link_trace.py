@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 INTERVAL = 0.01
-_SOCKET = re.compile(r"^ESTAB\s+\d+\s+(\d+)\s+\S+:(\d+)\s+\S+:(\d+)")
+#: any state: a sender that handed its last bytes over has closed its socket (FIN-WAIT-1) with them unsent
+_SOCKET = re.compile(r"^[A-Z][A-Z0-9-]+\s+\d+\s+(\d+)\s+\S+:(\d+)\s+\S+:(\d+)")
 _FIELD = {
     "notsent": re.compile(r"\bnotsent:(\d+)"),
     "cwnd": re.compile(r"\bcwnd:(\d+)"),
