@@ -3,9 +3,9 @@
 Bytes handed to the kernel cannot be taken back. When a fresh recording starts, the backlog senders
 pause (`bandwidth.LiveFirst`), but what their sockets already hold goes out all the same, sharing the
 link with the fresh file: autotuned send buffers hold up to `net.ipv4.tcp_wmem`'s 4 MB per socket,
-and on the tbf link of `tests/benchmarks/link.py` three backlog sockets held 0.6-0.9 MB not yet
-sent when the fresh file was closed, a third of a second of the link (docs/benchmarks.md, "The live
-file first on a full link").
+and on the tbf link of `tests/benchmarks/link.py` three backlog sockets held 0.8-1.7 MB not yet
+sent when the fresh file was closed, up to 0.7 s of the link (docs/benchmarks.md, "The live file
+first on a full link").
 
 Two rules, both for backlog transfers only (a live one sends as fast as the kernel takes it):
 
@@ -28,10 +28,11 @@ from collections.abc import Callable
 from pipeline.transport.errors import ConnectionLost
 
 #: A backlog socket's unsent bytes at most (the kernel adds up to one segment's worth). The sender is woken
-#: to refill it once it holds less than half of it: 32 KiB are 13 ms of a 20 Mbit/s link for one socket
-#: alone, three times that shared by three. On the tbf link 64 KiB left the fresh file 0.1 s behind the
-#: backlog where 128 KiB left 0.2 s (docs/benchmarks.md).
-BACKLOG_UNSENT_BYTES = 64 * 1024
+#: to refill it once it holds less than half of it: 64 KiB, some 80 ms of a 20 Mbit/s link shared by three
+#: transfers, 26 ms for one alone, so a sender held up by a busy CPU rarely lets its socket run dry. On the
+#: tbf link the fresh file waited behind 0.3-0.4 MB of backlog (1.0-1.5 MB before); 64 KiB took that to
+#: 0.2-0.3 MB but cost link utilisation when the machine was busy (docs/benchmarks.md).
+BACKLOG_UNSENT_BYTES = 128 * 1024
 #: The option's number where the platform has it (the socket module names it on Linux and macOS).
 TCP_NOTSENT_LOWAT: int | None = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 
