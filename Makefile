@@ -55,9 +55,10 @@ bench: $(STAMP) servers
 	$(BIN)/python -m tests.benchmarks.link
 
 # The reliability tests' soak variants (marked slow, left out of `make test`): some 1,500 files
-# under 21 SIGKILLs, 20 s outages, half a minute of folder churn, thousands of fuzzed inputs.
+# under 21 SIGKILLs, 20 s outages, half a minute of folder churn, thousands of fuzzed inputs; and the
+# field scenario on a real rate-limited link (tbf in a network namespace: root only, it says so otherwise).
 soak: $(STAMP) servers
-	$(BIN)/python -m pytest -m slow tests/reliability
+	$(BIN)/python -m pytest -m slow tests/reliability tests/field
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -q -W --keep-going -b html docs docs/_build/html

@@ -76,7 +76,10 @@ def send_hashed(
             raise ConnectionLost("transfer aborted at the stop deadline")
         got = local.readinto(buffer[:want])
         if got:
-            conn.sendall(buffer[:got])
+            if throttle is None:
+                conn.sendall(buffer[:got])
+            else:
+                throttle.sendall(conn, buffer[:got], aborted.wait)
             digest.update(buffer[:got])
         sent += got
         if got < want:

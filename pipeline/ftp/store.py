@@ -11,7 +11,10 @@
 - `progress.stored` turns True as soon as the server accepted the transfer: from then on the
   temporary name holds this attempt's bytes; `progress.complete` when all of them were sent.
 - Plain FTP sends with `socket.sendfile` (zero-copy); TLS, and plain FTP with sendfile off (or a
-  bandwidth limit's smaller chunks), send blocks of `blocksize`.
+  bandwidth limit's smaller chunks), send blocks of `blocksize`. A backlog transfer's data
+  connection keeps few unsent bytes in the kernel, and its blocks go in the pieces the kernel takes
+  with the live-first pause between them (the throttle's `prepare` and `sendall`; with sendfile the
+  pause acts between blocks).
 - A small file (at most `EARLY_SEND_MAX` bytes, whole, plain FTP, pipelining) is sent without
   waiting for the 150: STOR goes out, the data connection opens on the port asked ahead, the bytes
   and the end of the data follow at once, then the replies are read (the guard's, 150, 226). That
@@ -99,11 +102,23 @@ class DataSender:
             else:
                 got = local.readinto(buffer[:want])
                 if got:
-                    conn.sendall(buffer[:got])
+                    self._sendall(conn, buffer[:got])
             sent += got
             if got < want:
                 raise LocalFileChanged(f"{local.name} shrank to {offset + sent} bytes while it was sent")
         return sent
+
+    def prepare(self, conn: socket.socket) -> None:
+        """A data connection opened for a transfer: the throttle's rule for its socket (a backlog one keeps
+        few unsent bytes in the kernel, `pipeline.transport.unsent`)."""
+        if self.throttle is not None:
+            self.throttle.prepare(conn)
+
+    def _sendall(self, conn: socket.socket, data: memoryview) -> None:
+        if self.throttle is None:
+            conn.sendall(data)
+        else:
+            self.throttle.sendall(conn, data, self.aborted.wait)
 
 
 class _ResumeRefused(Exception):
@@ -138,6 +153,7 @@ class Store:
         except _ResumeRefused as refused:
             return self._whole(local, path, size, str(refused))
         self.connection.require().data_socket = data
+        self.sender.prepare(data)
         self.progress.stored = True  # the server opened `path` for this transfer: its bytes are ours
         if guard is not None and probe is not None:
             self.check_guard(data, path, guard, probe, probed)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import threading
 from collections.abc import Awaitable, Callable
 from functools import cache
@@ -84,6 +85,11 @@ class Channel:
     @property
     def connected(self) -> bool:
         return self._sftp is not None
+
+    def socket(self) -> socket.socket | None:
+        """The connection's TCP socket (asyncio's view of it, which passes socket options through); None when closed."""
+        conn = self._conn
+        return None if conn is None else conn.get_extra_info("socket")
 
     def connect(self) -> str:
         """Check the host key, log in, open the SFTP channel; returns the server's version string."""

@@ -5,7 +5,9 @@
   request sent has been acknowledged. A resume (`Delivery.resume`: the `.part` holds the start of
   this very version) continues from the `.part`'s size less one window (`resume_offset`), so a
   server that applied writes out of order leaves no hole behind. Then `fsync@openssh.com` where
-  offered.
+  offered. The connection's socket is set for each store as the throttle says (a backlog transfer
+  keeps few unsent bytes in the kernel: `pipeline.transport.unsent`); its pause between blocks
+  holds the event loop, so what asyncssh has buffered waits too.
 - rename: `posix-rename@openssh.com` replaces the final name atomically; where the server lacks it,
   a plain rename, and when that is refused because the final name exists, the overwrite guard
   decides (as for FTP), the old file is removed and the rename done again.
@@ -117,6 +119,9 @@ class SftpStore:
         self, local: BinaryIO, path: str, offset: int, size: int, progress: DeliveryProgress, digest: Digest | None
     ) -> int:
         timeout = self.params.timeout
+        sock = self.channel.socket()
+        if self._throttle is not None and sock is not None:
+            self._throttle.prepare(sock)  # a backlog transfer keeps few unsent bytes in the kernel, a live one any
         handle = await asyncio.wait_for(self.channel.client().open(path, "r+b" if offset else "wb"), timeout)
         progress.stored = True  # the server opened `path` for this transfer: its bytes are ours
         window: collections.deque[asyncio.Future[int]] = collections.deque()

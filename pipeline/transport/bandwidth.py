@@ -7,9 +7,12 @@ concurrent senders queue up fairly without a polling loop, and the long-run rate
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
+
+from pipeline.transport.unsent import limit_unsent, send_yielding
 
 #: The bucket holds this much time's worth of bytes: short bursts are allowed, long ones are not.
 BURST_SECONDS = 0.25
@@ -54,6 +57,13 @@ class TokenBucket:
         if delay > 0:
             wait(delay)
 
+    def prepare(self, sock: socket.socket) -> None:
+        """Nothing: a bucket alone leaves sockets as they are (a session's `SessionThrottle` does not)."""
+
+    def sendall(self, sock: socket.socket, data: memoryview, wait: Callable[[float], object] = time.sleep) -> None:
+        """Hand `data` to `sock` (after `acquire`): all of it at once."""
+        sock.sendall(data)
+
 
 #: While a live transfer runs, a backlog sender looks again this often whether it may go on.
 PAUSE_STEP_SECONDS = 0.02
@@ -93,7 +103,12 @@ class LiveFirst:
 
 
 class SessionThrottle:
-    """One session's view of `LiveFirst`: the `TokenBucket` interface the FTP session sends through."""
+    """One session's view of `LiveFirst`: the `TokenBucket` interface the FTP session sends through.
+
+    A backlog transfer also keeps few bytes in the kernel (`pipeline.transport.unsent`): its socket's
+    unsent bytes are bounded (`prepare`), and it hands a block over in the pieces the kernel takes,
+    pausing between them (`sendall`), so that a live transfer that starts finds little ahead of it.
+    """
 
     def __init__(self, gate: LiveFirst) -> None:
         self.gate = gate
@@ -118,9 +133,8 @@ class SessionThrottle:
                 self._take_when_there(bucket, count, wait)
             return
         while True:
-            while self.gate.live_in_flight:
-                if wait(PAUSE_STEP_SECONDS):
-                    return
+            if self._hold(wait):
+                return
             if bucket is None:
                 return
             delay = bucket.reserve(count)
@@ -132,6 +146,25 @@ class SessionThrottle:
             if delay <= 0:
                 return
             bucket.refund(count)  # a live transfer started: it gets these tokens
+
+    def prepare(self, sock: socket.socket) -> None:
+        """`sock` is about to carry this session's transfer: its unsent bytes bounded if backlog, else unbounded."""
+        limit_unsent(sock, self.backlog)
+
+    def sendall(self, sock: socket.socket, data: memoryview, wait: Callable[[float], object] = time.sleep) -> None:
+        """Hand `data` to `sock` (after `acquire`): a backlog sender in the kernel's pieces, pausing between them
+        while a live transfer runs (`wait` returning True, an abort, ends it with `ConnectionLost`)."""
+        if not self.backlog:
+            sock.sendall(data)
+            return
+        send_yielding(sock, data, lambda: self._hold(wait))
+
+    def _hold(self, wait: Callable[[float], object]) -> bool:
+        """Wait while a live transfer is in flight; True when `wait` says to stop (an abort)."""
+        while self.gate.live_in_flight:
+            if wait(PAUSE_STEP_SECONDS):
+                return True
+        return False
 
     @staticmethod
     def _take_when_there(bucket: TokenBucket, count: int, wait: Callable[[float], object]) -> None:

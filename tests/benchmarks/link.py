@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tests.benchmarks import report
 from tests.benchmarks.harness import REMOTE_ROOT, STATION, Uploader, file_name, write_files
+from tests.benchmarks.link_trace import LinkTrace
 from tests.servers import find_server, vsftpd_settings
 
 RATE_MBIT = 20
@@ -38,8 +39,10 @@ def _ip(*args: str) -> None:
 
 
 @contextlib.contextmanager
-def tbf_link(rate_mbit: int = RATE_MBIT) -> Iterator[tuple[str, str]]:
-    """A namespace with one end of a veth pair, the other end here with `tbf` on it; yields (namespace, server address)."""
+def tbf_link(rate_mbit: int = RATE_MBIT) -> Iterator[tuple[str, str, str]]:
+    """A namespace with one end of a veth pair, the other end here with `tbf` on it.
+
+    Yields (namespace, server address, the device here that carries the tbf)."""
     tag = f"{os.getpid() % 100_000}"
     namespace, outside, inside = f"beemon-link-{tag}", f"bml{tag}o", f"bml{tag}i"
     octet = os.getpid() % 250 + 1
@@ -55,7 +58,7 @@ def tbf_link(rate_mbit: int = RATE_MBIT) -> Iterator[tuple[str, str]]:
         _ip("-n", namespace, "link", "set", "lo", "up")
         tbf = ["tbf", "rate", f"{rate_mbit}mbit", "burst", "32kbit", "latency", "400ms"]
         subprocess.run(["tc", "qdisc", "add", "dev", outside, "root", *tbf], check=True)
-        yield namespace, there
+        yield namespace, there, outside
     finally:
         with contextlib.suppress(subprocess.CalledProcessError):
             _ip("link", "del", outside)  # takes its peer with it
@@ -96,9 +99,13 @@ def _remote(root: Path, name: str, sensor: str, day: str) -> Path:
     return Path(f"{root}{REMOTE_ROOT}") / STATION / day / sensor / name
 
 
-def run(work: Path, backlog: int, backlog_size: int, source: Path | None) -> dict[str, float]:
-    """One run: the backlog drains; a fresh recording is written once 4 transfers are in flight."""
-    with tbf_link() as (namespace, address), vsftpd_in(namespace, address, work / "server") as root:
+def run(
+    work: Path, backlog: int, backlog_size: int, source: Path | None, trace: Path | None = None
+) -> dict[str, float]:
+    """One run: the backlog drains; a fresh recording is written once 4 transfers are in flight.
+
+    `trace`: a file to append the fresh file's timeline to (`link_trace.LinkTrace`)."""
+    with tbf_link() as (namespace, address, device), vsftpd_in(namespace, address, work / "server") as root:
         outbox = work / "outbox"
         day = "2024-05-01"
         names = [file_name(i, "h264", "backlog", day) for i in range(backlog)]
@@ -121,12 +128,26 @@ def run(work: Path, backlog: int, backlog_size: int, source: Path | None) -> dic
             time.sleep(2.0)  # the transfers well under way
             live_day = "2024-05-02"
             live_name = file_name(0, "wav", "live", live_day)
+            live_remote = _remote(root, live_name, "audio", live_day)
+            tracer = None
+            if trace is not None:
+                part = live_remote.with_name(f".{live_name}.part")
+                tracer = LinkTrace(address, device, part, live_remote)
+                tracer.start()
             written = write_files(outbox / "audio" / live_day, [live_name], LIVE_BYTES)[0]
             closed = time.monotonic()
-            live_remote = _remote(root, live_name, "audio", live_day)
             while not live_remote.exists() and time.monotonic() < closed + 120:
                 time.sleep(0.005)
             latency = time.monotonic() - closed
+            if tracer is not None and trace is not None:
+                tracer.mark_closed(closed)
+                time.sleep(0.1)
+                tracer.stop()
+                tracer.write(
+                    trace,
+                    LIVE_BYTES,
+                    f"{source or 'this tree'}: close -> final name {latency:.3f} s (closed at {closed:.4f})",
+                )
             end = started + 60 + 2 * backlog * backlog_size / RATE_BYTES
             while any(p.exists() for p in [written, *(outbox / "video" / day / n for n in names)]):
                 if time.monotonic() > end:
@@ -146,34 +167,45 @@ BEGIN = "<!-- bench-link:begin (written by `make bench` as root, tests/benchmark
 END = "<!-- bench-link:end -->"
 
 
-def block(columns: dict[str, dict[str, float]], backlog: int, size_mb: int, started: str, load: str) -> str:
-    """The generated part of docs/benchmarks.md: one column per tree, the issue's targets."""
+def _cell(values: list[float], text, worst) -> str:
+    """The worst of the runs; each run's figure after it when there are several."""
+    if len(values) == 1:
+        return text(values[0])
+    return f"{text(worst(values))} (runs: {', '.join(text(v) for v in values)})"
+
+
+def block(columns: dict[str, list[dict[str, float]]], backlog: int, size_mb: int, started: str, load: str) -> str:
+    """The generated part of docs/benchmarks.md: one column per tree (the worst of its runs), the issue's targets."""
     bound = DEBOUNCE + LIVE_BYTES / RATE_BYTES + 1.0
-    utilisation = [f"{c['utilisation']:.1%}" for c in columns.values()]
-    latency = [f"{c['latency']:.2f} s" for c in columns.values()]
+    utilisation = [_cell([r["utilisation"] for r in c], "{:.1%}".format, min) for c in columns.values()]
+    latency = [_cell([r["latency"] for r in c], "{:.2f} s".format, max) for c in columns.values()]
     first = next(iter(columns.values()))
     rows = [
         [
             "link utilisation (bytes delivered / time from the first `.part` to the last local delete / rate)",
             *utilisation,
             ">= 95 %",
-            "yes" if first["utilisation"] >= 0.95 else "**no**",
+            "yes" if min(r["utilisation"] for r in first) >= 0.95 else "**no**",
         ],
         [
             f"fresh {LIVE_BYTES // 1000} kB file written 2 s after 3-4 transfers started, close -> final name",
             *latency,
             f"<= debounce + its size at the rate + 1 s = {bound:.2f} s",
-            "yes" if first["latency"] <= bound else "**no**",
+            "yes" if max(r["latency"] for r in first) <= bound else "**no**",
         ],
     ]
     header = [f"{backlog} x {size_mb} MB at {RATE_MBIT} Mbit/s (tbf)", *columns, "target", "met (this tree)"]
-    drained = ", ".join(f"{name} {c['drain_seconds']:.0f} s" for name, c in columns.items())
+    runs = len(first)
+    drained = ", ".join(
+        f"{name} {' / '.join(format(r['drain_seconds'], '.0f') for r in c)} s" for name, c in columns.items()
+    )
+    how = "One run per column" if runs == 1 else f"{runs} runs per column, taking turns; each cell the worst run"
     return "\n".join(
         [
             BEGIN,
             "",
             f"Run on {started}: {report.machine()}. Load average (1 min) {load} at the start, "
-            f"{report.load_average()} at the end. One run per column; the backlog drained in {drained}.",
+            f"{report.load_average()} at the end. {how}; the backlog drained in {drained}.",
             "",
             report.table(rows, header),
             "",
@@ -187,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backlog", type=int, default=40)
     parser.add_argument("--size-mb", type=int, default=8)
     parser.add_argument("--baseline", type=Path, help="a source tree to run as the baseline (e.g. main's)")
+    parser.add_argument("--trace", type=Path, help="append the fresh file's timeline to this file (link_trace)")
+    parser.add_argument("--runs", type=int, default=1, help="runs per column, taking turns (the figure: the worst)")
     parser.add_argument("--out", default="docs/benchmarks.md", help="where to write the rows ('' for nowhere)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -195,13 +229,17 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 0
-    started, load, columns = report.stamp(), report.load_average(), {}
-    for label, source in (("this tree", None), (f"baseline ({args.baseline})", args.baseline)):
-        if source is None and label != "this tree":
-            continue
-        with tempfile.TemporaryDirectory(prefix="beemon-link-") as folder:
-            columns[label] = run(Path(folder), args.backlog, args.size_mb * 1_000_000, source)
-        print(f"{label}: {columns[label]}", file=sys.stderr, flush=True)
+    started, load = report.stamp(), report.load_average()
+    trees = {"this tree": None}
+    if args.baseline is not None:
+        trees[f"baseline ({args.baseline})"] = args.baseline
+    columns: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
+    for index in range(args.runs):
+        for label, source in trees.items():
+            with tempfile.TemporaryDirectory(prefix="beemon-link-") as folder:
+                result = run(Path(folder), args.backlog, args.size_mb * 1_000_000, source, args.trace)
+            columns[label].append(result)
+            print(f"run {index + 1}, {label}: {result}", file=sys.stderr, flush=True)
     text = block(columns, args.backlog, args.size_mb, started, load)
     print(text)
     if args.out and args.backlog == 40 and args.size_mb == 8:  # the issue's size only
