@@ -209,7 +209,7 @@ class Sink:
                 self.board.untake(ahead)
             if self.stopping.is_set() and not self.aborting.is_set() and not self.stopped.is_set():
                 self._manifests(session, idle=True, drain=True)
-            session.close()
+            session.close(wait_reply=not self.stopping.is_set())  # stopping: the goodbye's reply is not waited for
             if admitted:
                 self.life.closed()
 

@@ -129,8 +129,9 @@ class Transport(Protocol):
         """The check this connection's server allows after a delivery: "hash", "size" or "none"."""
         ...
 
-    def close(self) -> None:
-        """Close politely; never raises."""
+    def close(self, *, wait_reply: bool = True) -> None:
+        """Close politely; never raises. `wait_reply` False (the run is over, nothing follows on this connection):
+        a protocol whose goodbye has a reply need not wait for it."""
         ...
 
     def abort(self) -> None:

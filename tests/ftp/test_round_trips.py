@@ -200,3 +200,20 @@ def test_a_manifest_read_put_and_read_back_costs_four_waits(make_server, ftp_roo
     assert [cmd for cmd, _ in used if cmd == "WAIT"] == ["WAIT"] * 4, used
     assert [cmd for cmd, _ in used if cmd != "WAIT"] == ["SIZE", "EPSV", "STOR", "RNFR", "RNTO", "SIZE", "EPSV", "RETR"]
     assert (ftp_root / "upload/st/day/SHA256SUMS").read_bytes() == data
+
+
+def test_a_session_closed_at_the_end_of_a_run_waits_for_no_reply(make_server, credentials):
+    """The sink's sessions at its stop: QUIT, then the connection closed without waiting for the 221 (one round
+    trip less before the process exits). Any other close (a new session may follow at once) waits for it."""
+    waits = Waits()
+    server = make_server(LockstepHandler, faults=waits)
+    try:
+        leaving, other = UploadSession(params_for(server, credentials)), UploadSession(params_for(server, credentials))
+        leaving.connect()
+        other.connect()
+        mark = len(waits.journal)
+        leaving.close(wait_reply=False)
+        other.close()  # returns once its 221 came: the client was quiet long enough for any held reply to go
+    finally:
+        server.stop()
+    assert waits.journal[mark:] == [("QUIT", ""), ("QUIT", ""), ("WAIT", "")], waits.journal[mark:]
