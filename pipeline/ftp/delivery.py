@@ -79,6 +79,7 @@ class Upload:
         self.delivery = delivery
         self.progress = progress
         self.store = Store(parts.connection, parts.sizes, parts.sender, progress)
+        self.store.meanwhile = delivery.meanwhile
         self.target = self.connection.absolute(delivery.remote_path)
         self.staging = temp_name(self.target) if delivery.atomic_rename else self.target
         self.guard: Guard | None = None
