@@ -90,9 +90,9 @@ class Directories:
     def _keep_port(self, reply: str, command: str) -> None:
         """Keep the port the chain's flight asked for; a refusal that is not "no EPSV here" (a 421: the server
         is closing the session) fails the upload now, as it would have asked alone."""
-        self.connection.keep_passive(reply)
-        if self.connection.require().passive_ahead is None and reply_code(reply) not in EPSV_REFUSED:
+        if reply[:1] in ("4", "5") and reply_code(reply) not in EPSV_REFUSED:
             raise self.connection.classify(reply_error(reply), command)
+        self.connection.keep_passive(reply)
 
     def _walk(self, path: str) -> bool:
         """`make_remote_directories` one command at a time: up to the first folder that exists, then down."""

@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from pipeline.outbox.lock import OutboxLock
 from tests.e2e.conftest import cli, run_cli
 from tests.field.conftest import field_env, recording
 from tests.field.test_once import DAY, error_lines, processes_with
@@ -145,5 +146,27 @@ def test_a_killed_once_leaves_its_early_sink_to_exit_without_a_traceback(link_se
             process.kill()
     text = output.read_text()
     assert error_lines(text) == [] and "Traceback" not in text, text
+    assert link_server.watch.logins == []
+    assert len(outbox_files(outbox)) == 1
+
+
+def test_once_while_another_uploader_works_the_outbox_leaves_no_process_behind(link_server, outbox, tmp_path):
+    """The outbox is in use (a daemon, or a cron job still running): the early sink is stopped, the run says
+    who holds the outbox in one line, exit code 2, nothing uploaded, and no process of the run is left."""
+    recording(outbox, "audio", DAY, "16-30-00", 10_000, old=True)
+    env = slow_env(link_server, outbox, tmp_path, seconds=SLOWER_SECONDS, read_seconds=0)
+    output = tmp_path / "once.log"
+    with OutboxLock(str(outbox)):
+        with output.open("w") as log:
+            process = subprocess.Popen(cli("run", "--once"), env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            code = process.wait(30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert processes_with(f"BEEMON_TEST_RUN_MARKER={tmp_path}") == []
+    assert code == 2, output.read_text()
+    [line] = output.read_text().splitlines()
+    assert line.startswith("beemon-uploader: ") and f"(PID {os.getpid()})" in line, line
     assert link_server.watch.logins == []
     assert len(outbox_files(outbox)) == 1

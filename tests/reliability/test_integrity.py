@@ -55,6 +55,9 @@ def test_a_copy_corrupted_on_the_server_before_its_hash_is_sent_again_and_never_
         wait_until(lambda: outbox_files(outbox) == [], timeout=30)
         wait_until(lambda: "(day complete)" in run.output(), timeout=30)
         wait_until(lambda: "verified by hash 1 / by size 0, hash mismatches 1" in run.output(), timeout=10)
+        # "(day complete)" is said once the manifest is put; its read-back follows: the proxy stays until then
+        # (the day's journal goes once the server holds what was put)
+        wait_until(lambda: not os.listdir(outbox / ".beemon" / "manifests"), timeout=30)
     finally:
         proxy.close()
     assert run.stop() == 0
