@@ -149,9 +149,9 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.app.options import options_from_settings
-
     def load_options() -> UploaderOptions:
+        from pipeline.app.options import options_from_settings
+
         return replace(options_from_settings(_settings(args)), stats_interval=args.stats_interval)
 
     if args.once and not args.dry_run:
