@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pyftpdlib is imported only where the embedded server runs, 
     from reactivex.subject import Subject
 
     from pipeline.dev.embedded_server import EmbeddedFtpServer
+    from pipeline.sink.prestart import EarlySink
     from pipeline.stream.monotonic import MonotonicEventLoopScheduler
 
 log = logging.getLogger("beemon.uploader")
@@ -67,12 +68,14 @@ class RunningPipeline:
         on_result: Callable[[UploadResult], None] | None = None,
         watch: bool = True,
         collectors: tuple[Any, ...] = (),
+        early: EarlySink | None = None,
     ) -> None:
         self.options = options
         self.stats = stats
         self.on_result = on_result
         self.watch = watch
         self.collectors = collectors  # more for the metrics endpoint (`pipeline.app.health_metrics`)
+        self.early = early  # the sink's process, started before the settings were read (`pipeline.sink.prestart`)
         self.server: EmbeddedFtpServer | None = None
         self.helper: UploadHelper | None = None
         self._results: queue.Queue[Any] | None = None
@@ -114,8 +117,14 @@ class RunningPipeline:
             log.info("Prometheus metrics on port %d", options.metrics_port)
         self._results = queue.Queue()  # the helper's reader thread puts on it: no semaphore, no resource tracker
         self.helper = UploadHelper(
-            options.target, options.policy, results=self._results, outbox=options.outbox, station=options.station
+            options.target,
+            options.policy,
+            results=self._results,
+            outbox=options.outbox,
+            station=options.station,
+            early=self.early,
         )
+        self.early = None
         self.helper.start()
         self.stats.sink = self.helper.stats
         self._pump = threading.Thread(target=self._pump_results, name="results-pump", daemon=True)

@@ -13,18 +13,20 @@ import logging
 import queue
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.app.logs import configure_logging
-from pipeline.app.options import UploaderOptions
 from pipeline.cli import exit_codes
 from pipeline.outbox.lock import OutboxLockError
 from pipeline.sink.main_guard import children_need_no_main_module
 from settings import SettingsError
+
+if TYPE_CHECKING:  # the settings library and the options load after the arguments are parsed (see `_run_once`)
+    from pipeline.app.options import UploaderOptions
 
 log = logging.getLogger("beemon.cli")
 
@@ -159,21 +161,17 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.app.options import options_from_settings
-
     def load_options() -> UploaderOptions:
+        from pipeline.app.options import options_from_settings
+
         return replace(options_from_settings(_settings(args)), stats_interval=args.stats_interval)
 
-    if args.dry_run or args.once:
-        options = load_options()
+    if args.once and not args.dry_run:
+        return _run_once(args, load_options)
     if args.dry_run:
         from pipeline.cli.dry_run import dry_run
 
-        return dry_run(options)
-    if args.once:
-        from pipeline.cli.once import upload_once
-
-        return upload_once(options, max_retries=args.max_retries, progress=sys.stderr.isatty())
+        return dry_run(load_options())
 
     # Watching, for months: a child reads the settings, at start and on SIGHUP, so that this process
     # never holds dynaconf (pipeline.app.settings_apart, issue 17).
@@ -220,6 +218,22 @@ def _run(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
+def _run_once(args: argparse.Namespace, load_options: Callable[[], UploaderOptions]) -> int:
+    """`run --once`: the sink's process starts first, its start-up beside the settings' (`pipeline.sink.prestart`);
+    whatever ends the run (a bad setting too) stops it if it never got its task."""
+    from pipeline.sink.prestart import start_early_sink
+
+    early = start_early_sink()
+    try:
+        options = load_options()
+        from pipeline.cli.once import upload_once
+
+        return upload_once(options, max_retries=args.max_retries, progress=sys.stderr.isatty(), early=early)
+    finally:
+        if early is not None:
+            early.close()
+
+
 def _check(args: argparse.Namespace) -> int:
     from pipeline.app.options import options_from_settings
     from pipeline.cli.check import run_check
@@ -261,12 +275,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"config": _config, "run": _run, "check": _check, "demo": _demo, "status": _status, "verify": _verify}
     try:
         return handlers[args.command](args)
-    except SettingsError as error:
-        print(f"beemon-uploader: {error}", file=sys.stderr)
-        return exit_codes.BAD_USAGE
     except OutboxLockError as error:
         print(f"beemon-uploader: {error}", file=sys.stderr)
         return exit_codes.OUTBOX_IN_USE
+    except Exception as error:
+        if not _is_settings_error(error):
+            raise
+        print(f"beemon-uploader: {error}", file=sys.stderr)
+        return exit_codes.BAD_USAGE
+
+
+def _is_settings_error(error: Exception) -> bool:
+    """Whether `error` is a `SettingsError` (a command that raises one has loaded the settings library)."""
+    settings = sys.modules.get("settings")
+    return settings is not None and isinstance(error, settings.SettingsError)
 
 
 def console() -> int:

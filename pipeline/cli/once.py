@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from operators.file_rules import is_daily_csv
 from operators.job_mapping import job_for
@@ -35,6 +35,9 @@ from pipeline.sink.model import Outcome, UploadResult
 from pipeline.sink.retry import connect_attempts_for, once_gives_up
 from pipeline.stream.scan import is_orphan_csv, is_young, iter_outbox, outbox_root
 from pipeline.stream.scan_jobs import StationNameCheck, quiet_period, with_state_folder
+
+if TYPE_CHECKING:
+    from pipeline.sink.prestart import EarlySink
 
 log = logging.getLogger("beemon.once")
 #: How often files still open for writing are looked at again (no event tells when they close).
@@ -178,17 +181,20 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def upload_once(options: UploaderOptions, *, max_retries: int = 5, progress: bool = False) -> int:
+def upload_once(
+    options: UploaderOptions, *, max_retries: int = 5, progress: bool = False, early: EarlySink | None = None
+) -> int:
     """Exit code 0 when every file present at the start was delivered, 1 (naming the rest and why) otherwise.
 
     `max_retries` is the attempts after the first, per file and for reaching the server. Raises
-    `OutboxBusy` (before reading the outbox) when another uploader works it.
+    `OutboxBusy` (before reading the outbox) when another uploader works it. `early`: the sink's
+    process, started before the settings were read (`pipeline.sink.prestart`); the caller closes it.
     """
     with OutboxLock(options.outbox):
-        return _upload_once(options, max_retries=max_retries, progress=progress)
+        return _upload_once(options, max_retries=max_retries, progress=progress, early=early)
 
 
-def _upload_once(options: UploaderOptions, *, max_retries: int, progress: bool) -> int:
+def _upload_once(options: UploaderOptions, *, max_retries: int, progress: bool, early: EarlySink | None) -> int:
     # The pipeline starts first (its logins overlap the scan): a setting that cannot work (a metrics
     # port in use) ends the run in one line before anything else is said.
     started = time.monotonic()
@@ -196,7 +202,10 @@ def _upload_once(options: UploaderOptions, *, max_retries: int, progress: bool) 
     options = options.replace(policy=replace(options.policy, connect_attempts=connect_attempts_for(max_retries)))
     state = OnceProgress(max_retries=max_retries)
     stop = threading.Event()
-    with stop_on_signals(stop), RunningPipeline(options, UploadStats(), on_result=state.result, watch=False) as running:
+    with (
+        stop_on_signals(stop),
+        RunningPipeline(options, UploadStats(), on_result=state.result, watch=False, early=early) as running,
+    ):
         paths, day_files = present_files(options)
         sizes = {path: st.st_size for path in paths if (st := regular_file_stat(path)) is not None}
         total_bytes = sum(sizes.values())

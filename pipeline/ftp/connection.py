@@ -120,15 +120,23 @@ class Connection:
             self._context = make_context(self.params)
         return self._context
 
-    def close(self) -> None:
-        """QUIT politely when the connection is still in step, then close. Never raises."""
+    def close(self, *, wait_reply: bool = True) -> None:
+        """QUIT politely, then close. Never raises.
+
+        `wait_reply` False: QUIT without waiting for its 221 (a round trip): at the end of a run, where
+        nothing follows on this connection and the process exits next. Not when a new session may follow
+        at once: a server that caps sessions per address may still count this one until it has answered.
+        """
         client = self.client
         if client is None:
             return
         with contextlib.suppress(Exception):  # the connection is going away either way
             if client.sock is not None:
                 client.sock.settimeout(min(self.params.timeout, 2.0))
-                client.quit()
+                if wait_reply:
+                    client.quit()
+                else:
+                    client.putcmd("QUIT")
         self.discard()
 
     def discard(self) -> None:

@@ -79,6 +79,7 @@ class Upload:
         self.delivery = delivery
         self.progress = progress
         self.store = Store(parts.connection, parts.sizes, parts.sender, progress)
+        self.store.meanwhile = delivery.meanwhile
         self.target = self.connection.absolute(delivery.remote_path)
         self.staging = temp_name(self.target) if delivery.atomic_rename else self.target
         self.guard: Guard | None = None
@@ -117,7 +118,7 @@ class Upload:
     def prepare_target(self, local: BinaryIO) -> int:
         """Make the target's folders; arm the overwrite guard unless the folder is new. Returns the local size now."""
         opened = os.fstat(local.fileno()).st_size
-        fresh = self.directories.make_remote_directories(posixpath.dirname(self.target))
+        fresh = self.directories.make_remote_directories(posixpath.dirname(self.target), port_ahead=True)
         d = self.delivery
         if d.atomic_rename and d.may_replace is not None and not fresh:
             self.guard = Guard(self.target, d.local_path, d.size, d.may_replace)

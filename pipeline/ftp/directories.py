@@ -2,7 +2,8 @@
 
 A missing chain of folders (a new date with its sensor folder) costs one round trip when pipelining:
 one MKD per level, top down, and a CWD into the deepest, in one flight; the CWD's answer says whether
-the chain exists now ("already exists" refusals are fine). Should the CWD be refused, the folders
+the chain exists now ("already exists" refusals are fine); an upload's chain asks its data port in
+that flight too (EPSV), so a session's first file costs no round trip for it. Should the CWD be refused, the folders
 are walked one at a time to name the one that cannot be made (as without pipelining): up from the
 deepest to the first that exists, then down. "Already exists" is success (521 says so; a 550 needs
 one CWD to tell). The cache is cleared at every connect and forgotten for a path the server lost
@@ -15,7 +16,7 @@ import posixpath
 
 from pipeline.ftp.connection import Connection
 from pipeline.ftp.errors import PermanentFailure
-from pipeline.ftp.replies import reply_code
+from pipeline.ftp.replies import EPSV_REFUSED, reply_code, reply_error
 
 
 class Directories:
@@ -48,23 +49,24 @@ class Directories:
         self.remember(path)
         return created
 
-    def make_remote_directories(self, remote_dir: str) -> bool:
+    def make_remote_directories(self, remote_dir: str, *, port_ahead: bool = False) -> bool:
         """Make `remote_dir` and any missing parents (`<root>/<station>/<date>/<sensor>`), once.
 
         One flight when pipelining (see the module docstring), else (or when that flight's CWD is
         refused) walks up from the deepest folder to the first that exists, then creates downwards.
-        Returns True when this call created `remote_dir` itself (so it is empty).
+        Returns True when this call created `remote_dir` itself (so it is empty). `port_ahead`: a
+        transfer follows, so that flight asks its data port too (no round trip of its own for it).
         """
         path = self.connection.absolute(remote_dir)
         if path == "/" or path in self.known:
             return False
         if self.connection.params.pipelining:
-            made = self._chain_in_one_flight(path)
+            made = self._chain_in_one_flight(path, port_ahead)
             if made is not None:
                 return made
         return self._walk(path)
 
-    def _chain_in_one_flight(self, path: str) -> bool | None:
+    def _chain_in_one_flight(self, path: str, port_ahead: bool) -> bool | None:
         """MKD every unknown level of `path` top down and CWD into it, in one flight; whether `path` was
         created, or None when neither the MKD of `path` nor the CWD succeeded (the caller walks the
         folders to find out why)."""
@@ -74,12 +76,23 @@ class Directories:
             chain.append(current)
             current = posixpath.dirname(current)
         chain.reverse()
-        replies = self.connection.batch([*(f"MKD {folder}" for folder in chain), f"CWD {path}"])
+        passive = self.connection.passive_request((lambda: True) if port_ahead else None)
+        lines = [*(f"MKD {folder}" for folder in chain), f"CWD {path}"]
+        replies = self.connection.batch([*lines, *([passive] if passive is not None else [])])
+        if passive is not None:
+            self._keep_port(replies.pop(), passive)
         created = replies[-2].startswith("2")
         if not created and not replies[-1].startswith("2"):
             return None
         self.remember(path)
         return created
+
+    def _keep_port(self, reply: str, command: str) -> None:
+        """Keep the port the chain's flight asked for; a refusal that is not "no EPSV here" (a 421: the server
+        is closing the session) fails the upload now, as it would have asked alone."""
+        if reply[:1] in ("4", "5") and reply_code(reply) not in EPSV_REFUSED:
+            raise self.connection.classify(reply_error(reply), command)
+        self.connection.keep_passive(reply)
 
     def _walk(self, path: str) -> bool:
         """`make_remote_directories` one command at a time: up to the first folder that exists, then down."""

@@ -60,6 +60,7 @@ def store(store: Store, local: BinaryIO, path: str, size: int, guard: Guard | No
     with connection.mapped(command):
         data = client.start_transfer(command, ahead)
     sent, failure = _push(store, client, data, local, size)
+    store.waiting()  # the STOR, its bytes and the guard's probe are out: the caller's work overlaps their answers
     with connection.mapped(command):
         replies = client.read_opening(len(ahead))
     store.progress.stored = True  # the server opened `path` for this transfer: its bytes are ours

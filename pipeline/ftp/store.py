@@ -138,6 +138,14 @@ class Store:
         self.progress = progress
         #: a guard the STOR's flight could not decide: the caller asks it once the transfer is over
         self.late_guard: Guard | None = None
+        #: the caller's work to do while the server's replies travel (`Delivery.meanwhile`)
+        self.meanwhile: Callable[[], None] | None = None
+
+    def waiting(self) -> None:
+        """The bytes are on their way: the caller's `meanwhile` runs now (once), while the replies travel."""
+        meanwhile, self.meanwhile = self.meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
 
     def transfer(
         self, local: BinaryIO, path: str, offset: int, size: int, guard: Guard | None = None
@@ -158,6 +166,7 @@ class Store:
         if guard is not None and probe is not None:
             self.check_guard(data, path, guard, probe, probed)
         sent = self._send(data, local, offset, size - offset, command)
+        self.waiting()
         with self.connection.mapped(command):
             reply = self.connection.require().voidresp()
         self.progress.complete = offset + sent == size

@@ -117,8 +117,8 @@ class FtpTransport:
             return
         self.directories.forget(posixpath.dirname(staging))
 
-    def close(self) -> None:
-        self.connection.close()
+    def close(self, *, wait_reply: bool = True) -> None:
+        self.connection.close(wait_reply=wait_reply)
 
     def abort(self) -> None:
         self.connection.abort()

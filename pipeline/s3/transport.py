@@ -145,7 +145,7 @@ class S3Transport:
         if aborted:
             log.info("aborted %d incomplete multipart upload(s) under %s left by an earlier run", aborted, scope)
 
-    def close(self) -> None:
+    def close(self, *, wait_reply: bool = True) -> None:
         client, self._client = self._client, None
         if client is not None:
             try:

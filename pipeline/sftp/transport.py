@@ -78,7 +78,7 @@ class SftpTransport:
         log.debug("session open: %r", self)
         return welcome
 
-    def close(self) -> None:
+    def close(self, *, wait_reply: bool = True) -> None:
         """Close the SFTP channel and the connection; never raises."""
         self.channel.close()
 

@@ -6,6 +6,11 @@ local file goes. A local file is deleted only after the server's copy was verifi
 that cannot tell sizes, after the 226 reply) and only if it is still the version (size, mtime,
 inode, ctime) it was when the attempt began and no process has it open for writing
 (`pipeline.outbox.deletion.remove_uploaded`).
+
+When the worker has taken the next job during the rename, the delivered file's bookkeeping (its
+manifest line, fsync'ed; the local delete; its result and log lines) is done during the next file's
+first round trip (`Delivery.meanwhile`) instead of before it: still after the verification, in the
+same order, and always done (after the next delivery, if the transport never waited).
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class DeliveryStep:
     results_log: ResultLog = field(default_factory=ResultLog)
     #: the per-day SHA256SUMS journal (`pipeline.sink.manifest`); None: no manifests kept
     manifests: Manifests | None = None
+    #: by `id(session)`: the bookkeeping of the file that session delivered last, left for its next delivery
+    _pending: dict[int, Callable[[], None]] = field(default_factory=dict)
 
     def run(self, session: Transport, ticket: Ticket) -> Ticket | None:
         """Upload one job; returns the next job if one was taken during the rename (its data port is open)."""
@@ -63,17 +70,40 @@ class DeliveryStep:
                 ahead.append(following)
             return following is not None
 
+        previous = self._pending.pop(id(session), None)
+        meanwhile = _Once(previous)
         try:
-            self._upload(session, ticket, take_ahead)
+            self._upload(session, ticket, take_ahead, meanwhile, defer=lambda: bool(ahead))
         except Exception as error:  # a bug: the file stays, is tried again, and the worker goes on
-            log.error("unexpected error while uploading %s (%s: %s)", ticket.path, type(error).__name__, error)
-            log.debug("unexpected error while uploading %s", ticket.path, exc_info=True)
+            self._unexpected(ticket, error)
             session.close()
-            if self.board.in_flight(ticket):
-                self._finish(ticket, Outcome.RETRY, time.monotonic(), f"{type(error).__name__}: {error}")
+        finally:
+            meanwhile()  # the transport did not wait for the server (or failed before): now
         return ahead[0] if ahead else None
 
-    def _upload(self, session: Transport, ticket: Ticket, take_ahead: Callable[[], bool]) -> None:
+    def settle_pending(self, session: Transport) -> None:
+        """Do now the bookkeeping of the file `session` delivered last, if it is still left for its next delivery
+        (the worker does not go on with it: it stops, or reconnects first)."""
+        previous = self._pending.pop(id(session), None)
+        if previous is not None:
+            previous()
+
+    def _unexpected(self, ticket: Ticket, error: Exception) -> None:
+        """A bug while handling `ticket`: say so in one line; the file stays and is tried again."""
+        log.error("unexpected error while uploading %s (%s: %s)", ticket.path, type(error).__name__, error)
+        log.debug("unexpected error while uploading %s", ticket.path, exc_info=True)
+        if self.board.in_flight(ticket):
+            self._finish(ticket, Outcome.RETRY, time.monotonic(), f"{type(error).__name__}: {error}")
+
+    def _upload(
+        self,
+        session: Transport,
+        ticket: Ticket,
+        take_ahead: Callable[[], bool],
+        meanwhile: Callable[[], None],
+        *,
+        defer: Callable[[], bool],
+    ) -> None:
         started = time.monotonic()
         try:
             version = file_state(ticket.job.local_path)
@@ -86,7 +116,7 @@ class DeliveryStep:
         if (version.size, version.mtime_ns) != (ticket.job.size, ticket.job.mtime_ns):
             ticket.job = replace(ticket.job, size=version.size, mtime_ns=version.mtime_ns)
         try:
-            report = self._deliver(session, ticket, take_ahead)
+            report = self._deliver(session, ticket, take_ahead, meanwhile)
         except Exception as error:
             failure = attempt.failure_of(error, ticket.path)
             if failure is None:
@@ -100,7 +130,17 @@ class DeliveryStep:
             else:
                 self._finish(ticket, failure.outcome, started, failure.reply)
             return
-        self._delivered(ticket, version, report, started)
+        if defer():  # the next job is taken: this bookkeeping rides in its first round trip
+            self._pending[id(session)] = lambda: self._delivered_safely(ticket, version, report, started)
+        else:
+            self._delivered(ticket, version, report, started)
+
+    def _delivered_safely(self, ticket: Ticket, version: FileState, report: Delivered, started: float) -> None:
+        """`_delivered`, left for later: it must not raise into the delivery it runs beside."""
+        try:
+            self._delivered(ticket, version, report, started)
+        except Exception as error:
+            self._unexpected(ticket, error)
 
     def _delivered(self, ticket: Ticket, version: FileState, report: Delivered, started: float) -> None:
         """The server holds the file: settle the local copy (delete or keep) and report."""
@@ -127,7 +167,9 @@ class DeliveryStep:
             kept=removal.kept,
         )
 
-    def _deliver(self, session: Transport, ticket: Ticket, take_ahead: Callable[[], bool]) -> Delivered:
+    def _deliver(
+        self, session: Transport, ticket: Ticket, take_ahead: Callable[[], bool], meanwhile: Callable[[], None]
+    ) -> Delivered:
         """Hand the ticket's job to the transport: resuming only a `.part` of this very version (the board knows)."""
         job = ticket.job
         resume = self.board.parts.is_ours(job)
@@ -143,13 +185,19 @@ class DeliveryStep:
         if live:
             self.live_first.live_started()  # backlog transfers pause between blocks until it ends
         try:
-            return self._send(session, ticket, job, resume, take_ahead)
+            return self._send(session, ticket, job, resume, take_ahead, meanwhile)
         finally:
             if live:
                 self.live_first.live_ended()
 
     def _send(
-        self, session: Transport, ticket: Ticket, job: UploadJob, resume: bool, take_ahead: Callable[[], bool]
+        self,
+        session: Transport,
+        ticket: Ticket,
+        job: UploadJob,
+        resume: bool,
+        take_ahead: Callable[[], bool],
+        meanwhile: Callable[[], None],
     ) -> Delivered:
         policy = self.policy
         return session.deliver(
@@ -163,6 +211,7 @@ class DeliveryStep:
                 verify_size=policy.verify_size,
                 next_upload=take_ahead,
                 may_replace=lambda existing: self.board.parts.may_replace(job, existing),
+                meanwhile=meanwhile,
             ),
             ticket.progress,
         )
@@ -201,3 +250,15 @@ class DeliveryStep:
                 self.counters.add("failed")
         self.emit(result)
         self.results_log.result(result, delay, removed or [], kept)
+
+
+class _Once:
+    """Call `action` (if any) the first time this is called; later calls do nothing."""
+
+    def __init__(self, action: Callable[[], None] | None) -> None:
+        self._action = action
+
+    def __call__(self) -> None:
+        action, self._action = self._action, None
+        if action is not None:
+            action()

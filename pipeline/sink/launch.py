@@ -38,6 +38,14 @@ class TrackerlessPopen(popen_spawn_posix.Popen):
             reduction.dump(process_obj, buffer)
         finally:
             set_spawning_popen(None)
+        self._start_child(buffer.getbuffer())
+
+    def _start_child(self, first: Any) -> None:
+        """Start the interpreter, passing it `self._fds`, and write `first` (its preparation, its task) to its pipe.
+
+        The pipe's writing end stays open (`_to_child`) until the finalizer closes it: a child started
+        early (`pipeline.sink.prestart`) reads its task from it later.
+        """
         parent_r = child_w = child_r = parent_w = None
         try:
             parent_r, child_w = os.pipe()
@@ -46,8 +54,9 @@ class TrackerlessPopen(popen_spawn_posix.Popen):
             self._fds.extend([child_r, child_w])
             self.pid = util.spawnv_passfds(spawn.get_executable(), command, self._fds)
             self.sentinel = parent_r
+            self._to_child = parent_w
             with open(parent_w, "wb", closefd=False) as pipe:
-                pipe.write(buffer.getbuffer())
+                pipe.write(first)
         finally:
             self.finalizer = util.Finalize(self, util.close_fds, [fd for fd in (parent_r, parent_w) if fd is not None])
             for fd in (child_r, child_w):

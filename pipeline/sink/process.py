@@ -27,7 +27,9 @@ plain values: `FtpParams`, `UploadPolicy`, pipes and a shared heartbeat counter
 
 from __future__ import annotations
 
+import gc
 import logging
+import multiprocessing
 import os
 import posixpath
 import threading
@@ -51,6 +53,8 @@ from pipeline.sink.policy import ABORT_GRACE_SECONDS, UploadPolicy
 
 if TYPE_CHECKING:
     import ftplib  # the original API's sessions; the parent of `run` imports no ftplib (nor ssl)
+
+    from pipeline.sink.prestart import EarlySink
 
 __all__ = ["SPAWN", "Outcome", "SinkStats", "UploadHelper", "UploadResult"]
 
@@ -79,6 +83,7 @@ class UploadHelper(SpawnProcess):
         station: str | None = None,
         log_queue: Any = None,
         name: str = "beemon-sink",
+        early: EarlySink | None = None,
     ) -> None:
         """`UploadHelper(FtpParams(...), UploadPolicy(...))`, or the original API's `UploadHelper()`,
         `UploadHelper(1.0)`, `UploadHelper(upload_queue_polling_interval_seconds=1.0)`.
@@ -88,6 +93,8 @@ class UploadHelper(SpawnProcess):
         `pipeline.app.config_sources`), including the outbox and station that `UploadHandler(helper)`
         maps paths with. The polling interval is accepted and kept, but nothing polls: workers
         wait on the queues and wake the moment a job arrives.
+
+        `early`: a process started ahead (`pipeline.sink.prestart`) that `start()` hands this sink to.
         """
         guard_main_module("UploadHelper(...)")
         interval = upload_queue_polling_interval_seconds
@@ -103,7 +110,12 @@ class UploadHelper(SpawnProcess):
         super().__init__(name=name, daemon=True)
         self.ftp = ftp
         self.policy = policy or UploadPolicy()
-        self._channels = Channels(results, log_queue)
+        if early is not None:
+            self._channels = early.take_channels()
+            self._channels.results, self._channels.log_queue = results, log_queue
+        else:
+            self._channels = Channels(results, log_queue)
+        self._early = early
         self.upload_queue_polling_interval_seconds = interval
         #: the local folder and station name `UploadHandler(helper)` maps paths with (None: not known)
         self.outbox = outbox
@@ -132,7 +144,9 @@ class UploadHelper(SpawnProcess):
 
     @staticmethod
     def _Popen(process_obj: Any) -> Any:
-        return launcher()(process_obj)
+        early, process_obj._early = process_obj._early, None
+        popen = early.hand_over(process_obj) if early is not None else None
+        return popen if popen is not None else launcher()(process_obj)
 
     def __repr__(self) -> str:
         state = "running" if self.is_alive() else ("stopped" if self._stopped else "not running")
@@ -141,7 +155,7 @@ class UploadHelper(SpawnProcess):
     def __getstate__(self) -> dict[str, Any]:
         """What the child receives: everything but the parent's lock (and what `Channels` keeps back)."""
         state = dict(self.__dict__)
-        state.update(_lock=None)
+        state.update(_lock=None, _early=None)
         return state
 
     # --- parent side
@@ -293,3 +307,7 @@ class UploadHelper(SpawnProcess):
         from pipeline.sink.child import run_sink  # the child's modules: not loaded in the parent
 
         run_sink(self.ftp, self.policy, ends)
+        if multiprocessing.parent_process() is not None:
+            # Everything is reported and released: the exit need not collect the heap first (10-20 ms the parent,
+            # which waits for this exit, and `run --once` with it, would wait too; the command line does the same).
+            gc.freeze()

@@ -171,6 +171,7 @@ class Sink:
         try:
             while not self.stopping.is_set():
                 if not admitted:
+                    self.step.settle_pending(session)  # the last file's result before any wait to reconnect
                     if ahead is not None:  # not held through a reconnect: another worker may take it now
                         self.board.untake(ahead)
                         ahead = None
@@ -205,11 +206,12 @@ class Sink:
                     admitted = False
                     self.life.closed()
         finally:
+            self.step.settle_pending(session)  # before the manifests' last upload: its line is in the journal then
             if ahead is not None:
                 self.board.untake(ahead)
             if self.stopping.is_set() and not self.aborting.is_set() and not self.stopped.is_set():
                 self._manifests(session, idle=True, drain=True)
-            session.close()
+            session.close(wait_reply=not self.stopping.is_set())  # stopping: the goodbye's reply is not waited for
             if admitted:
                 self.life.closed()
 

@@ -28,6 +28,9 @@ class Delivery:
     before the rename, says whether another delivery follows on this connection (a transport may
     prepare it in the same round trip). `may_replace` is asked with the size of a file already at
     the final name: False ends the delivery with `TargetExists` before any byte is sent.
+    `meanwhile`, when given, is called at most once, when the file's bytes are on their way and the
+    transport waits for the server's answer: the caller's own work (the previous delivery's
+    bookkeeping) then overlaps that round trip instead of delaying the next flight. It never raises.
     """
 
     local_path: str
@@ -39,6 +42,7 @@ class Delivery:
     verify_size: bool = True
     next_upload: Callable[[], bool] | None = None
     may_replace: Callable[[int], bool] | None = None
+    meanwhile: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +133,9 @@ class Transport(Protocol):
         """The check this connection's server allows after a delivery: "hash", "size" or "none"."""
         ...
 
-    def close(self) -> None:
-        """Close politely; never raises."""
+    def close(self, *, wait_reply: bool = True) -> None:
+        """Close politely; never raises. `wait_reply` False (the run is over, nothing follows on this connection):
+        a protocol whose goodbye has a reply need not wait for it."""
         ...
 
     def abort(self) -> None:

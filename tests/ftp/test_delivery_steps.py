@@ -49,21 +49,37 @@ NEW_CHAIN = [
     "MKD /upload/st/new",
     "MKD /upload/st/new/audio",
     "CWD /upload/st/new/audio",
+    "EPSV",  # the transfer's data port, asked in the same flight
 ]
+PORT = "229 Entering extended passive mode (|||40000|)."
 
 
 def test_a_new_folder_chain_goes_in_one_flight_and_disarms_the_guard(local):
-    replies = ["550 Exists.", "550 Exists.", "257 Created.", "257 Created.", "250 OK."]
+    replies = ["550 Exists.", "550 Exists.", "257 Created.", "257 Created.", "250 OK.", PORT]
     conn = ScriptedConnection(list(zip(NEW_CHAIN, replies, strict=True)))
     upload = scripted_upload(conn, local, "st/new/audio/a.wav", may_replace=lambda n: False)
     upload.directories.clear()
     with open(local, "rb") as handle:
         assert upload.prepare_target(handle) == 1000
     assert conn.flights == [NEW_CHAIN] and upload.guard is None
+    assert conn.kept_passive == PORT  # the STOR needs no EPSV of its own
+
+
+def test_a_421_to_the_chains_port_request_fails_the_upload(local):
+    """The server closes the session (421) instead of giving the port: the upload fails now, as it would
+    have at an EPSV of its own (and is retried on a new session)."""
+    replies = ["550 Exists.", "550 Exists.", "257 Created.", "257 Created.", "250 OK.", "421 Closing."]
+    conn = ScriptedConnection(list(zip(NEW_CHAIN, replies, strict=True)))
+    upload = scripted_upload(conn, local, "st/new/audio/a.wav")
+    upload.directories.clear()
+    with open(local, "rb") as handle, pytest.raises(TransientFailure, match="421"):
+        upload.prepare_target(handle)
+    assert conn.kept_passive is None
 
 
 def test_a_chain_that_existed_arms_the_guard(local):
-    conn = ScriptedConnection([(line, "550 Exists." if line.startswith("MKD") else "250 OK.") for line in NEW_CHAIN])
+    answers = {"MKD": "550 Exists.", "CWD": "250 OK.", "EPS": PORT}
+    conn = ScriptedConnection([(line, answers[line[:3]]) for line in NEW_CHAIN])
     upload = scripted_upload(conn, local, "st/new/audio/a.wav", may_replace=lambda n: False)
     upload.directories.clear()
     with open(local, "rb") as handle:
@@ -72,7 +88,7 @@ def test_a_chain_that_existed_arms_the_guard(local):
 
 
 def test_a_refused_chain_is_walked_to_name_the_folder_that_cannot_be_made(local):
-    refused = [(line, "550 Permission denied.") for line in NEW_CHAIN]
+    refused = [(line, PORT if line == "EPSV" else "550 Permission denied.") for line in NEW_CHAIN]
     walk = [
         ("MKD /upload/st/new/audio", "550 Permission denied."),
         ("CWD /upload/st/new/audio", "550 No such directory."),

@@ -131,6 +131,27 @@ def test_a_new_days_folders_cost_one_wait(make_server, ftp_root, credentials):
     assert (ftp_root / "upload/st/2024-05-01/audio").is_dir()
 
 
+@pytest.mark.parametrize("exists", [False, True])
+def test_the_first_file_into_a_new_days_folder_costs_three_waits(make_server, ftp_root, outbox, credentials, exists):
+    """The session's first upload: the folders' flight asks the data port too (no EPSV alone), then the STOR
+    with its bytes, then the rename: 3 waits (4 when the port had a flight of its own), whether another
+    session made the folders already or not."""
+    if exists:
+        (ftp_root / "upload/st/2024-05-01/audio").mkdir(parents=True)
+    data = write(outbox / "a.wav", 4096)
+    waits = Waits()
+    server = make_server(LockstepHandler, faults=waits)
+    try:
+        with UploadSession(params_for(server, credentials)) as session:
+            mark = len(waits.journal)
+            session.upload(str(outbox / "a.wav"), "st/2024-05-01/audio/a.wav", 4096, may_replace=lambda n: True)
+            used = waits.journal[mark:]
+    finally:
+        server.stop()
+    assert [entry for entry in used if entry[0] == "WAIT"] == [("WAIT", "")] * 3, used
+    assert (ftp_root / "upload/st/2024-05-01/audio/a.wav").read_bytes() == data
+
+
 def test_a_chain_another_session_made_costs_one_wait_and_is_not_fresh(make_server, ftp_root, credentials):
     """Every level exists already (550 to each MKD): still one wait, and the folder is not reported new."""
     (ftp_root / "upload/st/2024-05-01/audio").mkdir(parents=True)
@@ -200,3 +221,20 @@ def test_a_manifest_read_put_and_read_back_costs_four_waits(make_server, ftp_roo
     assert [cmd for cmd, _ in used if cmd == "WAIT"] == ["WAIT"] * 4, used
     assert [cmd for cmd, _ in used if cmd != "WAIT"] == ["SIZE", "EPSV", "STOR", "RNFR", "RNTO", "SIZE", "EPSV", "RETR"]
     assert (ftp_root / "upload/st/day/SHA256SUMS").read_bytes() == data
+
+
+def test_a_session_closed_at_the_end_of_a_run_waits_for_no_reply(make_server, credentials):
+    """The sink's sessions at its stop: QUIT, then the connection closed without waiting for the 221 (one round
+    trip less before the process exits). Any other close (a new session may follow at once) waits for it."""
+    waits = Waits()
+    server = make_server(LockstepHandler, faults=waits)
+    try:
+        leaving, other = UploadSession(params_for(server, credentials)), UploadSession(params_for(server, credentials))
+        leaving.connect()
+        other.connect()
+        mark = len(waits.journal)
+        leaving.close(wait_reply=False)
+        other.close()  # returns once its 221 came: the client was quiet long enough for any held reply to go
+    finally:
+        server.stop()
+    assert waits.journal[mark:] == [("QUIT", ""), ("QUIT", ""), ("WAIT", "")], waits.journal[mark:]

@@ -56,7 +56,7 @@ def test_a_copy_corrupted_on_the_server_before_its_hash_is_sent_again_and_never_
         wait_until(lambda: "(day complete)" in run.output(), timeout=30)
         wait_until(lambda: "verified by hash 1 / by size 0, hash mismatches 1" in run.output(), timeout=10)
         # The day's manifest is read back after "(day complete)" is logged; its journal goes once that matched.
-        wait_until(lambda: journals(outbox) == {}, timeout=10)
+        wait_until(lambda: journals(outbox) == {}, timeout=30)
     finally:
         proxy.close()
     assert run.stop() == 0
