@@ -23,7 +23,6 @@ from pipeline.app.logs import configure_logging
 from pipeline.cli import exit_codes
 from pipeline.outbox.lock import OutboxLockError
 from pipeline.sink.main_guard import children_need_no_main_module
-from settings import SettingsError
 
 if TYPE_CHECKING:  # the settings library and the options load after the arguments are parsed (see `_run_once`)
     from pipeline.app.options import UploaderOptions
