@@ -20,6 +20,7 @@ from tests.reliability.server import WatchedHandler
 
 __all__ = ["start_uploader", "watched_server"]
 
+HERE = Path(__file__).parent
 #: The benchmarks' round trip: each reply of the control connection is held back this long.
 LINK_DELAY = 0.02
 #: An mtime well in the past: backlog files are quiet at once (no debounce, no young-file recheck).
@@ -28,6 +29,17 @@ LONG_AGO = 1_600_000_000
 
 class LinkHandler(HeldReplies, WatchedHandler):
     """The watched, fault-injecting handler, its replies held back by `reply_delay`."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave this folder's long variants (marked `slow`: the real tbf link) out unless a marker expression
+    was given (`-m slow`; `make soak` does)."""
+    if config.getoption("markexpr"):
+        return
+    slow = [item for item in items if HERE in Path(item.path).parents and item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item not in slow]
 
 
 @pytest.fixture
