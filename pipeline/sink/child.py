@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from pipeline.sink.model import SinkCounters
-from pipeline.sink.pipes import PipeSender
+from pipeline.sink.pipes import PipeSender, receive
 
 if TYPE_CHECKING:  # the parent imports this module for `ChildEnds`: the sink's own modules load in `run_sink`
     from pipeline.sink.workers import Sink
@@ -46,14 +46,15 @@ def feed(connection: Connection, sink: Sink, counters: SinkCounters | None = Non
     """
     while True:
         try:
-            job = connection.recv()
+            jobs = receive(connection)
         except (EOFError, OSError, ValueError):
             return
-        if job is None:
-            return
-        sink.put(job)
-        if counters is not None:
-            counters.add("received_secondary")
+        for job in jobs:
+            if job is None:
+                return
+            sink.put(job)
+            if counters is not None:
+                counters.add("received_secondary")
 
 
 class LogsToParent(QueueHandler):

@@ -7,6 +7,11 @@ processes: `PipeSender` buffers what its callers put (they never block on a full
 queue's feeder thread) and writes it in order from its own thread; `read_into` reads messages until
 the other end is gone. A closed or broken pipe ends either thread quietly: what it carried is
 either still a file in the outbox (jobs) or a report about one (results, logs, counts).
+
+What the writer finds buffered at once goes as one `Batch` (one pickling, one write, one read on
+the other side): a busy sink reports several messages per file (its result, log records, counts),
+and per-message pickling and pipe calls were a good part of both processes' CPU per small file.
+Nothing waits to fill a batch: the writer sends whatever is there when it wakes.
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ log = logging.getLogger("beemon.sink")
 
 #: Put on a sender to end its thread once everything before it is written (see `PipeSender.close`).
 _END = object()
+#: At most this many messages in one write (a bounded pickle).
+BATCH_MAX = 256
+
+
+class Batch(list[Any]):
+    """Several messages sent as one; `receive` hands them back one by one, in order."""
 
 
 class _Later:
@@ -29,6 +40,7 @@ class _Later:
 
     def __init__(self, key: str) -> None:
         self.key = key
+        self.produce: Callable[[], Any] | None = None  # taken from `_later` when the writer reaches this place
 
 
 class PipeSender:
@@ -87,36 +99,65 @@ class PipeSender:
         else:
             thread.join(timeout)
 
-    def _next(self) -> Any:
+    def _take(self) -> tuple[list[Any], bool]:
+        """Everything buffered now (at most `BATCH_MAX`), in order, and whether the end was reached."""
+        taken: list[Any] = []
         with self._ready:
             while not self._buffer:
                 self._ready.wait()
-            message = self._buffer.popleft()
-            if not isinstance(message, _Later):
-                return message
-            produce = self._later.pop(message.key)
-        return produce()  # after the key left `_later`: a change from now on is sent after this one
+            while self._buffer and len(taken) < BATCH_MAX:
+                message = self._buffer.popleft()
+                if message is _END:
+                    return self._produced(taken), True
+                if isinstance(message, _Later):
+                    message.produce = self._later.pop(message.key)  # it runs below, outside the lock
+                taken.append(message)
+        return self._produced(taken), False
+
+    def _produced(self, taken: list[Any]) -> list[Any]:
+        """The messages, each `put_latest` producer run now: after its key left `_later` (a change from now on
+        is sent after this one)."""
+        return [message.produce() if isinstance(message, _Later) else message for message in taken]
 
     def _write(self) -> None:
         try:
-            while (message := self._next()) is not _END:
-                try:
-                    self.connection.send(message)
-                except OSError:  # the reader is gone: nothing to deliver to
+            while True:
+                messages, end = self._take()
+                if messages and not self._send(messages):
                     return
-                except Exception as error:  # one message that cannot be pickled must not silence the rest
-                    if not (isinstance(message, tuple) and message[:1] == ("log",)):  # (a log record: no loop)
-                        log.error("could not send a %s through the pipe: %s", type(message).__name__, error)
+                if end:
+                    return
         finally:
             self.connection.close()
+
+    def _send(self, messages: list[Any]) -> bool:
+        """Write `messages` (a `Batch` when several); False when the reader is gone."""
+        try:
+            self.connection.send(messages[0] if len(messages) == 1 else Batch(messages))
+        except OSError:  # the reader is gone: nothing to deliver to
+            return False
+        except Exception as error:  # one message that cannot be pickled must not silence the rest
+            if len(messages) > 1:
+                return all(self._send([message]) for message in messages)
+            message = messages[0]
+            if not (isinstance(message, tuple) and message[:1] == ("log",)):  # (a log record: no loop)
+                log.error("could not send a %s through the pipe: %s", type(message).__name__, error)
+        return True
+
+
+def receive(connection: Connection) -> list[Any]:
+    """The next messages from `connection` (one write of a `PipeSender`); raises as `Connection.recv` does."""
+    message = connection.recv()
+    return message if type(message) is Batch else [message]
 
 
 def read_into(connection: Connection, handle: Callable[[Any], bool]) -> None:
     """Hand each message from `connection` to `handle` until it returns False or the writing end is gone."""
     while True:
         try:
-            message = connection.recv()
+            messages = receive(connection)
         except (EOFError, OSError, ValueError):
             return
-        if not handle(message):
-            return
+        for message in messages:
+            if not handle(message):
+                return
