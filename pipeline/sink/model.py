@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from operator import attrgetter
+from typing import Any
 
 
 class Outcome(StrEnum):
@@ -50,6 +52,10 @@ class UploadResult:
     outcome: Outcome
     reply: str
 
+    def __reduce__(self) -> tuple[type[UploadResult], tuple[Any, ...]]:
+        """Pickled as its fields in order (one per attempt crosses to the parent; see `UploadJob.__reduce__`)."""
+        return (UploadResult, _RESULT_FIELDS(self))
+
 
 @dataclass(frozen=True, slots=True)
 class SinkStats:
@@ -72,6 +78,10 @@ class SinkStats:
     verified_size: int = 0
     hash_mismatches: int = 0
 
+    def __reduce__(self) -> tuple[type[SinkStats], tuple[Any, ...]]:
+        """Pickled as its fields in order (sent after every change of the counts; see `UploadJob.__reduce__`)."""
+        return (SinkStats, _STATS_FIELDS(self))
+
 
 @dataclass(frozen=True, slots=True)
 class SinkGaveUp:
@@ -82,6 +92,8 @@ class SinkGaveUp:
 
 
 _FIELDS = tuple(f.name for f in fields(SinkStats))
+_STATS_FIELDS = attrgetter(*_FIELDS)
+_RESULT_FIELDS = attrgetter(*(f.name for f in fields(UploadResult)))
 
 
 class SinkCounters:
