@@ -11,7 +11,10 @@ either still a file in the outbox (jobs) or a report about one (results, logs, c
 What the writer finds buffered at once goes as one `Batch` (one pickling, one write, one read on
 the other side): a busy sink reports several messages per file (its result, log records, counts),
 and per-message pickling and pipe calls were a good part of both processes' CPU per small file.
-Nothing waits to fill a batch: the writer sends whatever is there when it wakes. Messages are
+Nothing else waits to fill a batch: the writer sends whatever is there when it wakes, except that
+a `put_latest` snapshot alone (the sink's counts, which change a few times per file) waits up to
+`LATER_SECONDS` for a message to ride with: counts are for display and the backfill's pace, and
+they are still never behind a result (their producer runs when the batch is written). Messages are
 pickled with `pickle` itself, not `Connection.send`'s `ForkingPickler`: that one copies the whole
 copyreg dispatch table for every message (about 5 us each, more than pickling a log record), and
 nothing sent here needs its reducers (no sockets, pipes or file descriptors travel these pipes).
@@ -22,6 +25,7 @@ from __future__ import annotations
 import logging
 import pickle
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -33,6 +37,8 @@ log = logging.getLogger("beemon.sink")
 _END = object()
 #: At most this many messages in one write (a bounded pickle).
 BATCH_MAX = 256
+#: How long a `put_latest` snapshot waits for other messages to go with it.
+LATER_SECONDS = 0.05
 
 
 class Batch(list[Any]):
@@ -62,6 +68,8 @@ class PipeSender:
         self._later: dict[str, Callable[[], Any]] = {}  # key -> producer, for `put_latest`
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._urgent = 0  # buffered messages that are not `put_latest` places (the end included)
+        self._later_since = 0.0  # when the oldest buffered `put_latest` place was put
 
     def put(self, message: Any) -> None:
         """Buffer `message` for the writing thread (started on the first put); never blocks on the pipe."""
@@ -69,19 +77,29 @@ class PipeSender:
             if self._closed:
                 return
             self._buffer.append(message)
+            self._urgent += 1
             self._ready.notify()
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._write, name=self._name, daemon=True)
-                self._thread.start()
+            self._start()
 
     def put_latest(self, key: str, produce: Callable[[], Any]) -> None:
         """Send what `produce()` returns when the writer reaches this point: puts of the same `key` that come
-        before the writer does collapse into one (a burst of count changes becomes one message with the last)."""
+        before the writer does collapse into one (a burst of count changes becomes one message with the last).
+        Alone in the buffer, it waits up to `LATER_SECONDS` for other messages to go with it."""
         with self._ready:
             if key in self._later or self._closed:
                 return
+            if not self._later:
+                self._later_since = time.monotonic()
             self._later[key] = produce
-        self.put(_Later(key))
+            self._buffer.append(_Later(key))
+            if len(self._buffer) == 1:  # a writer asleep on an empty buffer now times the wait
+                self._ready.notify()
+            self._start()
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._write, name=self._name, daemon=True)
+            self._thread.start()
 
     def close(self, timeout: float, *, discard: bool = False) -> None:
         """Write what is buffered (or drop it: `discard`), for at most `timeout` s, then close the connection.
@@ -95,7 +113,9 @@ class PipeSender:
             if discard:
                 self._buffer.clear()
                 self._later.clear()
+                self._urgent = 0
             self._buffer.append(_END)
+            self._urgent += 1
             self._ready.notify()
             thread = self._thread
         if thread is None:
@@ -107,14 +127,22 @@ class PipeSender:
         """Everything buffered now (at most `BATCH_MAX`), in order, and whether the end was reached."""
         taken: list[Any] = []
         with self._ready:
-            while not self._buffer:
-                self._ready.wait()
+            while not self._urgent:
+                if not self._buffer:
+                    self._ready.wait()
+                    continue
+                left = self._later_since + LATER_SECONDS - time.monotonic()
+                if left <= 0:
+                    break
+                self._ready.wait(left)
             while self._buffer and len(taken) < BATCH_MAX:
                 message = self._buffer.popleft()
-                if message is _END:
-                    return self._produced(taken), True
                 if isinstance(message, _Later):
                     message.produce = self._later.pop(message.key)  # it runs below, outside the lock
+                else:
+                    self._urgent -= 1
+                if message is _END:
+                    return self._produced(taken), True
                 taken.append(message)
         return self._produced(taken), False
 
