@@ -93,6 +93,7 @@ class SinkGaveUp:
 
 _FIELDS = tuple(f.name for f in fields(SinkStats))
 _STATS_FIELDS = attrgetter(*_FIELDS)
+_INDEX = {name: index for index, name in enumerate(_FIELDS)}
 _RESULT_FIELDS = attrgetter(*(f.name for f in fields(UploadResult)))
 
 
@@ -112,7 +113,7 @@ class SinkCounters:
         with self._lock:
             changed = False
             for name, value in values.items():
-                index = _FIELDS.index(name)
+                index = _INDEX[name]
                 changed = changed or self._values[index] != value
                 self._values[index] = value
         if changed and self.on_change is not None:
@@ -120,6 +121,6 @@ class SinkCounters:
 
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
-            self._values[_FIELDS.index(name)] += amount
+            self._values[_INDEX[name]] += amount
         if self.on_change is not None:
             self.on_change()

@@ -3,9 +3,9 @@
 Issue 17 asks the uploader for lftp's rate on 2,000 x 4 KiB against a C server. This measures
 what the language and the machine allow, with nothing of the uploader around it:
 
-- `bare`: per file EPSV, then STOR of the final name with the bytes sent at once behind it on
-  the data connection (as the uploader does for small files), then the 150 and the 226. No
-  temporary name, no check, the local file stays.
+- `bare`: per file STOR of the final name with the bytes sent at once behind it on the data
+  connection (as the uploader does for small files), the next file's EPSV sent right behind, then
+  the 150, the 226 and the 229 read. No temporary name, no check, the local file stays.
 - `guarded`: what the uploader promises per file, and nothing else: the local file opened and
   its size taken, STOR to a temporary name (`.name.part`), then RNFR, RNTO and SIZE of the final
   name in one flight (with the next file's EPSV, as the uploader pipelines it), each reply
@@ -88,14 +88,18 @@ class Control:
         port = int(epsv_reply.split(b"|")[-2])
         return socket.create_connection(("127.0.0.1", port))
 
-    def store(self, path: str, data: bytes, epsv_reply: bytes) -> None:
-        """STOR `path` on the port of `epsv_reply`, the bytes right behind the command; then 150 and 226."""
+    def store(self, path: str, data: bytes, epsv_reply: bytes, *, then: str = "") -> bytes:
+        """STOR `path` on the port of `epsv_reply`, the bytes right behind the command, then the command `then`
+        (pipelined); the 150 and 226 read, and `then`'s reply returned."""
         data_sock = self.data_socket(epsv_reply)
         self.sock.sendall(f"STOR {path}\r\n".encode())
         data_sock.sendall(data)
         data_sock.close()
+        if then:
+            self.sock.sendall(f"{then}\r\n".encode())
         self.expect("150")
         self.expect("226")
+        return self.reply() if then else b""
 
     def close(self) -> None:
         self.sock.sendall(b"QUIT\r\n")
@@ -104,11 +108,14 @@ class Control:
 
 
 def send_bare(control: Control, files: list[Path], remote: str) -> None:
-    for path in files:
+    (epsv,) = control.flight("EPSV", expect=("229",)) if files else (b"",)
+    for index, path in enumerate(files):
         with open(path, "rb") as local:
             data = local.read()
-        (epsv,) = control.flight("EPSV", expect=("229",))
-        control.store(f"{remote}/{path.name}", data, epsv)
+        more = index + 1 < len(files)
+        epsv = control.store(f"{remote}/{path.name}", data, epsv, then="EPSV" if more else "")
+        if more and not epsv.startswith(b"229"):
+            raise RuntimeError(f"expected 229, got {epsv!r}")
 
 
 def send_guarded(control: Control, files: list[Path], remote: str) -> None:
