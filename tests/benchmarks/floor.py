@@ -6,10 +6,13 @@ what the language and the machine allow, with nothing of the uploader around it:
 - `bare`: per file STOR of the final name with the bytes sent at once behind it on the data
   connection (as the uploader does for small files), the next file's EPSV sent right behind, then
   the 150, the 226 and the 229 read. No temporary name, no check, the local file stays.
-- `guarded`: what the uploader promises per file, and nothing else: the local file opened and
-  its size taken, STOR to a temporary name (`.name.part`), then RNFR, RNTO and SIZE of the final
-  name in one flight (with the next file's EPSV, as the uploader pipelines it), each reply
-  checked and the size compared, then the local file deleted. No watcher, no journal, no logs.
+- `guarded`: what the uploader promises per file, and nothing else, in its 6 commands: the local
+  file opened and its size taken; SIZE of the final name (the uploader's guard against
+  overwriting another file's copy: 550, none there) and STOR to a temporary name (`.name.part`)
+  in one flight, the bytes right behind; the local size taken again (a file that changed is not
+  renamed); then RNFR, RNTO and SIZE of the final name in one flight with the next file's EPSV,
+  each reply checked and the size compared; then the local file deleted. No watcher, no job
+  queue, no journal, no logs, no second process.
 
 Each runs with N connections as N threads in one process and as N processes (fork), over raw
 sockets (a buffered reader for the replies): the leanest Python client there is. Logins happen
@@ -88,15 +91,18 @@ class Control:
         port = int(epsv_reply.split(b"|")[-2])
         return socket.create_connection(("127.0.0.1", port))
 
-    def store(self, path: str, data: bytes, epsv_reply: bytes, *, then: str = "") -> bytes:
+    def store(self, path: str, data: bytes, epsv_reply: bytes, *, then: str = "", guard: str = "") -> bytes:
         """STOR `path` on the port of `epsv_reply`, the bytes right behind the command, then the command `then`
-        (pipelined); the 150 and 226 read, and `then`'s reply returned."""
+        (pipelined); the 150 and 226 read, and `then`'s reply returned. `guard`: a path whose SIZE is asked in
+        the STOR's flight, and must be absent (550)."""
         data_sock = self.data_socket(epsv_reply)
-        self.sock.sendall(f"STOR {path}\r\n".encode())
+        self.sock.sendall(f"SIZE {guard}\r\nSTOR {path}\r\n".encode() if guard else f"STOR {path}\r\n".encode())
         data_sock.sendall(data)
         data_sock.close()
         if then:
             self.sock.sendall(f"{then}\r\n".encode())
+        if guard:
+            self.expect("550")
         self.expect("150")
         self.expect("226")
         return self.reply() if then else b""
@@ -124,8 +130,10 @@ def send_guarded(control: Control, files: list[Path], remote: str) -> None:
         with open(path, "rb") as local:
             size = os.fstat(local.fileno()).st_size
             data = local.read()
-        final, part = f"{remote}/{path.name}", f"{remote}/.{path.name}.part"
-        control.store(part, data, epsv)
+            final, part = f"{remote}/{path.name}", f"{remote}/.{path.name}.part"
+            control.store(part, data, epsv, guard=final)
+            if os.fstat(local.fileno()).st_size != size:
+                raise RuntimeError(f"{path} changed while it was sent")
         more = index + 1 < len(files)
         replies = control.flight(
             f"RNFR {part}",
