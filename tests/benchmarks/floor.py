@@ -316,13 +316,14 @@ def watchdog_run(work: Path, files: int) -> dict:
 # --- the report
 
 
-def _row(label: str, runs: list[dict], files: int, lftp_rate: float | None) -> str:
+def _row(label: str, runs: list[dict], files: int, lftp_runs: list[dict]) -> str:
+    """Medians; the ratio to lftp is taken within each round (the cases take turns), then the median."""
     rate = statistics.median(files / r["seconds"] for r in runs)
     cpu = statistics.median(1000 * r["cpu_seconds"] / files for r in runs)
     server = statistics.median(1000 * r["server_cpu_seconds"] / files for r in runs)
-    ratio = f"{rate / lftp_rate:.2f}x" if lftp_rate else "-"
+    ratio = statistics.median(lftp["seconds"] / r["seconds"] for r, lftp in zip(runs, lftp_runs, strict=True))
     spread = ", ".join(f"{files / r['seconds']:.0f}" for r in runs)
-    return f"| {label} | {rate:,.0f} ({spread}) | {ratio} | {cpu:.2f} | {server:.2f} |"
+    return f"| {label} | {rate:,.0f} ({spread}) | {ratio:.2f}x | {cpu:.2f} | {server:.2f} |"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,17 +353,16 @@ def main(argv: list[str] | None = None) -> int:
             results[label].append(case())
     watch = [watchdog_run(work, n) for _ in range(args.runs)]
     load_after = os.getloadavg()
-    lftp_rate = statistics.median(n / r["seconds"] for r in results["lftp mirror -R"])
     print(
         f"{started}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, {n:,} x {SIZE} B, {c} connections, "
-        f"vsftpd on loopback, {args.runs} runs (median, then each run), "
+        f"vsftpd on loopback, {args.runs} rounds (median, then each round; the ratio to lftp within each round), "
         f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after"
     )
     print()
     print("| client | files/s | of lftp | client CPU ms/file | vsftpd CPU ms/file |")
     print("|---|---|---|---|---|")
     for label, runs in results.items():
-        print(_row(label, runs, n, lftp_rate))
+        print(_row(label, runs, n, results["lftp mirror -R"]))
     per_file = [1000 * r["cpu_seconds"] / n for r in watch]
     print()
     print(
