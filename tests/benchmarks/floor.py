@@ -198,9 +198,9 @@ def run_clients(server: Server, files: list[Path], remote: str, mode: str, conne
     if cpu_queue is None:
         cpu = time.process_time() - cpu_before
     else:
-        cpu = sum(cpu_queue.get() for _ in workers)
-        if any(worker.exitcode for worker in workers):
+        if any(worker.exitcode for worker in workers):  # (before the queue: a failed worker put nothing on it)
             raise RuntimeError(f"a worker failed: exit codes {[w.exitcode for w in workers]}")
+        cpu = sum(cpu_queue.get() for _ in workers)
     return {"seconds": seconds, "cpu_seconds": cpu, "server_cpu_seconds": procs.cpu_seconds(server.pid) - server_before}
 
 
