@@ -5,8 +5,10 @@ Plain frozen dataclasses, so they compare by value in marble tests and pickle to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import IntEnum, StrEnum
+from operator import attrgetter
+from typing import Any
 
 
 class EventKind(StrEnum):
@@ -63,3 +65,11 @@ class UploadJob:
     priority: Priority = Priority.LIVE
     day_file: bool = False
     into_folder: bool = False
+
+    def __reduce__(self) -> tuple[type[UploadJob], tuple[Any, ...]]:
+        """Pickled as its fields in order (one job crosses to the sink process per file): the default state of a
+        slots dataclass walks `dataclasses.fields` on every pickle and unpickle."""
+        return (UploadJob, _JOB_FIELDS(self))
+
+
+_JOB_FIELDS = attrgetter(*(f.name for f in fields(UploadJob)))

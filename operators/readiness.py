@@ -12,8 +12,10 @@ sees Closed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
-from fnmatch import fnmatchcase
+import re
+from collections.abc import Callable, Iterable, Sequence
+from fnmatch import translate
+from functools import lru_cache
 
 from operators.model import EventKind, FileEvent
 from operators.remote_path import remote_name
@@ -24,8 +26,15 @@ POLLING_READY_KINDS = READY_KINDS | {EventKind.MODIFIED}
 
 def is_ignored_name(name: str, patterns: Iterable[str]) -> bool:
     """True if one path segment matches one of the patterns (fnmatch ignoring case: `X.PART` is a `*.part`)."""
-    folded = name.lower()
-    return any(fnmatchcase(folded, pattern.lower()) for pattern in patterns)
+    return _matcher(patterns if isinstance(patterns, tuple) else tuple(patterns))(name.lower()) is not None
+
+
+@lru_cache(maxsize=16)
+def _matcher(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
+    """One regular expression for all the patterns, lower-cased (every event's path is checked segment by segment)."""
+    if not patterns:
+        return lambda name: None
+    return re.compile("|".join(translate(pattern.lower()) for pattern in patterns)).match
 
 
 def parts_below(path: str, root: str) -> tuple[str, ...] | None:

@@ -71,3 +71,16 @@ def test_startup_measurement(capsys):
 
     startup.main(["--runs", "1", "--top", "0"])
     assert "returned: median" in capsys.readouterr().out
+
+
+def test_floor_clients_and_watchdog_alone(tmp_path):
+    """The floor's minimal clients (tests/benchmarks/floor.py) deliver every file whole, and the guarded ones
+    leave no temporary name and no local file (each run checks it, and raises otherwise)."""
+    from tests.benchmarks import floor
+
+    servers.find_server("vsftpd", "vsftpd") or servers.unavailable("vsftpd (Debian package vsftpd) is not installed")
+    for mode in ("bare", "guarded"):
+        for how in ("threads", "processes"):
+            figures = floor.one_client_run(tmp_path / f"{mode}-{how}", mode, how, files=9, connections=2)
+            assert figures["seconds"] > 0 and figures["cpu_seconds"] > 0
+    assert floor.watchdog_run(tmp_path / "watch", files=5)["cpu_seconds"] >= 0

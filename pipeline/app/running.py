@@ -1,6 +1,6 @@
 """`RunningPipeline`: the live parts of one run, started and disposed in one order.
 
-The embedded server (when named), the sink process, the results pump, the statistics line, the
+The embedded server (when named), the sink process (its results handled as they arrive), the statistics line, the
 metrics endpoint and the stream's subscription. `Uploader.run`, `run --once` and `demo` each hold
 one; disposal is the whole stop: no new jobs, in-flight transfers finish within the deadline, and
 what was not sent stays in the outbox for the next start. The stream's modules (reactivex,
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -54,6 +53,21 @@ def check_options(options: UploaderOptions) -> None:
         )
 
 
+class _HandledAtOnce:
+    """The sink's results queue, as far as it knows: each result is handled in the thread that reads the sink's
+    reports, when it is put. (A queue and a pump thread cost a hand-off per file, a notify, a wake and a turn at
+    the GIL, for handling that only takes locks: the statistics, the stream's "released" subject, `on_result`.)"""
+
+    def __init__(self, handle: Callable[[Any], None]) -> None:
+        self._handle = handle
+
+    def put(self, message: Any) -> None:
+        try:
+            self._handle(message)
+        except Exception:  # the reports thread must go on passing the rest on
+            log.exception("handling a result of the sink failed")
+
+
 class RunningPipeline:
     """The live parts of one run: embedded server, sink process, results pump, the subscription.
 
@@ -78,9 +92,7 @@ class RunningPipeline:
         self.early = early  # the sink's process, started before the settings were read (`pipeline.sink.prestart`)
         self.server: EmbeddedFtpServer | None = None
         self.helper: UploadHelper | None = None
-        self._results: queue.Queue[Any] | None = None
         self._released: Subject[str] | None = None  # paths the stream may forget (when it watches)
-        self._pump: threading.Thread | None = None
         self._subscription: abc.DisposableBase | None = None
         self._closing = threading.Event()
         self._stats_thread: threading.Thread | None = None
@@ -115,11 +127,10 @@ class RunningPipeline:
         if options.metrics_port:  # first: a port that is taken ends the start before anything runs
             self._metrics = _serve_metrics(self.stats, options.metrics_port, self.collectors)
             log.info("Prometheus metrics on port %d", options.metrics_port)
-        self._results = queue.Queue()  # the helper's reader thread puts on it: no semaphore, no resource tracker
         self.helper = UploadHelper(
             options.target,
             options.policy,
-            results=self._results,
+            results=_HandledAtOnce(self._handle_result),
             outbox=options.outbox,
             station=options.station,
             early=self.early,
@@ -127,8 +138,6 @@ class RunningPipeline:
         self.early = None
         self.helper.start()
         self.stats.sink = self.helper.stats
-        self._pump = threading.Thread(target=self._pump_results, name="results-pump", daemon=True)
-        self._pump.start()
         if options.stats_interval > 0:
             self._stats_thread = threading.Thread(target=self._log_stats, name="stats", daemon=True)
             self._stats_thread.start()
@@ -229,21 +238,18 @@ class RunningPipeline:
             return self.options.policy.delete_after_upload and not os.path.lexists(path)
         return outcome.final
 
-    def _pump_results(self) -> None:
-        while True:
-            message = self._results.get()
-            if message is None:
-                return
-            if isinstance(message, SinkGaveUp):
-                self._sink_gave_up = message.reason
-                continue
-            if not isinstance(message, UploadResult):
-                continue
-            self.stats.finished(message.local_path, message.outcome, message.bytes)
-            if self._released is not None and self._releases(message.local_path, message.outcome):
-                self._released.on_next(message.local_path)
-            if self.on_result is not None:
-                self.on_result(message)
+    def _handle_result(self, message: Any) -> None:
+        """One result (or `SinkGaveUp`) of the sink, in the thread that reads its reports."""
+        if isinstance(message, SinkGaveUp):
+            self._sink_gave_up = message.reason
+            return
+        if not isinstance(message, UploadResult):
+            return
+        self.stats.finished(message.local_path, message.outcome, message.bytes)
+        if self._released is not None and self._releases(message.local_path, message.outcome):
+            self._released.on_next(message.local_path)
+        if self.on_result is not None:
+            self.on_result(message)
 
     def _log_stats(self) -> None:
         while not self._closing.wait(self.options.stats_interval):
@@ -262,10 +268,6 @@ class RunningPipeline:
             self.stats.sink = None
             self.helper.stop()  # policy.stop_deadline_seconds for in-flight transfers; joins, ends it past that
             self.helper = None
-        if self._pump is not None and self._results is not None:
-            self._results.put(None)
-            self._pump.join(5)
-            self._pump = None
         if self._metrics is not None:
             self._metrics.shutdown()
             self._metrics = None

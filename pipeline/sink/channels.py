@@ -22,7 +22,7 @@ import threading
 from typing import Any
 
 from operators.model import Priority, UploadJob
-from pipeline.sink.child import ChildEnds, ReplayInParent
+from pipeline.sink.child import ChildEnds, replay_in_parent
 from pipeline.sink.heartbeat import Heartbeat
 from pipeline.sink.model import SinkCounters, SinkStats
 from pipeline.sink.pipes import PipeSender, read_into
@@ -89,7 +89,7 @@ class Channels:
                 if self.log_queue is not None:
                     self.log_queue.put_nowait(value)
                 else:
-                    ReplayInParent().handle(value)
+                    replay_in_parent(value)
             elif kind == "running":
                 self._running.set()
         except Exception as error:  # a caller's queue that was closed must not end the reports of the rest

@@ -1,7 +1,7 @@
 """The sink process's plumbing: jobs in from the parent's pipes, reports out to the parent, SIGTERM.
 
 The child's "beemon.sink" records travel up its reports pipe (`log_to_parent`); the parent replays
-each through its own logger of the same name (`ReplayInParent`), so they land in its handlers and
+each through its own logger of the same name (`replay_in_parent`), so they land in its handlers and
 formats. Results and counts travel the same pipe (`pipeline.sink.channels`).
 """
 
@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from pipeline.sink.model import SinkCounters
-from pipeline.sink.pipes import PipeSender
+from pipeline.sink.pipes import PipeSender, receive
 
 if TYPE_CHECKING:  # the parent imports this module for `ChildEnds`: the sink's own modules load in `run_sink`
     from pipeline.sink.workers import Sink
@@ -46,14 +46,15 @@ def feed(connection: Connection, sink: Sink, counters: SinkCounters | None = Non
     """
     while True:
         try:
-            job = connection.recv()
+            jobs = receive(connection)
         except (EOFError, OSError, ValueError):
             return
-        if job is None:
-            return
-        sink.put(job)
-        if counters is not None:
-            counters.add("received_secondary")
+        for job in jobs:
+            if job is None:
+                return
+            sink.put(job)
+            if counters is not None:
+                counters.add("received_secondary")
 
 
 class LogsToParent(QueueHandler):
@@ -71,13 +72,15 @@ def log_to_parent(reports: PipeSender, level: int) -> None:
     logger.propagate = False
 
 
-class ReplayInParent(logging.Handler):
-    """In the parent: hand a record from the child to the parent's logger of the same name."""
+def replay_in_parent(record: logging.LogRecord) -> None:
+    """In the parent: hand a record from the child to the parent's logger of the same name.
 
-    def emit(self, record: logging.LogRecord) -> None:
-        logger = logging.getLogger(record.name)
-        if logger.isEnabledFor(record.levelno):
-            logger.handle(record)
+    A function, not a `logging.Handler` made per record: a handler's construction takes logging's
+    module lock and registers a weak reference, for every record of every file.
+    """
+    logger = logging.getLogger(record.name)
+    if logger.isEnabledFor(record.levelno):
+        logger.handle(record)
 
 
 def wait_for_stop(control: Any, default_deadline: float) -> float:

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from operator import attrgetter
+from typing import Any
 
 
 class Outcome(StrEnum):
@@ -50,6 +52,10 @@ class UploadResult:
     outcome: Outcome
     reply: str
 
+    def __reduce__(self) -> tuple[type[UploadResult], tuple[Any, ...]]:
+        """Pickled as its fields in order (one per attempt crosses to the parent; see `UploadJob.__reduce__`)."""
+        return (UploadResult, _RESULT_FIELDS(self))
+
 
 @dataclass(frozen=True, slots=True)
 class SinkStats:
@@ -72,6 +78,10 @@ class SinkStats:
     verified_size: int = 0
     hash_mismatches: int = 0
 
+    def __reduce__(self) -> tuple[type[SinkStats], tuple[Any, ...]]:
+        """Pickled as its fields in order (sent after every change of the counts; see `UploadJob.__reduce__`)."""
+        return (SinkStats, _STATS_FIELDS(self))
+
 
 @dataclass(frozen=True, slots=True)
 class SinkGaveUp:
@@ -82,6 +92,9 @@ class SinkGaveUp:
 
 
 _FIELDS = tuple(f.name for f in fields(SinkStats))
+_STATS_FIELDS = attrgetter(*_FIELDS)
+_INDEX = {name: index for index, name in enumerate(_FIELDS)}
+_RESULT_FIELDS = attrgetter(*(f.name for f in fields(UploadResult)))
 
 
 class SinkCounters:
@@ -100,7 +113,7 @@ class SinkCounters:
         with self._lock:
             changed = False
             for name, value in values.items():
-                index = _FIELDS.index(name)
+                index = _INDEX[name]
                 changed = changed or self._values[index] != value
                 self._values[index] = value
         if changed and self.on_change is not None:
@@ -108,6 +121,6 @@ class SinkCounters:
 
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
-            self._values[_FIELDS.index(name)] += amount
+            self._values[_INDEX[name]] += amount
         if self.on_change is not None:
             self.on_change()

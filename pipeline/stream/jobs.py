@@ -28,7 +28,7 @@ from operators.choices import BACKFILL_ORDERS, DEFAULT_IGNORE_PATTERNS, OBSERVER
 from operators.debounce import debounce_per_path
 from operators.dedupe import dedupe_jobs
 from operators.job_mapping import StatFn
-from operators.model import FileEvent, UploadJob
+from operators.model import EventKind, FileEvent, UploadJob
 from operators.ready_files import ready_files, watched_files
 from operators.upload_jobs import to_upload_jobs
 from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
@@ -40,6 +40,11 @@ from pipeline.stream.watch import watch_source
 
 log = logging.getLogger("beemon.stream.jobs")
 JobsOperator = Callable[[Observable[FileEvent]], Observable[UploadJob]]
+
+
+def _deleted(event: FileEvent) -> bool:
+    """A deletion ends a path's wait: `ready_files` would drop it after the debounce anyway."""
+    return event.kind is EventKind.DELETED
 
 
 def logging_links(stat: StatFn) -> StatFn:
@@ -152,7 +157,7 @@ class _JobStream:
         return watch_source(self.root, self.observer, self.polling_interval).pipe(
             ops.observe_on(loop),
             watched_files(self.patterns, root=self.root),
-            debounce_per_path(self.quiet, loop),
+            debounce_per_path(self.quiet, loop, ends=_deleted),
             ready_files(self.patterns, root=self.root, polling=self.polling),
             jobs,
         )

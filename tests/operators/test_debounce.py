@@ -43,6 +43,58 @@ def test_a_deletion_is_the_last_event_and_replaces_the_pending_close():
         assert start(events.pipe(debounce_per_path(3))) == expected
 
 
+def _is_deletion(event):
+    return event is EVENTS["d"]
+
+
+def test_an_ending_event_drops_the_pending_close_at_once_and_is_never_emitted():
+    """With `ends`, a deletion cancels its path's pending close and leaves the other paths alone."""
+    with marbles_testing(timespan=1.0) as (start, cold, _hot, exp):
+        events = cold("-a-b-d------d---a-----|", lookup=EVENTS)
+        expected = exp("--------b------------a|", lookup=EVENTS)
+        assert start(events.pipe(debounce_per_path(5, ends=_is_deletion))) == expected
+
+
+class _CountingScheduler(TestScheduler):
+    timers = 0
+
+    def schedule_relative(self, duetime, action, state=None):
+        self.timers += 1
+        return super().schedule_relative(duetime, action, state)
+
+
+def test_an_ending_event_for_a_path_that_is_not_pending_leaves_no_timer():
+    scheduler = _CountingScheduler()
+    xs = scheduler.create_hot_observable(
+        ReactiveTest.on_next(210, EVENTS["d"]), ReactiveTest.on_next(220, EVENTS["d"]), ReactiveTest.on_completed(300)
+    )
+    results = scheduler.start(lambda: xs.pipe(debounce_per_path(5, scheduler, ends=_is_deletion)))
+    assert results.messages == [ReactiveTest.on_completed(300)]
+    assert scheduler.timers == 0
+
+
+def test_paths_due_together_share_one_timer_and_a_busy_path_moves_behind_the_others():
+    """A burst of new files (here three at one instant) is one timer, not one per path; a path that changes again
+    goes behind the others, and the timer sleeps again for it."""
+    scheduler = _CountingScheduler()
+    c_closed = closed("audio/c.wav")
+    xs = scheduler.create_hot_observable(
+        ReactiveTest.on_next(210, A_CLOSED),
+        ReactiveTest.on_next(210, B_CLOSED),
+        ReactiveTest.on_next(210, c_closed),
+        ReactiveTest.on_next(212, A_MODIFIED),
+        ReactiveTest.on_completed(300),
+    )
+    results = scheduler.start(lambda: xs.pipe(debounce_per_path(5, scheduler)))
+    assert results.messages == [
+        ReactiveTest.on_next(215, B_CLOSED),
+        ReactiveTest.on_next(215, c_closed),
+        ReactiveTest.on_next(217, A_MODIFIED),
+        ReactiveTest.on_completed(300),
+    ]
+    assert scheduler.timers == 2  # one for the burst, one more for the path that changed again
+
+
 def test_completion_flushes_every_pending_path_at_once():
     with marbles_testing(timespan=1.0) as (start, cold, _hot, exp):
         events = cold("-a-b-|", lookup=EVENTS)

@@ -6,7 +6,8 @@ import multiprocessing
 import threading
 import time
 
-from pipeline.sink.pipes import PipeSender, read_into
+from pipeline.sink import pipes
+from pipeline.sink.pipes import LATER_SECONDS, Batch, PipeSender, read_into
 
 BIG = b"x" * 300_000  # more than a pipe holds: the writing thread blocks in it until the reader reads
 
@@ -71,3 +72,24 @@ def test_a_message_that_cannot_be_pickled_is_logged_and_the_rest_still_go(caplog
     sender.close(5.0)
     assert reader.recv() == ("result", "b.wav")
     assert "could not send a tuple through the pipe" in caplog.text
+
+
+def test_a_snapshot_alone_waits_a_little_for_company_and_is_never_lost(monkeypatch):
+    """Counts change several times per file: alone they wait (at most LATER_SECONDS) for the next result, then go
+    with it as one write, produced then (so never behind it); with nothing else coming they still go."""
+    monkeypatch.setattr(pipes, "LATER_SECONDS", 30.0)  # (a loaded machine must not end the wait early)
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    sender = PipeSender(writer, "test")
+    counts = [0]
+    for _ in range(3):
+        counts[0] += 1
+        sender.put_latest("counts", lambda: ("counts", counts[0]))
+        time.sleep(0.01)
+    counts[0] += 1
+    sender.put(("result", "a.wav"))
+    assert reader.recv() == Batch([("counts", 4), ("result", "a.wav")])  # one write, the snapshot the latest
+    monkeypatch.setattr(pipes, "LATER_SECONDS", LATER_SECONDS)
+    counts[0] += 1
+    sender.put_latest("counts", lambda: ("counts", counts[0]))
+    assert reader.poll(5) and reader.recv() == ("counts", 5)  # alone: sent once its wait is over
+    sender.close(5.0)
