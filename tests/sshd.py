@@ -16,7 +16,9 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from pipeline.sftp.params import SftpParams
 from tests.servers import ServerFiles, _start, find_server, free_port, unavailable
 
 
@@ -44,6 +46,18 @@ class SshdFiles:
 
     def files(self) -> dict[str, bytes]:
         return self.server.files()
+
+    def sftp_params(self, **extra: Any) -> SftpParams:
+        """The transport's parameters for this daemon (its port, user, key, known_hosts and root), with `extra`."""
+        return SftpParams(
+            "127.0.0.1",
+            self.port,
+            self.username,
+            key_file=str(self.key_file),
+            known_hosts=str(self.known_hosts),
+            remote_root=str(self.root),
+            **extra,
+        )
 
     def alive(self) -> bool:
         return self.server.alive()

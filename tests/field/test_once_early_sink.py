@@ -85,6 +85,17 @@ def slow_env(
     )
 
 
+def run_once_into(output: Path, env: dict[str, str]) -> int:
+    """`run --once` with its stdout and stderr into `output`; its exit code (killed if it takes over 30 s)."""
+    with output.open("w") as log:
+        process = subprocess.Popen(cli("run", "--once"), env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        return process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def test_the_sinks_start_up_overlaps_reading_the_settings(link_server, outbox, tmp_path):
     """Both start-ups take 2 s: the sink's interpreter starts while the settings are still being read (not once
     they are), and the file is delivered as usual."""
@@ -107,13 +118,7 @@ def test_once_with_a_bad_setting_says_so_and_leaves_no_process_behind(link_serve
     env = slow_env(link_server, outbox, tmp_path, seconds=SLOWER_SECONDS, read_seconds=0, BEEMON_FTP__CONNECTIONS="0")
     output = tmp_path / "once.log"
     started = time.monotonic()
-    with output.open("w") as log:
-        process = subprocess.Popen(cli("run", "--once"), env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        code = process.wait(30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    code = run_once_into(output, env)
     took = time.monotonic() - started
     assert processes_with(f"BEEMON_TEST_RUN_MARKER={tmp_path}") == []  # at its exit, not some time after
     assert code == 2, output.read_text()
@@ -157,13 +162,7 @@ def test_once_while_another_uploader_works_the_outbox_leaves_no_process_behind(l
     env = slow_env(link_server, outbox, tmp_path, seconds=SLOWER_SECONDS, read_seconds=0)
     output = tmp_path / "once.log"
     with OutboxLock(str(outbox)):
-        with output.open("w") as log:
-            process = subprocess.Popen(cli("run", "--once"), env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            code = process.wait(30)
-        finally:
-            if process.poll() is None:
-                process.kill()
+        code = run_once_into(output, env)
     assert processes_with(f"BEEMON_TEST_RUN_MARKER={tmp_path}") == []
     assert code == 2, output.read_text()
     [line] = output.read_text().splitlines()

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.ftp.transport import FtpTransport
-from pipeline.sftp.params import SftpParams
 from pipeline.sftp.transport import SftpTransport
 from pipeline.transport.bandwidth import LiveFirst, SessionThrottle
 from pipeline.transport.base import Delivery, DeliveryProgress
@@ -63,14 +62,7 @@ def test_sftp_the_connection_is_bounded_while_it_carries_backlog_and_not_while_i
 ):
     server = start_sshd(tmp_path / "sshd")
     try:
-        params = SftpParams(
-            "127.0.0.1",
-            server.port,
-            server.username,
-            key_file=str(server.key_file),
-            known_hosts=str(server.known_hosts),
-            remote_root=str(server.root),
-        )
+        params = server.sftp_params()
         local = tmp_path / "a.h264"
         local.write_bytes(os.urandom(300_000))
         throttle = LiveFirst().for_session()

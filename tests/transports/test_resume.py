@@ -8,7 +8,6 @@ from pathlib import Path
 
 from pipeline.s3.params import S3Params
 from pipeline.s3.transport import S3Transport, b64
-from pipeline.sftp.params import SftpParams
 from pipeline.sftp.transport import SftpTransport
 from pipeline.transport.base import Delivery, DeliveryProgress
 from tests.seaweed import start_seaweed
@@ -20,16 +19,7 @@ MIB = 1024 * 1024
 def test_sftp_resumes_from_the_part_less_one_window(tmp_path: Path) -> None:
     server = start_sshd(tmp_path / "sshd")
     try:
-        params = SftpParams(
-            "127.0.0.1",
-            server.port,
-            server.username,
-            key_file=str(server.key_file),
-            known_hosts=str(server.known_hosts),
-            remote_root=str(server.root),
-            blocksize=64 * 1024,
-            requests=4,
-        )
+        params = server.sftp_params(blocksize=64 * 1024, requests=4)
         local = tmp_path / "x.h264"
         content = os.urandom(3 * MIB)
         local.write_bytes(content)
