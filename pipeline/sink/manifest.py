@@ -67,6 +67,7 @@ class _Day:
     retry_at: float = 0.0
     server: ManifestText | None = None  # what the server's manifest held, read once per run
     busy: bool = False
+    appending: int = 0  # lines being written and fsync'ed, not yet in `changes`
 
 
 class Manifests:
@@ -108,21 +109,26 @@ class Manifests:
             entry = self._days.get(day)
             if entry is None:
                 entry = self._days[day] = _Day(DayJournal(self.folder, day))
+            entry.appending += 1  # its journal stays until this line is counted (see `_upload`)
+        try:  # outside the lock: the other workers append meanwhile and share the fsync (`DayJournal.append`)
+            entry.journal.append(name, sha256, size)
+        except OSError as error:
+            with self._lock:
+                entry.appending -= 1
+                failing, self._journal_failing = self._journal_failing, True
+            if not failing:
+                log.warning(
+                    "cannot write the manifest journal %s (%s): deliveries stay out of their day's"
+                    " SHA256SUMS until it can be written",
+                    entry.journal.path,
+                    error.strerror or error,
+                )
+            return False
+        with self._lock:
+            entry.appending -= 1
+            self._journal_failing = False
             if entry.changes == entry.uploaded:
                 entry.first_change = self._clock()
-            try:
-                entry.journal.append(name, sha256, size)
-            except OSError as error:
-                if not self._journal_failing:
-                    log.warning(
-                        "cannot write the manifest journal %s (%s): deliveries stay out of their day's"
-                        " SHA256SUMS until it can be written",
-                        entry.journal.path,
-                        error.strerror or error,
-                    )
-                self._journal_failing = True
-                return False
-            self._journal_failing = False
             entry.changes += 1
         return True
 
@@ -214,7 +220,7 @@ class Manifests:
                 entry.server, entry.uploaded = None, 0
                 entry.retry_at = self._clock() + min(RETRY_SECONDS, self.interval)
                 return
-            if entry.changes != changes:
+            if entry.changes != changes or entry.appending:
                 return
             entry.journal.remove()
             del self._days[day]

@@ -4,12 +4,15 @@ with a size comment per entry, merged with a server's manifest without losing a 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from pipeline.sink.journal import DayJournal, parse_journal
 from pipeline.sink.manifest import day_of
 from pipeline.sink.manifest_text import Entry, ManifestText, render
+from tests.servers import unavailable
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 
@@ -91,3 +94,56 @@ def test_a_merge_replaces_only_the_entries_it_redelivers_and_keeps_every_line_of
 def test_only_paths_laid_out_by_day_and_sensor_get_a_manifest_line():
     assert day_of("/data/rpi4/2022-07-19/audio/x.wav") == ("/data/rpi4/2022-07-19", "audio/x.wav")
     assert day_of("/data/rpi4/elsewhere/x.wav") is None
+
+
+#: Four workers verifying small files at once, each recording its line (as the sink's workers do).
+CONCURRENT_APPENDS = """
+import sys, threading
+from pipeline.sink.journal import DayJournal
+journal = DayJournal(sys.argv[1], "/data/st/2024-05-01")
+def worker(k):
+    for i in range(100):
+        journal.append(f"audio/st@2024-05-01@{k}-{i:03d}.wav", f"{k:x}" * 64, 4096 + i)
+threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+"""
+
+
+def test_lines_appended_by_four_workers_at_once_are_all_whole_and_share_their_fsyncs(tmp_path):
+    """Four workers each recording 100 verified files: every line is in the journal, whole, and the
+    fsyncs (counted by strace, the kernel's view) are shared: before, each line had its own, taken in
+    turn under one lock, which held the other workers back for most of a small file's delivery."""
+    strace = shutil.which("strace")
+    if strace is None:
+        unavailable("strace is not installed (Debian's strace)")
+    counts = tmp_path / "strace.txt"
+    folder = tmp_path / "manifests"
+    subprocess.run(
+        [
+            strace,
+            "-f",
+            "-c",
+            "-e",
+            "trace=fsync",
+            "-o",
+            str(counts),
+            sys.executable,
+            "-c",
+            CONCURRENT_APPENDS,
+            str(folder),
+        ],
+        check=True,
+        cwd=Path(__file__).parents[2],
+    )
+    entries = DayJournal(str(folder), "/data/st/2024-05-01").read()
+    assert len(entries) == 400
+    assert all(
+        entries[f"audio/st@2024-05-01@{k}-{i:03d}.wav"] == Entry(f"{k:x}" * 64, 4096 + i)
+        for k in range(4)
+        for i in range(100)
+    )
+    [fsyncs] = [int(line.split()[3]) for line in counts.read_text().splitlines() if line.rstrip().endswith(" fsync")]
+    assert fsyncs < 400 * 0.8, fsyncs  # 401 before (each line, and the new journal's folder)
