@@ -171,9 +171,12 @@ def _run(args: argparse.Namespace) -> int:
         from pipeline.cli.dry_run import dry_run
 
         return dry_run(load_options())
+    return _watch(args)
 
-    # Watching, for months: a child reads the settings, at start and on SIGHUP, so that this process
-    # never holds dynaconf (pipeline.app.settings_apart, issue 17).
+
+def _watch(args: argparse.Namespace) -> int:
+    """`run`, watching for months: a child reads the settings, at start and on SIGHUP, so that this process
+    never holds dynaconf (`pipeline.app.settings_apart`, issue 17)."""
     from pipeline.app.settings_apart import SettingsReader
 
     def read_apart(reader: SettingsReader | None = None) -> UploaderOptions:
