@@ -13,9 +13,11 @@ starts at once; the parent imports the stream meanwhile and asks for the answer 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -27,6 +29,16 @@ from settings import SettingsError
 _CHILD = "import sys; sys.path[:0] = sys.argv[2:]; from pipeline.app.settings_apart import child; child(sys.argv[1])"
 
 
+class ReaderFailed(RuntimeError):
+    """The reader ended without an answer (killed, crashed, or could not start): no setting was found bad.
+
+    Not a `SettingsError`: that one is exit code 2, which systemd does not restart
+    (`RestartPreventExitStatus=2`), and a reader killed at boot (the OOM killer) would leave the
+    station's outbox on it for good. At start: one line and exit code 1 (restarted); on SIGHUP the
+    running settings stay.
+    """
+
+
 class SettingsReader:
     """A child reading the settings of `request` (env, config_dir, legacy_ini, log_format, log_level).
 
@@ -35,26 +47,41 @@ class SettingsReader:
     """
 
     def __init__(self, request: dict[str, Any]) -> None:
-        self._child = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, json.dumps(request), *[entry for entry in sys.path if entry]],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-        )
+        self._child: subprocess.Popen[bytes] | None = None
+        self._not_started: OSError | None = None
+        try:
+            self._child = subprocess.Popen(
+                [sys.executable, "-c", _CHILD, json.dumps(request), *[entry for entry in sys.path if entry]],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+            )
+        except OSError as error:  # no memory or no process slot left, for now: said by `options`
+            self._not_started = error
 
     def options(self) -> UploaderOptions:
-        """Wait for the child's answer. Raises `SettingsError` with its line, or saying that it failed
-        otherwise (its traceback is above, on the stderr they share): at start, exit code 2; on
-        SIGHUP, the running settings stay."""
-        answer, _ = self._child.communicate()
-        if self._child.returncode != 0 or not answer:
-            raise SettingsError(
-                f"the settings could not be read: the process that reads them ended with code {self._child.returncode}"
-                " (its error is above)"
+        """Wait for the child's answer. Raises `SettingsError` with its line (a bad setting: at start, exit
+        code 2; on SIGHUP, the running settings stay), or `ReaderFailed` when there is no answer."""
+        if self._child is None:
+            raise ReaderFailed(
+                f"the settings could not be read: the process that reads them did not start ({self._not_started})"
             )
+        answer, _ = self._child.communicate()
+        code = self._child.returncode
+        if code != 0 or not answer:
+            raise ReaderFailed(f"the settings could not be read: the process that reads them {_ended(code)}")
         kind, value = pickle.loads(answer)
         if kind == "error":
             raise SettingsError(value)
         return value
+
+
+def _ended(code: int) -> str:
+    """How the reader ended, for the line that says so."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"was killed by signal {-code}"
+    return f"ended with code {code} (its error is above)"
 
 
 def read_options_apart(request: dict[str, Any]) -> UploaderOptions:

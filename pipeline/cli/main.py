@@ -177,16 +177,28 @@ def _run(args: argparse.Namespace) -> int:
 def _watch(args: argparse.Namespace) -> int:
     """`run`, watching for months: a child reads the settings, at start and on SIGHUP, so that this process
     never holds dynaconf (`pipeline.app.settings_apart`, issue 17)."""
-    from pipeline.app.settings_apart import SettingsReader
+    from pipeline.app.settings_apart import ReaderFailed, SettingsReader
+    from settings import SettingsError
 
     def read_apart(reader: SettingsReader | None = None) -> UploaderOptions:
         options = (reader or SettingsReader(_settings_request(args))).options()
         return replace(options, stats_interval=args.stats_interval)
 
+    def reread() -> UploaderOptions:
+        """On SIGHUP: a reader that gave no answer fails the reload as a bad setting does (the running ones stay)."""
+        try:
+            return read_apart()
+        except ReaderFailed as failure:
+            raise SettingsError(str(failure)) from None
+
     reader = SettingsReader(_settings_request(args))  # it reads while this process imports the stream
     from pipeline.app.uploader import Uploader
 
-    options = read_apart(reader)
+    try:
+        options = read_apart(reader)
+    except ReaderFailed as failure:  # not a bad setting: exit 1, so that the supervisor starts it again
+        print(f"beemon-uploader: {failure}", file=sys.stderr)
+        return exit_codes.NOT_STARTED
     commands: queue.Queue[str] = queue.Queue()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -198,7 +210,7 @@ def _watch(args: argparse.Namespace) -> int:
         commands.put("reload")
 
     uploader = Uploader(commands, options)
-    uploader.reload_options = read_apart
+    uploader.reload_options = reread
     uploader.lock_outbox()  # before anything else: a second instance leaves without touching the outbox
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 from datetime import date
 from pathlib import Path
 
-from tests.e2e.conftest import STATION, run_cli, uploader_env
+from tests.e2e.conftest import STATION, cli, run_cli, uploader_env
 from tests.helpers import wait_until, write_file
 from tests.reliability.conftest import outbox_files, remote_of, start_uploader, watched_server  # noqa: F401
 
@@ -168,4 +169,40 @@ def test_run_with_a_bad_setting_still_says_it_in_one_line_and_exits_2(watched_se
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, (done.returncode, done.stderr)
     assert lines[0].startswith("beemon-uploader: setting ftp.connections") and "BEEMON_FTP__CONNECTIONS" in lines[0]
+    assert len(outbox_files(outbox)) == 1
+
+
+def test_run_whose_settings_reader_is_killed_exits_1_so_that_systemd_restarts_it(watched_server, outbox, tmp_path):  # noqa: F811
+    """The settings reader killed at start (the OOM killer on a Pi at boot): not a bad setting. Exit code 2
+    would stop the service for good (`RestartPreventExitStatus=2`) and leave the outbox on the Pi; `run`
+    says what happened in one line and exits 1, which systemd restarts."""
+    recording(outbox, 22)
+    legacy = tmp_path / "beemon-config.ini"
+    os.mkfifo(legacy)  # the reader blocks opening it: alive until it is killed, whatever the machine's load
+    env = uploader_env(watched_server(), outbox, tmp_path)
+    process = subprocess.Popen(
+        cli("run", "--stats-interval", "0", "--legacy-ini", str(legacy)),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def reader() -> int | None:
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+            found = [
+                pid for pid, command in commands([int(c) for c in children]).items() if "settings_apart" in command
+            ]
+            return found[0] if found else None
+
+        os.kill(int(wait_until(reader, timeout=60)), signal.SIGKILL)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    lines = stderr.strip().splitlines()
+    assert process.returncode == 1 and len(lines) == 1, (process.returncode, stderr)
+    assert lines[0].startswith("beemon-uploader: the settings could not be read") and "SIGKILL" in lines[0], lines
     assert len(outbox_files(outbox)) == 1
