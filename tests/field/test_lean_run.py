@@ -188,15 +188,7 @@ def test_run_whose_settings_reader_is_killed_exits_1_so_that_systemd_restarts_it
         text=True,
     )
     try:
-
-        def reader() -> int | None:
-            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-            found = [
-                pid for pid, command in commands([int(c) for c in children]).items() if "settings_apart" in command
-            ]
-            return found[0] if found else None
-
-        os.kill(int(wait_until(reader, timeout=60)), signal.SIGKILL)
+        os.kill(int(wait_until(lambda: reader_of(process.pid), timeout=60)), signal.SIGKILL)
         _, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -206,3 +198,38 @@ def test_run_whose_settings_reader_is_killed_exits_1_so_that_systemd_restarts_it
     assert process.returncode == 1 and len(lines) == 1, (process.returncode, stderr)
     assert lines[0].startswith("beemon-uploader: the settings could not be read") and "SIGKILL" in lines[0], lines
     assert len(outbox_files(outbox)) == 1
+
+
+def reader_of(pid: int) -> int | None:
+    """The settings reader among `pid`'s children, if one runs."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    found = [child for child, command in commands([int(c) for c in children]).items() if "settings_apart" in command]
+    return found[0] if found else None
+
+
+def test_a_reload_whose_settings_reader_is_killed_keeps_the_running_settings(
+    watched_server,  # noqa: F811
+    start_uploader,  # noqa: F811
+    outbox,
+    tmp_path,
+):
+    """SIGHUP, and the reader is killed before it answers: the reload fails in one line, the run goes on
+    with the settings it has and still delivers, and SIGTERM ends it with 0."""
+    legacy = tmp_path / "beemon-config.ini"
+    legacy.write_text("[ftp]\n")
+    server = watched_server()
+    run = start_uploader(
+        uploader_env(server, outbox, tmp_path), "run", "--stats-interval", "0", "--legacy-ini", str(legacy)
+    )
+    wait_until(lambda: "watching" in run.output() and sinks(commands(run.group())), timeout=30)
+    legacy.unlink()
+    os.mkfifo(legacy)  # the next reader blocks opening it
+    os.kill(run.pid, signal.SIGHUP)
+    os.kill(int(wait_until(lambda: reader_of(run.pid), timeout=30)), signal.SIGKILL)
+    wait_until(lambda: "reload failed, the running settings stay" in run.output(), timeout=20)
+    assert "SIGKILL" in run.output() and run.alive(), run.output()
+    sent, data = recording(outbox, 23)
+    arrived = server.root / remote_of(f"{TODAY}/audio/{sent.name}")
+    wait_until(lambda: arrived.exists() and not sent.exists(), timeout=20)
+    assert run.stop() == 0
+    assert arrived.read_bytes() == data
