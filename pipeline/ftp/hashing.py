@@ -17,6 +17,7 @@ import hashlib
 import re
 import socket
 import threading
+from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
 from pipeline.ftp.errors import ConnectionLost, FtpFailure, LocalFileChanged, PermanentFailure
@@ -61,6 +62,7 @@ def send_hashed(
     *,
     throttle: TokenBucket | None,
     aborted: threading.Event,
+    started: Callable[[], None] | None = None,
 ) -> tuple[int, str]:
     """Send `count` bytes of `local` from `offset` in blocks of `chunk`, hashing what is sent; returns
     (bytes sent, SHA-256 hex of `local[0:offset + count]`). A resumed send hashes the prefix first."""
@@ -84,6 +86,9 @@ def send_hashed(
         sent += got
         if got < want:
             raise LocalFileChanged(f"{local.name} shrank to {offset + sent} bytes while it was sent")
+        if started is not None:  # the first block is in the kernel (`DataSender.send`)
+            started, begun = None, started
+            begun()
     return sent, digest.hexdigest()
 
 

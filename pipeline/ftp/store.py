@@ -78,13 +78,16 @@ class DataSender:
     #: the SHA-256 (hex) of the file's first `offset + count` bytes after a hashed `send`, else None
     sent_sha256: str | None = None
 
-    def send(self, conn: socket.socket, local: BinaryIO, offset: int, count: int) -> int:
+    def send(
+        self, conn: socket.socket, local: BinaryIO, offset: int, count: int, started: Callable[[], None] | None = None
+    ) -> int:
         """Send `count` bytes of `local` from `offset`: sendfile on plain sockets, blocks otherwise;
-        with `checksum`, always blocks, hashed as they go (one read of the file: see docs/benchmarks.md)."""
+        with `checksum`, always blocks, hashed as they go (one read of the file: see docs/benchmarks.md).
+        `started` is called once the first block is in the kernel (the caller's work overlaps the rest)."""
         chunk = self.blocksize if self.throttle is None else min(self.blocksize, self.throttle.chunk_size)
         if self.checksum:
             sent, self.sent_sha256 = send_hashed(
-                conn, local, offset, count, chunk, throttle=self.throttle, aborted=self.aborted
+                conn, local, offset, count, chunk, throttle=self.throttle, aborted=self.aborted, started=started
             )
             return sent
         zero_copy = self.use_sendfile and not isinstance(conn, ssl.SSLSocket)
@@ -106,6 +109,9 @@ class DataSender:
             sent += got
             if got < want:
                 raise LocalFileChanged(f"{local.name} shrank to {offset + sent} bytes while it was sent")
+            if started is not None:
+                started, begun = None, started
+                begun()
         return sent
 
     def prepare(self, conn: socket.socket) -> None:
@@ -142,7 +148,8 @@ class Store:
         self.meanwhile: Callable[[], None] | None = None
 
     def waiting(self) -> None:
-        """The bytes are on their way: the caller's `meanwhile` runs now (once), while the replies travel."""
+        """The bytes are on their way (the first block of a longer file: its bookkeeping must not wait for a
+        whole long transfer): the caller's `meanwhile` runs now (once), while the rest travels."""
         meanwhile, self.meanwhile = self.meanwhile, None
         if meanwhile is not None:
             meanwhile()
@@ -223,7 +230,7 @@ class Store:
         client = self.connection.require()
         try:
             with self.connection.mapped(command, lost=True), data:
-                sent = self.sender.send(data, local, offset, count)
+                sent = self.sender.send(data, local, offset, count, started=self.waiting)
                 if isinstance(data, ssl.SSLSocket):
                     data.unwrap()
         except LocalFileChanged:

@@ -9,7 +9,8 @@ inode, ctime) it was when the attempt began and no process has it open for writi
 
 When the worker has taken the next job during the rename, the delivered file's bookkeeping (its
 manifest line, fsync'ed; the local delete; its result and log lines) is done during the next file's
-first round trip (`Delivery.meanwhile`) instead of before it: still after the verification, in the
+first round trip, or once a longer file's first block is on its way (`Delivery.meanwhile`), instead of
+before it (never after the whole of a long transfer): still after the verification, in the
 same order, and always done (after the next delivery, if the transport never waited).
 """
 

@@ -28,8 +28,8 @@ class Delivery:
     before the rename, says whether another delivery follows on this connection (a transport may
     prepare it in the same round trip). `may_replace` is asked with the size of a file already at
     the final name: False ends the delivery with `TargetExists` before any byte is sent.
-    `meanwhile`, when given, is called at most once, when the file's bytes are on their way and the
-    transport waits for the server's answer: the caller's own work (the previous delivery's
+    `meanwhile`, when given, is called at most once, when the file's bytes (a long file's first block)
+    are on their way and the transport waits for the server: the caller's own work (the previous delivery's
     bookkeeping) then overlaps that round trip instead of delaying the next flight. It never raises.
     """
 

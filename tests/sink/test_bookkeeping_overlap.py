@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from operators.model import UploadJob
 from pipeline.sink.model import Outcome, UploadResult
 from pipeline.sink.policy import UploadPolicy
@@ -51,3 +53,40 @@ def test_each_result_but_the_last_comes_once_the_next_stor_is_on_its_way(make_se
     assert {r.outcome for r in results} == {Outcome.DELIVERED}
     assert seen == {name: (name != names[-1], True) for name in names}, seen
     assert all((ftp_root / "upload" / name).read_bytes() == data for name, data in contents.items())
+
+
+@pytest.mark.parametrize("checksum", ["sha256", "none"])  # blocks hashed as they go; sendfile
+def test_a_delivered_files_bookkeeping_does_not_wait_for_the_whole_of_a_long_next_transfer(
+    make_server, ftp_root, outbox, credentials, checksum
+):
+    """A recording delivered, and the next one (large, on a slow link) taken during its rename: the first's
+    local copy goes and its result comes while the second's bytes still flow, not once they all went. Held
+    until then, a power cut during the long transfer would send the first file again in full (its copy
+    still local, its manifest line never written), and its result would wait minutes."""
+    server = make_server()
+    small = write(outbox / "a.wav", 2000)
+    large = write(outbox / "b.wav", 3 * 1024 * 1024)  # some 3 s at the limit below
+    part = ftp_root / "upload" / ".b.wav.part"
+    at_first: list[int] = []  # the bytes of b.wav on the server when a.wav's result came
+    results: list[UploadResult] = []
+
+    def emit(result: UploadResult) -> None:
+        if result.local_path.endswith("a.wav"):
+            at_first.append(part.stat().st_size if part.exists() else 0)
+        results.append(result)
+
+    policy = UploadPolicy(connections=1, retry_base=0.05, retry_max=0.5, bandwidth_limit_kbps=8000, checksum=checksum)
+    sink = Sink(params_for(server, credentials), policy, emit)
+    for name, data in (("a.wav", small), ("b.wav", large)):
+        sink.put(UploadJob(str(outbox / name), f"/upload/{name}", len(data), (outbox / name).stat().st_mtime_ns))
+    sink.start()
+    try:
+        wait_until(lambda: len(results) == 2, timeout=60)
+    finally:
+        sink.stop(5)
+    assert [(os.path.basename(r.local_path), r.outcome) for r in results] == [
+        ("a.wav", Outcome.DELIVERED),
+        ("b.wav", Outcome.DELIVERED),
+    ]
+    assert at_first and at_first[0] < len(large) // 2, (at_first, len(large))
+    assert (ftp_root / "upload" / "b.wav").read_bytes() == large and not (outbox / "a.wav").exists()
