@@ -8,6 +8,7 @@ import time
 
 from pipeline.sink import pipes
 from pipeline.sink.pipes import LATER_SECONDS, Batch, PipeSender, read_into
+from tests.helpers import wait_until
 
 BIG = b"x" * 300_000  # more than a pipe holds: the writing thread blocks in it until the reader reads
 
@@ -17,7 +18,8 @@ def test_a_burst_of_count_changes_is_one_message_sent_before_the_result_that_fol
     reader, writer = multiprocessing.Pipe(duplex=False)
     sender = PipeSender(writer, "test")
     counts = [0]
-    sender.put(("blob", BIG))  # the writer is now stuck in this send: everything below waits in the buffer
+    sender.put(("blob", BIG))
+    wait_until(lambda: not sender._buffer)  # the writer took it alone and is stuck in its send: the rest waits
     for _ in range(100):
         counts[0] += 1
         sender.put_latest("counts", lambda: ("counts", counts[0]))
