@@ -65,7 +65,7 @@ def test_a_delivered_files_bookkeeping_does_not_wait_for_the_whole_of_a_long_nex
     still local, its manifest line never written), and its result would wait minutes."""
     server = make_server()
     small = write(outbox / "a.wav", 2000)
-    large = write(outbox / "b.wav", 3 * 1024 * 1024)  # some 3 s at the limit below
+    large = write(outbox / "b.wav", 2 * 1024 * 1024)  # some 2 s at the limit below
     part = ftp_root / "upload" / ".b.wav.part"
     at_first: list[int] = []  # the bytes of b.wav on the server when a.wav's result came
     results: list[UploadResult] = []
