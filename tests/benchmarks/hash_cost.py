@@ -40,7 +40,9 @@ from pipeline.ftp.params import FtpParams
 from pipeline.ftp.session import UploadSession
 port, user, password, path, mode = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 if mode == "sha256-sendfile-read":
-    def send(conn, local, offset, count, chunk, *, throttle, aborted):
+    def send(conn, local, offset, count, chunk, *, throttle, aborted, started=None):
+        if started is not None:
+            started()  # (the sender's hook for the previous file's bookkeeping: none here)
         return hashing.send_then_read(conn, local, offset, count, chunk)
     store.send_hashed = send
 session = UploadSession(FtpParams("127.0.0.1", int(port), user, password, "/"), use_sendfile=mode != "none-buffered")
