@@ -9,6 +9,7 @@ flight end (some 8 s here); and the backlog must still all arrive, each file onc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -217,7 +218,9 @@ def test_on_a_real_link_a_recording_waits_behind_little_of_the_backlog(outbox, t
         videos = Path(remote_root) / STATION / DAY / "video"
         run = start_uploader(env)
         wait_until(lambda: len([p for p in videos.glob(".*.part") if p.stat().st_size]) >= 3, timeout=30)
-        time.sleep(2.0)
+        under_way = _bytes_in(videos)
+        # some 2 s of the link more (20 Mbit/s: 5 MB): the backlog's transfers have filled the kernel's buffers
+        wait_until(lambda: _bytes_in(videos) - under_way >= 5_000_000, timeout=30)
 
         live = recording(outbox, "audio", TODAY, "14-00-00", REAL_LINK_LIVE_BYTES)
         content, written_at = live.read_bytes(), time.monotonic()
@@ -230,3 +233,12 @@ def test_on_a_real_link_a_recording_waits_behind_little_of_the_backlog(outbox, t
     assert arrived.read_bytes() == content
     for path in backlog:  # each video sent whole, or still in the outbox for later
         assert path.exists() or (videos / path.name).stat().st_size == REAL_LINK_BACKLOG_BYTES
+
+
+def _bytes_in(folder: Path) -> int:
+    """Bytes of every file in `folder` on the server (`.part` or renamed: a transfer may end meanwhile)."""
+    total = 0
+    for entry in os.scandir(folder):
+        with contextlib.suppress(FileNotFoundError):  # renamed meanwhile: counted under its new name next time
+            total += entry.stat().st_size
+    return total
