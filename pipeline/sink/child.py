@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from pipeline.sink.model import SinkCounters
-from pipeline.sink.pipes import PipeSender, receive
+from pipeline.sink.pipes import PipeSender, read_into
 
 if TYPE_CHECKING:  # the parent imports this module for `ChildEnds`: the sink's own modules load in `run_sink`
     from pipeline.sink.workers import Sink
@@ -44,17 +44,16 @@ def feed(connection: Connection, sink: Sink, counters: SinkCounters | None = Non
     With `counters` (the secondary pipe's feeder), each job taken off the pipe is counted in
     `received_secondary`, after it is on the board: the parent never counts a job as neither.
     """
-    while True:
-        try:
-            jobs = receive(connection)
-        except (EOFError, OSError, ValueError):
-            return
-        for job in jobs:
-            if job is None:
-                return
-            sink.put(job)
-            if counters is not None:
-                counters.add("received_secondary")
+
+    def take(job: Any) -> bool:
+        if job is None:  # the parent's end of the pipe: no more jobs
+            return False
+        sink.put(job)
+        if counters is not None:
+            counters.add("received_secondary")
+        return True
+
+    read_into(connection, take)
 
 
 class LogsToParent(QueueHandler):
