@@ -8,6 +8,10 @@ one that leaves the connection out of step also drops it, so `connected` turns F
 TLS: the context (certificates verified by default) is made at the first secure connect and reused
 for every reconnect; loading the CA certificates costs some 20 ms of CPU, paid once, and not at all
 for plain FTP.
+
+Opened ahead (`open_ahead`): the TCP connection, the welcome and AUTH TLS without the login, for a
+session that may not send its credentials yet (the sink's first login decides whether a password is
+refused, once); `connect` then logs in on it, unless the server has spoken or hung up meanwhile.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ftplib
 import posixpath
+import select
 import socket
 import ssl
 import threading
@@ -48,6 +53,7 @@ class Connection:
         #: FEAT's raw reply when the login asked it in its own flight (pipelining); taken by `take_login_feat`
         self.login_feat: str | None = None
         self._context: ssl.SSLContext | None = None  # made at the first secure connect, then reused
+        self._ahead: FtpClient | None = None  # opened by `open_ahead`, not logged in yet
 
     @property
     def connected(self) -> bool:
@@ -62,30 +68,74 @@ class Connection:
     # --- open and close
 
     def connect(self) -> str:
-        """Connect, secure, log in, PROT P, TYPE I; returns the welcome. Raises an `FtpFailure` subclass."""
+        """Connect, secure, log in, PROT P, TYPE I; returns the welcome. Raises an `FtpFailure` subclass.
+
+        A connection opened ahead (`open_ahead`) that is still quiet is logged in; otherwise a new one.
+        """
+        ahead, self._ahead = self._ahead, None
         self.close()
+        if ahead is not None and not _quiet(ahead):
+            _drop(ahead)
+            ahead = None
+        client = ahead if ahead is not None else self._new_client()
+        self.features.new_connection()
+        self.login_feat = None
+        self.client = client
+        try:
+            if ahead is None:
+                self._open(client)
+            self._log_in(client)
+        except FtpFailure as failure:
+            self._failed(failure)
+            raise
+        return self.welcome
+
+    def open_ahead(self) -> bool:
+        """Connect and read the welcome (AUTH TLS too), without logging in; True when it is open.
+
+        Nothing of the account is sent. A failure is kept quiet (`connect` tries again and says it).
+        """
+        if self._ahead is not None or self.connected:
+            return True
+        try:
+            client = self._new_client()
+            self._open(client)
+        except Exception:  # said by `connect`, which tries again
+            return False
+        self._ahead = client
+        return True
+
+    def _new_client(self) -> FtpClient:
         p = self.params
         try:
             context = self._tls_context()
         except (OSError, ssl.SSLError, ValueError) as error:  # checked at start; changed on disk since
             raise SessionFailure(f"cannot use ftp.ca_file {p.ca_file!r}: {error}", command="TLS") from None
-        self.features.new_connection()
-        self.login_feat = None
-        self.client = FtpClient(
+        return FtpClient(
             implicit=p.tls == "implicit",
             context=context,
             timeout=p.timeout,
             pipelining=p.pipelining,
             features=self.features,
         )
+
+    def _failed(self, failure: FtpFailure) -> None:
+        self.discard()
+        if isinstance(failure, SessionFailure) or failure.command in ("CONNECT", "AUTH"):
+            failure.reply = f"{self.params.host}:{self.params.port}: {failure.reply}"
+
+    def _open(self, client: FtpClient) -> None:
+        """Connect and read the welcome; AUTH TLS under explicit TLS. Nothing of the account is sent yet."""
+        p = self.params
         try:
-            self._log_in(self.client)
-        except FtpFailure as failure:
-            self.discard()
-            if isinstance(failure, SessionFailure) or failure.command in ("CONNECT", "AUTH"):
-                failure.reply = f"{p.host}:{p.port}: {failure.reply}"
+            with map_exceptions("CONNECT", secret=p.password):
+                self.welcome = client.connect(p.host, p.port)
+            if p.tls == "explicit":
+                with map_exceptions("AUTH", secret=p.password):
+                    client.auth()
+        except BaseException:
+            _drop(client)
             raise
-        return self.welcome
 
     def _log_in(self, client: FtpClient) -> None:
         """The login steps, each mapped under its own name (the password masked in what they raise).
@@ -93,11 +143,6 @@ class Connection:
         When pipelining, everything after the welcome and AUTH goes in one flight (`pipeline.ftp.login`).
         """
         p = self.params
-        with map_exceptions("CONNECT", secret=p.password):
-            self.welcome = client.connect(p.host, p.port)
-        if p.tls == "explicit":
-            with map_exceptions("AUTH", secret=p.password):
-                client.auth()
         if p.pipelining:
             self.login_feat = log_in_one_flight(client, p)
             return
@@ -127,6 +172,9 @@ class Connection:
         nothing follows on this connection and the process exits next. Not when a new session may follow
         at once: a server that caps sessions per address may still count this one until it has answered.
         """
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            _drop(ahead)
         client = self.client
         if client is None:
             return
@@ -152,7 +200,7 @@ class Connection:
         Sets `aborted` after the cut, so a sender woken from a bandwidth wait finds its socket
         closed rather than racing to finish the file.
         """
-        client = self.client
+        client = self.client or self._ahead
         if client is not None:
             for sock in (client.data_socket, client.sock):
                 if sock is not None:
@@ -244,3 +292,23 @@ class Connection:
         client.passive_ahead = None
         with contextlib.suppress(FtpFailure):  # refused: the port times out on its own; lost: discarded
             self.command("ABOR")
+
+
+def _quiet(client: FtpClient) -> bool:
+    """Whether a connection opened ahead is still waiting for its login: nothing to read (a server that
+    timed it out has sent a 421 or hung up; either makes it readable)."""
+    sock = client.sock
+    if sock is None:
+        return False
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+def _drop(client: FtpClient) -> None:
+    with contextlib.suppress(Exception):
+        client.close()

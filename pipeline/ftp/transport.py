@@ -72,6 +72,10 @@ class FtpTransport:
         log.debug("session open: %r", self)
         return welcome
 
+    def open_ahead(self) -> bool:
+        """Connect and read the welcome without logging in (`Connection.open_ahead`); `connect` logs in on it."""
+        return self.connection.open_ahead()
+
     def deliver(self, delivery: Delivery, progress: DeliveryProgress) -> Delivered:
         """Deliver one file atomically (see `pipeline.ftp.delivery`); `progress` is filled in as it goes."""
         self.parts.sender.sent_sha256 = None

@@ -10,7 +10,10 @@ the limit block on a condition variable until a slot opens or the sink stops.
 
 A refused login (wrong password, untrusted certificate) holds the pool back to one session until a
 login succeeds: every failed login counts against the account on servers with a lockout policy
-(fail2ban), and more sessions would only fail more often.
+(fail2ban), and more sessions would only fail more often. `run --once` starts held back the same way
+(`hold_for_first_login`): one session finds out whether the account is taken; meanwhile the others
+may open their connections and read the welcome (`opening_ahead`), sending nothing of the account
+before that first login succeeded, so they log in one round trip sooner.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class SessionPool:
         self._cond = threading.Condition()
         self._closed = False
         self._held = False
+        self._first_login = False  # held back at the start, not after a refusal: `opening_ahead`
         self._not_before = 0.0  # after a 421: no admission before this time
 
     def admit(self) -> bool:
@@ -90,11 +94,27 @@ class SessionPool:
         """A login was refused: one session at a time until a login succeeds (`logged_in`)."""
         with self._cond:
             self._held = True
+            self._first_login = False
             self.limit = 1
+
+    def hold_for_first_login(self) -> None:
+        """Held back as after a refusal until the first login succeeds, but the others may open ahead."""
+        with self._cond:
+            self._held = True
+            self._first_login = True
+            self.limit = 1
+
+    @property
+    def opening_ahead(self) -> bool:
+        """Whether a worker waiting for admission may open its connection now (and log in once admitted):
+        the pool waits for its first login only, not for a refused one to heal or a 421's cap to lift."""
+        with self._cond:
+            return self._first_login and self._held and not self._closed
 
     def logged_in(self) -> None:
         """A login succeeded: a pool held back by `hold_back` opens to its full size again."""
         with self._cond:
+            self._first_login = False
             if self._held:
                 self._held = False
                 self.limit = self.size

@@ -6,7 +6,9 @@ its session once idle for `idle_close_seconds`, unless it is the last one open (
 connect is admitted by the `SessionPool`; after a failure (a 421 included, which also shrinks the
 pool) the worker gives its job back and waits `RetryPolicy.connect_delay`, so contending stations
 take turns. With `connect_attempts` (run --once) the sink gives up after that many failed connects
-in a row, and at the first refused login. An outage is one warning and one line when it ends.
+in a row, and at the first refused login; while that first login is under way, a worker with a job
+opens its connection ahead (`SessionPool.opening_ahead`: the welcome read, nothing of the account
+sent) and logs in on it once admitted. An outage is one warning and one line when it ends.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pipeline.sink.retry import Backoff, ConnectAttempts, RetryPolicy
 from pipeline.sink.ticket import Ticket
 from pipeline.sink.transports import TargetParams
 from pipeline.transport import Transport
+from pipeline.transport.base import OpensAhead
 from pipeline.transport.errors import SessionFailure, TooManyConnections, TransportFailure, scrub
 
 log = logging.getLogger("beemon.sink")
@@ -124,6 +127,7 @@ class SessionLife:
             admitted = self.pool.try_admit()
             if not admitted:  # the pool is at its limit (after a 421): the open sessions will take it
                 self.board.untake(ticket)
+                self._open_ahead(session)
                 self.pool.wait_for_room(self.policy.idle_noop_seconds)
                 return False, None
             with self._lock:
@@ -136,6 +140,20 @@ class SessionLife:
                 self._connecting -= 1
                 self._logging_in.discard(threading.get_ident())
         return connected, ticket if connected else None
+
+    def _open_ahead(self, session: Transport) -> None:
+        """While the first login is under way, open this worker's connection without logging in (see the module
+        docstring); a failure here is nobody's: the connect after admission tries again and counts."""
+        if not self.pool.opening_ahead or not isinstance(session, OpensAhead) or session.connected:
+            return
+        with self._lock:
+            self._logging_in.add(threading.get_ident())
+        try:
+            if not session.open_ahead():
+                log.debug("opening a connection ahead of the first login failed: it opens when admitted")
+        finally:
+            with self._lock:
+                self._logging_in.discard(threading.get_ident())
 
     def _open(self, session: Transport, backoff: Backoff, ticket: Ticket | None = None) -> bool:
         """Connect once (the pool admitted it); on failure give `ticket` back, wait the backoff; True when connected."""

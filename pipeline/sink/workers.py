@@ -102,7 +102,7 @@ class Sink:
         if risks:
             log.warning("unsafe upload settings: %s", "; ".join(risks))
         if self.policy.connect_attempts:
-            self.pool.hold_back()  # one session finds out whether the server answers and takes the login
+            self.pool.hold_for_first_login()  # one session finds out whether the server answers and takes the login
         for index, session in enumerate(self.sessions):
             thread = threading.Thread(target=self._work, args=(session,), name=f"ftp-{index}", daemon=True)
             thread.start()

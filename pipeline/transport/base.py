@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,4 +140,14 @@ class Transport(Protocol):
 
     def abort(self) -> None:
         """Cut the connection from another thread: the owner's call in progress fails at once."""
+        ...
+
+
+@runtime_checkable
+class OpensAhead(Protocol):
+    """A transport that can open its connection before it may log in (FTP: the TCP connection and the welcome)."""
+
+    def open_ahead(self) -> bool:
+        """Open the connection without sending anything of the account; True when it is open. Never raises:
+        `connect` (which logs in on it, or opens anew when it went stale) says what went wrong."""
         ...

@@ -71,6 +71,21 @@ def test_once_with_a_wrong_password_exits_1_at_once_with_one_line(link_server, o
     assert len(outbox_files(outbox)) == 1
 
 
+def test_once_with_a_wrong_password_and_4_connections_tries_the_password_once(link_server, outbox, tmp_path):
+    """The other sessions open their connections while the first logs in, but send nothing of the account
+    before it succeeded: a server with a lockout policy counts one refused attempt, not four."""
+    for index in range(8):
+        recording(outbox, "audio", DAY, f"12-30-{index:02d}", 10_000, old=True)
+    env = field_env(link_server, outbox, tmp_path, BEEMON_FTP__PASSWORD="wrong", BEEMON_FTP__CONNECTIONS="4")
+    done = run_cli(env, "run", "--once", "--max-retries", "1", timeout=60)
+    assert done.returncode == 1, done.stderr
+    [line] = error_lines(done.stderr)
+    assert "cannot log in" in line and "530" in line and "8 file(s) left in the outbox" in line, line
+    assert len(link_server.watch.logins) == 1, link_server.watch.logins
+    assert 1 <= len(link_server.watch.connections) <= 4
+    assert len(outbox_files(outbox)) == 8
+
+
 def test_once_against_a_refused_port_exits_1_after_its_retries(outbox, tmp_path, link_server):
     recording(outbox, "audio", DAY, "13-00-00", 10_000, old=True)
     port = link_server.server.port

@@ -16,7 +16,7 @@ from pipeline.ftp.params import FtpParams
 from pipeline.ftp.session import UploadSession
 from tests.ftp.support import tls_server
 from tests.ftp_faults import Faults, ImplicitTLSHandler
-from tests.helpers import params_for, write
+from tests.helpers import params_for, wait_until, write
 
 
 def test_421_at_login_is_too_many_connections(make_server, credentials):
@@ -131,3 +131,50 @@ def test_plain_ftp_against_a_server_requiring_tls_is_a_session_failure(make_serv
     server = tls_server(make_server, tls_files)
     with pytest.raises(SessionFailure, match="550"):
         UploadSession(params_for(server, credentials)).connect()
+
+
+# --- a connection opened ahead of its login
+
+
+def test_a_connection_opened_ahead_sends_nothing_and_logs_in_on_the_same_socket(make_server, credentials):
+    faults = Faults()
+    server = make_server(faults=faults)
+    session = UploadSession(params_for(server, credentials))
+    assert session.open_ahead() and not session.connected
+    assert faults.journal == []  # connected and welcomed: nothing of the account sent
+    opened = session.connection._ahead.sock.getsockname()
+    session.connect()
+    assert session.client.sock.getsockname() == opened
+    assert [cmd for cmd, _ in faults.journal] == ["USER", "PASS", "TYPE", "FEAT"]
+    session.close()
+
+
+def test_a_connection_opened_ahead_that_the_server_timed_out_is_opened_again(make_server, credentials):
+    """A server that dropped the waiting connection (421 and hang-up) costs no failed login: a new one is opened."""
+    server = make_server(timeout=0.3)  # pyftpdlib's idle timeout: "421 Control connection timed out."
+    session = UploadSession(params_for(server, credentials))
+    assert session.open_ahead()
+    stale = session.connection._ahead
+    wait_until(lambda: not ftp_connection._quiet(stale), timeout=10)
+    assert session.connect().startswith("220")
+    assert session.client is not stale and session.noop().startswith("200")
+    session.close()
+
+
+def test_closing_drops_a_connection_opened_ahead(make_server, credentials):
+    server = make_server()
+    session = UploadSession(params_for(server, credentials))
+    assert session.open_ahead()
+    stale = session.connection._ahead
+    session.close()
+    assert session.connection._ahead is None and stale.sock is None
+
+
+def test_opening_ahead_a_port_that_refuses_is_quiet_and_the_connect_says_it(make_server, credentials):
+    server = make_server()
+    params = params_for(server, credentials)
+    server.stop()
+    session = UploadSession(params)
+    assert session.open_ahead() is False
+    with pytest.raises(ConnectionLost):
+        session.connect()

@@ -7,14 +7,19 @@ counts those stops (see tests/ftp/lockstep.py), so these tests assert exact numb
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import pytest
 
+from operators.model import UploadJob
 from pipeline.ftp.errors import PermanentFailure, SessionFailure
 from pipeline.ftp.session import UploadSession
+from pipeline.sink.model import SinkGaveUp, UploadResult
+from pipeline.sink.policy import UploadPolicy
+from pipeline.sink.workers import Sink
 from tests.ftp.lockstep import LockstepHandler, Waits
 from tests.ftp_faults import Faults
-from tests.helpers import params_for, write
+from tests.helpers import params_for, wait_until, write
 
 FILES = 3
 
@@ -196,6 +201,83 @@ def test_a_wrong_password_in_the_logins_flight_is_refused_as_alone(make_server, 
         server.stop()
     assert params.password not in str(caught.value)
     assert [cmd for cmd, _ in waits.journal if cmd == "WAIT"] == ["WAIT"] * 2
+
+
+# --- the sink's sessions at the start of `run --once`
+
+
+class SessionsHandler(LockstepHandler):
+    """`LockstepHandler` that also writes, in one list for all sessions, (session, event): "+" its connect,
+    "WAIT" each release of its held replies, and each command's verb."""
+
+    events: list[tuple[int, str]]
+    _lock = threading.Lock()
+
+    def on_connect(self) -> None:
+        with self._lock:
+            self.session = sum(1 for _, event in self.events if event == "+")
+            self.events.append((self.session, "+"))
+        super().on_connect()
+
+    def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
+        self.events.append((self.session, cmd))
+        super().pre_process_command(line, cmd, arg)
+
+    def _release(self) -> None:
+        held = bool(self.__dict__.get("_held")) and not self._closed
+        super()._release()
+        if held and not self.__dict__.get("_held"):
+            self.events.append((self.session, "WAIT"))
+
+
+def run_once_sink(server, credentials, outbox, files: int, **changes: object) -> list[UploadResult | SinkGaveUp]:
+    """A `run --once` sink (2 sessions, connect_attempts) with `files` jobs ready before it starts."""
+    results: list[UploadResult | SinkGaveUp] = []
+    policy = UploadPolicy(connections=2, retry_base=0.05, retry_max=0.5, connect_attempts=1)
+    sink = Sink(params_for(server, credentials, **changes), policy, results.append)
+    for index in range(files):
+        data = write(outbox / f"f{index}.wav", 4096)
+        path = outbox / f"f{index}.wav"
+        sink.put(UploadJob(str(path), f"/upload/day/f{index}.wav", len(data), path.stat().st_mtime_ns))
+    sink.start()
+    try:
+        wait_until(lambda: len(results) >= files or any(isinstance(r, SinkGaveUp) for r in results), timeout=30)
+    finally:
+        sink.stop(5)
+    return results
+
+
+def test_the_second_session_has_its_welcome_when_the_first_login_succeeds(make_server, ftp_root, outbox, credentials):
+    """`run --once` lets one session take the login first (a refused password counts once); the others open
+    their connections meanwhile and send their credentials right after the first login's answer: session 0
+    has waited twice (welcome, login) when session 1's USER comes, not three times (session 1 connecting only
+    then, and waiting a round trip for its welcome while session 0 made its folders)."""
+    events: list[tuple[int, str]] = []
+    server = make_server(SessionsHandler, faults=Waits(), events=events)
+    try:
+        results = run_once_sink(server, credentials, outbox, files=4)
+    finally:
+        server.stop()
+    assert len(results) == 4 and all(isinstance(r, UploadResult) and r.outcome.value == "delivered" for r in results)
+    second_user = events.index((1, "USER"))
+    assert [event for session, event in events[:second_user] if session == 0].count("WAIT") == 2, events
+    assert (1, "+") in events[: events.index((0, "USER"))], events  # opened while the first logged in
+    assert [event for _, event in events].count("PASS") == 2
+
+
+def test_a_refused_first_login_is_the_only_one_and_the_other_session_sends_nothing(
+    make_server, ftp_root, outbox, credentials
+):
+    events: list[tuple[int, str]] = []
+    server = make_server(SessionsHandler, faults=Waits(), events=events)
+    try:
+        results = run_once_sink(server, credentials, outbox, files=4, password="wrong-" + credentials.password)
+    finally:
+        server.stop()
+    assert [type(r) for r in results] == [SinkGaveUp]
+    assert [event for _, event in events if event in ("USER", "PASS")] == ["USER", "PASS"], events
+    assert [session for session, event in events if event not in ("+", "WAIT")] == [0] * 4, events
+    assert all(path.exists() for path in outbox.iterdir())
 
 
 # --- the day's manifest

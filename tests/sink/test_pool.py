@@ -50,3 +50,19 @@ def test_after_a_421_the_pool_admits_nobody_until_the_refused_workers_backoff_pa
     clock.now += 3.0
     assert pool.try_admit()
     assert not pool.try_admit()  # and the limit is the one session that got in (none: at least one)
+
+
+def test_only_the_pool_waiting_for_its_first_login_lets_workers_open_ahead():
+    pool = SessionPool(4, regrow_seconds=1.0)
+    assert not pool.opening_ahead
+    pool.hold_for_first_login()
+    assert pool.opening_ahead and pool.limit == 1
+    assert pool.admit() and not pool.try_admit()
+    pool.hold_back()  # refused: the next probe comes after the backoff; nobody opens ahead for that long
+    assert not pool.opening_ahead and pool.limit == 1
+    pool.hold_for_first_login()
+    pool.logged_in()
+    assert not pool.opening_ahead and pool.limit == 4
+    pool.hold_for_first_login()
+    pool.close()
+    assert not pool.opening_ahead
