@@ -90,18 +90,26 @@ class Connection:
             raise
         return self.welcome
 
-    def open_ahead(self) -> bool:
+    def open_ahead(self, *, quiet: bool = True) -> bool:
         """Connect and read the welcome (AUTH TLS too), without logging in; True when it is open.
 
-        Nothing of the account is sent. A failure is kept quiet (`connect` tries again and says it).
+        Nothing of the account is sent. A failure is kept `quiet` (`connect` tries again and says it),
+        else raised as `connect` raises it.
         """
         if self._ahead is not None or self.connected:
             return True
         try:
             client = self._new_client()
             self._open(client)
-        except Exception:  # said by `connect`, which tries again
-            return False
+        except FtpFailure as failure:
+            if quiet:
+                return False
+            self._failed(failure)
+            raise
+        except Exception:  # a quiet attempt must not end its worker; `connect` says what it is
+            if quiet:
+                return False
+            raise
         self._ahead = client
         return True
 

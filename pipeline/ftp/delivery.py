@@ -46,7 +46,7 @@ from pipeline.ftp.connection import Connection
 from pipeline.ftp.directories import Directories
 from pipeline.ftp.errors import FtpFailure, LocalFileChanged, LocalFileGone, PermanentFailure, TransientFailure
 from pipeline.ftp.hashing import RemoteHasher
-from pipeline.ftp.replies import reply_code, reply_error
+from pipeline.ftp.replies import is_unsupported, reply_code, reply_error
 from pipeline.ftp.sizes import RemoteSizes
 from pipeline.ftp.store import DataSender, Guard, Store
 from pipeline.transport.base import Delivered, Delivery, DeliveryProgress
@@ -87,6 +87,8 @@ class Upload:
         #: (the server's SHA-256 of the final name, None when it has no such file) once asked in the
         #: rename's flight; None when not asked there (no hasher, no pipelining, a rename done again)
         self.server_hash: tuple[str | None] | None = None
+        #: whether `Delivery.probe` exists, once asked in the rename's flight (None: not asked, or no clear answer)
+        self.probed: bool | None = None
 
     def run(self) -> Delivered:
         """Deliver the file; raises `LocalFileGone`, `LocalFileChanged` or an `FtpFailure` subclass."""
@@ -203,10 +205,14 @@ class Upload:
         if self.delivery.verify_size and self.features.size:
             lines.append(f"SIZE {self.target}")
         hashing = self.hasher.flight(self.target) if self.hasher is not None else []
+        probe = self._probe_line()
         passive = self.connection.passive_request(self.delivery.next_upload)
-        replies = self.connection.batch([*lines, *hashing, *([passive] if passive is not None else [])])
+        extra = [line for line in (probe, passive) if line is not None]
+        replies = self.connection.batch([*lines, *hashing, *extra])
         if passive is not None:
             self.connection.keep_passive(replies.pop())
+        if probe is not None:
+            self.probed = probe_answer(replies.pop())
         hashed = replies[len(lines) :]  # read, whatever became of the rename: the next reply is the next command's
         rnfr, rnto, *size_reply = replies[: len(lines)]
         if not rnfr.startswith("3"):
@@ -216,6 +222,12 @@ class Upload:
         if self.hasher is not None:
             self.server_hash = (self.hasher.answer(hashed),)
         return (rnto, size_reply[0] if size_reply else None), None
+
+    def _probe_line(self) -> str | None:
+        """The SIZE of `Delivery.probe` for the rename's flight (a server without SIZE is not asked)."""
+        if self.delivery.probe is None or not self.features.size:
+            return None
+        return f"SIZE {self.connection.absolute(self.delivery.probe)}"
 
     def _rename_step_by_step(self) -> tuple[tuple[str, str | None] | None, FtpFailure | None]:
         try:
@@ -250,3 +262,9 @@ class Upload:
         if reply_code(failure.reply) == 550 and self.features.can_size and self.sizes.size(self.staging) is None:
             raise TransientFailure(f"{self.staging} vanished on the server: {failure.reply}", command=command)
         raise PermanentFailure(f"rename refused: {failure.reply}", command=command)
+
+
+def probe_answer(reply: str) -> bool | None:
+    """A SIZE reply read as "exists" (213), "missing" (550), or None: anything else (busy, refused as unknown)."""
+    code = reply_code(reply)
+    return True if code == 213 else False if code == 550 and not is_unsupported(reply) else None

@@ -30,14 +30,18 @@ if TYPE_CHECKING:
     from pipeline.ftp.transport import FtpTransport
 
 
-def put_small(ftp: FtpTransport, remote_path: str, data: bytes) -> None:
-    """Store `data` at `remote_path` atomically (temporary name, rename, size check)."""
+def put_small(ftp: FtpTransport, remote_path: str, data: bytes, *, new: bool = False) -> None:
+    """Store `data` at `remote_path` atomically (temporary name, rename, size check).
+
+    `new`: the overwrite guard refuses an existing file (`TargetExists`), its SIZE in the STOR's flight.
+    """
     handle, local = tempfile.mkstemp(prefix="beemon-small-")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
         # the delivery steps alone: the manifest is checked by reading it back, not by a HASH round trip
-        delivery = Delivery(local, remote_path, len(data), next_upload=lambda: True)
+        refuse = (lambda existing: False) if new else None
+        delivery = Delivery(local, remote_path, len(data), next_upload=lambda: True, may_replace=refuse)
         Upload(ftp.parts, delivery, DeliveryProgress()).run()
     finally:
         with contextlib.suppress(OSError):

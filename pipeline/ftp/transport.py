@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import threading
+from dataclasses import replace
 
 from pipeline.ftp import small_files
 from pipeline.ftp.checks import DeliveryCheck
@@ -72,25 +73,26 @@ class FtpTransport:
         log.debug("session open: %r", self)
         return welcome
 
-    def open_ahead(self) -> bool:
+    def open_ahead(self, *, quiet: bool = True) -> bool:
         """Connect and read the welcome without logging in (`Connection.open_ahead`); `connect` logs in on it."""
-        return self.connection.open_ahead()
+        return self.connection.open_ahead(quiet=quiet)
 
     def deliver(self, delivery: Delivery, progress: DeliveryProgress) -> Delivered:
         """Deliver one file atomically (see `pipeline.ftp.delivery`); `progress` is filled in as it goes."""
         self.parts.sender.sent_sha256 = None
         upload = Upload(self.parts, delivery, progress, self.checks.hasher_for(delivery))
         report = upload.run()
-        return self.checks.after(self, delivery, report, upload.server_hash)
+        report = self.checks.after(self, delivery, report, upload.server_hash)
+        return report if upload.probed is None else replace(report, probed=upload.probed)
 
     @property
     def check(self) -> str:
         """The check this server allows after a delivery: "hash" or "size" (see `pipeline.ftp.checks`)."""
         return self.checks.check
 
-    def put_small(self, remote_path: str, data: bytes) -> None:
+    def put_small(self, remote_path: str, data: bytes, *, new: bool = False) -> None:
         self._just_put = None
-        small_files.put_small(self, remote_path, data)
+        small_files.put_small(self, remote_path, data, new=new)
         self._just_put = self.connection.absolute(remote_path)
 
     def get_small(self, remote_path: str) -> bytes | None:

@@ -69,7 +69,10 @@ class DeliveryStep:
             following = self.board.take(timeout=0)
             if following is not None:
                 ahead.append(following)
-            return following is not None
+                return True
+            # No job follows, but the day's manifest may: its put then finds its data port ready.
+            manifests = self.manifests
+            return manifests is not None and manifests.due_after(ticket.job.remote_path, self.board.remote_paths)
 
         previous = self._pending.pop(id(session), None)
         meanwhile = _Once(previous)
@@ -118,6 +121,8 @@ class DeliveryStep:
             ticket.job = replace(ticket.job, size=version.size, mtime_ns=version.mtime_ns)
         try:
             report = self._deliver(session, ticket, take_ahead, meanwhile)
+            if report.probed is not None and self.manifests is not None:
+                self.manifests.probed(ticket.job.remote_path, report.probed)
         except Exception as error:
             failure = attempt.failure_of(error, ticket.path)
             if failure is None:
@@ -213,6 +218,7 @@ class DeliveryStep:
                 next_upload=take_ahead,
                 may_replace=lambda existing: self.board.parts.may_replace(job, existing),
                 meanwhile=meanwhile,
+                probe=self.manifests.probe_for(job.remote_path) if self.manifests is not None else None,
             ),
             ticket.progress,
         )

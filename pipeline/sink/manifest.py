@@ -12,7 +12,12 @@ day drained) and it is a past day, or it is the first upload of this run, or
 queue did not drain. So a day's live files cost no round trip each, and a drained past day is
 finished at once. Before the first upload of a day in a run, the manifest already on the server is
 read and merged (another run, another uploader): an entry is only ever replaced by the same name's,
-and the lines of others (comments included) stay.
+and the lines of others (comments included) stay. That read costs nothing when the server has no
+manifest yet (a new day): the day's first delivery of the run asks for it on the way
+(`probe_for`, a SIZE in its rename's flight), and a manifest the server said it did not have is put
+without being read, with the overwrite guard (its SIZE in the store's flight) in case one appeared
+meanwhile; then it is read and merged after all. A delivery after which the day will be due asks the
+put's data port in its rename's flight (`due_after`), so the put needs no round trip of its own for it.
 A past day whose manifest went up after its queue drained is read back, and its journal removed
 once the server holds exactly what was put. Uploads come from the workers between deliveries, on
 their own sessions, one day at a time.
@@ -30,9 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.sink.journal import DayJournal
-from pipeline.sink.manifest_text import ManifestText
+from pipeline.sink.manifest_text import Entry, ManifestText
 from pipeline.transport.base import Transport
-from pipeline.transport.errors import TransportFailure
+from pipeline.transport.errors import TargetExists, TransportFailure
 
 log = logging.getLogger("beemon.sink.manifest")
 
@@ -89,6 +94,8 @@ class Manifests:
         self._days: dict[str, _Day] = {}
         self._next_look = 0.0
         self._journal_failing = False
+        self._asked: set[str] = set()  # days whose manifest a delivery was asked to probe (`probe_for`)
+        self._missing: set[str] = set()  # days whose manifest the server said it did not have (`probed`)
 
     def restore(self) -> None:
         """Take up the journals an earlier run left: each may be ahead of the server, so each goes up again."""
@@ -131,6 +138,55 @@ class Manifests:
                 entry.first_change = self._clock()
             entry.changes += 1
         return True
+
+    def probe_for(self, remote_path: str) -> str | None:
+        """The manifest a delivery to `remote_path` should ask about on the way: its day's, once per run, while
+        what the server holds is not known yet; else None."""
+        found = day_of(remote_path)
+        if found is None:
+            return None
+        day = found[0]
+        with self._lock:
+            entry = self._days.get(day)
+            if day in self._asked or (entry is not None and entry.server is not None):
+                return None
+            self._asked.add(day)
+        return manifest_path(day)
+
+    def probed(self, remote_path: str, exists: bool) -> None:
+        """The server's answer to the question `probe_for` gave the delivery to `remote_path`: a missing
+        manifest is not read before the day's first put."""
+        found = day_of(remote_path)
+        if found is None:
+            return
+        day = found[0]
+        with self._lock:
+            if exists:
+                self._missing.discard(day)
+            else:
+                self._missing.add(day)
+
+    def due_after(self, remote_path: str, held: Callable[[], list[str]]) -> bool:
+        """Whether the day of `remote_path` (a delivery now in flight) will be due once that delivery is done:
+        nothing else of the day on the board, and past, or not uploaded within the interval."""
+        found = day_of(remote_path)
+        if found is None:
+            return False
+        day = found[0]
+        others = held()
+        if remote_path in others:
+            others.remove(remote_path)
+        if any((other := day_of(path)) is not None and other[0] == day for path in others):
+            return False
+        now = self._clock()
+        with self._lock:
+            entry = self._days.get(day)
+            if entry is None:
+                return True  # this delivery makes its first change
+            if entry.busy or now < entry.retry_at:
+                return False
+            last = entry.last_upload
+        return self._past(day) or last is None or now - last >= self.interval
 
     def pending(self) -> list[str]:
         """The days whose manifest has changes the server does not hold yet."""
@@ -199,12 +255,17 @@ class Manifests:
         with self._lock:
             changes = entry.changes
         lines = entry.journal.read()
-        if entry.server is None:
-            held = transport.get_small(manifest_path(day))
-            entry.server = ManifestText.parse(held.decode("utf-8", "surrogateescape") if held else "")
-        merged = entry.server.merged(lines)
-        data = merged.render()
-        transport.put_small(manifest_path(day), data)
+        with self._lock:
+            new = entry.server is None and day in self._missing
+            self._missing.discard(day)
+        if new:  # the server said it has none: nothing to read or merge
+            entry.server = ManifestText()
+        try:
+            merged, data = self._put(transport, entry, lines, new=new)
+        except TargetExists:  # one appeared since: read it and merge after all
+            log.debug("a manifest appeared at %s since the server said it had none: merged", manifest_path(day))
+            entry.server = None
+            merged, data = self._put(transport, entry, lines, new=False)
         entry.server = merged
         complete = " (day complete)" if final else ""
         log.info("manifest %s: %d file(s)%s", manifest_path(day), len(merged.entries), complete)
@@ -225,3 +286,16 @@ class Manifests:
             entry.journal.remove()
             del self._days[day]
         log.debug("journal of %s removed: the server's manifest is verified", day)
+
+    def _put(
+        self, transport: Transport, entry: _Day, lines: dict[str, Entry], *, new: bool
+    ) -> tuple[ManifestText, bytes]:
+        """Merge the journal's `lines` into what the server holds (read first when not known) and put it."""
+        path = manifest_path(entry.journal.day)
+        if entry.server is None:
+            held = transport.get_small(path)
+            entry.server = ManifestText.parse(held.decode("utf-8", "surrogateescape") if held else "")
+        merged = entry.server.merged(lines)
+        data = merged.render()
+        transport.put_small(path, data, new=new)
+        return merged, data

@@ -11,7 +11,8 @@ the limit block on a condition variable until a slot opens or the sink stops.
 A refused login (wrong password, untrusted certificate) holds the pool back to one session until a
 login succeeds: every failed login counts against the account on servers with a lockout policy
 (fail2ban), and more sessions would only fail more often. `run --once` starts held back the same way
-(`hold_for_first_login`): one session finds out whether the account is taken; meanwhile the others
+(`hold_for_first_login`): one session finds out whether the account is taken; once the server has
+greeted it (`greeted`: it answers, so nobody else adds attempts at a dead or silent port), the others
 may open their connections and read the welcome (`opening_ahead`), sending nothing of the account
 before that first login succeeded, so they log in one round trip sooner.
 """
@@ -37,6 +38,7 @@ class SessionPool:
         self._closed = False
         self._held = False
         self._first_login = False  # held back at the start, not after a refusal: `opening_ahead`
+        self._greeted = False  # the first session's connection is open and greeted
         self._not_before = 0.0  # after a 421: no admission before this time
 
     def admit(self) -> bool:
@@ -104,10 +106,24 @@ class SessionPool:
             self._first_login = True
             self.limit = 1
 
+    def greeted(self) -> None:
+        """The first session's connection is open and the server greeted it: the others may open theirs."""
+        with self._cond:
+            if self._first_login and not self._greeted:
+                self._greeted = True
+                self._cond.notify_all()  # the workers in `wait_for_room` look again
+
     @property
     def opening_ahead(self) -> bool:
         """Whether a worker waiting for admission may open its connection now (and log in once admitted):
-        the pool waits for its first login only, not for a refused one to heal or a 421's cap to lift."""
+        the pool waits for its first login only (not for a refused one to heal or a 421's cap to lift), and
+        the server greeted the first session."""
+        with self._cond:
+            return self._first_login and self._greeted and self._held and not self._closed
+
+    @property
+    def awaiting_first_login(self) -> bool:
+        """Whether the pool is held back for its first login (the first session opens ahead and says `greeted`)."""
         with self._cond:
             return self._first_login and self._held and not self._closed
 

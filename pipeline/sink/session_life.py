@@ -6,9 +6,9 @@ its session once idle for `idle_close_seconds`, unless it is the last one open (
 connect is admitted by the `SessionPool`; after a failure (a 421 included, which also shrinks the
 pool) the worker gives its job back and waits `RetryPolicy.connect_delay`, so contending stations
 take turns. With `connect_attempts` (run --once) the sink gives up after that many failed connects
-in a row, and at the first refused login; while that first login is under way, a worker with a job
-opens its connection ahead (`SessionPool.opening_ahead`: the welcome read, nothing of the account
-sent) and logs in on it once admitted. An outage is one warning and one line when it ends.
+in a row, and at the first refused login; once the server greeted that first session and while it
+logs in, a worker with a job opens its connection ahead (`SessionPool.opening_ahead`: the welcome
+read, nothing of the account sent) and logs in on it once admitted. An outage is one warning and one line when it ends.
 """
 
 from __future__ import annotations
@@ -158,6 +158,9 @@ class SessionLife:
     def _open(self, session: Transport, backoff: Backoff, ticket: Ticket | None = None) -> bool:
         """Connect once (the pool admitted it); on failure give `ticket` back, wait the backoff; True when connected."""
         try:
+            if self.pool.awaiting_first_login and isinstance(session, OpensAhead):
+                session.open_ahead(quiet=False)  # one attempt, as `connect`'s, failing as it would
+                self.pool.greeted()
             session.connect()
         except SessionFailure as failure:
             if ticket is not None:

@@ -31,6 +31,8 @@ class Delivery:
     `meanwhile`, when given, is called at most once, when the file's bytes (a long file's first block)
     are on their way and the transport waits for the server: the caller's own work (the previous delivery's
     bookkeeping) then overlaps that round trip instead of delaying the next flight. It never raises.
+    `probe`: another remote file whose existence the transport may learn on the way, without a round
+    trip of its own (FTP: a SIZE in the rename's flight); the answer is `Delivered.probed`.
     """
 
     local_path: str
@@ -43,6 +45,7 @@ class Delivery:
     next_upload: Callable[[], bool] | None = None
     may_replace: Callable[[int], bool] | None = None
     meanwhile: Callable[[], None] | None = None
+    probe: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +55,8 @@ class Delivered:
     `verified`: True when the server's copy was checked, None when the server cannot tell.
     `sha256`: the file's SHA-256 (hex) from the bytes sent (None with `checksum = "none"`);
     `verified_by`: how the server's copy was checked, "hash" (the server hashed it and it matched),
-    "size", or None (not checked).
+    "size", or None (not checked). `probed`: whether `Delivery.probe` exists on the server (None: not
+    asked, or no clear answer).
     """
 
     bytes_sent: int
@@ -62,6 +66,7 @@ class Delivered:
     seconds: float
     sha256: str | None = None
     verified_by: str | None = None
+    probed: bool | None = None
 
 
 @dataclass(slots=True)
@@ -111,9 +116,12 @@ class Transport(Protocol):
         """Remove the temporary name of `remote_path` if one is left (never raises for a missing one)."""
         ...
 
-    def put_small(self, remote_path: str, data: bytes) -> None:
+    def put_small(self, remote_path: str, data: bytes, *, new: bool = False) -> None:
         """Store `data` (a small file: a manifest) at `remote_path` atomically: temporary name, then
-        rename, then a size check; creates missing folders. Raises the failure kinds of `transport.errors`."""
+        rename, then a size check; creates missing folders. Raises the failure kinds of `transport.errors`.
+
+        `new`: the server said it had no such file (`Delivered.probed`); a transport that can tell without
+        a round trip of its own (FTP: a SIZE in the store's flight) raises `TargetExists` if one appeared."""
         ...
 
     def get_small(self, remote_path: str) -> bytes | None:
@@ -147,7 +155,8 @@ class Transport(Protocol):
 class OpensAhead(Protocol):
     """A transport that can open its connection before it may log in (FTP: the TCP connection and the welcome)."""
 
-    def open_ahead(self) -> bool:
-        """Open the connection without sending anything of the account; True when it is open. Never raises:
-        `connect` (which logs in on it, or opens anew when it went stale) says what went wrong."""
+    def open_ahead(self, *, quiet: bool = True) -> bool:
+        """Open the connection without sending anything of the account; True when it is open. `quiet`: never
+        raises (`connect`, which logs in on it or opens anew when it went stale, says what went wrong); else
+        raises the failure kinds of `transport.errors`, as `connect` does."""
         ...

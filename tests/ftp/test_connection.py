@@ -170,11 +170,13 @@ def test_closing_drops_a_connection_opened_ahead(make_server, credentials):
     assert session.connection._ahead is None and stale.sock is None
 
 
-def test_opening_ahead_a_port_that_refuses_is_quiet_and_the_connect_says_it(make_server, credentials):
+def test_opening_ahead_a_port_that_refuses_is_quiet_unless_asked_and_the_connect_says_it(make_server, credentials):
     server = make_server()
     params = params_for(server, credentials)
     server.stop()
     session = UploadSession(params)
     assert session.open_ahead() is False
+    with pytest.raises(ConnectionLost):
+        session.open_ahead(quiet=False)  # the first session's attempt: said as `connect` says it
     with pytest.raises(ConnectionLost):
         session.connect()

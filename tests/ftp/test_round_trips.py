@@ -14,6 +14,7 @@ import pytest
 from operators.model import UploadJob
 from pipeline.ftp.errors import PermanentFailure, SessionFailure
 from pipeline.ftp.session import UploadSession
+from pipeline.sink.manifest import Manifests
 from pipeline.sink.model import SinkGaveUp, UploadResult
 from pipeline.sink.policy import UploadPolicy
 from pipeline.sink.workers import Sink
@@ -248,10 +249,11 @@ def run_once_sink(server, credentials, outbox, files: int, **changes: object) ->
 
 
 def test_the_second_session_has_its_welcome_when_the_first_login_succeeds(make_server, ftp_root, outbox, credentials):
-    """`run --once` lets one session take the login first (a refused password counts once); the others open
-    their connections meanwhile and send their credentials right after the first login's answer: session 0
-    has waited twice (welcome, login) when session 1's USER comes, not three times (session 1 connecting only
-    then, and waiting a round trip for its welcome while session 0 made its folders)."""
+    """`run --once` lets one session take the login first (a refused password counts once); once the server
+    greeted it, the others open their connections while it logs in and send their credentials right after
+    its login's answer: the first has waited twice (welcome, login) when the second's USER comes, not three
+    times or more (the second connecting only then, and waiting a round trip for its welcome while the first
+    made its folders)."""
     events: list[tuple[int, str]] = []
     server = make_server(SessionsHandler, faults=Waits(), events=events)
     try:
@@ -259,9 +261,11 @@ def test_the_second_session_has_its_welcome_when_the_first_login_succeeds(make_s
     finally:
         server.stop()
     assert len(results) == 4 and all(isinstance(r, UploadResult) and r.outcome.value == "delivered" for r in results)
-    second_user = events.index((1, "USER"))
-    assert [event for session, event in events[:second_user] if session == 0].count("WAIT") == 2, events
-    assert (1, "+") in events[: events.index((0, "USER"))], events  # opened while the first logged in
+    first, second = (session for session, event in events if event == "USER")  # in the order they logged in
+    second_user = events.index((second, "USER"))
+    assert [event for session, event in events[:second_user] if session == first].count("WAIT") == 2, events
+    first_waits = [index for index, entry in enumerate(events) if entry == (first, "WAIT")]
+    assert (second, "+") in events[first_waits[0] : first_waits[1]], events  # opened while the first logged in
     assert [event for _, event in events].count("PASS") == 2
 
 
@@ -276,7 +280,8 @@ def test_a_refused_first_login_is_the_only_one_and_the_other_session_sends_nothi
         server.stop()
     assert [type(r) for r in results] == [SinkGaveUp]
     assert [event for _, event in events if event in ("USER", "PASS")] == ["USER", "PASS"], events
-    assert [session for session, event in events if event not in ("+", "WAIT")] == [0] * 4, events
+    [(only, _)] = [entry for entry in events if entry[1] == "USER"]
+    assert [session for session, event in events if event not in ("+", "WAIT")] == [only] * 4, events
     assert all(path.exists() for path in outbox.iterdir())
 
 
@@ -303,6 +308,70 @@ def test_a_manifest_read_put_and_read_back_costs_four_waits(make_server, ftp_roo
     assert [cmd for cmd, _ in used if cmd == "WAIT"] == ["WAIT"] * 4, used
     assert [cmd for cmd, _ in used if cmd != "WAIT"] == ["SIZE", "EPSV", "STOR", "RNFR", "RNTO", "SIZE", "EPSV", "RETR"]
     assert (ftp_root / "upload/st/day/SHA256SUMS").read_bytes() == data
+
+
+MANIFEST = "/upload/st/2024-05-01/SHA256SUMS"
+
+
+def test_a_new_days_manifest_costs_three_waits_after_its_last_file(
+    make_server, ftp_root, outbox, credentials, tmp_path
+):
+    """A past day's files, then its manifest, as at the end of `run --once`. The day's first delivery asked in
+    its rename's flight whether the server has a manifest (no wait of its own: it has none), and the last
+    one asked the put's data port in its own, so after the last file's rename the manifest costs STOR (the
+    overwrite guard's SIZE in its flight), the rename's flight, the read-back: 3 waits, not 4 (a [SIZE,
+    EPSV] flight to read it first)."""
+    waits = Waits()
+    server = make_server(LockstepHandler, faults=waits)
+    results: list[UploadResult | SinkGaveUp] = []
+    policy = UploadPolicy(connections=1, retry_base=0.05, retry_max=0.5)
+    sink = Sink(params_for(server, credentials), policy, results.append)
+    sink.manifests = Manifests(str(tmp_path / "journals"), interval=3600.0)
+    names = [f"st@2024-05-01@10-00-0{i}.wav" for i in range(FILES)]
+    for name in names:
+        data = write(outbox / name, 4096)
+        path = outbox / name
+        sink.put(UploadJob(str(path), f"/upload/st/2024-05-01/audio/{name}", len(data), path.stat().st_mtime_ns))
+    sink.start()
+    try:
+        wait_until(lambda: ("RETR", MANIFEST) in waits.journal, timeout=30)
+    finally:
+        sink.stop(5)
+    server.stop()
+    journal = waits.journal
+    last_rename = max(i for i, (cmd, arg) in enumerate(journal) if cmd == "RNFR" and "SHA256SUMS" not in arg)
+    tail = journal[last_rename : journal.index(("QUIT", ""))]
+    assert [cmd for cmd, _ in tail].count("WAIT") == 1 + 3, tail  # the last file's rename, then the manifest's 3
+    probe = journal.index(("SIZE", MANIFEST))  # asked in the first file's rename's flight
+    first_rename = next(i for i, (cmd, _) in enumerate(journal) if cmd == "RNFR")
+    assert waits.flights[probe] == waits.flights[first_rename], journal
+    assert [arg for cmd, arg in journal if cmd == "RETR"] == [MANIFEST]  # the read-back alone: nothing read first
+    lines = (ftp_root / MANIFEST.lstrip("/")).read_text().splitlines()
+    assert [line.split()[-1] for line in lines if not line.startswith("#")] == [f"audio/{name}" for name in names]
+    assert len(results) == FILES and not list(outbox.iterdir())
+
+
+def test_a_manifest_that_appeared_after_the_server_said_it_had_none_is_merged(
+    make_server, ftp_root, outbox, credentials, tmp_path
+):
+    """The put of a manifest the server said it did not have refuses to replace one (its guard): one that
+    appeared since (another uploader, a person) is read and merged, its lines kept."""
+    faults = Faults()
+    server = make_server(faults=faults)
+    day = ftp_root / "upload/st/2024-05-01"
+    (day / "audio").mkdir(parents=True)
+    manifests = Manifests(str(tmp_path / "journals"), interval=3600.0)
+    remote = "/upload/st/2024-05-01/audio/a.wav"
+    assert manifests.probe_for(remote) == MANIFEST and manifests.probe_for(remote) is None  # asked once
+    manifests.probed(remote, exists=False)
+    manifests.record(remote, "a" * 64, 10)
+    (day / "SHA256SUMS").write_text("# the lab's\n" + "b" * 64 + "  audio/other.wav\n")
+    with UploadSession(params_for(server, credentials)) as session:
+        assert manifests.flush(session, list, idle=True) == "/upload/st/2024-05-01"
+    assert (day / "SHA256SUMS").read_text() == (
+        "# the lab's\n# size 10 audio/a.wav\n" + "a" * 64 + "  audio/a.wav\n" + "b" * 64 + "  audio/other.wav\n"
+    )
+    assert faults.commands("DELE") == ["/upload/st/2024-05-01/.SHA256SUMS.part"]  # the refused put's temporary
 
 
 def test_a_session_closed_at_the_end_of_a_run_waits_for_no_reply(make_server, credentials):

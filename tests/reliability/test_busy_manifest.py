@@ -3,9 +3,10 @@
 Before, with pipelining (the default), a 450 to the manifest's SIZE read as "no such file", and the
 day's manifest went up with this run's entries alone: the lab's and an older run's lines were gone
 for good (and the journal that could rebuild them removed once the manifest was read back).
-`run --once` against a real pyftpdlib server whose first SIZE of a SHA256SUMS is "450 busy": the
-recordings go, the server's manifest keeps its lines, the day's journal stays; the next `run` puts
-the merged manifest up.
+`run --once` against a real pyftpdlib server whose first two SIZEs of a SHA256SUMS are "450 busy"
+(the day's first delivery asks it in its rename's flight, then the manifest's read): the recordings
+go, the server's manifest keeps its lines, the day's journal stays; the next `run` puts the merged
+manifest up.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from tests.reliability.test_verify_sizes import old_manifest_day
 
 
 class BusyManifestOnce(FaultyHandler):
-    """Answers the first SIZE of any SHA256SUMS with 450, as a server does while another client writes it."""
+    """Answers the first two SIZEs of any SHA256SUMS with 450, as a server does while another client writes it."""
 
-    busy: ClassVar[list[bool]] = [True]
+    busy: ClassVar[list[bool]] = [True, True]
 
     def ftp_SIZE(self, path: str) -> None:
         if path.endswith("/SHA256SUMS") and self.busy:

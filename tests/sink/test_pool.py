@@ -56,10 +56,12 @@ def test_only_the_pool_waiting_for_its_first_login_lets_workers_open_ahead():
     pool = SessionPool(4, regrow_seconds=1.0)
     assert not pool.opening_ahead
     pool.hold_for_first_login()
-    assert pool.opening_ahead and pool.limit == 1
+    assert pool.awaiting_first_login and not pool.opening_ahead and pool.limit == 1
     assert pool.admit() and not pool.try_admit()
+    pool.greeted()  # the server answers the first session: the others may open their connections
+    assert pool.opening_ahead
     pool.hold_back()  # refused: the next probe comes after the backoff; nobody opens ahead for that long
-    assert not pool.opening_ahead and pool.limit == 1
+    assert not pool.opening_ahead and not pool.awaiting_first_login and pool.limit == 1
     pool.hold_for_first_login()
     pool.logged_in()
     assert not pool.opening_ahead and pool.limit == 4
