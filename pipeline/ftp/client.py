@@ -56,6 +56,18 @@ class FtpClient(ftplib.FTP_TLS):
         self.last_data_session_reused: bool | None = None
         #: A passive address asked for ahead of time (`take_passive_reply`), used by the next transfer.
         self.passive_ahead: tuple[str, int] | None = None
+        #: Replies left for later (a read-back's 226, `pipeline.ftp.read_back`): read before the next one.
+        self.deferred_replies = 0
+
+    def getmultiline(self) -> str:
+        """The next reply, once the replies left for later (`deferred_replies`) were read (a refusal among them
+        is logged: what it closed was already checked)."""
+        while self.deferred_replies:
+            self.deferred_replies -= 1
+            reply = super().getmultiline()
+            if reply[:1] != "2":
+                log.debug("a reply left for later was not a success: %s", reply)
+        return super().getmultiline()
 
     def connect(
         self, host: str = "", port: int = 0, timeout: float = -999, source_address: tuple[str, int] | None = None

@@ -52,6 +52,9 @@ class Connection:
         self.welcome = ""
         #: FEAT's raw reply when the login asked it in its own flight (pipelining); taken by `take_login_feat`
         self.login_feat: str | None = None
+        #: commands for the end of the next login's flight (pipelining), and their replies once it was read
+        self.after_login: list[str] = []
+        self.after_login_replies: list[str] = []
         self._context: ssl.SSLContext | None = None  # made at the first secure connect, then reused
         self._ahead: FtpClient | None = None  # opened by `open_ahead`, not logged in yet
 
@@ -152,7 +155,8 @@ class Connection:
         """
         p = self.params
         if p.pipelining:
-            self.login_feat = log_in_one_flight(client, p)
+            after, self.after_login = self.after_login, []
+            self.login_feat, self.after_login_replies = log_in_one_flight(client, p, after)
             return
         with map_exceptions("USER", secret=p.password):
             client.login(p.username, p.password, secure=False)

@@ -46,6 +46,7 @@ from pipeline.ftp.connection import Connection
 from pipeline.ftp.directories import Directories
 from pipeline.ftp.errors import FtpFailure, LocalFileChanged, LocalFileGone, PermanentFailure, TransientFailure
 from pipeline.ftp.hashing import RemoteHasher
+from pipeline.ftp.read_back import flight_with_retr
 from pipeline.ftp.replies import is_unsupported, reply_code, reply_error
 from pipeline.ftp.sizes import RemoteSizes
 from pipeline.ftp.store import DataSender, Guard, Store
@@ -69,9 +70,16 @@ class Upload:
     """One delivery of one file (see the module docstring); `run` once."""
 
     def __init__(
-        self, parts: Parts, delivery: Delivery, progress: DeliveryProgress, hasher: RemoteHasher | None = None
+        self,
+        parts: Parts,
+        delivery: Delivery,
+        progress: DeliveryProgress,
+        hasher: RemoteHasher | None = None,
+        *,
+        read_back: bool = False,
     ) -> None:
-        """`hasher`: ask the server's hash of the renamed file in the rename's flight (when pipelining)."""
+        """`hasher`: ask the server's hash of the renamed file in the rename's flight (when pipelining).
+        `read_back`: read the renamed file back in the rename's flight (`pipeline.ftp.read_back`)."""
         self.connection = parts.connection
         self.features = parts.connection.features
         self.directories = parts.directories
@@ -89,6 +97,9 @@ class Upload:
         self.server_hash: tuple[str | None] | None = None
         #: whether `Delivery.probe` exists, once asked in the rename's flight (None: not asked, or no clear answer)
         self.probed: bool | None = None
+        self.read_back = read_back
+        #: the renamed file's bytes, read back in the rename's flight (None: not read back there)
+        self.read_back_data: bytes | None = None
 
     def run(self) -> Delivered:
         """Deliver the file; raises `LocalFileGone`, `LocalFileChanged` or an `FtpFailure` subclass."""
@@ -208,9 +219,15 @@ class Upload:
         probe = self._probe_line()
         passive = self.connection.passive_request(self.delivery.next_upload)
         extra = [line for line in (probe, passive) if line is not None]
-        replies = self.connection.batch([*lines, *hashing, *extra])
-        if passive is not None:
-            self.connection.keep_passive(replies.pop())
+        flight = [*lines, *hashing, *extra]
+        back: bytes | None = None
+        if self.read_back and passive is not None:  # the port is the read-back's, not a next upload's
+            replies, back = flight_with_retr(self.connection, flight, self.target, self.delivery.size)
+            replies.pop()
+        else:
+            replies = self.connection.batch(flight)
+            if passive is not None:
+                self.connection.keep_passive(replies.pop())
         if probe is not None:
             self.probed = probe_answer(replies.pop())
         hashed = replies[len(lines) :]  # read, whatever became of the rename: the next reply is the next command's
@@ -221,6 +238,7 @@ class Upload:
             return None, self.connection.classify(reply_error(rnto), "RNTO")
         if self.hasher is not None:
             self.server_hash = (self.hasher.answer(hashed),)
+        self.read_back_data = back  # read after this very rename: the target is this file
         return (rnto, size_reply[0] if size_reply else None), None
 
     def _probe_line(self) -> str | None:

@@ -25,10 +25,13 @@ class Directories:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.known: set[str] = set()
+        #: a folder made in the login's flight (`chain_answered`), new and empty until the first delivery into it
+        self._made_ahead: str | None = None
 
     def clear(self) -> None:
         """Forget every folder (a new connection: the server may have changed meanwhile)."""
         self.known.clear()
+        self._made_ahead = None
 
     def make_directory(self, name: str) -> bool:
         """Create one remote directory unless it exists ("already exists" is success); cached.
@@ -54,12 +57,14 @@ class Directories:
 
         One flight when pipelining (see the module docstring), else (or when that flight's CWD is
         refused) walks up from the deepest folder to the first that exists, then creates downwards.
-        Returns True when this call created `remote_dir` itself (so it is empty). `port_ahead`: a
+        Returns True when this call created `remote_dir` itself (so it is empty), or the login's flight did
+        just before (`chain_answered`, `ahead`) and this is the first call since. `port_ahead`: a
         transfer follows, so that flight asks its data port too (no round trip of its own for it).
         """
         path = self.connection.absolute(remote_dir)
+        made_ahead, self._made_ahead = self._made_ahead, None
         if path == "/" or path in self.known:
-            return False
+            return path == made_ahead  # made in the login's flight: still new to its first delivery
         if self.connection.params.pipelining:
             made = self._chain_in_one_flight(path, port_ahead)
             if made is not None:
@@ -70,21 +75,35 @@ class Directories:
         """MKD every unknown level of `path` top down and CWD into it, in one flight; whether `path` was
         created, or None when neither the MKD of `path` nor the CWD succeeded (the caller walks the
         folders to find out why)."""
+        passive = self.connection.passive_request((lambda: True) if port_ahead else None)
+        lines = self.chain_lines(path, passive)
+        return self.chain_answered(path, passive, self.connection.batch(lines))
+
+    def chain_lines(self, path: str, passive: str | None) -> list[str]:
+        """The flight that makes `path` (absolute): an MKD per unknown level, top down, a CWD into it, and
+        `passive` (the data port's command) when given."""
         chain: list[str] = []
         current = path
         while current != "/" and current not in self.known:
             chain.append(current)
             current = posixpath.dirname(current)
         chain.reverse()
-        passive = self.connection.passive_request((lambda: True) if port_ahead else None)
-        lines = [*(f"MKD {folder}" for folder in chain), f"CWD {path}"]
-        replies = self.connection.batch([*lines, *([passive] if passive is not None else [])])
+        return [*(f"MKD {folder}" for folder in chain), f"CWD {path}", *([passive] if passive is not None else [])]
+
+    def chain_answered(self, path: str, passive: str | None, replies: list[str], *, ahead: bool = False) -> bool | None:
+        """Read the replies to `chain_lines`: whether `path` was created, None when it is not known to exist.
+
+        `ahead`: the chain rode in the login's flight; a `path` it created is reported new to the next
+        `make_remote_directories` of it."""
+        replies = list(replies)
         if passive is not None:
             self._keep_port(replies.pop(), passive)
         created = replies[-2].startswith("2")
         if not created and not replies[-1].startswith("2"):
             return None
         self.remember(path)
+        if ahead and created:
+            self._made_ahead = path
         return created
 
     def _keep_port(self, reply: str, command: str) -> None:

@@ -6,6 +6,10 @@ first one that refuses decides what is raised, under the step's name as `Connect
 password masked), so a refused login ends as it does one command at a time. A server that logs in
 on USER alone (230) answers the PASS with a 503, which is then not a refusal. FEAT's raw reply is
 returned for `DeliveryCheck.learn`, which would otherwise ask for it in a round trip of its own.
+Commands given as `after` (the first delivery's folders, `FtpTransport.first_folder`) go at the end of
+the same flight; their raw replies are returned for the caller to read. Sent before the login's
+answer, they cost nothing if it is refused: the server refuses them too (530), and the connection is
+dropped.
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ def login_lines(params: FtpParams) -> list[tuple[str, str]]:
     return [*lines, ("TYPE", "TYPE I"), ("FEAT", "FEAT")]
 
 
-def log_in_one_flight(client: FtpClient, params: FtpParams) -> str:
-    """Log in, protect the data connections (TLS), TYPE I, and ask FEAT, in one flight; returns FEAT's raw reply.
+def log_in_one_flight(client: FtpClient, params: FtpParams, after: list[str] | None = None) -> tuple[str, list[str]]:
+    """Log in, protect the data connections (TLS), TYPE I, and ask FEAT, in one flight with the commands
+    `after`; returns FEAT's raw reply and the raw replies to `after`.
 
     Raises the `FtpFailure` of the first step refused (after reading what the server still answers).
     """
-    lines = login_lines(params)
+    login = login_lines(params)
+    lines = [*login, *(("AFTER", line) for line in after or ())]
     with map_exceptions("USER", secret=params.password):
         if any("\r" in line or "\n" in line for _, line in lines):  # as ftplib's putline refuses it
             raise ValueError("an illegal newline character should not be contained")
@@ -50,6 +56,8 @@ def log_in_one_flight(client: FtpClient, params: FtpParams) -> str:
                 raise
             break  # the server hung up after refusing: the refusal is what counts
         replies.append(reply)
+        if step == "AFTER":
+            continue
         if refusal is None and _refused(line, reply, replies):
             refusal = (step, reply_error(reply))
     if refusal is not None:
@@ -57,7 +65,7 @@ def log_in_one_flight(client: FtpClient, params: FtpParams) -> str:
             raise refusal[1]
     if params.secure:
         client._prot_p = True  # what ftplib's prot_p records once PROT P is accepted
-    return replies[-1]
+    return replies[len(login) - 1], replies[len(login) :]
 
 
 def _refused(line: str, reply: str, replies: list[str]) -> bool:

@@ -1,9 +1,10 @@
 """Small files over an FTP session: a manifest put atomically, read back, and a folder listed (MLSD).
 
 Put reuses the session's delivery (temporary name, rename, size check, folders made on the way)
-from a local temporary copy, and asks the next data port in the rename's flight (for the read-back,
-or the session's next upload); get is SIZE (with the data port asked in its flight) then RETR, or
-RETR at once for the file the session has just put and checked; the session stays in TYPE I
+from a local temporary copy, asks the next data port in the rename's flight, and, when the caller
+reads the file back next, its RETR too (`pipeline.ftp.read_back`); get is SIZE (with the data port asked in its
+flight) then RETR, or nothing for the file the session has just put and read back, or RETR at once
+for one it has just put and checked but could not read back; the session stays in TYPE I
 (set at login) so no TYPE I goes before the RETR. List walks MLSD, or, on a server without it
 (vsftpd), NLST with a SIZE per name (a name without a size is taken for a folder). Failures are the
 kinds of `pipeline.transport.errors`; a session that lost step is closed (the next call reconnects).
@@ -30,8 +31,11 @@ if TYPE_CHECKING:
     from pipeline.ftp.transport import FtpTransport
 
 
-def put_small(ftp: FtpTransport, remote_path: str, data: bytes, *, new: bool = False) -> None:
-    """Store `data` at `remote_path` atomically (temporary name, rename, size check).
+def put_small(
+    ftp: FtpTransport, remote_path: str, data: bytes, *, new: bool = False, read_back: bool = False
+) -> bytes | None:
+    """Store `data` at `remote_path` atomically (temporary name, rename, size check); `read_back`: and read it
+    back in the rename's flight (`pipeline.ftp.read_back`), returning its bytes (None when not read there).
 
     `new`: the overwrite guard refuses an existing file (`TargetExists`), its SIZE in the STOR's flight.
     """
@@ -42,7 +46,9 @@ def put_small(ftp: FtpTransport, remote_path: str, data: bytes, *, new: bool = F
         # the delivery steps alone: the manifest is checked by reading it back, not by a HASH round trip
         refuse = (lambda existing: False) if new else None
         delivery = Delivery(local, remote_path, len(data), next_upload=lambda: True, may_replace=refuse)
-        Upload(ftp.parts, delivery, DeliveryProgress()).run()
+        upload = Upload(ftp.parts, delivery, DeliveryProgress(), read_back=read_back)
+        upload.run()
+        return upload.read_back_data
     finally:
         with contextlib.suppress(OSError):
             os.unlink(local)

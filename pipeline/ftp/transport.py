@@ -52,8 +52,11 @@ class FtpTransport:
         self.parts = Parts(self.connection, self.directories, self.sizes, sender)
         #: FEAT, read at each login, and the check it allows after a delivery (hash, else size)
         self.checks = DeliveryCheck(checksum=checksum)
-        #: the path `put_small` has just put on this connection (`get_small` reads it without a SIZE first)
-        self._just_put: str | None = None
+        #: the path `put_small` has just put on this connection (`get_small` reads it without a SIZE first),
+        #: with its bytes when they were read back in the rename's flight
+        self._just_put: tuple[str, bytes | None] | None = None
+        #: the folder of the first delivery after the next connect (`first_folder`)
+        self._first_folder: str | None = None
 
     def __repr__(self) -> str:
         p = self.params
@@ -64,11 +67,23 @@ class FtpTransport:
     def connected(self) -> bool:
         return self.connection.connected
 
+    def first_folder(self, remote_dir: str) -> None:
+        """The next connect's first delivery goes into `remote_dir`: its folders (and the data port) are asked
+        for in the login's flight, when pipelining, instead of in a round trip of their own after it."""
+        self._first_folder = remote_dir
+
     def connect(self) -> str:
         """Connect, secure (per `tls`), log in, PROT P, TYPE I. Raises an `FtpFailure` subclass."""
+        self.directories.clear()
+        folder, self._first_folder = self._first_folder, None
+        path = self.connection.absolute(folder) if folder is not None and self.params.pipelining else None
+        passive = self.features.passive_command if path is not None else None
+        self.connection.after_login = self.directories.chain_lines(path, passive) if path not in (None, "/") else []
         welcome = self.connection.connect()
         self._just_put = None
-        self.directories.clear()
+        if self.connection.after_login_replies and path is not None:
+            self.directories.chain_answered(path, passive, self.connection.after_login_replies, ahead=True)
+            self.connection.after_login_replies = []
         self.checks.learn(self)
         log.debug("session open: %r", self)
         return welcome
@@ -90,15 +105,18 @@ class FtpTransport:
         """The check this server allows after a delivery: "hash" or "size" (see `pipeline.ftp.checks`)."""
         return self.checks.check
 
-    def put_small(self, remote_path: str, data: bytes, *, new: bool = False) -> None:
+    def put_small(self, remote_path: str, data: bytes, *, new: bool = False, then_read: bool = False) -> None:
         self._just_put = None
-        small_files.put_small(self, remote_path, data, new=new)
-        self._just_put = self.connection.absolute(remote_path)
+        back = small_files.put_small(self, remote_path, data, new=new, read_back=then_read)
+        self._just_put = (self.connection.absolute(remote_path), back)
 
     def get_small(self, remote_path: str) -> bytes | None:
-        """The file's content; the one this session has just put (and size-checked) is read without a SIZE first."""
+        """The file's content; the one this session has just put (and size-checked) is read without a SIZE first,
+        or not at all when it was read back in the rename's flight."""
         path, just_put, self._just_put = self.connection.absolute(remote_path), self._just_put, None
-        return small_files.get_small(self, path, exists=path == just_put)
+        if just_put is not None and just_put[0] == path and just_put[1] is not None:
+            return just_put[1]
+        return small_files.get_small(self, path, exists=just_put is not None and just_put[0] == path)
 
     def list_files(self, remote_dir: str) -> dict[str, int]:
         return small_files.list_files(self, remote_dir)

@@ -280,8 +280,9 @@ class S3Transport:
 
     # --- small files (the manifests) and what `verify` asks (`pipeline.s3.small_files`)
 
-    def put_small(self, remote_path: str, data: bytes, *, new: bool = False) -> None:
-        """`new` is not checked here: this transport answers no `Delivery.probe`, so it is never told so."""
+    def put_small(self, remote_path: str, data: bytes, *, new: bool = False, then_read: bool = False) -> None:
+        """`new` is not checked here: this transport answers no `Delivery.probe`, so it is never told so;
+        `then_read` changes nothing (the read-back costs its own request)."""
         small_files.put_small(self._call, self.key(remote_path), data)
 
     def get_small(self, remote_path: str) -> bytes | None:

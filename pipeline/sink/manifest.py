@@ -261,11 +261,11 @@ class Manifests:
         if new:  # the server said it has none: nothing to read or merge
             entry.server = ManifestText()
         try:
-            merged, data = self._put(transport, entry, lines, new=new)
+            merged, data = self._put(transport, entry, lines, new=new, then_read=final)
         except TargetExists:  # one appeared since: read it and merge after all
             log.debug("a manifest appeared at %s since the server said it had none: merged", manifest_path(day))
             entry.server = None
-            merged, data = self._put(transport, entry, lines, new=False)
+            merged, data = self._put(transport, entry, lines, new=False, then_read=final)
         entry.server = merged
         complete = " (day complete)" if final else ""
         log.info("manifest %s: %d file(s)%s", manifest_path(day), len(merged.entries), complete)
@@ -288,7 +288,7 @@ class Manifests:
         log.debug("journal of %s removed: the server's manifest is verified", day)
 
     def _put(
-        self, transport: Transport, entry: _Day, lines: dict[str, Entry], *, new: bool
+        self, transport: Transport, entry: _Day, lines: dict[str, Entry], *, new: bool, then_read: bool
     ) -> tuple[ManifestText, bytes]:
         """Merge the journal's `lines` into what the server holds (read first when not known) and put it."""
         path = manifest_path(entry.journal.day)
@@ -297,5 +297,5 @@ class Manifests:
             entry.server = ManifestText.parse(held.decode("utf-8", "surrogateescape") if held else "")
         merged = entry.server.merged(lines)
         data = merged.render()
-        transport.put_small(path, data, new=new)
+        transport.put_small(path, data, new=new, then_read=then_read)
         return merged, data

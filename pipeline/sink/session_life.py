@@ -14,6 +14,7 @@ read, nothing of the account sent) and logs in on it once admitted. An outage is
 from __future__ import annotations
 
 import logging
+import posixpath
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from pipeline.sink.retry import Backoff, ConnectAttempts, RetryPolicy
 from pipeline.sink.ticket import Ticket
 from pipeline.sink.transports import TargetParams
 from pipeline.transport import Transport
-from pipeline.transport.base import OpensAhead
+from pipeline.transport.base import KnowsFirstFolder, OpensAhead
 from pipeline.transport.errors import SessionFailure, TooManyConnections, TransportFailure, scrub
 
 log = logging.getLogger("beemon.sink")
@@ -157,6 +158,8 @@ class SessionLife:
 
     def _open(self, session: Transport, backoff: Backoff, ticket: Ticket | None = None) -> bool:
         """Connect once (the pool admitted it); on failure give `ticket` back, wait the backoff; True when connected."""
+        if ticket is not None and not ticket.job.into_folder and isinstance(session, KnowsFirstFolder):
+            session.first_folder(posixpath.dirname(ticket.job.remote_path))  # made in the login's flight
         try:
             if self.pool.awaiting_first_login and isinstance(session, OpensAhead):
                 session.open_ahead(quiet=False)  # one attempt, as `connect`'s, failing as it would

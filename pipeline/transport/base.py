@@ -116,12 +116,14 @@ class Transport(Protocol):
         """Remove the temporary name of `remote_path` if one is left (never raises for a missing one)."""
         ...
 
-    def put_small(self, remote_path: str, data: bytes, *, new: bool = False) -> None:
+    def put_small(self, remote_path: str, data: bytes, *, new: bool = False, then_read: bool = False) -> None:
         """Store `data` (a small file: a manifest) at `remote_path` atomically: temporary name, then
         rename, then a size check; creates missing folders. Raises the failure kinds of `transport.errors`.
 
         `new`: the server said it had no such file (`Delivered.probed`); a transport that can tell without
-        a round trip of its own (FTP: a SIZE in the store's flight) raises `TargetExists` if one appeared."""
+        a round trip of its own (FTP: a SIZE in the store's flight) raises `TargetExists` if one appeared.
+        `then_read`: the caller reads the file back next (`get_small`); a transport may read it on the way
+        (FTP: in the rename's flight)."""
         ...
 
     def get_small(self, remote_path: str) -> bytes | None:
@@ -148,6 +150,15 @@ class Transport(Protocol):
 
     def abort(self) -> None:
         """Cut the connection from another thread: the owner's call in progress fails at once."""
+        ...
+
+
+@runtime_checkable
+class KnowsFirstFolder(Protocol):
+    """A transport that can prepare its first delivery's folder while it logs in (FTP: in the login's flight)."""
+
+    def first_folder(self, remote_dir: str) -> None:
+        """The next `connect`'s first delivery goes into `remote_dir` (a hint: nothing is sent before `connect`)."""
         ...
 
 

@@ -191,6 +191,44 @@ def test_a_login_costs_the_welcome_and_one_flight(make_server, ftp_root, credent
     assert [cmd for cmd, _ in logged_in if cmd != "WAIT"] == ["USER", "PASS", "TYPE", "FEAT"]
 
 
+def test_the_first_files_folders_ride_in_the_logins_flight(make_server, ftp_root, outbox, credentials):
+    """A session that knows its first file's folder when it logs in (a sink worker that took a job first):
+    welcome, then login + MKDs + CWD + EPSV in one flight, then STOR, then the rename: 4 waits from the
+    connect to the verified file, not 5 (the folders' flight after the login's)."""
+    data = write(outbox / "a.wav", 4096)
+    waits = Waits()
+    server = make_server(LockstepHandler, faults=waits)
+    try:
+        session = UploadSession(params_for(server, credentials))
+        session.first_folder("st/2024-05-01/audio")
+        with session:
+            session.upload(str(outbox / "a.wav"), "st/2024-05-01/audio/a.wav", 4096, may_replace=lambda n: True)
+            used = list(waits.journal)
+    finally:
+        server.stop()
+    assert [cmd for cmd, _ in used].count("WAIT") == 4, used
+    flight = [cmd for cmd, _ in used[used.index(("USER", credentials.username)) : used.index(("WAIT", ""), 2)]]
+    assert flight == ["USER", "PASS", "TYPE", "FEAT", "MKD", "MKD", "MKD", "MKD", "CWD", "EPSV"], used
+    # The folder is new (this login's flight made it): no overwrite guard's SIZE; the rename's check alone.
+    assert waits.commands("SIZE") == ["/upload/st/2024-05-01/audio/a.wav"]
+    assert (ftp_root / "upload/st/2024-05-01/audio/a.wav").read_bytes() == data
+
+
+def test_a_refused_login_with_the_folders_in_its_flight_makes_nothing(make_server, ftp_root, credentials):
+    waits = Waits()
+    server = make_server(LockstepHandler, faults=waits)
+    params = params_for(server, credentials, password="wrong-" + credentials.password)
+    session = UploadSession(params)
+    session.first_folder("st/2024-05-01/audio")
+    try:
+        with pytest.raises(SessionFailure, match="530"):
+            session.connect()
+    finally:
+        server.stop()
+    assert not session.connected and not (ftp_root / "upload").exists()
+    assert [cmd for cmd, _ in waits.journal].count("PASS") == 1
+
+
 def test_a_wrong_password_in_the_logins_flight_is_refused_as_alone(make_server, ftp_root, credentials):
     waits = Waits()
     server = make_server(LockstepHandler, faults=waits)
@@ -215,6 +253,7 @@ class SessionsHandler(LockstepHandler):
     _lock = threading.Lock()
 
     def on_connect(self) -> None:
+        self.faults.touch()  # a client connecting is not quiet
         with self._lock:
             self.session = sum(1 for _, event in self.events if event == "+")
             self.events.append((self.session, "+"))
@@ -255,17 +294,20 @@ def test_the_second_session_has_its_welcome_when_the_first_login_succeeds(make_s
     times or more (the second connecting only then, and waiting a round trip for its welcome while the first
     made its folders)."""
     events: list[tuple[int, str]] = []
-    server = make_server(SessionsHandler, faults=Waits(), events=events)
+    server = make_server(SessionsHandler, faults=Waits(quiet=0.4), events=events)  # a busy machine's wake-ups
     try:
-        results = run_once_sink(server, credentials, outbox, files=4)
+        results = run_once_sink(server, credentials, outbox, files=2)
     finally:
         server.stop()
-    assert len(results) == 4 and all(isinstance(r, UploadResult) and r.outcome.value == "delivered" for r in results)
+    assert len(results) == 2 and all(isinstance(r, UploadResult) and r.outcome.value == "delivered" for r in results)
     first, second = (session for session, event in events if event == "USER")  # in the order they logged in
     second_user = events.index((second, "USER"))
     assert [event for session, event in events[:second_user] if session == first].count("WAIT") == 2, events
     first_waits = [index for index, entry in enumerate(events) if entry == (first, "WAIT")]
     assert (second, "+") in events[first_waits[0] : first_waits[1]], events  # opened while the first logged in
+    # The second took its job before it logged in: that job's folders and data port rode in its login's flight.
+    second_stor = events.index((second, "STOR"))
+    assert [e for s, e in events[second_user:second_stor] if s == second].count("WAIT") == 1, events
     assert [event for _, event in events].count("PASS") == 2
 
 
@@ -288,9 +330,12 @@ def test_a_refused_first_login_is_the_only_one_and_the_other_session_sends_nothi
 # --- the day's manifest
 
 
-def test_a_manifest_read_put_and_read_back_costs_four_waits(make_server, ftp_root, credentials):
+@pytest.mark.parametrize(("then_read", "expected"), [(True, 3), (False, 4)])
+def test_a_manifest_read_put_and_read_back_costs_three_waits(make_server, ftp_root, credentials, then_read, expected):
     """The sink's manifest at the end of a day: read (missing), put, read back. [SIZE, EPSV], STOR,
-    [RNFR, RNTO, SIZE, EPSV], RETR: no TYPE I, no second SIZE before the read-back."""
+    [RNFR, RNTO, SIZE, EPSV, RETR]: the read-back rides in the rename's flight (its data connection opened
+    once the EPSV is answered, its closing 226 left for the next reply read); no TYPE I, no second SIZE.
+    Put without saying it is read next (`then_read`), the read-back's RETR is a round trip of its own."""
     (ftp_root / "upload/st/day").mkdir(parents=True)
     data = b"0" * 64 + b"  a.wav\n"
     waits = Waits()
@@ -300,12 +345,13 @@ def test_a_manifest_read_put_and_read_back_costs_four_waits(make_server, ftp_roo
             session.make_remote_directories("st/day")
             mark = len(waits.journal)
             assert session.get_small("st/day/SHA256SUMS") is None
-            session.put_small("st/day/SHA256SUMS", data)
+            session.put_small("st/day/SHA256SUMS", data, then_read=then_read)
             assert session.get_small("st/day/SHA256SUMS") == data
             used = waits.journal[mark:]
+            assert session.noop().startswith("200")  # the read-back's 226, left for later, was read first
     finally:
         server.stop()
-    assert [cmd for cmd, _ in used if cmd == "WAIT"] == ["WAIT"] * 4, used
+    assert [cmd for cmd, _ in used if cmd == "WAIT"] == ["WAIT"] * expected, used
     assert [cmd for cmd, _ in used if cmd != "WAIT"] == ["SIZE", "EPSV", "STOR", "RNFR", "RNTO", "SIZE", "EPSV", "RETR"]
     assert (ftp_root / "upload/st/day/SHA256SUMS").read_bytes() == data
 
@@ -313,14 +359,12 @@ def test_a_manifest_read_put_and_read_back_costs_four_waits(make_server, ftp_roo
 MANIFEST = "/upload/st/2024-05-01/SHA256SUMS"
 
 
-def test_a_new_days_manifest_costs_three_waits_after_its_last_file(
-    make_server, ftp_root, outbox, credentials, tmp_path
-):
+def test_a_new_days_manifest_costs_two_waits_after_its_last_file(make_server, ftp_root, outbox, credentials, tmp_path):
     """A past day's files, then its manifest, as at the end of `run --once`. The day's first delivery asked in
     its rename's flight whether the server has a manifest (no wait of its own: it has none), and the last
     one asked the put's data port in its own, so after the last file's rename the manifest costs STOR (the
-    overwrite guard's SIZE in its flight), the rename's flight, the read-back: 3 waits, not 4 (a [SIZE,
-    EPSV] flight to read it first)."""
+    overwrite guard's SIZE in its flight) and the rename's flight with the read-back's RETR: 2 waits, not 4
+    (a [SIZE, EPSV] flight to read it first, the read-back's RETR after the rename's answer)."""
     waits = Waits()
     server = make_server(LockstepHandler, faults=waits)
     results: list[UploadResult | SinkGaveUp] = []
@@ -341,7 +385,7 @@ def test_a_new_days_manifest_costs_three_waits_after_its_last_file(
     journal = waits.journal
     last_rename = max(i for i, (cmd, arg) in enumerate(journal) if cmd == "RNFR" and "SHA256SUMS" not in arg)
     tail = journal[last_rename : journal.index(("QUIT", ""))]
-    assert [cmd for cmd, _ in tail].count("WAIT") == 1 + 3, tail  # the last file's rename, then the manifest's 3
+    assert [cmd for cmd, _ in tail].count("WAIT") == 1 + 2, tail  # the last file's rename, then the manifest's 2
     probe = journal.index(("SIZE", MANIFEST))  # asked in the first file's rename's flight
     first_rename = next(i for i, (cmd, _) in enumerate(journal) if cmd == "RNFR")
     assert waits.flights[probe] == waits.flights[first_rename], journal
