@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -659,7 +660,10 @@ def test_a_part_file_this_upload_never_wrote_is_not_resumed_after_a_failure_befo
     folder.mkdir(parents=True)
     (folder / ".x.wav.part").write_bytes(b"OLD" * (stale_size // 3) + b"O" * (stale_size % 3))  # someone else's
     data = write(outbox / "x.wav", 1000)
-    run = start_sink(server, jobs=(job_for(outbox / "x.wav", "st/2024-01-01/audio/x.wav"),))
+    # One session, which logs in before it takes the job: the folder step is the delivery's, where the fault
+    # must hit (a worker that takes its job first asks its folders in the login's flight, not the job's).
+    one = dataclasses.replace(FAST, connections=1)
+    run = start_sink(server, policy=one, jobs=(job_for(outbox / "x.wav", "st/2024-01-01/audio/x.wav"),))
 
     run.delivered(1)
     run.helper.stop(1.0)  # its last log lines are replayed now, inside the test
