@@ -47,7 +47,7 @@ from pipeline.ftp.directories import Directories
 from pipeline.ftp.errors import FtpFailure, LocalFileChanged, LocalFileGone, PermanentFailure, TransientFailure
 from pipeline.ftp.hashing import RemoteHasher
 from pipeline.ftp.read_back import flight_with_retr
-from pipeline.ftp.replies import is_unsupported, reply_code, reply_error
+from pipeline.ftp.replies import reply_code, reply_error
 from pipeline.ftp.sizes import RemoteSizes
 from pipeline.ftp.store import DataSender, Guard, Store
 from pipeline.transport.base import Delivered, Delivery, DeliveryProgress
@@ -285,4 +285,4 @@ class Upload:
 def probe_answer(reply: str) -> bool | None:
     """A SIZE reply read as "exists" (213), "missing" (550), or None: anything else (busy, refused as unknown)."""
     code = reply_code(reply)
-    return True if code == 213 else False if code == 550 and not is_unsupported(reply) else None
+    return True if code == 213 else False if code == 550 else None
