@@ -54,9 +54,10 @@ else:
 
 
 def mark(tmp_path: Path, name: str) -> float | None:
-    """When the run first noted `name` (see `SLOW_STARTS`), None if it never did."""
+    """When the run first noted `name` (see `SLOW_STARTS`), None if it never did (or is still writing it)."""
     path = tmp_path / "marks" / name
-    return float(path.read_text().split()[0]) if path.exists() else None
+    words = path.read_text().split() if path.exists() else []
+    return float(words[0]) if words else None  # opened but not yet written: not noted yet
 
 
 def slow_env(
