@@ -180,3 +180,25 @@ def test_opening_ahead_a_port_that_refuses_is_quiet_unless_asked_and_the_connect
         session.open_ahead(quiet=False)  # the first session's attempt: said as `connect` says it
     with pytest.raises(ConnectionLost):
         session.connect()
+
+
+def test_explicit_ftps_opened_ahead_is_secured_before_the_login_and_reads_back_a_manifest(
+    make_server, tls_files, ftp_root, outbox, credentials
+):
+    """AUTH TLS and its handshake happen while opening ahead; the login, the data connections (PROT P) and a
+    read-back in the rename's flight go over TLS as usual."""
+    faults = Faults()
+    server = tls_server(make_server, tls_files, faults=faults)
+    data = write(outbox / "a.wav", 3000)
+    params = params_for(server, credentials, tls="explicit", ca_file=tls_files.ca_file)
+    session = UploadSession(params)
+    session.first_folder("st/2024-05-01/audio")
+    assert session.open_ahead(quiet=False)
+    assert [cmd for cmd, _ in faults.journal] == ["AUTH"]  # secured, nothing of the account sent
+    with session:
+        session.upload(str(outbox / "a.wav"), "st/2024-05-01/audio/a.wav", len(data))
+        session.put_small("st/2024-05-01/SHA256SUMS", b"manifest\n", then_read=True)
+        assert session.get_small("st/2024-05-01/SHA256SUMS") == b"manifest\n"
+        assert session.noop().startswith("200")
+    assert (ftp_root / "upload/st/2024-05-01/audio/a.wav").read_bytes() == data
+    assert [arg for cmd, arg in faults.journal if cmd == "RETR"] == ["/upload/st/2024-05-01/SHA256SUMS"]
