@@ -49,6 +49,10 @@ class DayJournal:
         self._sync = threading.Lock()  # one fsync at a time; it covers every line written before it began
         self._written = 0  # lines written by this object
         self._synced = 0  # of those, the lines known to be on the disk
+        #: the descriptor lines are appended through, and the (device, inode) it was opened on: kept open
+        #: between lines (two opens and closes per file less), opened again if the path names another file
+        self._fd: int | None = None
+        self._opened: tuple[int, int] | None = None
 
     @classmethod
     def all_in(cls, folder: str) -> list[DayJournal]:
@@ -77,23 +81,43 @@ class DayJournal:
         line = f"{sha256} {size} {name}\n".encode("utf-8", "surrogateescape")
         with self._write:
             folder = os.path.dirname(self.path)
-            created = not os.path.exists(self.path)
+            try:
+                now = os.stat(self.path)
+            except FileNotFoundError:
+                now = None
+            created = now is None
             if created:
                 os.makedirs(folder, exist_ok=True)
             elif not self._repaired:
                 self._cut_torn_line()
             self._repaired = True
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)
-                if created:  # the new file's name must survive too: its data, then its folder
-                    os.fsync(fd)
-                    _fsync_folder(folder)
-            finally:
-                os.close(fd)
+            fd = self._descriptor(now)
+            os.write(fd, line)
+            if created:  # the new file's name must survive too: its data, then its folder
+                os.fsync(fd)
+                _fsync_folder(folder)
             self._written += 1
             mine = self._written
         self._write_back(mine)
+
+    def _descriptor(self, now: os.stat_result | None) -> int:
+        """The append descriptor of the file now at `path` (`now`: its stat; None: there is none, it is created).
+
+        A journal deleted or replaced behind this object's back (a person cleaning the state folder)
+        gets the line in the file at its path, as it did when each line opened the path.
+        """
+        if self._fd is not None and now is not None and (now.st_dev, now.st_ino) == self._opened:
+            return self._fd
+        self._close()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        opened = os.fstat(fd)
+        self._fd, self._opened = fd, (opened.st_dev, opened.st_ino)
+        return fd
+
+    def _close(self) -> None:
+        fd, self._fd, self._opened = self._fd, None, None
+        if fd is not None:
+            os.close(fd)
 
     def _write_back(self, line: int) -> None:
         """Return once the first `line` lines written are on the disk: by this thread's fsync, or by one
@@ -103,9 +127,11 @@ class DayJournal:
                 return
             with self._write:
                 covered = self._written
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            # Its own descriptor (the append one may be replaced meanwhile), read-only: fsync writes back the
+            # file's data whichever descriptor wrote it, and closing it is no "closed after writing" event.
+            fd = os.open(self.path, os.O_RDONLY)
             try:
-                os.fsync(fd)  # writes back the file's data, whichever descriptor wrote it
+                os.fsync(fd)
             finally:
                 os.close(fd)
             self._synced = covered
@@ -119,6 +145,8 @@ class DayJournal:
                 os.fsync(journal.fileno())
 
     def remove(self) -> None:
+        with self._write:
+            self._close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
