@@ -56,6 +56,7 @@ class FtpClient(ftplib.FTP_TLS):
         self.last_data_session_reused: bool | None = None
         #: A passive address asked for ahead of time (`take_passive_reply`), used by the next transfer.
         self.passive_ahead: tuple[str, int] | None = None
+        self._peer: tuple[socket.socket, tuple[str, int]] | None = None  # (the control socket, its peer)
 
     def connect(
         self, host: str = "", port: int = 0, timeout: float = -999, source_address: tuple[str, int] | None = None
@@ -80,7 +81,7 @@ class FtpClient(ftplib.FTP_TLS):
         if self.passive_ahead is not None:
             address, self.passive_ahead = self.passive_ahead, None
             return address
-        peer = self.sock.getpeername()
+        peer = self.peer()
         if self.features.epsv:
             try:
                 return ftplib.parse229(self.sendcmd("EPSV"), peer)
@@ -93,6 +94,13 @@ class FtpClient(ftplib.FTP_TLS):
             log.debug("PASV announced %s; connecting to the control peer %s instead", announced, peer[0])
         return peer[0], port
 
+    def peer(self) -> tuple[str, int]:
+        """The control connection's peer address, asked of the kernel once per connection (every transfer uses it)."""
+        sock = self.sock
+        if self._peer is None or self._peer[0] is not sock:
+            self._peer = (sock, sock.getpeername())
+        return self._peer[1]
+
     @property
     def passive_command(self) -> str:
         """The command that opens a passive data port on this server: EPSV, or PASV once EPSV was refused."""
@@ -101,7 +109,7 @@ class FtpClient(ftplib.FTP_TLS):
     def take_passive_reply(self, reply: str) -> bool:
         """Keep the address of a pipelined EPSV/PASV reply for the next transfer; False if there is none."""
         try:
-            address = passive_address(reply, self.sock.getpeername())
+            address = passive_address(reply, self.peer())
         except ftplib.Error:
             return False
         if address is None:
