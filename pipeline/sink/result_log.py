@@ -1,8 +1,8 @@
 """What the sink says about its results: one line per attempt, and one warning per episode, not per retry.
 
-A delivery is one info line (with its removal, unless companions went too); a parked file is one warning per distinct reply
-(then debug lines while the server keeps refusing the same way), with a hint for the replies a
-person can act on; "no space left" is one warning per episode and one line when files go through
+A delivery is one info line (with its removal, unless companions went too); a parked file is one
+warning per distinct reply (then debug lines while the server keeps refusing the same way), with a
+hint for the replies a person can act on; "no space left" is one warning per episode and one line when files go through
 again. The settings that give up safety are named once at start (`unsafe_settings`).
 """
 
