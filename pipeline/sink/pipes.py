@@ -94,6 +94,8 @@ class PipeSender:
         """Send what `produce()` returns when the writer reaches this point: puts of the same `key` that come
         before the writer does collapse into one (a burst of count changes becomes one message with the last).
         Alone in the buffer, it waits up to `LATER_SECONDS` for other messages to go with it."""
+        if key in self._later:  # waiting already (a change a file, mostly): its producer runs after this change
+            return
         with self._ready:
             if key in self._later or self._closed:
                 return
