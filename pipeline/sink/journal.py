@@ -49,10 +49,11 @@ class DayJournal:
         self._sync = threading.Lock()  # one fsync at a time; it covers every line written before it began
         self._written = 0  # lines written by this object
         self._synced = 0  # of those, the lines known to be on the disk
-        #: the descriptor lines are appended through, and the (device, inode) it was opened on: kept open
-        #: between lines (two opens and closes per file less), opened again if the path names another file
+        #: the descriptor lines are appended through and fsync'ed by, kept open between lines (an open and
+        #: close of the path less per line and per fsync); opened again once the file it names is no longer
+        #: at the path (unlinked or renamed over); the old ones are closed with `remove` (an fsync may hold one)
         self._fd: int | None = None
-        self._opened: tuple[int, int] | None = None
+        self._retired: list[int] = []
 
     @classmethod
     def all_in(cls, folder: str) -> list[DayJournal]:
@@ -80,44 +81,35 @@ class DayJournal:
             raise ValueError(f"a manifest cannot name {name!r}")
         line = f"{sha256} {size} {name}\n".encode("utf-8", "surrogateescape")
         with self._write:
-            folder = os.path.dirname(self.path)
-            try:
-                now = os.stat(self.path)
-            except FileNotFoundError:
-                now = None
-            created = now is None
-            if created:
-                os.makedirs(folder, exist_ok=True)
-            elif not self._repaired:
-                self._cut_torn_line()
-            self._repaired = True
-            fd = self._descriptor(now)
+            fd, created = self._descriptor()
             os.write(fd, line)
             if created:  # the new file's name must survive too: its data, then its folder
                 os.fsync(fd)
-                _fsync_folder(folder)
+                _fsync_folder(os.path.dirname(self.path))
             self._written += 1
             mine = self._written
         self._write_back(mine)
 
-    def _descriptor(self, now: os.stat_result | None) -> int:
-        """The append descriptor of the file now at `path` (`now`: its stat; None: there is none, it is created).
+    def _descriptor(self) -> tuple[int, bool]:
+        """The append descriptor of the file at `path`, and whether that file was created now.
 
         A journal deleted or replaced behind this object's back (a person cleaning the state folder)
-        gets the line in the file at its path, as it did when each line opened the path.
+        gets the line in the file at its path, as it did when each line opened the path: the kept
+        descriptor's file has no name left then (no links), and the path is opened again.
         """
-        if self._fd is not None and now is not None and (now.st_dev, now.st_ino) == self._opened:
-            return self._fd
-        self._close()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        opened = os.fstat(fd)
-        self._fd, self._opened = fd, (opened.st_dev, opened.st_ino)
-        return fd
-
-    def _close(self) -> None:
-        fd, self._fd, self._opened = self._fd, None, None
-        if fd is not None:
-            os.close(fd)
+        if self._fd is not None and os.fstat(self._fd).st_nlink > 0:
+            return self._fd, False
+        if self._fd is not None:
+            self._retired.append(self._fd)
+            self._fd = None
+        created = not os.path.exists(self.path)
+        if created:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        elif not self._repaired:
+            self._cut_torn_line()
+        self._repaired = True
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return self._fd, created
 
     def _write_back(self, line: int) -> None:
         """Return once the first `line` lines written are on the disk: by this thread's fsync, or by one
@@ -127,13 +119,9 @@ class DayJournal:
                 return
             with self._write:
                 covered = self._written
-            # Its own descriptor (the append one may be replaced meanwhile), read-only: fsync writes back the
-            # file's data whichever descriptor wrote it, and closing it is no "closed after writing" event.
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                fd = self._fd
+            if fd is not None:  # (None: none written by this object)
+                os.fsync(fd)  # open until `remove`, which waits for the lines being appended
             self._synced = covered
 
     def _cut_torn_line(self) -> None:
@@ -145,8 +133,11 @@ class DayJournal:
                 os.fsync(journal.fileno())
 
     def remove(self) -> None:
+        """Delete the journal (its day's manifest is verified on the server); no line is being appended."""
         with self._write:
-            self._close()
+            for fd in [*self._retired, *([self._fd] if self._fd is not None else [])]:
+                os.close(fd)
+            self._fd, self._retired = None, []
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
