@@ -178,12 +178,26 @@ class FtpClient(ftplib.FTP_TLS):
             raise ValueError("an illegal newline character should not be contained")
         self.sock.sendall("".join(f"{line}\r\n" for line in lines).encode(self.encoding))
         try:
-            return socket.create_connection((host, port), self.timeout, source_address=self.source_address)
+            return self._data_connection(host, port)
         except OSError:
             # A server that refused the transfer may have closed its port before we reached it
             # (ProFTPD does): raise the refusal, read in step; after a 1xx the connection is lost.
             self.read_opening(len(lines) - 1)
             raise
+
+    def _data_connection(self, host: str, port: int) -> socket.socket:
+        """A connection to the passive port: straight to the control peer's address (a number of the control
+        connection's family: no name lookup per file), else as `socket.create_connection` makes it."""
+        if self.source_address is not None or host != self.peer()[0]:
+            return socket.create_connection((host, port), self.timeout, source_address=self.source_address)
+        conn = socket.socket(self.sock.family, socket.SOCK_STREAM)
+        try:
+            conn.settimeout(self.timeout)
+            conn.connect((host, port))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def read_opening(self, ahead: int) -> list[str]:
         """The raw replies to `start_transfer`'s `ahead` commands, then the transfer's 1xx (raised if refused)."""
