@@ -2,8 +2,9 @@
 
 A delivery is one info line (with its removal, unless companions went too); a parked file is one
 warning per distinct reply (then debug lines while the server keeps refusing the same way), with a
-hint for the replies a person can act on; "no space left" is one warning per episode and one line when files go through
-again. The settings that give up safety are named once at start (`unsafe_settings`).
+hint for the replies a person can act on; "no space left" is one warning per episode and one line
+when files go through again. The settings that give up safety are named once at start
+(`unsafe_settings`).
 """
 
 from __future__ import annotations
