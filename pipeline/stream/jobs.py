@@ -32,6 +32,7 @@ from operators.model import EventKind, FileEvent, UploadJob
 from operators.ready_files import ready_files, watched_files
 from operators.upload_jobs import to_upload_jobs
 from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
+from pipeline.outbox.lock import STATE_FOLDER
 from pipeline.stream.backfill import backfill_source
 from pipeline.stream.monotonic import MonotonicEventLoopScheduler
 from pipeline.stream.scan import outbox_root
@@ -153,8 +154,8 @@ class _JobStream:
         return CompositeDisposable(subscription, *([own_loop] if own_loop else []))
 
     def live(self, loop: abc.SchedulerBase, jobs: JobsOperator) -> Observable[UploadJob]:
-        """Watched events, each path debounced until quiet, the finished ones as jobs."""
-        return watch_source(self.root, self.observer, self.polling_interval).pipe(
+        """Watched events (none from the state folder), each path debounced until quiet, the finished ones as jobs."""
+        return watch_source(self.root, self.observer, self.polling_interval, unwatched=(STATE_FOLDER,)).pipe(
             ops.observe_on(loop),
             watched_files(self.patterns, root=self.root),
             debounce_per_path(self.quiet, loop, ends=_deleted),
