@@ -6,12 +6,16 @@ import errno
 import logging
 import os
 import threading
+import time
 
 import pytest
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.inotify import InotifyObserver
 
 from operators.model import EventKind, FileEvent
-from pipeline.stream.watch import watch_source
+from pipeline.outbox.lock import STATE_FOLDER
+from pipeline.sink.journal import DayJournal
+from pipeline.stream.watch import start_observer, stop_observer, watch_source
 from tests.helpers import wait_until, write_file
 
 
@@ -33,6 +37,35 @@ def test_events_flow_from_subscription_and_disposal_stops_and_joins(box, record,
     write_file(box / "after.wav", b"x")
     write_file(box / "sentinel.wav", b"x")
     assert len(recorder.items) == count
+
+
+class Heard(FileSystemEventHandler):
+    """Every event an observer dispatches: what would cross watchdog's threads into the handler."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        self.paths += [os.fsdecode(event.src_path), *([os.fsdecode(event.dest_path)] if event.dest_path else [])]
+
+
+@pytest.mark.parametrize("kind", ["inotify", "polling"])
+def test_the_state_folder_reaches_no_observer_while_the_journals_are_written(box, kind):
+    state = box / STATE_FOLDER
+    (state / "manifests").mkdir(parents=True)  # as the lock made it before the watch started
+    heard = Heard()
+    observer = start_observer(kind, str(box), heard, 0.05, (STATE_FOLDER,))
+    try:
+        journal = DayJournal(str(state / "manifests"), "station/2026-12-01")
+        for index in range(3):
+            journal.append(f"audio/a{index}.wav", "ab" * 32, 4096)
+        write_file(state / "later" / "deeper" / "x.wav", b"made after the start")
+        write_file(box / "audio" / "2026-12-01" / "a.wav", b"abc")  # a folder made after the start: heard
+        wait_until(lambda: str(box / "audio" / "2026-12-01" / "a.wav") in heard.paths, timeout=10)
+        time.sleep(0.2)  # a poll or two more: whatever the state folder would have given is in by now
+    finally:
+        stop_observer(observer)
+    assert [path for path in heard.paths if path.startswith(str(state))] == []
 
 
 def test_inotify_reports_closed_and_the_move_into_place(box, record):
