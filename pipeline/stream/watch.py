@@ -25,7 +25,6 @@ from reactivex.disposable import Disposable
 from watchdog.events import (
     FileClosedEvent,
     FileCreatedEvent,
-    FileDeletedEvent,
     FileModifiedEvent,
     FileMovedEvent,
 )
@@ -43,8 +42,12 @@ log = logging.getLogger("beemon.stream.watch")
 WATCH_LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})
 #: The events the stream uses. Leaving out opens, read-only closes and folder changes keeps them
 #: out of the kernel queue: the sink's reads and the scans' listings would otherwise double it.
-#: (New folders are still watched: watchdog adds IN_CREATE for recursive watches.)
-EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent]
+#: Deletions too: the sink deletes every file it delivered, one event per file that could only be
+#: dropped, and a file deleted during its quiet period gives no job without one (its stat finds it
+#: gone). A move within the outbox still ends its source's wait (`watched_files` splits it).
+#: (New folders are still watched: watchdog adds IN_CREATE for recursive watches, and a deleted
+#: outbox still ends the emitter: IN_DELETE_SELF is always asked.)
+EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent]
 #: How often the guard checks that the outbox is still the folder being watched (one stat).
 GUARD_SECONDS = 1.0
 
