@@ -2,9 +2,11 @@
 
 ::
 
-    watch ─► observe_on ─► watched_files ─► debounce_per_path ─► ready_files ─► to_upload_jobs ─┐
-                                                                                                merge ─► dedupe_jobs
-    backfill (FOUND, priority 1) ─────────────────────────────► ready_files ─► to_upload_jobs ─┘
+    watch ─► observe_on_in_runs ─► watched_files ─► debounce_per_path ─► ready_files ─► to_upload_jobs ─┐
+                                                                                                        merge ─►
+    backfill (FOUND, priority 1) ──────────────────────────────────────► ready_files ─► to_upload_jobs ─┘
+
+    ─► dedupe_jobs (its `released` paths handed over by observe_on_in_runs too) ─► the jobs
 
 The backfill skips the debounce: its files were quiet for `min_age_seconds` already. Everything
 runs on one scheduler (by default a thread per subscription), so the operators' state is never
@@ -27,6 +29,7 @@ from reactivex.disposable import CompositeDisposable
 from operators.choices import BACKFILL_ORDERS, DEFAULT_IGNORE_PATTERNS, OBSERVER_KINDS
 from operators.debounce import debounce_per_path
 from operators.dedupe import dedupe_jobs
+from operators.hand_over import observe_on_in_runs
 from operators.job_mapping import StatFn
 from operators.model import EventKind, FileEvent, UploadJob
 from operators.ready_files import ready_files, watched_files
@@ -144,7 +147,7 @@ class _JobStream:
         # Polling serves network mounts, where leases mean nothing (CIFS even refuses them all).
         stat = logging_links(regular_file_stat if self.polling else finished_file_stat)
         jobs = to_upload_jobs(self.root, remote_root=self.remote_root, station=self.station, stat=stat)
-        forget = self.released.pipe(ops.observe_on(loop)) if self.released is not None else None
+        forget = self.released.pipe(observe_on_in_runs(loop)) if self.released is not None else None
         # merge subscribes in order: the observer is running before the backfill's scan is scheduled.
         subscription = (
             reactivex.merge(self.live(loop, jobs), self.backfill(loop, jobs))
@@ -156,7 +159,7 @@ class _JobStream:
     def live(self, loop: abc.SchedulerBase, jobs: JobsOperator) -> Observable[UploadJob]:
         """Watched events (none from the state folder), each path debounced until quiet, the finished ones as jobs."""
         return watch_source(self.root, self.observer, self.polling_interval, unwatched=(STATE_FOLDER,)).pipe(
-            ops.observe_on(loop),
+            observe_on_in_runs(loop),
             watched_files(self.patterns, root=self.root),
             debounce_per_path(self.quiet, loop, ends=_deleted),
             ready_files(self.patterns, root=self.root, polling=self.polling),
