@@ -6,12 +6,14 @@
                                                                                                         merge ─►
     backfill (FOUND, priority 1) ──────────────────────────────────────► ready_files ─► to_upload_jobs ─┘
 
-    ─► dedupe_jobs (its `released` paths handed over by observe_on_in_runs too) ─► the jobs
+    ─► dedupe_jobs ─► the jobs
 
 The backfill skips the debounce: its files were quiet for `min_age_seconds` already. Everything
 runs on one scheduler (by default a thread per subscription), so the operators' state is never
-touched by two threads at once. The rules it shares with a single scan (`run --once`) are
-`pipeline.stream.scan_jobs`'s.
+touched by two threads at once; but for `released`, the paths the sink is done with, which
+`dedupe_jobs` takes in the thread that reports them (it locks its state for that): handing each
+over to the loop would cost a scheduled action and a wake of the loop per delivered file. The
+rules it shares with a single scan (`run --once`) are `pipeline.stream.scan_jobs`'s.
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ class _JobStream:
         # Polling serves network mounts, where leases mean nothing (CIFS even refuses them all).
         stat = logging_links(regular_file_stat if self.polling else finished_file_stat)
         jobs = to_upload_jobs(self.root, remote_root=self.remote_root, station=self.station, stat=stat)
-        forget = self.released.pipe(observe_on_in_runs(loop)) if self.released is not None else None
+        forget = self.released  # (taken in the reporting thread: see the module docstring)
         # merge subscribes in order: the observer is running before the backfill's scan is scheduled.
         subscription = (
             reactivex.merge(self.live(loop, jobs), self.backfill(loop, jobs))
