@@ -44,9 +44,30 @@ class Heard(FileSystemEventHandler):
 
     def __init__(self) -> None:
         self.paths: list[str] = []
+        self.kinds: list[tuple[str, str]] = []
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         self.paths += [os.fsdecode(event.src_path), *([os.fsdecode(event.dest_path)] if event.dest_path else [])]
+        self.kinds.append((event.event_type, os.fsdecode(event.src_path)))
+
+
+@pytest.mark.parametrize("kind", ["inotify", "polling"])
+def test_the_sinks_delete_of_a_delivered_file_reaches_no_observer(box, kind):
+    heard = Heard()
+    observer = start_observer(kind, str(box), heard, 0.05)
+    try:
+        delivered = write_file(box / "audio" / "a.wav", b"sent")
+        other = write_file(box / "audio" / "b.wav", b"waiting")
+        wait_until(lambda: str(delivered) in heard.paths and str(other) in heard.paths, timeout=10)
+        time.sleep(0.2)  # both settled: later polls see no change of them
+        heard.kinds.clear()
+        delivered.unlink()  # what the sink does once the server holds a verified copy
+        with open(other, "ab") as handle:  # a change heard after the deletion would have been
+            handle.write(b" and growing")
+        wait_until(lambda: ("modified", str(other)) in heard.kinds, timeout=10)
+    finally:
+        stop_observer(observer)
+    assert [event for event in heard.kinds if event[0] == "deleted"] == []
 
 
 @pytest.mark.parametrize("kind", ["inotify", "polling"])
