@@ -15,6 +15,7 @@ from watchdog.observers.inotify import InotifyObserver
 from operators.model import EventKind, FileEvent
 from pipeline.outbox.lock import STATE_FOLDER
 from pipeline.sink.journal import DayJournal
+from pipeline.stream import observers
 from pipeline.stream.watch import start_observer, stop_observer, watch_source
 from tests.helpers import wait_until, write_file
 
@@ -87,6 +88,17 @@ def test_the_state_folder_reaches_no_observer_while_the_journals_are_written(box
     finally:
         stop_observer(observer)
     assert [path for path in heard.paths if path.startswith(str(state))] == []
+
+
+def test_with_a_watchdog_whose_internals_differ_the_state_folder_still_stops_at_the_handler(box, record, monkeypatch):
+    monkeypatch.setattr(observers, "_pruning_inotify_observer", lambda: None)  # as with watchdog 4-6
+    state = box / STATE_FOLDER
+    (state / "manifests").mkdir(parents=True)
+    recorder = record(watch_source(str(box), "inotify", 1.0, unwatched=(STATE_FOLDER,)))
+    DayJournal(str(state / "manifests"), "station/2026-12-01").append("audio/a.wav", "ab" * 32, 4096)
+    write_file(box / "audio" / "b.wav", b"abc")
+    wait_until(lambda: FileEvent(EventKind.CLOSED, str(box / "audio" / "b.wav")) in recorder.items, timeout=10)
+    assert [event for event in recorder.items if event.path.startswith(str(state))] == []
 
 
 def test_inotify_reports_closed_and_the_move_into_place(box, record):
