@@ -94,6 +94,7 @@ def test_with_a_watchdog_whose_internals_differ_the_state_folder_still_stops_at_
     monkeypatch.setattr(observers, "_pruning_inotify_observer", lambda: None)  # as with watchdog 4-6
     state = box / STATE_FOLDER
     (state / "manifests").mkdir(parents=True)
+    (box / "audio").mkdir()
     recorder = record(watch_source(str(box), "inotify", 1.0, unwatched=(STATE_FOLDER,)))
     DayJournal(str(state / "manifests"), "station/2026-12-01").append("audio/a.wav", "ab" * 32, 4096)
     write_file(box / "audio" / "b.wav", b"abc")
@@ -109,6 +110,28 @@ def test_inotify_reports_closed_and_the_move_into_place(box, record):
     files = [e for e in recorder.items if not e.is_directory]
     assert FileEvent(EventKind.CLOSED, str(box / "a.wav.part")) in files
     assert files[-1] == FileEvent(EventKind.MOVED, str(box / "a.wav"), src_path=str(box / "a.wav.part"))
+
+
+def test_the_uploaders_observer_pairs_moves_within_the_outbox_and_not_those_from_outside(box, tmp_path, record):
+    (box / "audio").mkdir()
+    (box / "video").mkdir()
+    recorder = record(watch_source(str(box), "inotify", 1.0, unwatched=(STATE_FOLDER,)))
+    outside = write_file(tmp_path / "elsewhere" / "in.wav", b"from outside")
+    for index in range(50):  # events waiting in watchdog's queue while the moves come
+        write_file(box / "audio" / f"burst-{index}.wav", b"x")
+    write_file(box / "audio" / "a.wav.part", b"abc")
+    os.replace(box / "audio" / "a.wav.part", box / "audio" / "a.wav")
+    os.replace(outside, box / "audio" / "in.wav")
+    os.rename(box / "video", box / "moved")  # a folder moved within: its watch follows it
+    write_file(box / "moved" / "b.h264", b"abc")
+    wait_until(lambda: FileEvent(EventKind.CLOSED, str(box / "moved" / "b.h264")) in recorder.items, timeout=10)
+    files = [event for event in recorder.items if not event.is_directory]
+    audio = str(box / "audio")
+    assert FileEvent(EventKind.MOVED, f"{audio}/a.wav", src_path=f"{audio}/a.wav.part") in files
+    assert [event for event in files if event.path.endswith("in.wav")] == [
+        FileEvent(EventKind.CREATED, f"{audio}/in.wav")
+    ]
+    assert len({event.path for event in files if "burst-" in event.path and event.kind is EventKind.CLOSED}) == 50
 
 
 def test_a_missing_outbox_is_created_and_logged(tmp_path, record, caplog):
