@@ -84,13 +84,20 @@ def log_to_parent(reports: PipeSender, level: int) -> None:
     logger.propagate = False
 
 
+#: The parent's loggers that replay the child's records, by name (a logger, once made, is logging's for good).
+_PARENT_LOGGERS: dict[str, logging.Logger] = {}
+
+
 def replay_in_parent(record: logging.LogRecord) -> None:
     """In the parent: hand a record from the child to the parent's logger of the same name.
 
     A function, not a `logging.Handler` made per record: a handler's construction takes logging's
-    module lock and registers a weak reference, for every record of every file.
+    module lock and registers a weak reference, for every record of every file. (The loggers are
+    kept by name for the same reason: `logging.getLogger` takes that lock too.)
     """
-    logger = logging.getLogger(record.name)
+    logger = _PARENT_LOGGERS.get(record.name)
+    if logger is None:
+        logger = _PARENT_LOGGERS[record.name] = logging.getLogger(record.name)
     if logger.isEnabledFor(record.levelno):
         logger.handle(record)
 
