@@ -54,6 +54,27 @@ def test_text_log_line_is_readable() -> None:
     assert stream.getvalue().endswith(" WARNING beemon.cli: plain FTP to ftp.example.org\n")
 
 
+def test_text_log_lines_carry_the_second_each_was_made_in() -> None:
+    stream = io.StringIO()
+    configure_logging("text", stream=stream)
+    logger = logging.getLogger("beemon.sink")
+    moments = [1_764_633_600.2, 1_764_633_600.9, 1_764_633_601.0, 1_764_633_600.5, 1_764_720_000.0]
+    for moment in moments:
+        logger.handle(
+            logging.makeLogRecord(
+                {
+                    "name": "beemon.sink",
+                    "msg": "delivered",
+                    "levelno": logging.INFO,
+                    "levelname": "INFO",
+                    "created": moment,
+                }
+            )
+        )
+    stamps = [line[:19] for line in stream.getvalue().splitlines()]
+    assert stamps == [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment)) for moment in moments]
+
+
 def test_stats_snapshot_counts_queues_flight_and_deliveries() -> None:
     stats = UploadStats()
     now_ns = time.time_ns()

@@ -18,10 +18,25 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
 class TextFormatter(logging.Formatter):
-    """`2026-11-29 05:22:43 INFO beemon.sink: delivered audio/x.wav (32044 B, 0.02 s) 226 ...`."""
+    """`2026-11-29 05:22:43 INFO beemon.sink: delivered audio/x.wav (32044 B, 0.02 s) 226 ...`.
+
+    The time has whole seconds: it is converted once per second (a busy run logs two lines per
+    file, each paying a `localtime` and a `strftime` for the same text).
+    """
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+        self._last_time: tuple[int, str] = (-1, "")  # (second, its text), replaced as one
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        last = self._last_time
+        if last[0] == second and datefmt == self.datefmt:
+            return last[1]
+        text = super().formatTime(record, datefmt)
+        if datefmt == self.datefmt:
+            self._last_time = (second, text)
+        return text
 
 
 class JsonFormatter(logging.Formatter):

@@ -56,6 +56,7 @@ class FtpClient(ftplib.FTP_TLS):
         self.last_data_session_reused: bool | None = None
         #: A passive address asked for ahead of time (`take_passive_reply`), used by the next transfer.
         self.passive_ahead: tuple[str, int] | None = None
+        self._peer: tuple[socket.socket, tuple[str, int]] | None = None  # (the control socket, its peer)
         #: Replies left for later (a read-back's 226, `pipeline.ftp.read_back`): read before the next one.
         self.deferred_replies = 0
 
@@ -92,7 +93,7 @@ class FtpClient(ftplib.FTP_TLS):
         if self.passive_ahead is not None:
             address, self.passive_ahead = self.passive_ahead, None
             return address
-        peer = self.sock.getpeername()
+        peer = self.peer()
         if self.features.epsv:
             try:
                 return ftplib.parse229(self.sendcmd("EPSV"), peer)
@@ -105,6 +106,13 @@ class FtpClient(ftplib.FTP_TLS):
             log.debug("PASV announced %s; connecting to the control peer %s instead", announced, peer[0])
         return peer[0], port
 
+    def peer(self) -> tuple[str, int]:
+        """The control connection's peer address, asked of the kernel once per connection (every transfer uses it)."""
+        sock = self.sock
+        if self._peer is None or self._peer[0] is not sock:
+            self._peer = (sock, sock.getpeername())
+        return self._peer[1]
+
     @property
     def passive_command(self) -> str:
         """The command that opens a passive data port on this server: EPSV, or PASV once EPSV was refused."""
@@ -113,7 +121,7 @@ class FtpClient(ftplib.FTP_TLS):
     def take_passive_reply(self, reply: str) -> bool:
         """Keep the address of a pipelined EPSV/PASV reply for the next transfer; False if there is none."""
         try:
-            address = passive_address(reply, self.sock.getpeername())
+            address = passive_address(reply, self.peer())
         except ftplib.Error:
             return False
         if address is None:
@@ -182,12 +190,26 @@ class FtpClient(ftplib.FTP_TLS):
             raise ValueError("an illegal newline character should not be contained")
         self.sock.sendall("".join(f"{line}\r\n" for line in lines).encode(self.encoding))
         try:
-            return socket.create_connection((host, port), self.timeout, source_address=self.source_address)
+            return self._data_connection(host, port)
         except OSError:
             # A server that refused the transfer may have closed its port before we reached it
             # (ProFTPD does): raise the refusal, read in step; after a 1xx the connection is lost.
             self.read_opening(len(lines) - 1)
             raise
+
+    def _data_connection(self, host: str, port: int) -> socket.socket:
+        """A connection to the passive port: straight to the control peer's address (a number of the control
+        connection's family: no name lookup per file), else as `socket.create_connection` makes it."""
+        if self.source_address is not None or host != self.peer()[0]:
+            return socket.create_connection((host, port), self.timeout, source_address=self.source_address)
+        conn = socket.socket(self.sock.family, socket.SOCK_STREAM)
+        try:
+            conn.settimeout(self.timeout)
+            conn.connect((host, port))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def read_opening(self, ahead: int) -> list[str]:
         """The raw replies to `start_transfer`'s `ahead` commands, then the transfer's 1xx (raised if refused)."""

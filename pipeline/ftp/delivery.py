@@ -122,7 +122,7 @@ class Upload:
 
     def _open_local(self) -> BinaryIO:
         try:
-            return open(self.delivery.local_path, "rb")
+            return open(self.delivery.local_path, "rb", buffering=0)  # read in whole blocks: no buffer, no tty check
         except FileNotFoundError:
             raise LocalFileGone(self.delivery.local_path) from None
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import ftplib
-import socket
 import ssl
 
 from pipeline.ftp.client import FtpClient
@@ -54,7 +53,7 @@ def _read(client: FtpClient, size: int) -> bytes | None:
     host, port = client.passive_ahead
     client.passive_ahead = None
     try:
-        conn = socket.create_connection((host, port), client.timeout, source_address=client.source_address)
+        conn = client._data_connection(host, port)
     except OSError:
         client.read_opening(0)  # a refused RETR (its port closed before we came): raised as its reply
         raise

@@ -68,24 +68,18 @@ def held_for_reading(path: str) -> Iterator[Held | None]:
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     try:
-        leased = busy = False
+        busy = False
         try:
             fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
             fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-            leased = True
         except OSError as error:
             busy = error.errno == errno.EAGAIN
         if busy:
             yield None
             return
-        try:
-            yield Held(fd, os.fstat(fd))
-        finally:
-            if leased:
-                with contextlib.suppress(OSError):
-                    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        yield Held(fd, os.fstat(fd))
     finally:
-        os.close(fd)
+        os.close(fd)  # drops the lease with the last descriptor of its open file (no F_UNLCK call per file)
 
 
 def finished_file_stat(path: str) -> os.stat_result | None:

@@ -25,7 +25,7 @@ from operators.model import Priority, UploadJob
 from pipeline.sink.child import ChildEnds, replay_in_parent
 from pipeline.sink.heartbeat import Heartbeat
 from pipeline.sink.model import SinkCounters, SinkStats
-from pipeline.sink.pipes import PipeSender, read_into
+from pipeline.sink.pipes import SPACING_SECONDS, PipeSender, read_into
 
 #: The start method of the processes: the parent runs watchdog threads, and fork with threads is unsafe.
 SPAWN = multiprocessing.get_context("spawn")
@@ -143,7 +143,7 @@ class Channels:
 
     def child_ends(self, journal: str | None, manifests: str | None) -> ChildEnds:
         """The child's view (in the child only), with the `.part` journal's path and the manifests' folder."""
-        reports = PipeSender(self.reports_writer, "reports")
+        reports = PipeSender(self.reports_writer, "reports", spacing=SPACING_SECONDS)
         counters = SinkCounters()
         counters.on_change = lambda: reports.put_latest("counts", lambda: ("counts", counters.snapshot()))
         return ChildEnds(

@@ -59,25 +59,45 @@ def feed(connection: Connection, sink: Sink, counters: SinkCounters | None = Non
 class LogsToParent(QueueHandler):
     """Each record, prepared as for a queue (message formatted, no traceback object), goes up the reports pipe."""
 
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        """The message formatted in place: the record is this handler's alone (the logger does not propagate),
+        so `QueueHandler`'s copy of it, and its formatter's pass, would be one more of each per line."""
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().prepare(record)
+        record.msg = record.message = record.getMessage()
+        record.args = None
+        return record
+
     def enqueue(self, record: logging.LogRecord) -> None:
         self.queue.put(("log", record))
 
 
 def log_to_parent(reports: PipeSender, level: int) -> None:
     """In the child: every "beemon.sink" record goes to the parent; nothing else does."""
+    # The parent's formats name none of a record's caller, thread or process (its own fields say which
+    # process): logging's documented switches spare each record a stack walk and three lookups.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logger = logging.getLogger("beemon.sink")
     logger.handlers[:] = [LogsToParent(reports)]  # type: ignore[arg-type]
     logger.setLevel(level)
     logger.propagate = False
 
 
+#: The parent's loggers that replay the child's records, by name (a logger, once made, is logging's for good).
+_PARENT_LOGGERS: dict[str, logging.Logger] = {}
+
+
 def replay_in_parent(record: logging.LogRecord) -> None:
     """In the parent: hand a record from the child to the parent's logger of the same name.
 
     A function, not a `logging.Handler` made per record: a handler's construction takes logging's
-    module lock and registers a weak reference, for every record of every file.
+    module lock and registers a weak reference, for every record of every file. (The loggers are
+    kept by name for the same reason: `logging.getLogger` takes that lock too.)
     """
-    logger = logging.getLogger(record.name)
+    logger = _PARENT_LOGGERS.get(record.name)
+    if logger is None:
+        logger = _PARENT_LOGGERS[record.name] = logging.getLogger(record.name)
     if logger.isEnabledFor(record.levelno):
         logger.handle(record)
 

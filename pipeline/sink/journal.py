@@ -49,6 +49,11 @@ class DayJournal:
         self._sync = threading.Lock()  # one fsync at a time; it covers every line written before it began
         self._written = 0  # lines written by this object
         self._synced = 0  # of those, the lines known to be on the disk
+        #: the descriptor lines are appended through and fsync'ed by, kept open between lines (an open and
+        #: close of the path less per line and per fsync); opened again once the file it names is no longer
+        #: at the path (unlinked or renamed over); the old ones are closed with `remove` (an fsync may hold one)
+        self._fd: int | None = None
+        self._retired: list[int] = []
 
     @classmethod
     def all_in(cls, folder: str) -> list[DayJournal]:
@@ -76,24 +81,35 @@ class DayJournal:
             raise ValueError(f"a manifest cannot name {name!r}")
         line = f"{sha256} {size} {name}\n".encode("utf-8", "surrogateescape")
         with self._write:
-            folder = os.path.dirname(self.path)
-            created = not os.path.exists(self.path)
-            if created:
-                os.makedirs(folder, exist_ok=True)
-            elif not self._repaired:
-                self._cut_torn_line()
-            self._repaired = True
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)
-                if created:  # the new file's name must survive too: its data, then its folder
-                    os.fsync(fd)
-                    _fsync_folder(folder)
-            finally:
-                os.close(fd)
+            fd, created = self._descriptor()
+            os.write(fd, line)
+            if created:  # the new file's name must survive too: its data, then its folder
+                os.fsync(fd)
+                _fsync_folder(os.path.dirname(self.path))
             self._written += 1
             mine = self._written
         self._write_back(mine)
+
+    def _descriptor(self) -> tuple[int, bool]:
+        """The append descriptor of the file at `path`, and whether that file was created now.
+
+        A journal deleted or replaced behind this object's back (a person cleaning the state folder)
+        gets the line in the file at its path, as it did when each line opened the path: the kept
+        descriptor's file has no name left then (no links), and the path is opened again.
+        """
+        if self._fd is not None and os.fstat(self._fd).st_nlink > 0:
+            return self._fd, False
+        if self._fd is not None:
+            self._retired.append(self._fd)
+            self._fd = None
+        created = not os.path.exists(self.path)
+        if created:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        elif not self._repaired:
+            self._cut_torn_line()
+        self._repaired = True
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return self._fd, created
 
     def _write_back(self, line: int) -> None:
         """Return once the first `line` lines written are on the disk: by this thread's fsync, or by one
@@ -103,11 +119,9 @@ class DayJournal:
                 return
             with self._write:
                 covered = self._written
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-            try:
-                os.fsync(fd)  # writes back the file's data, whichever descriptor wrote it
-            finally:
-                os.close(fd)
+                fd = self._fd
+            if fd is not None:  # (None: none written by this object)
+                os.fsync(fd)  # open until `remove`, which waits for the lines being appended
             self._synced = covered
 
     def _cut_torn_line(self) -> None:
@@ -119,6 +133,11 @@ class DayJournal:
                 os.fsync(journal.fileno())
 
     def remove(self) -> None:
+        """Delete the journal (its day's manifest is verified on the server); no line is being appended."""
+        with self._write:
+            for fd in [*self._retired, *([self._fd] if self._fd is not None else [])]:
+                os.close(fd)
+            self._fd, self._retired = None, []
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 

@@ -26,6 +26,7 @@ their own sessions, one day at a time.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import posixpath
 import re
@@ -49,6 +50,7 @@ LOOK_SECONDS = 1.0
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+@functools.lru_cache(maxsize=4096)  # asked per delivery and for every job the board holds, once a second
 def day_of(remote_path: str) -> tuple[str, str] | None:
     """(day folder, `<sensor>/<name>`) of a remote path laid out as `.../<date>/<sensor>/<name>`, else None."""
     sensor_folder, name = posixpath.split(remote_path)

@@ -8,16 +8,17 @@ queue's feeder thread) and writes it in order from its own thread; `read_into` r
 the other end is gone. A closed or broken pipe ends either thread quietly: what it carried is
 either still a file in the outbox (jobs) or a report about one (results, logs, counts).
 
-What the writer finds buffered at once goes as one `Batch` (one pickling, one write, one read on
-the other side): a busy sink reports several messages per file (its result, log records, counts),
-and per-message pickling and pipe calls were a good part of both processes' CPU per small file.
-Nothing else waits to fill a batch: the writer sends whatever is there when it wakes, except that
-a `put_latest` snapshot alone (the sink's counts, which change a few times per file) waits up to
-`LATER_SECONDS` for a message to ride with: counts are for display and the backfill's pace, and
-they are still never behind a result (their producer runs when the batch is written). Messages are
-pickled with `pickle` itself, not `Connection.send`'s `ForkingPickler`: that one copies the whole
-copyreg dispatch table for every message (about 5 us each, more than pickling a log record), and
-nothing sent here needs its reducers (no sockets, pipes or file descriptors travel these pipes).
+What the writer finds buffered at once goes as one `Batch` (one pickling, one write, one read on the
+other side): a busy sink reports several messages per file (its result, log records, counts), and per-
+message pickling and pipe calls were a good part of both processes' CPU per small file. Nothing else
+waits to fill a batch: the writer sends whatever is there when it wakes (the reports' writer: at most
+every `SPACING_SECONDS`), except that a `put_latest` snapshot alone (the sink's counts, which change a
+few times per file) waits up to `LATER_SECONDS` for a message to ride with: counts are for display and
+the backfill's pace, and they are still never behind a result (their producer runs when the batch is
+written). Messages are pickled with `pickle` itself, not `Connection.send`'s `ForkingPickler`: that one
+copies the whole copyreg dispatch table for every message (about 5 us each, more than pickling a log
+record), and nothing sent here needs its reducers (no sockets, pipes or file descriptors travel these
+pipes).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ _END = object()
 BATCH_MAX = 256
 #: How long a `put_latest` snapshot waits for other messages to go with it.
 LATER_SECONDS = 0.05
+#: The sink's reports are written at most this often: a message after a quiet spell goes at once, but
+#: in a burst of small files (hundreds of results and log records a second) the writer sleeps out the
+#: rest of this after each write, so one wake-up, pickling and write (and one read and wake-up in the
+#: parent) carries several files' reports instead of each file's: a few milliseconds more, only under load.
+SPACING_SECONDS = 0.004
 
 
 class Batch(list[Any]):
@@ -60,9 +66,12 @@ class PipeSender:
     while a write is under way could let that write reach whatever file reused the number).
     """
 
-    def __init__(self, connection: Connection, name: str) -> None:
+    def __init__(self, connection: Connection, name: str, *, spacing: float = 0.0) -> None:
+        """`spacing`: at least this long between two writes (see `SPACING_SECONDS`); 0: each as soon as it can."""
         self.connection = connection
         self._name = name
+        self._spacing = spacing
+        self._sent_at = -spacing  # when the last write went (monotonic)
         self._buffer: deque[Any] = deque()
         self._ready = threading.Condition()
         self._later: dict[str, Callable[[], Any]] = {}  # key -> producer, for `put_latest`
@@ -85,6 +94,8 @@ class PipeSender:
         """Send what `produce()` returns when the writer reaches this point: puts of the same `key` that come
         before the writer does collapse into one (a burst of count changes becomes one message with the last).
         Alone in the buffer, it waits up to `LATER_SECONDS` for other messages to go with it."""
+        if key in self._later:  # waiting already (a change a file, mostly): its producer runs after this change
+            return
         with self._ready:
             if key in self._later or self._closed:
                 return
@@ -154,13 +165,23 @@ class PipeSender:
     def _write(self) -> None:
         try:
             while True:
+                self._space()
                 messages, end = self._take()
                 if messages and not self._send(messages):
                     return
+                if self._spacing:
+                    self._sent_at = time.monotonic()
                 if end:
                     return
         finally:
             self.connection.close()
+
+    def _space(self) -> None:
+        """Sleep out the rest of `spacing` since the last write, not waiting on the buffer: puts meanwhile
+        wake nobody, and whatever they buffered goes in the next write."""
+        left = self._sent_at + self._spacing - time.monotonic()
+        if left > 0:
+            time.sleep(left)
 
     def _send(self, messages: list[Any]) -> bool:
         """Write `messages` (a `Batch` when several); False when the reader is gone."""

@@ -1,9 +1,10 @@
 """What the sink says about its results: one line per attempt, and one warning per episode, not per retry.
 
-A delivery is one info line (and its removal); a parked file is one warning per distinct reply
-(then debug lines while the server keeps refusing the same way), with a hint for the replies a
-person can act on; "no space left" is one warning per episode and one line when files go through
-again. The settings that give up safety are named once at start (`unsafe_settings`).
+A delivery is one info line (with its removal, unless companions went too); a parked file is one
+warning per distinct reply (then debug lines while the server keeps refusing the same way), with a
+hint for the replies a person can act on; "no space left" is one warning per episode and one line
+when files go through again. The settings that give up safety are named once at start
+(`unsafe_settings`).
 """
 
 from __future__ import annotations
@@ -90,6 +91,16 @@ class ResultLog:
             self._parked_replies.pop(path, None)
         if self._space_episode(False):
             log.info("the server takes files again (it had no space left)")
+        if removed == [path]:  # the usual case, one line: a record costs both processes more than its text
+            log.info(
+                "delivered %s -> %s (%d B, %.2f s), removed from the outbox (verified on the server)",
+                path,
+                result.remote_path,
+                result.bytes,
+                result.seconds,
+                extra=extra,
+            )
+            return
         log.info(
             "delivered %s -> %s (%d B, %.2f s)", path, result.remote_path, result.bytes, result.seconds, extra=extra
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from reactivex import abc
@@ -51,10 +52,17 @@ class UploadHandler(FileSystemEventHandler):
 
     An exception escaping a watchdog handler kills the observer thread, and with it every later
     event; so a failure is logged (and, for the stream, handed to its `on_error`) instead.
+
+    Events inside `ignored_folders` (absolute paths: the uploader's state folder) go nowhere: dropped
+    here, in watchdog's thread, they cost the stream nothing. A move out of one still counts.
     """
 
-    def __init__(self, observer: abc.ObserverBase[FileEvent] | UploadHelperLike) -> None:
+    def __init__(
+        self, observer: abc.ObserverBase[FileEvent] | UploadHelperLike, *, ignored_folders: Sequence[str] = ()
+    ) -> None:
         super().__init__()
+        self._ignored = frozenset(ignored_folders)
+        self._ignored_prefixes = tuple(os.path.join(folder, "") for folder in self._ignored)
         self._observer: abc.ObserverBase[FileEvent] | None = None
         self._helper: UploadHelperLike | None = None
         if hasattr(observer, "on_next"):
@@ -93,8 +101,18 @@ class UploadHandler(FileSystemEventHandler):
         """Gone: cancels an upload still waiting for its quiet period."""
         self._forward(EventKind.DELETED, event)
 
+    def _in_ignored_folder(self, path: bytes | str) -> bool:
+        path = os.fsdecode(path)
+        return path in self._ignored or path.startswith(self._ignored_prefixes)
+
     def _forward(self, kind: EventKind, event: FileSystemEvent) -> None:
         try:
+            if (
+                self._ignored
+                and self._in_ignored_folder(event.src_path)
+                and (kind is not EventKind.MOVED or self._in_ignored_folder(event.dest_path))
+            ):
+                return
             if kind is EventKind.MOVED:
                 file_event = FileEvent(
                     kind, os.fsdecode(event.dest_path), event.is_directory, src_path=os.fsdecode(event.src_path)

@@ -2,14 +2,18 @@
 
 ::
 
-    watch ─► observe_on ─► watched_files ─► debounce_per_path ─► ready_files ─► to_upload_jobs ─┐
-                                                                                                merge ─► dedupe_jobs
-    backfill (FOUND, priority 1) ─────────────────────────────► ready_files ─► to_upload_jobs ─┘
+    watch ─► observe_on_in_runs ─► watched_files ─► debounce_per_path ─► ready_files ─► to_upload_jobs ─┐
+                                                                                                        merge ─►
+    backfill (FOUND, priority 1) ──────────────────────────────────────► ready_files ─► to_upload_jobs ─┘
+
+    ─► dedupe_jobs ─► the jobs
 
 The backfill skips the debounce: its files were quiet for `min_age_seconds` already. Everything
 runs on one scheduler (by default a thread per subscription), so the operators' state is never
-touched by two threads at once. The rules it shares with a single scan (`run --once`) are
-`pipeline.stream.scan_jobs`'s.
+touched by two threads at once; but for `released`, the paths the sink is done with, which
+`dedupe_jobs` takes in the thread that reports them (it locks its state for that): handing each
+over to the loop would cost a scheduled action and a wake of the loop per delivered file. The
+rules it shares with a single scan (`run --once`) are `pipeline.stream.scan_jobs`'s.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ from reactivex.disposable import CompositeDisposable
 from operators.choices import BACKFILL_ORDERS, DEFAULT_IGNORE_PATTERNS, OBSERVER_KINDS
 from operators.debounce import debounce_per_path
 from operators.dedupe import dedupe_jobs
+from operators.hand_over import observe_on_in_runs
 from operators.job_mapping import StatFn
 from operators.model import EventKind, FileEvent, UploadJob
 from operators.ready_files import ready_files, watched_files
 from operators.upload_jobs import to_upload_jobs
 from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
+from pipeline.outbox.lock import STATE_FOLDER
 from pipeline.stream.backfill import backfill_source
 from pipeline.stream.monotonic import MonotonicEventLoopScheduler
 from pipeline.stream.scan import outbox_root
@@ -143,7 +149,7 @@ class _JobStream:
         # Polling serves network mounts, where leases mean nothing (CIFS even refuses them all).
         stat = logging_links(regular_file_stat if self.polling else finished_file_stat)
         jobs = to_upload_jobs(self.root, remote_root=self.remote_root, station=self.station, stat=stat)
-        forget = self.released.pipe(ops.observe_on(loop)) if self.released is not None else None
+        forget = self.released  # (taken in the reporting thread: see the module docstring)
         # merge subscribes in order: the observer is running before the backfill's scan is scheduled.
         subscription = (
             reactivex.merge(self.live(loop, jobs), self.backfill(loop, jobs))
@@ -153,9 +159,9 @@ class _JobStream:
         return CompositeDisposable(subscription, *([own_loop] if own_loop else []))
 
     def live(self, loop: abc.SchedulerBase, jobs: JobsOperator) -> Observable[UploadJob]:
-        """Watched events, each path debounced until quiet, the finished ones as jobs."""
-        return watch_source(self.root, self.observer, self.polling_interval).pipe(
-            ops.observe_on(loop),
+        """Watched events (none from the state folder), each path debounced until quiet, the finished ones as jobs."""
+        return watch_source(self.root, self.observer, self.polling_interval, unwatched=(STATE_FOLDER,)).pipe(
+            observe_on_in_runs(loop),
             watched_files(self.patterns, root=self.root),
             debounce_per_path(self.quiet, loop, ends=_deleted),
             ready_files(self.patterns, root=self.root, polling=self.polling),

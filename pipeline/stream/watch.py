@@ -2,6 +2,9 @@
 
 `UploadHandler` (pipeline.stream.handler) turns the observer's events into `FileEvent`s.
 
+Folders named in `unwatched` right below the outbox (the uploader's state folder) are not watched
+at all (`pipeline.stream.observers`), and whatever still comes from them is dropped by the handler.
+
 The outbox is resolved once (`outbox_root`: a symlinked outbox is watched at its target, so its new
 day folders are watched too), and guarded while running (`_GuardedWatch`): an outbox deleted and
 created again, or a watch that stopped, is re-armed with one WARNING line, and the files already in
@@ -15,22 +18,22 @@ import logging
 import os
 import stat as stat_module
 import threading
+from collections.abc import Sequence
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 from watchdog.events import (
     FileClosedEvent,
     FileCreatedEvent,
-    FileDeletedEvent,
     FileModifiedEvent,
     FileMovedEvent,
 )
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver
 
 from operators.choices import OBSERVER_KINDS
 from operators.model import EventKind, FileEvent
 from pipeline.stream.handler import UploadHandler
+from pipeline.stream.observers import new_observer, unwatched_paths
 from pipeline.stream.scan import iter_outbox, outbox_root
 
 log = logging.getLogger("beemon.stream.watch")
@@ -39,10 +42,12 @@ log = logging.getLogger("beemon.stream.watch")
 WATCH_LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})
 #: The events the stream uses. Leaving out opens, read-only closes and folder changes keeps them
 #: out of the kernel queue: the sink's reads and the scans' listings would otherwise double it.
-#: (New folders are still watched: watchdog adds IN_CREATE for recursive watches.)
-EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent]
-#: How long the inotify observer's dispatcher waits per turn; stopping does not wait for it.
-_DISPATCH_TIMEOUT = 0.5
+#: Deletions too: the sink deletes every file it delivered, one event per file that could only be
+#: dropped, and a file deleted during its quiet period gives no job without one (its stat finds it
+#: gone). A move within the outbox still ends its source's wait (`watched_files` splits it).
+#: (New folders are still watched: watchdog adds IN_CREATE for recursive watches, and a deleted
+#: outbox still ends the emitter: IN_DELETE_SELF is always asked.)
+EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent]
 #: How often the guard checks that the outbox is still the folder being watched (one stat).
 GUARD_SECONDS = 1.0
 
@@ -54,30 +59,27 @@ def ensure_outbox(outbox: str) -> None:
         log.info("created the outbox %s", outbox)
 
 
-def _new_observer(kind: str, polling_interval: float) -> BaseObserver:
-    if kind == "polling":
-        return PollingObserver(timeout=polling_interval)
-    from watchdog.observers.inotify import InotifyObserver  # Linux only
-
-    return InotifyObserver(timeout=_DISPATCH_TIMEOUT)
-
-
-def _start(kind: str, outbox: str, handler: UploadHandler, polling_interval: float) -> BaseObserver:
-    observer = _new_observer(kind, polling_interval)
+def _start(
+    kind: str, outbox: str, handler: UploadHandler, polling_interval: float, unwatched: Sequence[str]
+) -> BaseObserver:
+    observer = new_observer(kind, polling_interval, outbox, unwatched)
     observer.schedule(handler, outbox, recursive=True, event_filter=EVENT_FILTER)
     observer.start()
     return observer
 
 
-def start_observer(kind: str, outbox: str, handler: UploadHandler, polling_interval: float) -> BaseObserver:
-    """Start a recursive observer; if inotify's watch or instance limit is hit, poll instead (with a warning).
+def start_observer(
+    kind: str, outbox: str, handler: UploadHandler, polling_interval: float, unwatched: Sequence[str] = ()
+) -> BaseObserver:
+    """Start a recursive observer, blind to the folders named in `unwatched` right below `outbox`; if
+    inotify's watch or instance limit is hit, poll instead (with a warning).
 
     A missed limit would otherwise mean a silent outbox; polling is slower but sees everything.
     """
     if kind not in OBSERVER_KINDS:
         raise ValueError(f"observer must be one of {OBSERVER_KINDS}, not {kind!r}")
     try:
-        return _start(kind, outbox, handler, polling_interval)
+        return _start(kind, outbox, handler, polling_interval, unwatched)
     except OSError as error:
         if kind != "inotify" or error.errno not in WATCH_LIMIT_ERRNOS:
             raise
@@ -87,7 +89,7 @@ def start_observer(kind: str, outbox: str, handler: UploadHandler, polling_inter
             error.strerror or error,
             polling_interval,
         )
-        return _start("polling", outbox, handler, polling_interval)
+        return _start("polling", outbox, handler, polling_interval, unwatched)
 
 
 def stop_observer(observer: BaseObserver) -> None:
@@ -122,13 +124,15 @@ class _GuardedWatch:
         polling_interval: float,
         stream: abc.ObserverBase[FileEvent],
         guard_seconds: float,
+        unwatched: Sequence[str] = (),
     ) -> None:
         self.root = root
         self.kind = kind
         self.polling_interval = polling_interval
         self.stream = stream
         self.guard_seconds = guard_seconds
-        self.handler = UploadHandler(stream)
+        self.unwatched = tuple(unwatched)
+        self.handler = UploadHandler(stream, ignored_folders=unwatched_paths(root, self.unwatched))
         self.stopped = threading.Event()
         self.lock = threading.Lock()
         self.identity: tuple[int, int] | None = None
@@ -138,7 +142,7 @@ class _GuardedWatch:
     def start(self) -> None:
         ensure_outbox(self.root)
         self.identity = _identity(self.root)
-        self.observer = start_observer(self.kind, self.root, self.handler, self.polling_interval)
+        self.observer = start_observer(self.kind, self.root, self.handler, self.polling_interval, self.unwatched)
         if self.guard_seconds > 0:
             self.thread = threading.Thread(target=self._guard, name="outbox-guard", daemon=True)
             self.thread.start()
@@ -174,7 +178,7 @@ class _GuardedWatch:
             else:
                 why = "stopped being watched (the watch thread ended)"
             self._stop_observer()
-            self.observer = start_observer(self.kind, self.root, self.handler, self.polling_interval)
+            self.observer = start_observer(self.kind, self.root, self.handler, self.polling_interval, self.unwatched)
             back = self.identity is None
             self.identity = identity
         (log.info if back else log.warning)("the outbox %s %s: watching it again", self.root, why)
@@ -201,9 +205,14 @@ class _GuardedWatch:
 
 
 def watch_source(
-    outbox: str, observer_kind: str = "inotify", polling_interval: float = 1.0, guard_seconds: float = GUARD_SECONDS
+    outbox: str,
+    observer_kind: str = "inotify",
+    polling_interval: float = 1.0,
+    guard_seconds: float = GUARD_SECONDS,
+    unwatched: Sequence[str] = (),
 ) -> Observable[FileEvent]:
-    """File events under `outbox` (recursive), from subscription until disposal.
+    """File events under `outbox` (recursive, but nothing in the folders named in `unwatched` right
+    below it), from subscription until disposal.
 
     Subscribing creates the outbox if needed and starts the observer before it returns, so that a
     scan started afterwards misses nothing; disposing stops the observer and joins its threads.
@@ -218,7 +227,7 @@ def watch_source(
     def subscribe(
         observer: abc.ObserverBase[FileEvent], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
-        watch = _GuardedWatch(root, observer_kind, polling_interval, observer, guard_seconds)
+        watch = _GuardedWatch(root, observer_kind, polling_interval, observer, guard_seconds, unwatched)
         watch.start()
         return Disposable(watch.dispose)
 

@@ -1,13 +1,16 @@
 """The watch must not go deaf: an outbox given as a symlink, an outbox deleted and made again while
-running, and a wall clock stepped back during a quiet period. The real `beemon-uploader run`."""
+running, and a wall clock stepped back during a quiet period; nor hear its own state folder, which
+the sink writes at every delivery. The real `beemon-uploader run`."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from datetime import date
 from pathlib import Path
 
+from pipeline.outbox.lock import STATE_FOLDER
 from tests.e2e.conftest import STATION, uploader_env
 from tests.helpers import wait_until, write_file
 from tests.reliability.conftest import outbox_files, remote_of, start_uploader, watched_server  # noqa: F401
@@ -28,6 +31,95 @@ def recording(outbox: Path, index: int, content: bytes | None = None) -> tuple[P
     name = f"{STATION}@{TODAY}@10-00-{index:02d}.wav"
     data = content if content is not None else b"RIFF recording %d" % index
     return write_file(outbox / "audio" / TODAY / name, data), data
+
+
+def inotify_watched_inodes(pid: int) -> set[int]:
+    """The inode of every folder the process has an inotify watch on, as the kernel lists them
+    (``/proc/PID/fdinfo``: one ``inotify wd:.. ino:<hex> ..`` line per watch)."""
+    inodes: set[int] = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:inotify":
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                lines = info.read().splitlines()
+        except OSError:  # closed meanwhile (a watch being re-armed)
+            continue
+        for line in lines:
+            if line.startswith("inotify "):
+                fields = dict(part.split(":", 1) for part in line.split()[1:] if ":" in part)
+                inodes.add(int(fields["ino"], 16))
+    return inodes
+
+
+def folders_below(path: Path) -> dict[Path, int]:
+    """`path` and every folder under it, with their inodes."""
+    return {folder: folder.stat().st_ino for folder in [path, *path.rglob("*")] if folder.is_dir()}
+
+
+def test_a_running_uploader_watches_nothing_in_its_state_folder_and_never_sends_a_file_put_there(
+    watched_server,  # noqa: F811
+    start_uploader,  # noqa: F811
+    outbox,
+    tmp_path,
+):
+    server = watched_server()
+    uploader = start_uploader(uploader_env(server, outbox, tmp_path))
+    wait_until(lambda: "watching" in uploader.output(), timeout=30)
+    sent = [recording(outbox, index) for index in range(5)]
+    for path, _ in sent:
+        wait_until(lambda path=path: not path.exists(), timeout=30)
+    state = outbox / STATE_FOLDER
+    assert list((state / "manifests").iterdir())  # the sink journaled the deliveries there
+
+    # Something put in the state folder, and in a folder made there now; then one more recording.
+    stray = write_file(state / "extra" / f"{STATION}@{TODAY}@11-00-00.wav", b"not for the server")
+    beside = write_file(state / f"{STATION}@{TODAY}@11-00-01.wav", b"nor this")
+    last, last_data = recording(outbox, 9)
+    wait_until(lambda: not last.exists(), timeout=30)
+
+    watched = inotify_watched_inodes(uploader.pid)
+    day_folder = outbox / "audio" / TODAY
+    assert {outbox.stat().st_ino, day_folder.stat().st_ino} <= watched  # the kernel's list is read right
+    assert {folder: inode for folder, inode in folders_below(state).items() if inode in watched} == {}
+    assert uploader.stop() == 0
+    files = server.files()
+    assert sorted(files) == sorted(remote_of(f"{TODAY}/audio/{path.name}") for path, _ in [*sent, (last, last_data)])
+    assert all(files[remote_of(f"{TODAY}/audio/{path.name}")] == data for path, data in [*sent, (last, last_data)])
+    assert stray.read_bytes() == b"not for the server" and beside.read_bytes() == b"nor this"
+    assert outbox_files(outbox) == []
+
+
+def test_a_replaced_outbox_is_watched_again_without_its_state_folder_and_with_folders_made_later(
+    watched_server,  # noqa: F811
+    start_uploader,  # noqa: F811
+    outbox,
+    tmp_path,
+):
+    server = watched_server()
+    uploader = start_uploader(uploader_env(server, outbox, tmp_path))
+    wait_until(lambda: "watching" in uploader.output(), timeout=30)
+    first, _ = recording(outbox, 1)
+    wait_until(lambda: not first.exists(), timeout=30)
+
+    # Restored from a backup: the outbox made again with its state folder, while running.
+    remove_tree(outbox)
+    (outbox / STATE_FOLDER / "manifests").mkdir(parents=True)
+    wait_until(lambda: "was replaced" in uploader.output(), timeout=20)
+    second, second_data = recording(outbox, 2)  # a day folder made after the watch was re-armed
+    wait_until(lambda: not second.exists(), timeout=30)
+    video = write_file(outbox / "video" / TODAY / f"{STATION}@{TODAY}@10-30-00.h264", b"h264 frames")
+    wait_until(lambda: not video.exists(), timeout=30)
+
+    watched = inotify_watched_inodes(uploader.pid)
+    assert {outbox.stat().st_ino, (outbox / "video" / TODAY).stat().st_ino} <= watched
+    state = outbox / STATE_FOLDER
+    assert list((state / "manifests").iterdir())  # journaled into the new state folder
+    assert {folder: inode for folder, inode in folders_below(state).items() if inode in watched} == {}
+    assert uploader.stop() == 0
+    assert server.files()[remote_of(f"{TODAY}/audio/{second.name}")] == second_data
+    assert server.files()[remote_of(f"{TODAY}/video/{video.name}")] == b"h264 frames"
+    assert outbox_files(outbox) == []
 
 
 def test_a_symlinked_outbox_watches_day_folders_made_after_the_start(

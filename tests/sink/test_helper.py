@@ -587,7 +587,7 @@ def test_a_file_open_for_writing_is_kept_after_its_upload(make_server, start_sin
     assert path.read_bytes() == data + b"late samples"  # nothing written after the upload was lost
     line = wait_until(lambda: [m for m in messages(caplog, logging.INFO) if m.startswith("kept ")])
     assert line == [f"kept {path} in the outbox: it is open for writing"]
-    assert not [m for m in messages(caplog) if m.startswith("removed ")]
+    assert not [m for m in messages(caplog) if m.startswith("removed ") or "removed from the outbox" in m]
 
 
 @pytest.mark.parametrize(
@@ -626,7 +626,8 @@ def test_a_bare_csv_the_final_does_not_hold_entirely_is_kept(
     try:
         run = start_sink(server, jobs=(job_for(final, "s/2024-05-01/temp/s@2024-05-01.csv"),))
         run.delivered(1)
-        wait_until(lambda: [m for m in messages(caplog) if m.startswith(f"removed {final} ")])  # the last line
+        # the last line: the delivery of the .final, with its removal
+        wait_until(lambda: [m for m in messages(caplog) if m.startswith(f"delivered {final} ") and "removed" in m])
         line = [m for m in messages(caplog, logging.WARNING) if m.startswith("kept ")]
     finally:
         if writer is not None:
@@ -788,3 +789,21 @@ def test_a_final_replaces_the_copy_its_bare_csv_left_under_the_same_name(make_se
     run.helper.stop(1.0)  # its last log lines are replayed now, inside the test
     assert server_files(ftp_root) == {"/upload/s/2024-05-01/temp/s@2024-05-01.csv": b"t,1\nt,2\n"}
     assert not final.exists() and not bare.exists()
+
+
+def test_a_delivered_and_removed_file_is_one_log_line(make_server, start_sink, outbox, ftp_root, caplog):
+    """The usual delivery is one INFO line naming the file, where it went and that it left the outbox: each
+    record costs the sink and the parent a formatting, a pickling and a write (two lines per file before)."""
+    server = make_server()
+    paths = [outbox / f"a{i}.wav" for i in range(3)]
+    for path in paths:
+        write(path, 2000)
+    run = start_sink(server, jobs=tuple(job_for(path, path.name) for path in paths))
+    run.delivered(3)
+    run.helper.stop(5.0)  # its last log lines are replayed now, inside the test
+    for path in paths:
+        lines = [m for m in messages(caplog, logging.INFO) if str(path) in m]
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"delivered {path} -> {path.name} (2000 B, "), lines
+        assert lines[0].endswith(" s), removed from the outbox (verified on the server)"), lines
+        assert not path.exists()

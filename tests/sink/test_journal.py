@@ -4,6 +4,7 @@ with a size comment per entry, merged with a server's manifest without losing a 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -147,3 +148,48 @@ def test_lines_appended_by_four_workers_at_once_are_all_whole_and_share_their_fs
     )
     [fsyncs] = [int(line.split()[3]) for line in counts.read_text().splitlines() if line.rstrip().endswith(" fsync")]
     assert fsyncs < 400 * 0.8, fsyncs  # 401 before (each line, and the new journal's folder)
+
+
+SEQUENTIAL_APPENDS = """
+import sys
+from pipeline.sink.journal import DayJournal
+journal = DayJournal(sys.argv[1], "/data/st/2024-05-01")
+for i in range(100):
+    journal.append(f"audio/st@2024-05-01@{i:03d}.wav", "a" * 64, 4096 + i)
+"""
+
+
+def test_a_journal_is_opened_once_not_per_line(tmp_path):
+    """A day's lines are written and fsync'ed through one kept descriptor: each opening was two more system
+    calls per file (a path lookup and a close) and, closed after writing, an event for the outbox's watch
+    (two per file before: the line's and its fsync's). Counted by strace: the kernel's view."""
+    strace = shutil.which("strace")
+    if strace is None:
+        unavailable("strace is not installed (Debian's strace)")
+    trace = tmp_path / "strace.txt"
+    folder = tmp_path / "manifests"
+    command = [strace, "-f", "-e", "trace=openat", "-o", str(trace), sys.executable, "-c", SEQUENTIAL_APPENDS]
+    subprocess.run([*command, str(folder)], check=True, cwd=Path(__file__).parents[2])
+    opens = [line for line in trace.read_text().splitlines() if ".journal" in line]
+    assert len(opens) == 1 and "O_WRONLY" in opens[0], opens  # 200 before: each line's, each fsync's
+    assert len(DayJournal(str(folder), "/data/st/2024-05-01").read()) == 100
+
+
+def test_a_journal_deleted_or_replaced_between_lines_gets_the_next_line_at_its_path(tmp_path):
+    """Someone cleans the state folder, or puts another journal in place, while the sink runs: the next line
+    is written to the file that is at the journal's path then (created if missing), not into the old file
+    the kept descriptor still points at, where nobody would ever read it."""
+    folder = tmp_path / "manifests"
+    journal = DayJournal(str(folder), "/data/st/2024-05-01")
+    journal.append("audio/a.wav", "a" * 64, 1)
+    os.unlink(journal.path)
+    journal.append("audio/b.wav", "b" * 64, 2)
+    assert DayJournal(str(folder), "/data/st/2024-05-01").read() == {"audio/b.wav": Entry("b" * 64, 2)}
+    replacement = folder / "replacement"
+    replacement.write_text(f"{'c' * 64} 3 audio/c.wav\n")
+    os.replace(replacement, journal.path)
+    journal.append("audio/d.wav", "d" * 64, 4)
+    assert DayJournal(str(folder), "/data/st/2024-05-01").read() == {
+        "audio/c.wav": Entry("c" * 64, 3),
+        "audio/d.wav": Entry("d" * 64, 4),
+    }

@@ -95,3 +95,38 @@ def test_a_snapshot_alone_waits_a_little_for_company_and_is_never_lost(monkeypat
     sender.put_latest("counts", lambda: ("counts", counts[0]))
     assert reader.poll(5) and reader.recv() == ("counts", 5)  # alone: sent once its wait is over
     sender.close(5.0)
+
+
+def test_a_spaced_sender_sends_a_lone_message_at_once_and_a_burst_in_few_writes():
+    """The sink's reports under a burst of small files: results and log records arriving every millisecond go
+    in a few writes (each a wake-up and a pickling on both sides), in order; one after a quiet spell goes at
+    once. Without spacing, the writer woke for nearly every message."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    spacing = 0.05
+    sender = PipeSender(writer, "test", spacing=spacing)
+    writes: list[tuple[float, list[object]]] = []
+
+    def read() -> None:
+        while True:
+            try:
+                messages = pipes.receive(reader)
+            except (EOFError, OSError):
+                return
+            writes.append((time.monotonic(), messages))
+
+    reading = threading.Thread(target=read, daemon=True)
+    reading.start()
+    time.sleep(spacing)  # the sender has been quiet for longer than its spacing
+    put = time.monotonic()
+    sender.put(("result", -1))
+    wait_until(lambda: writes, timeout=5)
+    assert writes[0][1] == [("result", -1)] and writes[0][0] - put < spacing / 2  # not held back
+    burst_started = time.monotonic()
+    for i in range(200):
+        sender.put(("result", i))
+        time.sleep(0.001)
+    burst = time.monotonic() - burst_started
+    sender.close(5.0)
+    reading.join(5)
+    assert [m for _, batch in writes[1:] for m in batch] == [("result", i) for i in range(200)]
+    assert len(writes) - 1 <= burst / spacing + 2, (len(writes), burst)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent
+from watchdog.events import (
+    DirCreatedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+)
 
 from operators.model import EventKind, FileEvent
 from pipeline.stream.handler import UploadHandler
@@ -44,3 +51,20 @@ def test_handler_never_raises_it_hands_the_failure_to_on_error(caplog):
     UploadHandler(sink).on_closed(FileClosedEvent("/o/a.wav"))
     assert [str(e) for e in sink.errors] == ["downstream bug"]
     assert "failed to forward" in caplog.text
+
+
+def test_events_inside_an_ignored_folder_go_nowhere_but_a_move_out_of_it_does():
+    sink = ListObserver()
+    handler = UploadHandler(sink, ignored_folders=["/o/.beemon"])
+    handler.dispatch(DirCreatedEvent("/o/.beemon"))
+    handler.dispatch(FileModifiedEvent("/o/.beemon/manifests/day.journal"))
+    handler.dispatch(FileClosedEvent("/o/.beemon/manifests/day.journal"))
+    handler.dispatch(FileMovedEvent("/o/.beemon/a.part", "/o/.beemon/a.wav"))
+    handler.dispatch(FileMovedEvent("/o/.beemon/b.wav", "/o/audio/b.wav"))
+    handler.dispatch(FileDeletedEvent("/o/audio/a.wav"))
+    handler.dispatch(FileClosedEvent("/o/.beemonish/c.wav"))
+    assert sink.items == [
+        FileEvent(EventKind.MOVED, "/o/audio/b.wav", src_path="/o/.beemon/b.wav"),
+        FileEvent(EventKind.DELETED, "/o/audio/a.wav"),
+        FileEvent(EventKind.CLOSED, "/o/.beemonish/c.wav"),
+    ]

@@ -196,12 +196,21 @@ def test_rescans_yield_nothing_new_until_the_sink_releases_the_path(box, record)
     assert recorder.items[1] == recorder.items[0]
 
 
-def test_a_file_finished_just_before_start_is_taken_once_it_is_quiet(box, record):
-    """Its Closed came before the observer: the scan finds it too young, then looks again."""
+@pytest.mark.parametrize(
+    ("modified", "priority"),
+    [(-0.2, Priority.BACKFILL), (1.0, Priority.LIVE)],
+    ids=["finished before the watch started: backlog", "modified as the watch starts: live"],
+)
+def test_a_file_finished_just_before_start_is_taken_once_it_is_quiet(box, record, modified, priority):
+    """Its Closed came before the observer: the scan finds it too young, then looks again. Its priority
+    follows its mtime against the subscription's start (`_Backfill.recheck`); the mtimes are set, not
+    left to how soon the subscription follows the write (a loaded machine took longer than the slack)."""
     fresh = write_file(box / "audio" / "2022-07-19" / "fresh.wav", b"f" * 42)
+    when = time.time() + modified
+    os.utime(fresh, (when, when))
     recorder = record(stream(box, debounce_seconds=0.3))
     jobs = recorder.wait_for(1)
-    assert jobs == [expected_job(fresh, "st/2022-07-19/audio/fresh.wav", Priority.LIVE)]
+    assert jobs == [expected_job(fresh, "st/2022-07-19/audio/fresh.wav", priority)]
     assert time.time() - fresh.stat().st_mtime >= 0.3
 
 
