@@ -20,8 +20,8 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 class TextFormatter(logging.Formatter):
     """`2026-11-29 05:22:43 INFO beemon.sink: delivered audio/x.wav (32044 B, 0.02 s) 226 ...`.
 
-    The time has whole seconds: it is converted once per second (a busy run logs two lines per
-    file, each paying a `localtime` and a `strftime` for the same text).
+    The time has whole seconds: it is converted once per second (a busy run logs a line per file,
+    hundreds a second, each paying a `localtime` and a `strftime` for the same text).
     """
 
     def __init__(self) -> None:
