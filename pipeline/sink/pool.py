@@ -10,8 +10,9 @@ the limit block on a condition variable until a slot opens or the sink stops.
 
 A refused login (wrong password, untrusted certificate) holds the pool back to one session until a
 login succeeds: every failed login counts against the account on servers with a lockout policy
-(fail2ban), and more sessions would only fail more often. `run --once` starts held back the same way
-(`hold_for_first_login`): one session finds out whether the account is taken; once the server has
+(fail2ban), and more sessions would only fail more often. The sink starts held back the same way
+(`hold_for_first_login`; `run` and `run --once` alike): one session finds out whether the account is
+taken, so a wrong password costs one refused login at start, not one per session; once the server has
 greeted it (`greeted`: it answers, so nobody else adds attempts at a dead or silent port), the others
 may open their connections and read the welcome (`opening_ahead`), sending nothing of the account
 before that first login succeeded, so they log in one round trip sooner.

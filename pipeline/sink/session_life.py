@@ -6,7 +6,8 @@ its session once idle for `idle_close_seconds`, unless it is the last one open (
 connect is admitted by the `SessionPool`; after a failure (a 421 included, which also shrinks the
 pool) the worker gives its job back and waits `RetryPolicy.connect_delay`, so contending stations
 take turns. With `connect_attempts` (run --once) the sink gives up after that many failed connects
-in a row, and at the first refused login; once the server greeted that first session and while it
+in a row, and at the first refused login. Until a first login succeeds only one session tries (the
+pool starts held back); once the server greeted that first session and while it
 logs in, a worker with a job opens its connection ahead (`SessionPool.opening_ahead`: the welcome
 read, nothing of the account sent) and logs in on it once admitted. An outage is one warning and one line when it ends.
 """

@@ -101,8 +101,9 @@ class Sink:
         risks = unsafe_settings(self.policy)
         if risks:
             log.warning("unsafe upload settings: %s", "; ".join(risks))
-        if self.policy.connect_attempts:
-            self.pool.hold_for_first_login()  # one session finds out whether the server answers and takes the login
+        # One session finds out whether the server answers and takes the login (a wrong password counts
+        # once against the account, not once per session); the others open ahead meanwhile.
+        self.pool.hold_for_first_login()
         for index, session in enumerate(self.sessions):
             thread = threading.Thread(target=self._work, args=(session,), name=f"ftp-{index}", daemon=True)
             thread.start()

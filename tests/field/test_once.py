@@ -12,7 +12,7 @@ import time
 from tests.e2e.conftest import cli, run_cli
 from tests.field.conftest import field_env, recording
 from tests.helpers import wait_until
-from tests.reliability.conftest import outbox_files, remote_of
+from tests.reliability.conftest import outbox_files, remote_of, start_uploader  # noqa: F401
 from tests.reliability.server import DeadPort, SilentPort
 
 DAY = "2024-05-02"
@@ -83,6 +83,33 @@ def test_once_with_a_wrong_password_and_4_connections_tries_the_password_once(li
     assert "cannot log in" in line and "530" in line and "8 file(s) left in the outbox" in line, line
     assert len(link_server.watch.logins) == 1, link_server.watch.logins
     assert 1 <= len(link_server.watch.connections) <= 4
+    assert len(outbox_files(outbox)) == 8
+
+
+def test_run_with_a_wrong_password_and_a_backlog_tries_the_password_once(
+    link_server,
+    outbox,
+    tmp_path,
+    start_uploader,  # noqa: F811
+):
+    """A station restarted with a wrong password and a backlog: the backlog's jobs are ready while the first
+    session logs in (20 ms a reply), but the other sessions send nothing of the account before it succeeded,
+    so a lockout policy counts one refused attempt, then one per retry cap, not one per session."""
+    for index in range(8):
+        recording(outbox, "audio", DAY, f"12-40-{index:02d}", 10_000, old=True)
+    env = field_env(
+        link_server,
+        outbox,
+        tmp_path,
+        BEEMON_FTP__PASSWORD="wrong",
+        BEEMON_FTP__CONNECTIONS="4",
+        BEEMON_UPLOAD__RETRY_MAX_SECONDS="300",
+    )
+    uploader = start_uploader(env)
+    wait_until(lambda: "cannot log in" in uploader.output(), timeout=30)
+    time.sleep(0.5)  # 25 round trips: other sessions would have logged in within a few
+    assert uploader.stop() == 0
+    assert len(link_server.watch.logins) == 1, link_server.watch.logins
     assert len(outbox_files(outbox)) == 8
 
 
