@@ -74,7 +74,7 @@ def test_startup_measurement(capsys):
 
 
 def test_floor_clients_and_watchdog_alone(tmp_path):
-    """The floor's minimal clients (tests/benchmarks/floor.py) deliver every file whole, and the guarded ones
+    """The floor's minimal clients (tests/benchmarks/floor.py, floor_loop.py) deliver every file whole, and the guarded ones
     leave no temporary name and no local file (each run checks it, and raises otherwise)."""
     from tests.benchmarks import floor
 
@@ -83,4 +83,7 @@ def test_floor_clients_and_watchdog_alone(tmp_path):
         for how in ("threads", "processes"):
             figures = floor.one_client_run(tmp_path / f"{mode}-{how}", mode, how, files=9, connections=2)
             assert figures["seconds"] > 0 and figures["cpu_seconds"] > 0
+    for how in ("loop", "loop+journal"):  # one thread driving the connections from a selector
+        figures = floor.one_client_run(tmp_path / f"guarded-{how}", "guarded", how, files=9, connections=2)
+        assert figures["seconds"] > 0
     assert floor.watchdog_run(tmp_path / "watch", files=5)["cpu_seconds"] >= 0

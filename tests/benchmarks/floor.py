@@ -173,6 +173,8 @@ def _worker(server: Server, files: list[Path], remote: str, mode: str, ready: An
 def run_clients(server: Server, files: list[Path], remote: str, mode: str, connections: int, how: str) -> dict:
     """Seconds and client CPU seconds for `files` over `connections` sessions (`how`: threads or processes)."""
     shares = [files[i::connections] for i in range(connections)]
+    if how in ("loop", "loop+journal"):
+        return _run_loop(server, shares, remote, journal=how == "loop+journal")
     if how == "threads":
         ready, go = threading.Barrier(connections + 1), threading.Event()
         workers: list[Any] = [
@@ -201,6 +203,22 @@ def run_clients(server: Server, files: list[Path], remote: str, mode: str, conne
         if any(worker.exitcode for worker in workers):  # (before the queue: a failed worker put nothing on it)
             raise RuntimeError(f"a worker failed: exit codes {[w.exitcode for w in workers]}")
         cpu = sum(cpu_queue.get() for _ in workers)
+    return {"seconds": seconds, "cpu_seconds": cpu, "server_cpu_seconds": procs.cpu_seconds(server.pid) - server_before}
+
+
+def _run_loop(server: Server, shares: list[list[Path]], remote: str, *, journal: bool) -> dict:
+    """`floor_loop`: the N connections from one thread (logged in before the clock starts)."""
+    from tests.benchmarks.floor_loop import open_sessions, run_loop
+
+    sessions = open_sessions(server, shares, remote)
+    journal_path = shares[0][0].parent.parent / "journal" if journal and shares[0] else None
+    server_before, cpu_before = procs.cpu_seconds(server.pid), time.process_time()
+    started = time.monotonic()
+    run_loop(sessions, journal_path)
+    seconds = time.monotonic() - started
+    cpu = time.process_time() - cpu_before
+    if journal_path is not None:
+        journal_path.unlink()
     return {"seconds": seconds, "cpu_seconds": cpu, "server_cpu_seconds": procs.cpu_seconds(server.pid) - server_before}
 
 
@@ -338,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         ("floor, bare STOR, processes", lambda: one_client_run(work, "bare", "processes", n, c)),
         ("floor, guarded, threads", lambda: one_client_run(work, "guarded", "threads", n, c)),
         ("floor, guarded, processes", lambda: one_client_run(work, "guarded", "processes", n, c)),
+        ("floor, guarded, one thread (selector)", lambda: one_client_run(work, "guarded", "loop", n, c)),
+        (
+            "floor, guarded + SHA-256 + journal fsync'ed, one thread (selector)",
+            lambda: one_client_run(work, "guarded", "loop+journal", n, c),
+        ),
     ]
     if not args.no_uploader:
         cases.append(("beemon-uploader run", lambda: one_uploader_run(work, n, c)))
