@@ -15,7 +15,9 @@ what the language and the machine allow, with nothing of the uploader around it:
   queue, no journal, no logs, no second process.
 
 Each runs with N connections as N threads in one process and as N processes (fork), over raw
-sockets (a buffered reader for the replies): the leanest Python client there is. Logins happen
+sockets (a buffered reader for the replies): the leanest Python client there is. `guarded` also
+runs as one thread driving the N connections from a selector, and so again with the file's SHA-256
+and its manifest line fsync'ed before the delete (`tests.benchmarks.floor_loop`). Logins happen
 before the clock starts, as for the uploader's bench row (its sessions are logged in while idle).
 The same run measures `lftp mirror -R --parallel=N` and the uploader itself (`beemon-uploader run`,
 files moved into its outbox) on fresh servers of the same kind, and `watchdog` alone: the CPU
