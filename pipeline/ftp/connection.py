@@ -1,9 +1,10 @@
 """Connection: one FTP(S) control connection, logged in, with its commands mapped to the failure kinds.
 
 Connect, secure (per `tls`), log in, PROT P, TYPE I; then single commands (`command`), flights of
-commands (`batch`, when pipelining) and the passive port asked ahead for the next transfer. Every
-failure leaves here as a `pipeline.transport.errors` kind, through `mapped` (the one error map);
-one that leaves the connection out of step also drops it, so `connected` turns False.
+commands (`batch`, when pipelining) and the passive port asked ahead for the next transfer
+(`pipeline.ftp.passive_ahead`). Every failure leaves here as a `pipeline.transport.errors` kind,
+through `mapped` (the one error map); one that leaves the connection out of step also drops it, so
+`connected` turns False.
 
 TLS: the context (certificates verified by default) is made at the first secure connect and reused
 for every reconnect; loading the CA certificates costs some 20 ms of CPU, paid once, and not at all
@@ -23,20 +24,17 @@ import select
 import socket
 import ssl
 import threading
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from pipeline.ftp.client import FtpClient, make_context
 from pipeline.ftp.errors import ConnectionLost, FtpFailure, SessionFailure, classify, map_exceptions
 from pipeline.ftp.features import ServerFeatures
-from pipeline.ftp.login import log_in_one_flight
+from pipeline.ftp.login import LOGIN_STEPS, log_in_one_flight, log_in_step_by_step
 from pipeline.ftp.params import FtpParams
-
-#: The steps of `connect`: the password is sent in one of them, so their errors are masked.
-LOGIN_STEPS = frozenset({"CONNECT", "AUTH", "USER", "PASS", "PROT", "PBSZ", "TYPE"})
+from pipeline.ftp.passive_ahead import PassiveAhead
 
 
-class Connection:
+class Connection(PassiveAhead):
     """One control connection to `params.host` and what it learned of the server (`features`).
 
     Not thread-safe, but for `abort`, which another thread may call to cut a stuck transfer.
@@ -157,14 +155,8 @@ class Connection:
         if p.pipelining:
             after, self.after_login = self.after_login, []
             self.login_feat, self.after_login_replies = log_in_one_flight(client, p, after)
-            return
-        with map_exceptions("USER", secret=p.password):
-            client.login(p.username, p.password, secure=False)
-        if p.secure:
-            with map_exceptions("PROT", secret=p.password):
-                client.prot_p()
-        with map_exceptions("TYPE", secret=p.password):
-            client.voidcmd("TYPE I")
+        else:
+            log_in_step_by_step(client, p)
 
     def take_login_feat(self) -> str | None:
         """FEAT's raw reply read during the login (once; None when the login did not ask it)."""
@@ -278,32 +270,6 @@ class Connection:
             pass
         except Exception:
             self.discard()
-
-    # --- the passive port asked ahead
-
-    def passive_request(self, next_upload: Callable[[], bool] | None) -> str | None:
-        """The EPSV/PASV to add to a flight when another upload follows (`next_upload()`) and no port is held."""
-        client = self.require()
-        if next_upload is not None and client.passive_ahead is None and next_upload():
-            return client.passive_command
-        return None
-
-    def keep_passive(self, reply: str) -> None:
-        """Keep the address of the reply to `passive_request`'s command for the next transfer."""
-        self.require().take_passive_reply(reply)
-
-    def drop_passive(self) -> None:
-        """Close a passive port asked for ahead that no transfer used.
-
-        Servers time an unused passive port out, and some (pyftpdlib) then send an unrequested 421
-        that would put the connection out of step. ABOR closes it; one round trip, rarely needed.
-        """
-        client = self.client
-        if client is None or client.passive_ahead is None:
-            return
-        client.passive_ahead = None
-        with contextlib.suppress(FtpFailure):  # refused: the port times out on its own; lost: discarded
-            self.command("ABOR")
 
 
 def _quiet(client: FtpClient) -> bool:

@@ -1,15 +1,17 @@
-"""The login in one flight: USER, PASS, PBSZ/PROT (under TLS), TYPE I and FEAT sent together, replies read in order.
+"""The login: USER, PASS, PBSZ/PROT (under TLS), TYPE I, one command at a time or in one flight.
 
-Used when pipelining (`FtpParams.pipelining`): after the welcome (and AUTH TLS's handshake) a login
-costs one round trip instead of four or six. Every reply is read and matched to its command; the
-first one that refuses decides what is raised, under the step's name as `Connection` maps it (the
-password masked), so a refused login ends as it does one command at a time. A server that logs in
-on USER alone (230) answers the PASS with a 503, which is then not a refusal. FEAT's raw reply is
-returned for `DeliveryCheck.learn`, which would otherwise ask for it in a round trip of its own.
-Commands given as `after` (the first delivery's folders, `FtpTransport.first_folder`) go at the end of
-the same flight; their raw replies are returned for the caller to read. Sent before the login's
-answer, they cost nothing if it is refused: the server refuses them too (530), and the connection is
-dropped.
+Each step is mapped under its own name, with the password masked in what it raises (`LOGIN_STEPS`: a
+server may echo the password there). In one flight, USER, PASS, PBSZ/PROT, TYPE I and FEAT are sent
+together and their replies read in order. Used when pipelining (`FtpParams.pipelining`): after the
+welcome (and AUTH TLS's handshake) a login costs one round trip instead of four or six. Every reply
+is read and matched to its command; the first one that refuses decides what is raised, under the
+step's name as `Connection` maps it (the password masked), so a refused login ends as it does one
+command at a time. A server that logs in on USER alone (230) answers the PASS with a 503, which is
+then not a refusal. FEAT's raw reply is returned for `DeliveryCheck.learn`, which would otherwise
+ask for it in a round trip of its own. Commands given as `after` (the first delivery's folders,
+`FtpTransport.first_folder`) go at the end of the same flight; their raw replies are returned for
+the caller to read. Sent before the login's answer, they cost nothing if it is refused: the server
+refuses them too (530), and the connection is dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +22,20 @@ from pipeline.ftp.client import FtpClient
 from pipeline.ftp.errors import FtpFailure, map_exceptions
 from pipeline.ftp.params import FtpParams
 from pipeline.ftp.replies import reply_error
+
+#: The steps of `Connection.connect`: the password is sent in one of them, so their errors are masked.
+LOGIN_STEPS = frozenset({"CONNECT", "AUTH", "USER", "PASS", "PROT", "PBSZ", "TYPE"})
+
+
+def log_in_step_by_step(client: FtpClient, params: FtpParams) -> None:
+    """Log in, protect the data connections (TLS) and TYPE I, one command at a time (no pipelining)."""
+    with map_exceptions("USER", secret=params.password):
+        client.login(params.username, params.password, secure=False)
+    if params.secure:
+        with map_exceptions("PROT", secret=params.password):
+            client.prot_p()
+    with map_exceptions("TYPE", secret=params.password):
+        client.voidcmd("TYPE I")
 
 
 def login_lines(params: FtpParams) -> list[tuple[str, str]]:

@@ -15,7 +15,8 @@ side is `pipeline.s3.multipart`, the checksums `pipeline.s3.checksums`):
 - verify: `head_object` with checksum mode: the size, and the SHA-256 (or the multipart upload's
   composite checksum) where the server returns it, before the sink deletes the local file.
 - clean-up: at the first connect of a process, incomplete multipart uploads under
-  `<prefix>/<station>/` (this station's own) are aborted; nothing else is touched.
+  `<prefix>/<station>/` (this station's own) are aborted; nothing else is touched
+  (`pipeline.s3.cleanup`; the client's configuration is `pipeline.s3.client`).
 """
 
 from __future__ import annotations
@@ -26,14 +27,13 @@ import posixpath
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, BinaryIO, ClassVar, TypeVar
-
-import boto3
-from botocore.config import Config
+from typing import Any, BinaryIO, TypeVar
 
 from pipeline.s3 import small_files
 from pipeline.s3.body import Window
 from pipeline.s3.checksums import b64, sha256_of
+from pipeline.s3.cleanup import abort_own_uploads
+from pipeline.s3.client import new_client
 from pipeline.s3.errors import classify, error_code
 from pipeline.s3.multipart import Multipart
 from pipeline.s3.params import S3Params
@@ -55,10 +55,6 @@ T = TypeVar("T")
 
 class S3Transport:
     """One S3 client as a sink worker uses it (see the module docstring for the steps)."""
-
-    #: (endpoint, bucket, scope) whose stale multipart uploads this process already aborted
-    _cleaned: ClassVar[set[tuple[str, str, str]]] = set()
-    _cleaning = threading.Lock()
 
     def __init__(
         self, params: S3Params, *, throttle: TokenBucket | None = None, aborted: threading.Event | None = None
@@ -106,44 +102,14 @@ class S3Transport:
     def connect(self) -> str:
         """Make the client, check the credentials and the bucket (HEAD), clean up once; returns a greeting."""
         p = self.params
-        self._client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=p.endpoint_url or None,
-            region_name=p.region,
-            aws_access_key_id=p.access_key_id or None,
-            aws_secret_access_key=p.secret_access_key or None,
-            config=Config(
-                connect_timeout=p.timeout,
-                read_timeout=p.timeout,
-                retries={"max_attempts": 1},  # the sink retries, with its backoff
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-                s3={"addressing_style": "path"} if p.endpoint_url else None,
-            ),
-        )
+        self._client = new_client(p)
         try:
             self._client.head_bucket(Bucket=p.bucket)
         except Exception as error:
             self._client = None
             raise classify(error, p, command="CONNECT") from None
-        self._abort_own_uploads()
+        abort_own_uploads(p, self.multipart)
         return f"S3 {p.endpoint_url or 'AWS'} bucket {p.bucket}"
-
-    def _abort_own_uploads(self) -> None:
-        """Abort this station's incomplete multipart uploads, once per process (left by a crash or a kill)."""
-        p = self.params
-        scope = posixpath.join(p.prefix.strip("/"), p.station, "").lstrip("/") if p.station else ""
-        marker = (p.endpoint_url, p.bucket, scope)
-        with self._cleaning:
-            if not scope or marker in self._cleaned:
-                return
-            self._cleaned.add(marker)
-        aborted = 0
-        for upload in self.multipart.uploads(scope):
-            self.multipart.abort(upload["Key"], upload["UploadId"])
-            aborted += 1
-        if aborted:
-            log.info("aborted %d incomplete multipart upload(s) under %s left by an earlier run", aborted, scope)
 
     def close(self, *, wait_reply: bool = True) -> None:
         client, self._client = self._client, None

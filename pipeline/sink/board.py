@@ -4,9 +4,10 @@ Two ready queues, primary (live) and secondary (backfill): a worker takes from t
 has anything. A path is on the board at most once: a newer job for a queued path replaces the old
 one in place; a job for a path in flight is kept as its follow-up and decided on when the attempt
 ends. Failed jobs wait out their own backoff beside the queues (never blocking other jobs); parked
-ones wait `retry_max`. Idle workers block on one condition variable: no polling. A worker without
-a session takes `cold`: only what no idle connected worker is waiting for, so sessions open on
-demand, when the open ones are all busy. One session's worth is kept for live work (`LiveReserve`).
+ones wait `retry_max` (`pipeline.sink.waiting_jobs`). Idle workers block on one condition variable:
+no polling. A worker without a session takes `cold`: only what no idle connected worker is waiting
+for, so sessions open on demand, when the open ones are all busy. One session's worth is kept for
+live work (`LiveReserve`).
 
 The board also keeps the `PartRecords` (`board.parts`): whose bytes each remote path's `.part`
 holds, so a later attempt resumes only its own version, and what this process renamed where.
@@ -19,7 +20,6 @@ name (`PartRecords.may_replace`), so the sink's overwrite guard can tell its own
 
 from __future__ import annotations
 
-import heapq
 import threading
 import time
 from collections import OrderedDict
@@ -31,6 +31,7 @@ from pipeline.sink.model import Outcome, SinkCounters
 from pipeline.sink.part_records import PartRecords
 from pipeline.sink.retry import RetryPolicy
 from pipeline.sink.ticket import Ticket, merge, queue_index, same_version
+from pipeline.sink.waiting_jobs import WaitingJobs
 
 
 class JobBoard:
@@ -51,10 +52,7 @@ class JobBoard:
         self._clock = clock
         self._cond = threading.Condition()
         self._ready: tuple[OrderedDict[str, Ticket], OrderedDict[str, Ticket]] = (OrderedDict(), OrderedDict())
-        self._waiting: dict[str, Ticket] = {}
-        self._parked = 0
-        self._timers: list[tuple[float, int, str]] = []
-        self._sequence = 0
+        self._waiting = WaitingJobs(clock, self._make_ready)
         self._in_flight: dict[str, Ticket] = {}
         self._follow_ups: dict[str, UploadJob] = {}
         #: whose bytes each remote path's `.part` holds, and what this process renamed onto each name
@@ -89,12 +87,12 @@ class JobBoard:
                     self._ready[0][path] = ticket
                 self._publish()
                 return
-            ticket = self._waiting.get(path)
+            ticket = self._waiting.tickets.get(path)
             if ticket is not None:
                 if same_version(ticket.job, job):  # a rescan found it again: keep its backoff
                     ticket.job = merge(ticket.job, job)
                     return
-                self._unwait(path)  # the file changed: try the new version now
+                self._waiting.remove(path)  # the file changed: try the new version now
                 ticket.job, ticket.failures, ticket.parked = merge(ticket.job, job), 0, False
                 self._make_ready(ticket)
             else:
@@ -119,7 +117,7 @@ class JobBoard:
             deadline = None if timeout is None else self._clock() + timeout
             while not self._closed:
                 now = self._clock()
-                if self._release_due(now) > 1:
+                if self._waiting.release_due(now) > 1:
                     self._cond.notify_all()  # the other idle workers may sleep past the due time otherwise
                 ticket = None if cold and self._warm_waiting else self._take_ready()
                 if ticket is not None:
@@ -129,9 +127,9 @@ class JobBoard:
                 if deadline is not None and now >= deadline:
                     return None
                 wait = None if deadline is None else deadline - now
-                if self._timers:  # after _release_due, the first timer lies in the future
-                    until_due = self._timers[0][0] - now
-                    wait = until_due if wait is None else min(wait, until_due)
+                due = self._waiting.next_due()
+                if due is not None:
+                    wait = due - now if wait is None else min(wait, due - now)
                 self._wait_in_take(wait, cold)
             return None
 
@@ -209,7 +207,7 @@ class JobBoard:
                 ticket.failures += 1
                 ticket.parked = outcome == Outcome.PARKED
                 delay = self.retry.job_delay(ticket.failures, outcome)
-                self._wait(ticket, delay)
+                self._waiting.add(ticket, delay)
             self._publish()
             self._wake(1 + waiting)  # and the job that waited for this remote path, if any
             return delay
@@ -224,7 +222,7 @@ class JobBoard:
     def remote_paths(self) -> list[str]:
         """The remote path of every job on the board (ready, waiting, in flight, following): what is not drained."""
         with self._cond:
-            tickets = [*self._ready[0].values(), *self._ready[1].values(), *self._waiting.values()]
+            tickets = [*self._ready[0].values(), *self._ready[1].values(), *self._waiting.tickets.values()]
             tickets += self._in_flight.values()
             return [ticket.job.remote_path for ticket in tickets] + [j.remote_path for j in self._follow_ups.values()]
 
@@ -236,8 +234,8 @@ class JobBoard:
         return {
             "queued_primary": len(self._ready[0]),
             "queued_secondary": len(self._ready[1]),
-            "waiting": len(self._waiting),
-            "parked": self._parked,
+            "waiting": len(self._waiting.tickets),
+            "parked": self._waiting.parked,
             "in_flight": len(self._in_flight),
         }
 
@@ -278,29 +276,6 @@ class JobBoard:
     def _make_ready(self, ticket: Ticket) -> None:
         self._ready[queue_index(ticket.job.priority)][ticket.path] = ticket
         self._publish()
-
-    def _wait(self, ticket: Ticket, delay: float) -> None:
-        ticket.due = self._clock() + delay
-        self._waiting[ticket.path] = ticket
-        self._parked += ticket.parked
-        self._sequence += 1
-        heapq.heappush(self._timers, (ticket.due, self._sequence, ticket.path))
-
-    def _release_due(self, now: float) -> int:
-        """Move waiting jobs whose time has come back to their queue (stale timers are skipped); how many moved."""
-        released = 0
-        while self._timers and self._timers[0][0] <= now:
-            due, _, path = heapq.heappop(self._timers)
-            ticket = self._waiting.get(path)
-            if ticket is not None and ticket.due == due:
-                self._make_ready(self._unwait(path))
-                released += 1
-        return released
-
-    def _unwait(self, path: str) -> Ticket:
-        ticket = self._waiting.pop(path)
-        self._parked -= ticket.parked
-        return ticket
 
     def _publish(self) -> None:
         if self._counters is not None:

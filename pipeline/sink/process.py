@@ -31,16 +31,14 @@ import gc
 import logging
 import multiprocessing
 import os
-import posixpath
 import threading
 from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
 from typing import TYPE_CHECKING, Any
 
 from operators.choices import DEFAULT_IGNORE_PATTERNS
-from operators.model import Priority, UploadJob
+from operators.model import UploadJob
 from pipeline.ftp.params import FtpParams
-from pipeline.outbox import deletion as local_files
 from pipeline.outbox.lock import STATE_FOLDER
 from pipeline.s3.params import S3Params
 from pipeline.sftp.params import SftpParams
@@ -49,11 +47,10 @@ from pipeline.sink.channels import SPAWN, Channels
 from pipeline.sink.launch import launcher
 from pipeline.sink.main_guard import guard_main_module, main_module_left_out
 from pipeline.sink.model import Outcome, SinkStats, UploadResult
+from pipeline.sink.original_api import OriginalApi
 from pipeline.sink.policy import ABORT_GRACE_SECONDS, UploadPolicy
 
 if TYPE_CHECKING:
-    import ftplib  # the original API's sessions; the parent of `run` imports no ftplib (nor ssl)
-
     from pipeline.sink.prestart import EarlySink
 
 __all__ = ["SPAWN", "Outcome", "SinkStats", "UploadHelper", "UploadResult"]
@@ -65,10 +62,12 @@ PARTS_JOURNAL_NAME = ".beemon-uploader-parts.json"
 STOP_GRACE_SECONDS = ABORT_GRACE_SECONDS + 5.0
 
 
-class UploadHelper(SpawnProcess):
+class UploadHelper(OriginalApi, SpawnProcess):
     """The sink process. Construct and `start()` in the parent; `run()` is the child's main.
 
     `policy.connections` sessions upload in parallel; the primary queue is always served first.
+    The original uploader's methods (`queue_upload`, `upload_file`, `make_directory`,
+    `make_remote_directories`, `remove_local_file`) come from `pipeline.sink.original_api`.
     """
 
     def __init__(
@@ -167,58 +166,6 @@ class UploadHelper(SpawnProcess):
             super().start()
         self._channels.started()
 
-    def queue_upload(self, source_filepath: str, dest_filepath: str, priority: int | None = 0) -> None:
-        """The original API: queue `source_filepath` for `dest_filepath`, "the destination directory/file path"
-        (absolute, or under the remote root).
-
-        A path ending in "/", or naming a folder that exists on the server, receives the file under
-        its own name; any other path is the file's remote name. Priority 0 (or None) goes to the
-        primary queue, anything else to the secondary. The file is stat'ed now; one that is missing
-        is reported as "gone" by the sink.
-        """
-        name = original_api.remote_name_of(source_filepath)
-        into_folder = False
-        if dest_filepath.endswith("/"):
-            dest_filepath += name
-        elif posixpath.basename(dest_filepath) != name:
-            into_folder = True  # a folder or another name: the sink asks the server which
-        version = local_files.file_version(source_filepath) or (0, 0)
-        queue = Priority.LIVE if not priority else Priority.BACKFILL
-        self.submit(UploadJob(source_filepath, dest_filepath, version[0], version[1], queue, into_folder=into_folder))
-
-    def upload_file(self, source_filepath: str, dest_filepath: str) -> str | None:
-        """The original API: upload one file now, in this process, over a session of its own.
-
-        `dest_filepath` is read as in `queue_upload`. The upload is as safe as the sink's (temporary
-        name, rename, size check); the local file is kept (`remove_local_file` removes it).
-        Returns None on success, else one line saying what failed (never the password).
-        """
-        return original_api.upload_file(self.ftp, self.policy, source_filepath, dest_filepath)
-
-    @staticmethod
-    def make_directory(session: ftplib.FTP, directory_name: str) -> str | None:
-        """The original API: create one remote folder over an `ftplib.FTP` session (such as the `with` value of
-        `UploadSession(username, password, host_ip, host_port, remote_directory)`).
-
-        An existing folder is success. Returns None, or one line saying why it could not be made.
-        """
-        return original_api.make_directory(session, directory_name)
-
-    def make_remote_directories(self, session: ftplib.FTP, date: str) -> str | None:
-        """The original API: create `<remote root>/<station>/<date>/` and a folder per sensor under it.
-
-        The sensors are the ones the remote-path mapping knows (audio, video, temp) and every
-        folder at the top of the outbox (the station's own sensors). Returns None, or the first
-        failure as one line.
-        """
-        if not self.station:
-            return "cannot create the remote folders: the station name is not known (give UploadHelper station=...)"
-        for folder in original_api.day_folders(self.ftp.remote_root, self.station, date, self.outbox):
-            error = self.make_directory(session, folder)
-            if error is not None:
-                return error
-        return None
-
     def submit(self, job: UploadJob) -> None:
         """Queue one job; a newer job for a path already queued replaces the older one."""
         if self._stopped:
@@ -233,11 +180,6 @@ class UploadHelper(SpawnProcess):
     def stats(self) -> SinkStats:
         """Queued (primary, secondary), waiting, parked, in flight, sessions, delivered, failed."""
         return self._channels.stats()
-
-    @staticmethod
-    def remove_local_file(filepath: str) -> list[str]:
-        """The original API: remove an uploaded file (never a bare .csv; X.csv.final takes X.csv along)."""
-        return local_files.remove_local_file(filepath)
 
     def stop(self, deadline: float | None = None) -> bool:
         """Finish transfers in flight within `deadline` s (default `policy.stop_deadline_seconds`), then exit.
