@@ -41,7 +41,7 @@ _CHILD = "import sys; sys.path[:0] = sys.argv[2:]; from pipeline.app.settings_ap
 #: puts the reader behind the recorder: tens of seconds are slow but sound, so the bound is generous.
 #: It stays well under systemd's start timeout (90 s by default; the unit sets none), which counts until
 #: READY=1, so that a hung reader at start ends in this process's own line and exit code 1, not a
-#: silent kill; and under the unit's `TimeoutStopSec=60`.
+#: silent kill; and under the unit's `TimeoutStopSec=60`, should a stop ever have to wait for it.
 READER_TIMEOUT_SECONDS = 45.0
 
 #: Test only: an environment variable whose value (seconds) replaces `READER_TIMEOUT_SECONDS`, so that
@@ -56,7 +56,8 @@ _REAP_SECONDS = 5.0
 
 
 class ReaderFailed(RuntimeError):
-    """The reader ended without an answer (killed, crashed, or could not start): no setting was found bad.
+    """The reader gave no answer (killed, crashed, could not start, hung past the bound, or was cut short
+    by a stop): no setting was found bad.
 
     Not a `SettingsError`: that one is exit code 2, which systemd does not restart
     (`RestartPreventExitStatus=2`), and a reader killed at boot (the OOM killer) would leave the
