@@ -17,6 +17,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from pipeline.app.settings_apart import READER_TIMEOUT_SECONDS, READER_TIMEOUT_TEST_VARIABLE
 from tests.e2e.conftest import cli, uploader_env
 from tests.field.test_lean_run import TODAY, commands, reader_of, recording, sinks
@@ -121,28 +123,39 @@ def test_a_reload_whose_settings_reader_hangs_fails_after_the_bound_and_the_run_
     assert "Traceback" not in run.output(), run.output()
 
 
+@pytest.mark.parametrize(
+    ("stop_signal", "stopped_reader"),
+    [(signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["SIGTERM", "SIGINT-reader-SIGSTOPped"],
+)
 def test_a_stop_during_a_reload_whose_reader_hangs_does_not_wait_for_the_bound(
     watched_server,  # noqa: F811
     start_uploader,  # noqa: F811
     outbox,
     tmp_path,
+    stop_signal,
+    stopped_reader,
 ):
-    """SIGHUP, the reader blocks, and the station is told to stop (systemctl stop: SIGTERM) long before the
-    bound (the default one): the stop wins, the reader is killed, the run ends with 0 in a few seconds,
-    well inside systemd's TimeoutStopSec, and leaves no process behind."""
+    """SIGHUP, the reader blocks (and is even stopped with SIGSTOP), and the station is told to stop
+    (systemctl stop: SIGTERM; Ctrl-C in a terminal: SIGINT) long before the bound (the default one):
+    the stop wins, the reader is killed, the run ends with 0 in a few seconds, well inside systemd's
+    TimeoutStopSec, and leaves no process behind."""
     server = watched_server()
     run = start_uploader(uploader_env(server, outbox, tmp_path))
     wait_until(lambda: "watching" in run.output() and sinks(commands(run.group())), timeout=30)
     hang_the_reader(tmp_path / "site")
     os.kill(run.pid, signal.SIGHUP)
     reader = int(wait_until(lambda: reader_of(run.pid), timeout=30))
+    if stopped_reader:
+        os.kill(reader, signal.SIGSTOP)
     sent, data = recording(outbox, 34)  # the run still uploads while it waits on the reader
     arrived = server.root / remote_of(f"{TODAY}/audio/{sent.name}")
     wait_until(lambda: arrived.exists() and not sent.exists(), timeout=20)
 
     stopping = time.monotonic()
     try:
-        code = run.stop(timeout=READER_TIMEOUT_SECONDS / 3)
+        os.kill(run.pid, stop_signal)
+        code = run.wait(timeout=READER_TIMEOUT_SECONDS / 3)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(reader, signal.SIGKILL)  # the old code leaves it blocked
