@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import pickle
+import selectors
 import signal
 import subprocess
 import sys
@@ -50,6 +51,9 @@ READER_TIMEOUT_TEST_VARIABLE = "BEEMON_TEST_READER_TIMEOUT_SECONDS"
 
 #: How often a wait for the reader asks whether to give up (a stop came): a stop waits at most this long.
 _GIVE_UP_POLL_SECONDS = 0.2
+
+#: How often a reader that closed its answer is looked at until it has ended (it is exiting then).
+_EXIT_POLL_SECONDS = 0.005
 
 #: How long a killed reader may take to end before it is left behind (stuck in the kernel on a hung mount).
 _REAP_SECONDS = 5.0
@@ -104,36 +108,56 @@ class SettingsReader:
         return value
 
     def _answer(self, timeout: float, give_up: Callable[[], bool] | None) -> bytes:
-        """The child's stdout once it ends; `ReaderFailed` (the child killed) past `timeout` or on `give_up()`."""
-        assert self._child is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                answer, _ = self._child.communicate(timeout=max(0.0, min(left, _GIVE_UP_POLL_SECONDS)))
-                return answer
-            except subprocess.TimeoutExpired:
-                pass  # asked again, communicate loses nothing of what was read
-            if give_up is not None and give_up():
-                self._kill()
-                raise ReaderFailed("the settings reader was killed before it answered, to stop at once")
-            if time.monotonic() >= deadline:
-                self._kill()
-                raise ReaderFailed(
-                    f"the settings could not be read: the process that reads them gave no answer within {timeout:g} s"
-                    " and was killed (a settings file on a hung network mount, or a machine far too busy?"
-                    " `beemon-uploader config` reads them the same way)"
-                )
+        """The child's stdout once it has ended; `ReaderFailed` (the child killed) past `timeout` or on `give_up()`.
 
-    def _kill(self) -> None:
+        Waits on the pipe, then on the exit, with `select` in short slices, not `Popen.wait(timeout)`: that
+        one sleeps with `time.sleep`, which fails (EINVAL) under libfaketime, as the wall-clock tests run."""
+        child = self._child
+        assert child is not None and child.stdout is not None
+        deadline = time.monotonic() + timeout
+        answer = bytearray()
+        with selectors.DefaultSelector() as waiting:
+            waiting.register(child.stdout, selectors.EVENT_READ)
+            while True:
+                if waiting.get_map():  # the answer is still coming
+                    if waiting.select(max(0.0, min(deadline - time.monotonic(), _GIVE_UP_POLL_SECONDS))):
+                        chunk = os.read(child.stdout.fileno(), 1 << 16)
+                        if chunk:
+                            answer += chunk
+                        else:
+                            waiting.unregister(child.stdout)
+                        continue
+                elif _exited(child, waiting, time.monotonic() + _GIVE_UP_POLL_SECONDS):
+                    child.stdout.close()
+                    return bytes(answer)
+                if give_up is not None and give_up():
+                    self._kill(waiting)
+                    raise ReaderFailed("the settings reader was killed before it answered, to stop at once")
+                if time.monotonic() >= deadline:
+                    self._kill(waiting)
+                    raise ReaderFailed(
+                        f"the settings could not be read: the process that reads them gave no answer within"
+                        f" {timeout:g} s and was killed (a settings file on a hung network mount, or a machine far"
+                        " too busy? `beemon-uploader config` reads them the same way)"
+                    )
+
+    def _kill(self, waiting: selectors.BaseSelector) -> None:
         """Kill the child and reap it; one stuck in the kernel (a hung mount) is left to end on its own."""
-        assert self._child is not None
+        assert self._child is not None and self._child.stdout is not None
         self._child.kill()
-        try:
-            self._child.communicate(timeout=_REAP_SECONDS)
-        except subprocess.TimeoutExpired:
-            if self._child.stdout is not None:
-                self._child.stdout.close()
+        _exited(self._child, waiting, time.monotonic() + _REAP_SECONDS)
+        self._child.stdout.close()
+
+
+def _exited(child: subprocess.Popen[bytes], waiting: selectors.BaseSelector, until: float) -> bool:
+    """Whether `child` ends (is reaped) by the monotonic time `until`; `waiting` (its pipe not watched) paces."""
+    with contextlib.suppress(KeyError):
+        waiting.unregister(child.stdout)
+    while child.poll() is None:
+        if time.monotonic() >= until:
+            return False
+        waiting.select(_EXIT_POLL_SECONDS)  # nothing registered: a pause, however the wall clock goes
+    return True
 
 
 def reader_timeout() -> float:
