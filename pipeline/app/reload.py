@@ -25,8 +25,15 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     return changed
 
 
-def reloaded_options(load: Callable[[], UploaderOptions] | None, current: UploaderOptions) -> UploaderOptions | None:
-    """The new options, or None (one line logged) when nothing is to change: the running ones stay."""
+def reloaded_options(
+    load: Callable[[], UploaderOptions] | None,
+    current: UploaderOptions,
+    stopping: Callable[[], bool] = lambda: False,
+) -> UploaderOptions | None:
+    """The new options, or None (one line logged) when nothing is to change: the running ones stay.
+
+    A load that fails once `stopping()` (a stop came while it read, and cut it short) is no error: the
+    uploader stops, and its line says so."""
     from pipeline.app.uploader import check_options
     from settings import SettingsError
 
@@ -42,7 +49,10 @@ def reloaded_options(load: Callable[[], UploaderOptions] | None, current: Upload
                 " on the old one): restart the service instead"
             )
     except (SettingsError, ValueError) as error:
-        log.error("reload failed, the running settings stay: %s", error)
+        if stopping():
+            log.warning("reload abandoned, the uploader stops: %s", error)
+        else:
+            log.error("reload failed, the running settings stay: %s", error)
         return None
     if current.embedded and new.embedded:  # a random password each read: keep the embedded server's
         new = new.replace(ftp=dataclasses.replace(new.ftp, password=current.ftp.password))

@@ -11,6 +11,7 @@ import logging
 import multiprocessing
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -87,6 +88,8 @@ class Uploader(multiprocessing.Process):
         #: re-reads the settings on "reload" (SIGHUP); None: this uploader cannot reload
         self.reload_options: Callable[[], UploaderOptions] | None = None
         self._reload_requested = False
+        #: commands taken from the queue while another was handled (`stop_pending`), served next
+        self._deferred: deque[Any] = deque()
         self._monitor: Any = None
 
     @staticmethod
@@ -104,6 +107,7 @@ class Uploader(multiprocessing.Process):
         state["stats"] = None  # made anew in the child: it holds a lock
         state["activity"] = None
         state["reload_options"] = None
+        state["_deferred"] = deque()
         return state
 
     # -- the orchestrator's protocol ------------------------------------------------------------
@@ -139,11 +143,30 @@ class Uploader(multiprocessing.Process):
         """Ask `run` to return: it disposes the pipeline and lets the sink finish what is in flight."""
         self._stop_requested.set()
 
+    def stop_pending(self) -> bool:
+        """Whether a stop came while a command is handled (a reload waiting on its settings reader): `stop()`
+        was called, or ``"stop"`` waits on the command queue (taken and acted on; a closed queue is a stop
+        too, as in `_serve_commands`). Other commands found before it keep their turn."""
+        while not self._stop_requested.is_set():
+            try:
+                command = self._command_queue.get(block=False)
+            except queue.Empty:
+                return False
+            except (EOFError, OSError):
+                log.warning("the command queue closed: stopping")
+                self.stop()
+                break
+            if str(command) == "stop":
+                self.stop()
+                break
+            self._deferred.append(command)
+        return True
+
     def _reload(self) -> None:
         """Re-read the settings; if they load, rebuild the pipeline with them (in-flight jobs finish first)."""
         from pipeline.app.reload import reloaded_options
 
-        new = reloaded_options(self.reload_options, self._options)
+        new = reloaded_options(self.reload_options, self._options, self._stop_requested.is_set)
         if new is None:
             return
         if self._monitor is not None:
@@ -223,7 +246,11 @@ class Uploader(multiprocessing.Process):
                 log.error("%s", running.failure())
                 return
             try:
-                command = self._command_queue.get(timeout=self._command_poll_seconds)
+                command = (
+                    self._deferred.popleft()
+                    if self._deferred
+                    else self._command_queue.get(timeout=self._command_poll_seconds)
+                )
             except queue.Empty:
                 continue
             except (EOFError, OSError):

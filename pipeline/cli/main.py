@@ -180,14 +180,15 @@ def _watch(args: argparse.Namespace) -> int:
     from pipeline.app.settings_apart import ReaderFailed, SettingsReader
     from settings import SettingsError
 
-    def read_apart(reader: SettingsReader | None = None) -> UploaderOptions:
-        options = (reader or SettingsReader(_settings_request(args))).options()
+    def read_apart(reader: SettingsReader | None = None, give_up: Callable[[], bool] | None = None) -> UploaderOptions:
+        options = (reader or SettingsReader(_settings_request(args))).options(give_up)
         return replace(options, stats_interval=args.stats_interval)
 
     def reread() -> UploaderOptions:
-        """On SIGHUP: a reader that gave no answer fails the reload as a bad setting does (the running ones stay)."""
+        """On SIGHUP: a reader that gave no answer fails the reload as a bad setting does (the running ones stay);
+        a stop (SIGTERM, SIGINT) that comes while it reads does not wait for it."""
         try:
-            return read_apart()
+            return read_apart(give_up=uploader.stop_pending)
         except ReaderFailed as failure:
             raise SettingsError(str(failure)) from None
 
