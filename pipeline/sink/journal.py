@@ -53,6 +53,7 @@ class DayJournal:
         #: close of the path less per line and per fsync); opened again once the file it names is no longer
         #: at the path (unlinked or renamed over); the old ones are closed with `remove` (an fsync may hold one)
         self._fd: int | None = None
+        self._file_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the file `_fd` appends to
         self._retired: list[int] = []
 
     @classmethod
@@ -93,12 +94,19 @@ class DayJournal:
     def _descriptor(self) -> tuple[int, bool]:
         """The append descriptor of the file at `path`, and whether that file was created now.
 
-        A journal deleted or replaced behind this object's back (a person cleaning the state folder)
-        gets the line in the file at its path, as it did when each line opened the path: the kept
-        descriptor's file has no name left then (no links), and the path is opened again.
+        A journal deleted, replaced or moved away behind this object's back (a person cleaning the
+        state folder; the outbox moved aside and made again while running) gets the line in the file
+        at its path, as it did when each line opened the path: the path no longer names the kept
+        descriptor's file (its device and inode), and is opened again. (A link count would miss a
+        file moved aside with its folder: it keeps its link there, where no manifest is made from it.)
         """
-        if self._fd is not None and os.fstat(self._fd).st_nlink > 0:
-            return self._fd, False
+        if self._fd is not None:
+            try:
+                now = os.stat(self.path)
+            except FileNotFoundError:
+                now = None
+            if now is not None and (now.st_dev, now.st_ino) == self._file_id:
+                return self._fd, False
         if self._fd is not None:
             self._retired.append(self._fd)
             self._fd = None
@@ -109,6 +117,8 @@ class DayJournal:
             self._cut_torn_line()
         self._repaired = True
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        opened = os.fstat(self._fd)
+        self._file_id = (opened.st_dev, opened.st_ino)
         return self._fd, created
 
     def _write_back(self, line: int) -> None:

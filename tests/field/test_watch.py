@@ -218,3 +218,35 @@ def test_a_wall_clock_stepped_back_an_hour_during_the_quiet_period_delays_nothin
     wait_until(lambda: not path.exists(), timeout=10)
     assert uploader.stop() == 0
     assert remote.read_bytes() == data
+
+
+def test_a_file_delivered_after_the_outbox_was_moved_aside_is_in_its_days_manifest(
+    watched_server,  # noqa: F811
+    start_uploader,  # noqa: F811
+    outbox,
+    tmp_path,
+):
+    """The operator keeps the outbox as a backup (`mv outbox outbox.old; mkdir outbox`) while the uploader runs:
+    a file delivered from the new outbox is gone from the station, so its line must reach the day's manifest
+    (the journal in the new state folder, put up at the next start), not the moved-aside journal."""
+    server = watched_server()
+    uploader = start_uploader(uploader_env(server, outbox, tmp_path))
+    wait_until(lambda: "watching" in uploader.output(), timeout=30)
+    first, _ = recording(outbox, 1)
+    wait_until(lambda: not first.exists(), timeout=30)
+
+    os.rename(outbox, tmp_path / "outbox.old")
+    outbox.mkdir()
+    wait_until(lambda: "was replaced" in uploader.output(), timeout=20)
+    second, second_data = recording(outbox, 2)
+    wait_until(lambda: not second.exists(), timeout=30)
+    assert uploader.stop() == 0  # today's manifest is within its interval: its lines wait in the journal
+    assert server.files()[remote_of(f"{TODAY}/audio/{second.name}")] == second_data
+    assert outbox_files(outbox) == []
+
+    again = start_uploader(uploader_env(server, outbox, tmp_path))  # the next start puts the journal up
+    manifest = server.root / remote_of(f"{TODAY}/SHA256SUMS")
+    try:
+        wait_until(lambda: manifest.exists() and f"audio/{second.name}" in manifest.read_text(), timeout=20)
+    finally:
+        assert again.stop() == 0

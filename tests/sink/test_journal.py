@@ -193,3 +193,18 @@ def test_a_journal_deleted_or_replaced_between_lines_gets_the_next_line_at_its_p
         "audio/c.wav": Entry("c" * 64, 3),
         "audio/d.wav": Entry("d" * 64, 4),
     }
+
+
+def test_a_line_written_after_the_state_folder_was_moved_aside_is_at_the_journals_path(tmp_path):
+    """The outbox moved aside (kept as a backup) and made again while the sink runs: the old journal keeps its
+    link in the old folder, so a link count says nothing; the next line goes to the file at the journal's
+    path, from which the day's manifest is made."""
+    folder = tmp_path / "outbox" / ".beemon" / "manifests"
+    journal = DayJournal(str(folder), "/data/st/2024-05-01")
+    journal.append("audio/a.wav", "a" * 64, 1)
+    os.rename(tmp_path / "outbox", tmp_path / "outbox.old")
+    (tmp_path / "outbox").mkdir()
+    journal.append("audio/b.wav", "b" * 64, 2)
+    assert DayJournal(str(folder), "/data/st/2024-05-01").read() == {"audio/b.wav": Entry("b" * 64, 2)}
+    journal.append("audio/c.wav", "c" * 64, 3)  # and the lines after it, through the new descriptor
+    assert len(DayJournal(str(folder), "/data/st/2024-05-01").read()) == 2
