@@ -17,7 +17,7 @@ from pipeline.ftp.checks import DeliveryCheck
 from pipeline.ftp.connection import Connection
 from pipeline.ftp.delivery import Parts, Upload, temp_name
 from pipeline.ftp.directories import Directories
-from pipeline.ftp.errors import PermanentFailure
+from pipeline.ftp.errors import ConnectionLost, FtpFailure, PermanentFailure
 from pipeline.ftp.params import FtpParams
 from pipeline.ftp.sizes import RemoteSizes
 from pipeline.ftp.store import DataSender
@@ -82,11 +82,23 @@ class FtpTransport:
         welcome = self.connection.connect()
         self._just_put = None
         if self.connection.after_login_replies and path is not None:
-            self.directories.chain_answered(path, passive, self.connection.after_login_replies, ahead=True)
-            self.connection.after_login_replies = []
+            replies, self.connection.after_login_replies = self.connection.after_login_replies, []
+            self._first_folder_answered(path, passive, replies)
         self.checks.learn(self)
         log.debug("session open: %r", self)
         return welcome
+
+    def _first_folder_answered(self, path: str, passive: str | None, replies: list[str]) -> None:
+        """Read the first folder's replies from the login's flight. The login succeeded: a refused data port
+        (a 425, no passive port free) is not a failed connect but the upload's to meet, when it asks again;
+        a server closing the session (421) fails the connect, and drops the connection so none is left open."""
+        try:
+            self.directories.chain_answered(path, passive, replies, ahead=True)
+        except ConnectionLost:
+            self.connection.discard()
+            raise
+        except FtpFailure as failure:
+            log.debug("the first folder's steps in the login's flight failed (%s): its upload asks again", failure)
 
     def open_ahead(self, *, quiet: bool = True) -> bool:
         """Connect and read the welcome without logging in (`Connection.open_ahead`); `connect` logs in on it."""

@@ -88,6 +88,7 @@ class SessionPool:
         and admit nobody for `pause` seconds (the refused worker's backoff)."""
         with self._cond:
             now = self._clock()
+            self._first_login = False  # nobody opens ahead to a server that said it is full
             self.limit = max(1, min(self.limit, self.active - 1))
             self._regrow_at = now + self.regrow_seconds
             self._not_before = max(self._not_before, now + pause)

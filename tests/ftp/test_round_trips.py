@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from operators.model import UploadJob
-from pipeline.ftp.errors import PermanentFailure, SessionFailure
+from pipeline.ftp.errors import ConnectionLost, PermanentFailure, SessionFailure, TransientFailure
 from pipeline.ftp.session import UploadSession
 from pipeline.sink.manifest import Manifests
 from pipeline.sink.model import SinkGaveUp, UploadResult
@@ -227,6 +227,43 @@ def test_a_refused_login_with_the_folders_in_its_flight_makes_nothing(make_serve
         server.stop()
     assert not session.connected and not (ftp_root / "upload").exists()
     assert [cmd for cmd, _ in waits.journal].count("PASS") == 1
+
+
+def test_a_data_port_refused_in_the_logins_flight_is_the_uploads_to_meet_not_a_failed_connect(
+    make_server, ftp_root, outbox, credentials
+):
+    """The first file's port, asked in the login's flight, refused (425: no passive port free): the login
+    succeeded, so the session stays connected and in step; the upload asks for its port again and fails
+    as a transfer does (retried per file), where a failed connect would leave a logged-in connection behind
+    and count against reaching the server."""
+    write(outbox / "a.wav", 4096)
+    server = make_server(faults=Faults(refuse={"EPSV": "425 Can't open passive connection."}))
+    session = UploadSession(params_for(server, credentials))
+    session.first_folder("st/2024-05-01/audio")
+    try:
+        session.connect()
+        assert session.connected
+        with pytest.raises(TransientFailure, match="425"):
+            session.upload(str(outbox / "a.wav"), "st/2024-05-01/audio/a.wav", 4096)
+        assert session.connected  # in step: the next command's reply is its own
+        session.connection.command("NOOP")
+    finally:
+        session.close()
+        server.stop()
+    assert (ftp_root / "upload/st/2024-05-01/audio").is_dir()
+
+
+def test_a_421_in_the_logins_flight_fails_the_connect_and_leaves_no_connection(make_server, credentials):
+    server = make_server(faults=Faults(refuse={"EPSV": "421 Closing the session."}))
+    session = UploadSession(params_for(server, credentials))
+    session.first_folder("st/2024-05-01/audio")
+    try:
+        with pytest.raises(ConnectionLost, match="421"):
+            session.connect()
+        assert not session.connected
+    finally:
+        session.close()
+        server.stop()
 
 
 def test_a_wrong_password_in_the_logins_flight_is_refused_as_alone(make_server, ftp_root, credentials):

@@ -68,3 +68,16 @@ def test_only_the_pool_waiting_for_its_first_login_lets_workers_open_ahead():
     pool.hold_for_first_login()
     pool.close()
     assert not pool.opening_ahead
+
+
+def test_a_421_to_the_first_login_stops_the_others_opening_ahead():
+    """The others open ahead only while the pool waits for its first login, not for a 421's cap to lift:
+    they would add connections to a server that just said it has too many."""
+    pool = SessionPool(4, regrow_seconds=1.0)
+    pool.hold_for_first_login()
+    assert pool.admit()
+    pool.greeted()
+    assert pool.opening_ahead
+    pool.too_many(pause=5.0)
+    pool.release()
+    assert not pool.opening_ahead
