@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import ftplib
 import posixpath
-import select
 import socket
 import ssl
 import threading
@@ -32,6 +31,7 @@ from pipeline.ftp.features import ServerFeatures
 from pipeline.ftp.login import LOGIN_STEPS, log_in_one_flight, log_in_step_by_step
 from pipeline.ftp.params import FtpParams
 from pipeline.ftp.passive_ahead import PassiveAhead
+from pipeline.ftp.quiet import still_quiet
 
 
 class Connection(PassiveAhead):
@@ -75,7 +75,7 @@ class Connection(PassiveAhead):
         """
         ahead, self._ahead = self._ahead, None
         self.close()
-        if ahead is not None and not _quiet(ahead):
+        if ahead is not None and not still_quiet(ahead):
             _drop(ahead)
             ahead = None
         client = ahead if ahead is not None else self._new_client()
@@ -270,21 +270,6 @@ class Connection(PassiveAhead):
             pass
         except Exception:
             self.discard()
-
-
-def _quiet(client: FtpClient) -> bool:
-    """Whether a connection opened ahead is still waiting for its login: nothing to read (a server that
-    timed it out has sent a 421 or hung up; either makes it readable)."""
-    sock = client.sock
-    if sock is None:
-        return False
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return False
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return not readable
 
 
 def _drop(client: FtpClient) -> None:

@@ -13,6 +13,7 @@ from pipeline.ftp.errors import (
     TooManyConnections,
 )
 from pipeline.ftp.params import FtpParams
+from pipeline.ftp.quiet import still_quiet
 from pipeline.ftp.session import UploadSession
 from tests.ftp.support import tls_server
 from tests.ftp_faults import Faults, ImplicitTLSHandler
@@ -155,7 +156,7 @@ def test_a_connection_opened_ahead_that_the_server_timed_out_is_opened_again(mak
     session = UploadSession(params_for(server, credentials))
     assert session.open_ahead()
     stale = session.connection._ahead
-    wait_until(lambda: not ftp_connection._quiet(stale), timeout=10)
+    wait_until(lambda: not still_quiet(stale), timeout=10)
     assert session.connect().startswith("220")
     assert session.client is not stale and session.noop().startswith("200")
     session.close()
@@ -202,3 +203,42 @@ def test_explicit_ftps_opened_ahead_is_secured_before_the_login_and_reads_back_a
         assert session.noop().startswith("200")
     assert (ftp_root / "upload/st/2024-05-01/audio/a.wav").read_bytes() == data
     assert [arg for cmd, arg in faults.journal if cmd == "RETR"] == ["/upload/st/2024-05-01/SHA256SUMS"]
+
+
+def _opened_ahead_then_logged_in(params) -> None:
+    """Open ahead (welcome, AUTH TLS, handshake), wait a moment as a worker waiting for the first login does,
+    then log in: on the same socket (the server's TLS 1.3 session tickets are not the server speaking)."""
+    session = UploadSession(params)
+    assert session.open_ahead(quiet=False)
+    ahead = session.connection._ahead
+    opened = ahead.sock.getsockname()
+    looks: list[bool] = []
+    wait_until(lambda: looks.append(still_quiet(ahead)) or len(looks) > 5, timeout=5)
+    session.connect()
+    try:
+        assert session.client.sock.getsockname() == opened, (looks, ahead.sock.version())
+        assert session.noop().startswith("200")
+    finally:
+        session.close()
+
+
+def test_an_explicit_ftps_connection_opened_ahead_is_the_one_logged_in_on(make_server, tls_files, credentials):
+    server = tls_server(make_server, tls_files, faults=Faults())
+    _opened_ahead_then_logged_in(params_for(server, credentials, tls="explicit", ca_file=tls_files.ca_file))
+
+
+def test_an_explicit_ftps_connection_opened_ahead_to_vsftpd_is_the_one_logged_in_on(vsftpd, tls_files):
+    """The same against Debian's vsftpd (ssl_enable, require_ssl_reuse): one that caps connections per address
+    counted the dropped connection and answered the next one 421."""
+    server = vsftpd(tls="explicit", cert_file=tls_files.cert_file)
+    params = FtpParams(
+        "127.0.0.1",
+        server.port,
+        server.username,
+        server.password or "anonymous",
+        server.remote_root,
+        timeout=5,
+        tls="explicit",
+        ca_file=tls_files.ca_file,
+    )
+    _opened_ahead_then_logged_in(params)
