@@ -200,7 +200,9 @@ def _watch(args: argparse.Namespace) -> int:
     except ReaderFailed as failure:  # not a bad setting: exit 1, so that the supervisor starts it again
         print(f"beemon-uploader: {failure}", file=sys.stderr)
         return exit_codes.NOT_STARTED
-    commands: queue.Queue[str] = queue.Queue()
+    # A SimpleQueue: the signal handlers below put into it, and its put is reentrant (a `queue.Queue`'s lock,
+    # held by this thread at the moment a signal lands, would deadlock the handler's put).
+    commands: queue.SimpleQueue[str] = queue.SimpleQueue()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)
