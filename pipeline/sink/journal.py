@@ -83,7 +83,11 @@ class DayJournal:
         line = f"{sha256} {size} {name}\n".encode("utf-8", "surrogateescape")
         with self._write:
             fd, created = self._descriptor()
-            os.write(fd, line)
+            try:
+                _write_all(fd, line)
+            except OSError:  # (a full disk, a file size limit) the caller keeps the local file
+                self._torn()
+                raise
             if created:  # the new file's name must survive too: its data, then its folder
                 os.fsync(fd)
                 _fsync_folder(os.path.dirname(self.path))
@@ -121,6 +125,13 @@ class DayJournal:
         self._file_id = (opened.st_dev, opened.st_ino)
         return self._fd, created
 
+    def _torn(self) -> None:
+        """A line was cut short: the path is opened again for the next one and its torn tail cut off first,
+        so that the next line does not run on from the torn one (and get lost with it when read)."""
+        if self._fd is not None:
+            self._retired.append(self._fd)
+        self._fd, self._repaired = None, False
+
     def _write_back(self, line: int) -> None:
         """Return once the first `line` lines written are on the disk: by this thread's fsync, or by one
         that began after the line was written (the others waiting meanwhile are covered by the next)."""
@@ -150,6 +161,13 @@ class DayJournal:
             self._fd, self._retired = None, []
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` (a short write, the disk filling up midway, is written on or raises)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _fsync_folder(folder: str) -> None:

@@ -208,3 +208,41 @@ def test_a_line_written_after_the_state_folder_was_moved_aside_is_at_the_journal
     assert DayJournal(str(folder), "/data/st/2024-05-01").read() == {"audio/b.wav": Entry("b" * 64, 2)}
     journal.append("audio/c.wav", "c" * 64, 3)  # and the lines after it, through the new descriptor
     assert len(DayJournal(str(folder), "/data/st/2024-05-01").read()) == 2
+
+
+CUT_SHORT = """
+import os, resource, signal, sys
+from pipeline.sink.journal import DayJournal
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the size limit fails the write (EFBIG) instead of killing
+journal = DayJournal(sys.argv[1], "/data/st/2024-05-01")
+hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+journal.append("audio/a.wav", "a" * 64, 1)
+journal.append("audio/b.wav", "b" * 64, 2)
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(journal.path) + 30, hard))  # the disk fills up
+try:
+    journal.append("audio/c.wav", "c" * 64, 3)
+except OSError as error:
+    print("refused:", error.strerror)
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # room again
+journal.append("audio/d.wav", "d" * 64, 4)
+"""
+
+
+def test_a_line_cut_short_by_a_full_disk_is_refused_and_the_next_line_is_whole(tmp_path):
+    """The disk fills up in the middle of a line (a file size limit makes it real: the kernel writes what fits
+    and refuses the rest): the append raises, so the caller keeps the local file; the torn piece is cut off
+    before the next line, which would otherwise run on from it and be lost with it."""
+    folder = tmp_path / "manifests"
+    done = subprocess.run(
+        [sys.executable, "-c", CUT_SHORT, str(folder)],
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.startswith("refused:"), done.stdout + done.stderr
+    assert DayJournal(str(folder), "/data/st/2024-05-01").read() == {
+        "audio/a.wav": Entry("a" * 64, 1),
+        "audio/b.wav": Entry("b" * 64, 2),
+        "audio/d.wav": Entry("d" * 64, 4),
+    }
