@@ -50,6 +50,7 @@ class JobBoard:
         self._counters = counters
         self._clock = clock
         self._cond = threading.Condition()
+        self._nudges = 0  # `nudge` calls: a waiting `take` returns when it changes
         self._ready: tuple[OrderedDict[str, Ticket], OrderedDict[str, Ticket]] = (OrderedDict(), OrderedDict())
         self._waiting: dict[str, Ticket] = {}
         self._parked = 0
@@ -101,6 +102,12 @@ class JobBoard:
                 self._make_ready(Ticket(job))
             self._wake()
 
+    def nudge(self) -> None:
+        """Have every `take` waiting now return None: its worker has other work (`run --once`'s manifests)."""
+        with self._cond:
+            self._nudges += 1
+            self._cond.notify_all()
+
     def close(self) -> None:
         """Stop handing out jobs: every `take` returns None from now on (what is queued stays on disk)."""
         with self._cond:
@@ -117,7 +124,8 @@ class JobBoard:
         """
         with self._cond:
             deadline = None if timeout is None else self._clock() + timeout
-            while not self._closed:
+            nudges = self._nudges
+            while not self._closed and self._nudges == nudges:
                 now = self._clock()
                 if self._release_due(now) > 1:
                     self._cond.notify_all()  # the other idle workers may sleep past the due time otherwise
