@@ -88,8 +88,9 @@ class Manifests(FlightQuestions):
         on `retry`'s schedule; `on_settled(days left -> why)` once no pending day is left to try."""
         with self._lock:
             self._round = LastRound(attempts, retry, on_settled)
-            for entry in self._days.values():
-                entry.retry_at = 0.0
+            for day, entry in self._days.items():  # due now, unless its attempts were spent before the round
+                spent = entry.changes != entry.uploaded and entry.failures >= attempts
+                entry.retry_at = self._round.failed(day, entry.failures, entry.last_failure, 0.0) if spent else 0.0
         self._settle()
 
     def due_in(self) -> float:
@@ -183,10 +184,12 @@ class Manifests(FlightQuestions):
         """A put (or its read-back) failed: try again later; in the last round, on its schedule while attempts last."""
         day = entry.journal.day
         with self._lock:
+            entry.failures += 1
+            entry.last_failure = reason
             if self._round is None:
                 entry.retry_at = self._clock() + min(RETRY_SECONDS, self.interval)
             else:
-                entry.retry_at = self._round.failed(day, reason, self._clock())
+                entry.retry_at = self._round.failed(day, entry.failures, reason, self._clock())
         if self._round is None:
             log.warning("the manifest of %s did not go up (%s): tried again later", day, reason)
         elif entry.retry_at < math.inf:
@@ -246,7 +249,7 @@ class Manifests(FlightQuestions):
         with self._lock:
             entry.last_upload = self._clock()
             if not final:  # (a final one counts once read back: a read that fails puts it again)
-                entry.uploaded = changes
+                entry.uploaded, entry.failures = changes, 0
                 return
         back = transport.get_small(manifest_path(day))
         if back != data:
@@ -255,7 +258,7 @@ class Manifests(FlightQuestions):
             self._failed(entry, "the manifest read back differs from what was put")
             return
         with self._lock:
-            entry.uploaded = changes
+            entry.uploaded, entry.failures = changes, 0
             if entry.changes != changes or entry.appending:
                 return
             entry.journal.remove()

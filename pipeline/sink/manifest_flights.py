@@ -29,6 +29,8 @@ class DayState:
     retry_at: float = 0.0
     server: ManifestText | None = None  # what the server's manifest held, read once per run
     busy: bool = False
+    failures: int = 0  # failed puts in a row
+    last_failure: str = ""
     appending: int = 0  # lines being written and fsync'ed, not yet in `changes`
 
 

@@ -25,17 +25,16 @@ class LastRound:
     attempts: int
     retry: RetryPolicy
     on_settled: Callable[[dict[str, str]], None]
-    failures: dict[str, int] = field(default_factory=dict)
     left: dict[str, str] = field(default_factory=dict)  # day -> its last failure, once its attempts are spent
     settled: bool = False
 
-    def failed(self, day: str, reason: str, now: float) -> float:
-        """Count one failed put of `day`'s manifest; when to try it again (infinity: given up, `left` says why)."""
-        failures = self.failures[day] = self.failures.get(day, 0) + 1
+    def failed(self, day: str, failures: int, reason: str, now: float) -> float:
+        """After the `failures`-th failed put of `day`'s manifest in a row in this run (those before the round count
+        too, as a file's do): when to try it again (infinity: given up, `left` says why)."""
         if failures >= self.attempts:
             self.left[day] = reason
             return math.inf
-        return now + self.retry.job_delay(failures, Outcome.FAILED)
+        return now + self.retry.job_delay(failures, Outcome.RETRY)
 
     def settle(self, pending: list[str]) -> dict[str, str] | None:
         """The days left (day -> why), once, when every `pending` day was given up (or none is pending); else None."""
