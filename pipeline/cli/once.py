@@ -30,10 +30,10 @@ from pipeline.app.options import UploaderOptions
 from pipeline.app.running import RunningPipeline
 from pipeline.app.stats import UploadStats, format_bytes
 from pipeline.cli import exit_codes
-from pipeline.cli.once_manifests import finish_manifests, report_manifests, today
+from pipeline.cli.once_manifests import finish_manifests, report_manifests
 from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
 from pipeline.outbox.lock import OutboxLock
-from pipeline.sink.journal import pending_days
+from pipeline.sink.journal import unsent_days
 from pipeline.sink.model import Outcome, UploadResult
 from pipeline.sink.retry import connect_attempts_for, once_gives_up
 from pipeline.stream.scan import is_orphan_csv, is_young, iter_outbox, outbox_root
@@ -224,8 +224,8 @@ def _upload_once(options: UploaderOptions, *, max_retries: int, progress: bool, 
         manifests: dict[str, str] = {}
         if not cause and folder is not None:
             manifests, cause = finish_manifests(running, folder, stop, attempts=max_retries + 1)
-    if cause and folder is not None:  # the run broke: the pending journals stay, for the next run
-        manifests = dict.fromkeys(pending_days(folder, today()), cause)
+    if cause and folder is not None:  # the run broke: journals with lines the server lacks stay, for the next run
+        manifests = dict.fromkeys(unsent_days(folder), cause)
     if bar is not None:
         bar.close()
     log.info(

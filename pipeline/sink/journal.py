@@ -170,18 +170,20 @@ class DayJournal:
 def pending_days(folder: str, today: str) -> list[str]:
     """The remote day folders whose journal in `folder` is pending (see the module docstring): each
     needs its manifest put, or read back, before the journal may go. Cheap: a listing and a stat each."""
+    return [day for day, path in _journals(folder) if day.rsplit("/", 1)[-1] < today or not _sent_all(path)]
+
+
+def unsent_days(folder: str) -> list[str]:
+    """The remote day folders whose journal in `folder` holds lines the server's manifest lacks."""
+    return [day for day, path in _journals(folder) if not _sent_all(path)]
+
+
+def _journals(folder: str) -> list[tuple[str, str]]:
     try:
         names = sorted(os.listdir(folder))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    days = []
-    for name in names:
-        if not name.endswith(SUFFIX):
-            continue
-        day = unquote(name[: -len(SUFFIX)])
-        if day.rsplit("/", 1)[-1] < today or not _sent_all(os.path.join(folder, name)):
-            days.append(day)
-    return days
+    return [(unquote(name[: -len(SUFFIX)]), os.path.join(folder, name)) for name in names if name.endswith(SUFFIX)]
 
 
 def _sent_all(path: str) -> bool:

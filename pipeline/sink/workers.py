@@ -68,6 +68,7 @@ class Sink:
                 use_sendfile=policy.use_sendfile,
                 aborted=self.aborting,
                 checksum=policy.checksum == "sha256",
+                atomic_rename=policy.atomic_rename,
             )
             for throttle in throttles
         ]
