@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.sink.journal import DayJournal, parse_journal, pending_days
+from pipeline.sink.journal import DayJournal, parse_journal, pending_days, unsent_days
 from pipeline.sink.manifest import Manifests, day_of
 from pipeline.sink.manifest_text import Entry, ManifestText, render
 from tests.servers import unavailable
@@ -210,6 +210,7 @@ def test_a_journal_is_pending_until_the_server_holds_its_lines_and_a_past_days_u
     assert today.sent_all() and pending_days(folder, "2022-07-20") == [past.day]
     today.append("audio/z.wav", C, 5)  # a line after the put
     assert not today.sent_all() and pending_days(folder, "2022-07-20") == [past.day, today.day]
+    assert unsent_days(folder) == [today.day]  # what a run cut short names: the past day's lines are all up
     past.remove()  # the mark goes with its journal
     assert sorted(os.listdir(folder)) == [os.path.basename(today.path), os.path.basename(today.path) + ".sent"]
 
