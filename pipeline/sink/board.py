@@ -50,7 +50,7 @@ class JobBoard:
         self._counters = counters
         self._clock = clock
         self._cond = threading.Condition()
-        self._nudges = 0  # `nudge` calls: a waiting `take` returns when it changes
+        self.nudges = 0  # `nudge` calls: a waiting `take` returns when it changes
         self._ready: tuple[OrderedDict[str, Ticket], OrderedDict[str, Ticket]] = (OrderedDict(), OrderedDict())
         self._waiting: dict[str, Ticket] = {}
         self._parked = 0
@@ -105,7 +105,7 @@ class JobBoard:
     def nudge(self) -> None:
         """Have every `take` waiting now return None: its worker has other work (`run --once`'s manifests)."""
         with self._cond:
-            self._nudges += 1
+            self.nudges += 1
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -116,7 +116,7 @@ class JobBoard:
 
     # --- workers
 
-    def take(self, timeout: float | None = None, *, cold: bool = False) -> Ticket | None:
+    def take(self, timeout: float | None = None, *, cold: bool = False, nudges: int | None = None) -> Ticket | None:
         """The next ready job (primary first), or None after `timeout` seconds idle or once closed.
 
         `cold`: the taker has no session yet; it gets a job only while no warm taker is waiting
@@ -124,8 +124,8 @@ class JobBoard:
         """
         with self._cond:
             deadline = None if timeout is None else self._clock() + timeout
-            nudges = self._nudges
-            while not self._closed and self._nudges == nudges:
+            nudges = self.nudges if nudges is None else nudges  # (the caller's count: a nudge since returns at once)
+            while not self._closed and self.nudges == nudges:
                 now = self._clock()
                 if self._release_due(now) > 1:
                     self._cond.notify_all()  # the other idle workers may sleep past the due time otherwise

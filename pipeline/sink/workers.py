@@ -184,7 +184,8 @@ class Sink:
                 self._manifests(session, idle=ticket is None)
                 if ticket is None:
                     session.idle()
-                    ticket = self.board.take(timeout=self._idle_wait(idle_since))
+                    nudges = self.board.nudges  # before the wait is chosen: a last round asked meanwhile is not missed
+                    ticket = self.board.take(timeout=self._idle_wait(idle_since), nudges=nudges)
                 if ticket is not None:
                     ahead = self.step.run(session, ticket)
                     idle_since = time.monotonic()
