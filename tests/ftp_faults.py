@@ -35,6 +35,9 @@ class Faults:
     refuse: dict[str, str] = field(default_factory=dict)
     #: answer the next commands of a name with these replies, one each, then behave (e.g. {"MKD": ["450 Busy."]}).
     once: dict[str, list[str]] = field(default_factory=dict)
+    #: (command, a string in its argument, reply): the next such command gets the reply instead, once per entry
+    #: (e.g. ("STOR", "SHA256SUMS", "550 Denied.") refuses the day's manifest once, not the recordings)
+    refuse_once_for: list[tuple[str, str, str]] = field(default_factory=list)
     #: drop the control connection when the next command of each name arrives (it never runs), once per entry.
     drop_once: list[str] = field(default_factory=list)
     #: refuse RNTO onto an existing file (as some servers do) instead of replacing it.
@@ -98,6 +101,9 @@ class _FaultMixin:
                 self.respond(f'500 Command "{cmd}" not understood.')
             elif cmd in faults.refuse:
                 self.respond(faults.refuse[cmd])
+            elif hit := next((f for f in faults.refuse_once_for if f[0] == cmd and f[1] in arg), None):
+                faults.refuse_once_for.remove(hit)
+                self.respond(hit[2])
             elif faults.once.get(cmd):
                 self.respond(faults.once[cmd].pop(0))
             else:

@@ -3,9 +3,10 @@
 "Present at the start" is the promise: a file written a moment before (a cron job right after a
 recording) is waited for until it has been quiet for the debounce, a file some process still has
 open for writing is waited for while the settle window lasts, and whatever is left is named with
-the reason. The exit code says whether everything present was delivered. Waits are bounded on the
+the reason; then every pending day's SHA256SUMS goes up (`pipeline.cli.once_manifests`). The exit
+code says whether everything present was delivered and every manifest went up. Waits are bounded on the
 monotonic clock; a server that cannot be reached or refuses the login ends the run (see
-`UploadPolicy.connect_attempts`), and so does SIGTERM or SIGINT, all with exit code 1 when files remain.
+`UploadPolicy.connect_attempts`), and so does SIGTERM or SIGINT, all with exit code 1 when work remains.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from pipeline.app.options import UploaderOptions
 from pipeline.app.running import RunningPipeline
 from pipeline.app.stats import UploadStats, format_bytes
 from pipeline.cli import exit_codes
+from pipeline.cli.once_manifests import finish_manifests, report_manifests
 from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
 from pipeline.outbox.lock import OutboxLock
+from pipeline.sink.journal import unsent_days
 from pipeline.sink.model import Outcome, UploadResult
 from pipeline.sink.retry import connect_attempts_for, once_gives_up
 from pipeline.stream.scan import is_orphan_csv, is_young, iter_outbox, outbox_root
@@ -217,6 +220,12 @@ def _upload_once(options: UploaderOptions, *, max_retries: int, progress: bool, 
             logging.getLogger("beemon.sink").setLevel(logging.WARNING)
         settle_until = started + SETTLE_QUIET_PERIODS * quiet
         cause = _deliver(running, settling, state, stop, settle_until=settle_until, bar=bar, files=len(paths))
+        folder = running.helper.manifests_folder if running.helper is not None else None
+        manifests: dict[str, str] = {}
+        if not cause and folder is not None:
+            manifests, cause = finish_manifests(running, folder, stop, attempts=max_retries + 1)
+    if cause and folder is not None:  # the run broke: journals with lines the server lacks stay, for the next run
+        manifests = dict.fromkeys(unsent_days(folder), cause)
     if bar is not None:
         bar.close()
     log.info(
@@ -226,7 +235,7 @@ def _upload_once(options: UploaderOptions, *, max_retries: int, progress: bool, 
         format_bytes(state.delivered_bytes),
         time.monotonic() - started,
     )
-    return _report(state.undelivered, cause)
+    return max(_report(state.undelivered, cause), report_manifests(manifests, folder, cause, max_retries + 1))
 
 
 def _deliver(

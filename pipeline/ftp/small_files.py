@@ -25,6 +25,7 @@ from pipeline.ftp.delivery import Upload
 from pipeline.ftp.errors import FtpFailure, PermanentFailure, classify
 from pipeline.ftp.replies import is_unsupported
 from pipeline.transport.base import Delivery, DeliveryProgress
+from pipeline.transport.errors import TargetExists
 
 if TYPE_CHECKING:
     from pipeline.ftp.client import FtpClient
@@ -32,20 +33,31 @@ if TYPE_CHECKING:
 
 
 def put_small(
-    ftp: FtpTransport, remote_path: str, data: bytes, *, new: bool = False, read_back: bool = False
+    ftp: FtpTransport,
+    remote_path: str,
+    data: bytes,
+    *,
+    new: bool = False,
+    read_back: bool = False,
+    atomic_rename: bool = True,
 ) -> bytes | None:
     """Store `data` at `remote_path` atomically (temporary name, rename, size check); `read_back`: and read it
     back in the rename's flight (`pipeline.ftp.read_back`), returning its bytes (None when not read there).
 
-    `new`: the overwrite guard refuses an existing file (`TargetExists`), its SIZE in the STOR's flight.
+    `new`: the overwrite guard refuses an existing file (`TargetExists`), its SIZE in the STOR's flight (asked
+    before the STOR when `atomic_rename` is off: stored under its name, as files are for a server without renames).
     """
+    if new and not atomic_rename and ftp.sizes.size(remote_path) is not None:
+        raise TargetExists(f"{remote_path} appeared on the server: read and merged first")
     handle, local = tempfile.mkstemp(prefix="beemon-small-")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
         # the delivery steps alone: the manifest is checked by reading it back, not by a HASH round trip
         refuse = (lambda existing: False) if new else None
-        delivery = Delivery(local, remote_path, len(data), next_upload=lambda: True, may_replace=refuse)
+        delivery = Delivery(
+            local, remote_path, len(data), next_upload=lambda: True, may_replace=refuse, atomic_rename=atomic_rename
+        )
         upload = Upload(ftp.parts, delivery, DeliveryProgress(), read_back=read_back)
         upload.run()
         return upload.read_back_data

@@ -42,8 +42,11 @@ class FtpTransport:
         use_sendfile: bool = True,
         aborted: threading.Event | None = None,
         checksum: bool = True,
+        atomic_rename: bool = True,
     ) -> None:
         self.params = params
+        #: False (`upload.atomic_rename`, a server that refuses renames): the manifest is stored under its name too
+        self.atomic_rename = atomic_rename
         self.connection = Connection(params, aborted=aborted)
         self.features = self.connection.features
         self.directories = Directories(self.connection)
@@ -119,7 +122,9 @@ class FtpTransport:
 
     def put_small(self, remote_path: str, data: bytes, *, new: bool = False, then_read: bool = False) -> None:
         self._just_put = None
-        back = small_files.put_small(self, remote_path, data, new=new, read_back=then_read)
+        back = small_files.put_small(
+            self, remote_path, data, new=new, read_back=then_read, atomic_rename=self.atomic_rename
+        )
         self._just_put = (self.connection.absolute(remote_path), back)
 
     def get_small(self, remote_path: str) -> bytes | None:

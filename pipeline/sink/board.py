@@ -51,6 +51,7 @@ class JobBoard:
         self._counters = counters
         self._clock = clock
         self._cond = threading.Condition()
+        self.nudges = 0  # `nudge` calls: a waiting `take` returns when it changes
         self._ready: tuple[OrderedDict[str, Ticket], OrderedDict[str, Ticket]] = (OrderedDict(), OrderedDict())
         self._waiting = WaitingJobs(clock, self._make_ready)
         self._in_flight: dict[str, Ticket] = {}
@@ -99,6 +100,12 @@ class JobBoard:
                 self._make_ready(Ticket(job))
             self._wake()
 
+    def nudge(self) -> None:
+        """Have every `take` waiting now return None: its worker has other work (`run --once`'s manifests)."""
+        with self._cond:
+            self.nudges += 1
+            self._cond.notify_all()
+
     def close(self) -> None:
         """Stop handing out jobs: every `take` returns None from now on (what is queued stays on disk)."""
         with self._cond:
@@ -107,7 +114,7 @@ class JobBoard:
 
     # --- workers
 
-    def take(self, timeout: float | None = None, *, cold: bool = False) -> Ticket | None:
+    def take(self, timeout: float | None = None, *, cold: bool = False, nudges: int | None = None) -> Ticket | None:
         """The next ready job (primary first), or None after `timeout` seconds idle or once closed.
 
         `cold`: the taker has no session yet; it gets a job only while no warm taker is waiting
@@ -115,7 +122,8 @@ class JobBoard:
         """
         with self._cond:
             deadline = None if timeout is None else self._clock() + timeout
-            while not self._closed:
+            nudges = self.nudges if nudges is None else nudges  # (the caller's count: a nudge since returns at once)
+            while not self._closed and self.nudges == nudges:
                 now = self._clock()
                 if self._waiting.release_due(now) > 1:
                     self._cond.notify_all()  # the other idle workers may sleep past the due time otherwise

@@ -4,10 +4,11 @@
 process starts (spawn pickles it) with the child's ends only; the child reads them as its
 `ChildEnds`. Down: the parent writes live jobs to the primary pipe and backfill to the secondary
 (each from a `PipeSender` thread, so a caller never blocks on a full pipe), and the stop deadline
-to the control pipe. Up: the child sends everything else on one reports pipe, in order: that it
-reached `run`, each result, its counts after each change, its log records, and "end" last. One
-thread here reads them: results go on the caller's `results` queue, records through the parent's
-loggers (or onto the caller's `log_queue`), counts into the snapshot `stats()` returns.
+to the control pipe (before it, `run --once` may ask there for its last round of manifests). Up:
+the child sends everything else on one reports pipe, in order: that it reached `run`, each result,
+its counts after each change, its log records, the manifests the last round left, and "end" last.
+One thread here reads them: results go on the caller's `results` queue, records through the
+parent's loggers (or onto the caller's `log_queue`), counts into the snapshot `stats()` returns.
 
 Only pipes and an anonymous shared mapping (the heartbeat): no named semaphore, so no resource
 tracker process (see `pipeline.sink.launch`, which spawns the child without one).
@@ -22,7 +23,7 @@ import threading
 from typing import Any
 
 from operators.model import Priority, UploadJob
-from pipeline.sink.child import ChildEnds, replay_in_parent
+from pipeline.sink.child import FINISH_MANIFESTS, ChildEnds, replay_in_parent
 from pipeline.sink.heartbeat import Heartbeat
 from pipeline.sink.model import SinkCounters, SinkStats
 from pipeline.sink.pipes import SPACING_SECONDS, PipeSender, read_into
@@ -54,6 +55,9 @@ class Channels:
         self.log_level = logging.WARNING
         self._stats = SinkStats()
         self._running = threading.Event()  # the child reached `run` (past its start-up)
+        #: the days whose manifest `run --once`'s last round left (day -> why), once the child said so
+        self.manifests_left: dict[str, str] | None = None
+        self.manifests_settled = threading.Event()
         self._reader: threading.Thread | None = None
         self.wants_results = False  # the child's copy: whether the parent has a `results` queue
 
@@ -92,6 +96,9 @@ class Channels:
                     replay_in_parent(value)
             elif kind == "running":
                 self._running.set()
+            elif kind == "manifests":
+                self.manifests_left = value
+                self.manifests_settled.set()
         except Exception as error:  # a caller's queue that was closed must not end the reports of the rest
             log.debug("a report of the sink could not be passed on (%s: %s)", type(error).__name__, error)
         return kind != "end"
@@ -127,6 +134,11 @@ class Channels:
         """The stop message: the child finishes its transfers within `deadline` s (a gone child cannot read it)."""
         with contextlib.suppress(OSError):
             self.control_writer.send(deadline)
+
+    def send_finish_manifests(self, attempts: int) -> None:
+        """Ask the child for `run --once`'s last round of manifests; it answers with a "manifests" report."""
+        with contextlib.suppress(OSError):
+            self.control_writer.send((FINISH_MANIFESTS, attempts))
 
     def release(self) -> None:
         """After the child exited: pass on its last reports, drop unsent jobs (still files in the outbox), close."""

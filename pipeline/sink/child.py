@@ -7,13 +7,13 @@ formats. Results and counts travel the same pipe (`pipeline.sink.channels`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from logging.handlers import QueueHandler
 from multiprocessing.connection import Connection
@@ -102,16 +102,30 @@ def replay_in_parent(record: logging.LogRecord) -> None:
         logger.handle(record)
 
 
-def wait_for_stop(control: Any, default_deadline: float) -> float:
-    """Block until the parent sends the stop deadline on `control`, or exits without doing so (then the default)."""
+#: The parent's request on the control pipe for `run --once`'s last round of manifests (with the attempts).
+FINISH_MANIFESTS = "finish-manifests"
+
+
+def wait_for_stop(
+    control: Any, default_deadline: float, on_finish_manifests: Callable[[int], None] = lambda attempts: None
+) -> float:
+    """Block until the parent sends the stop deadline on `control`, or exits without doing so (then the default).
+
+    A request for the last round of manifests (`FINISH_MANIFESTS`, attempts) meanwhile goes to `on_finish_manifests`.
+    """
     parent = multiprocessing.parent_process()
     waitables: list[Any] = [control]
     if parent is not None:
         waitables.append(parent.sentinel)
-    ready = multiprocessing.connection.wait(waitables)
-    if control in ready:
-        with contextlib.suppress(EOFError, OSError):
-            return float(control.recv())
+    while control in multiprocessing.connection.wait(waitables):
+        try:
+            message = control.recv()
+        except (EOFError, OSError):
+            break
+        if isinstance(message, tuple) and message[0] == FINISH_MANIFESTS:
+            on_finish_manifests(int(message[1]))
+            continue
+        return float(message)
     log.warning("the parent process is gone: stopping")
     return default_deadline
 
@@ -163,7 +177,11 @@ def run_sink(ftp: Any, policy: Any, ends: ChildEnds) -> None:
     log.debug("sink started (pid %d, %d session(s))", os.getpid(), policy.connections)
     try:
         signal.signal(signal.SIGTERM, raise_terminated)
-        deadline = wait_for_stop(ends.control, policy.stop_deadline_seconds)
+        deadline = wait_for_stop(
+            ends.control,
+            policy.stop_deadline_seconds,
+            lambda attempts: sink.finish_manifests(attempts, lambda left: ends.reports.put(("manifests", left))),
+        )
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     except Terminated:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -9,6 +9,11 @@ a whole line) is ignored when read and cut off before the next append. Lines of 
 `<sha256 hex>  <sensor>/<name>` without a size, are still read (size unknown). The last line for a
 name wins: a re-delivered file replaces its own. The journals live in the outbox's state folder
 (`.beemon/manifests/`, never watched nor uploaded), named by their remote day folder.
+
+Beside a journal, `<name>.sent` holds how many of its bytes the server's manifest holds (written after
+each put; losing it costs one more put, never a line). A journal is pending (`pending_days`) while its
+manifest lacks some of its lines, or while its day is past: a past day's journal stays until its final
+manifest was read back from the server.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from pipeline.sink.manifest_text import Entry
 #: a journal line: the hash, then the size and one space, or (older lines, no size) two spaces
 LINE = re.compile(r"^([0-9a-fA-F]{64}) (?:(\d+) |[ *])(\S.*)$")
 SUFFIX = ".journal"
+#: beside a journal: the length of the journal that the server's manifest holds
+SENT_SUFFIX = ".sent"
 
 
 def parse_journal(text: str) -> dict[str, Entry]:
@@ -66,11 +73,27 @@ class DayJournal:
         return [cls(folder, unquote(name[: -len(SUFFIX)])) for name in names if name.endswith(SUFFIX)]
 
     def read(self) -> dict[str, Entry]:
+        return self.snapshot()[0]
+
+    def snapshot(self) -> tuple[dict[str, Entry], int]:
+        """The entries, and the length of the text they were read from (for `mark_sent`)."""
         try:
             with open(self.path, "rb") as journal:
-                return parse_journal(journal.read().decode("utf-8", "surrogateescape"))
+                data = journal.read()
         except FileNotFoundError:
-            return {}
+            return {}, 0
+        return parse_journal(data.decode("utf-8", "surrogateescape")), len(data)
+
+    def mark_sent(self, length: int) -> None:
+        """Note that the server's manifest holds the journal's first `length` bytes (its lines read then)."""
+        temporary = self.path + SENT_SUFFIX + ".tmp"
+        with open(temporary, "w") as mark:
+            mark.write(str(length))
+        os.replace(temporary, self.path + SENT_SUFFIX)
+
+    def sent_all(self) -> bool:
+        """Whether the server's manifest holds every line of the journal (as far as `mark_sent` knows)."""
+        return _sent_all(self.path)
 
     def append(self, name: str, sha256: str, size: int) -> None:
         """Add one line and have it fsync'ed (and, for a new journal, its folder) before returning.
@@ -161,6 +184,36 @@ class DayJournal:
             self._fd, self._retired = None, []
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path + SENT_SUFFIX)
+
+
+def pending_days(folder: str, today: str) -> list[str]:
+    """The remote day folders whose journal in `folder` is pending (see the module docstring): each
+    needs its manifest put, or read back, before the journal may go. Cheap: a listing and a stat each."""
+    return [day for day, path in _journals(folder) if day.rsplit("/", 1)[-1] < today or not _sent_all(path)]
+
+
+def unsent_days(folder: str) -> list[str]:
+    """The remote day folders whose journal in `folder` holds lines the server's manifest lacks."""
+    return [day for day, path in _journals(folder) if not _sent_all(path)]
+
+
+def _journals(folder: str) -> list[tuple[str, str]]:
+    try:
+        names = sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [(unquote(name[: -len(SUFFIX)]), os.path.join(folder, name)) for name in names if name.endswith(SUFFIX)]
+
+
+def _sent_all(path: str) -> bool:
+    try:
+        with open(path + SENT_SUFFIX) as mark:
+            sent = int(mark.read() or "-1")
+        return sent == os.stat(path).st_size
+    except (OSError, ValueError):
+        return False
 
 
 def _write_all(fd: int, data: bytes) -> None:

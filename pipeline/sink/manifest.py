@@ -20,64 +20,40 @@ meanwhile; then it is read and merged after all. A delivery after which the day 
 put's data port in its rename's flight (`due_after`), so the put needs no round trip of its own for it.
 A past day whose manifest went up after its queue drained is read back, and its journal removed
 once the server holds exactly what was put. Uploads come from the workers between deliveries, on
-their own sessions, one day at a time.
+their own sessions, one day at a time. `run --once` ends with a last round (`finish`,
+`pipeline.sink.manifest_round`): every pending day goes up then, retried like a file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-import functools
 import logging
+import math
 import posixpath
-import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from pipeline.sink.journal import DayJournal
+from pipeline.sink.manifest_flights import DayState, FlightQuestions
+from pipeline.sink.manifest_paths import MANIFEST_NAME, day_of, manifest_path
+from pipeline.sink.manifest_round import LastRound
 from pipeline.sink.manifest_text import Entry, ManifestText
+from pipeline.sink.retry import RetryPolicy
 from pipeline.transport.base import Transport
 from pipeline.transport.errors import TargetExists, TransportFailure
 
+__all__ = ["MANIFEST_NAME", "Manifests", "day_of", "manifest_path"]
 log = logging.getLogger("beemon.sink.manifest")
 
-MANIFEST_NAME = "SHA256SUMS"
 #: a manifest that failed to go up is tried again after this long (or the interval, if shorter)
 RETRY_SECONDS = 30.0
 #: between jobs, the board is asked which days it still holds at most this often
 LOOK_SECONDS = 1.0
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-@functools.lru_cache(maxsize=4096)  # asked per delivery and for every job the board holds, once a second
-def day_of(remote_path: str) -> tuple[str, str] | None:
-    """(day folder, `<sensor>/<name>`) of a remote path laid out as `.../<date>/<sensor>/<name>`, else None."""
-    sensor_folder, name = posixpath.split(remote_path)
-    day, sensor = posixpath.split(sensor_folder)
-    if not name or not sensor or not _DATE.match(posixpath.basename(day)):
-        return None
-    return day, f"{sensor}/{name}"
-
-
-def manifest_path(day: str) -> str:
-    return posixpath.join(day, MANIFEST_NAME)
-
-
-@dataclass(slots=True)
-class _Day:
-    journal: DayJournal
-    changes: int = 0  # lines recorded since the start (the upload compares before and after)
-    uploaded: int = 0  # `changes` that the server's manifest holds
-    first_change: float = 0.0
-    last_upload: float | None = None
-    retry_at: float = 0.0
-    server: ManifestText | None = None  # what the server's manifest held, read once per run
-    busy: bool = False
-    appending: int = 0  # lines being written and fsync'ed, not yet in `changes`
-
-
-class Manifests:
+class Manifests(FlightQuestions):
     """The days this sink keeps manifests of; `record` after each verified delivery, `flush` between jobs."""
 
     def __init__(
@@ -93,16 +69,46 @@ class Manifests:
         self._clock = clock
         self._today = today
         self._lock = threading.Lock()
-        self._days: dict[str, _Day] = {}
+        self._days: dict[str, DayState] = {}
         self._next_look = 0.0
         self._journal_failing = False
         self._asked: set[str] = set()  # days whose manifest a delivery was asked to probe (`probe_for`)
         self._missing: set[str] = set()  # days whose manifest the server said it did not have (`probed`)
+        self._round: LastRound | None = None  # run --once's last round (`finish`)
 
     def restore(self) -> None:
-        """Take up the journals an earlier run left: each may be ahead of the server, so each goes up again."""
+        """Take up the journals an earlier run left: each goes up again unless the server's manifest holds all its
+        lines (`DayJournal.sent_all`) and its day is not past (a past day's is read back before it goes)."""
         for journal in DayJournal.all_in(self.folder):
-            self._days[journal.day] = _Day(journal, changes=1, first_change=self._clock())
+            pending = self._past(journal.day) or not journal.sent_all()
+            self._days[journal.day] = DayState(journal, changes=int(pending), first_change=self._clock())
+
+    def finish(self, attempts: int, retry: RetryPolicy, on_settled: Callable[[dict[str, str]], None]) -> None:
+        """Start `run --once`'s last round: every pending day is due now, each put tried `attempts` times at most
+        on `retry`'s schedule; `on_settled(days left -> why)` once no pending day is left to try."""
+        with self._lock:
+            self._round = LastRound(attempts, retry, on_settled)
+            for day, entry in self._days.items():  # due now, unless its attempts were spent before the round
+                spent = entry.changes != entry.uploaded and entry.failures >= attempts
+                entry.retry_at = self._round.failed(day, entry.failures, entry.last_failure, 0.0) if spent else 0.0
+        self._settle()
+
+    def due_in(self) -> float:
+        """Seconds until a manifest of the last round may be tried (0: now); infinity outside the round."""
+        now = self._clock()
+        with self._lock:
+            if self._round is None:
+                return math.inf
+            waits = [e.retry_at - now for e in self._days.values() if e.changes != e.uploaded and not e.busy]
+        return max(0.0, min(waits, default=math.inf))
+
+    def _settle(self) -> None:
+        with self._lock:
+            if self._round is None:
+                return
+            left = self._round.settle(sorted(d for d, e in self._days.items() if e.changes != e.uploaded))
+        if left is not None:
+            self._round.on_settled(left)
 
     def record(self, remote_path: str, sha256: str, size: int) -> bool:
         """Journal one verified delivery of `size` bytes (fsync'ed on return); False for a path outside
@@ -117,7 +123,7 @@ class Manifests:
         with self._lock:
             entry = self._days.get(day)
             if entry is None:
-                entry = self._days[day] = _Day(DayJournal(self.folder, day))
+                entry = self._days[day] = DayState(DayJournal(self.folder, day))
             entry.appending += 1  # its journal stays until this line is counted (see `_upload`)
         try:  # outside the lock: the other workers append meanwhile and share the fsync (`DayJournal.append`)
             entry.journal.append(name, sha256, size)
@@ -140,55 +146,6 @@ class Manifests:
                 entry.first_change = self._clock()
             entry.changes += 1
         return True
-
-    def probe_for(self, remote_path: str) -> str | None:
-        """The manifest a delivery to `remote_path` should ask about on the way: its day's, once per run, while
-        what the server holds is not known yet; else None."""
-        found = day_of(remote_path)
-        if found is None:
-            return None
-        day = found[0]
-        with self._lock:
-            entry = self._days.get(day)
-            if day in self._asked or (entry is not None and entry.server is not None):
-                return None
-            self._asked.add(day)
-        return manifest_path(day)
-
-    def probed(self, remote_path: str, exists: bool) -> None:
-        """The server's answer to the question `probe_for` gave the delivery to `remote_path`: a missing
-        manifest is not read before the day's first put."""
-        found = day_of(remote_path)
-        if found is None:
-            return
-        day = found[0]
-        with self._lock:
-            if exists:
-                self._missing.discard(day)
-            else:
-                self._missing.add(day)
-
-    def due_after(self, remote_path: str, held: Callable[[], list[str]]) -> bool:
-        """Whether the day of `remote_path` (a delivery now in flight) will be due once that delivery is done:
-        nothing else of the day on the board, and past, or not uploaded within the interval."""
-        found = day_of(remote_path)
-        if found is None:
-            return False
-        day = found[0]
-        others = held()
-        if remote_path in others:
-            others.remove(remote_path)
-        if any((other := day_of(path)) is not None and other[0] == day for path in others):
-            return False
-        now = self._clock()
-        with self._lock:
-            entry = self._days.get(day)
-            if entry is None:
-                return True  # this delivery makes its first change
-            if entry.busy or now < entry.retry_at:
-                return False
-            last = entry.last_upload
-        return self._past(day) or last is None or now - last >= self.interval
 
     def pending(self) -> list[str]:
         """The days whose manifest has changes the server does not hold yet."""
@@ -216,13 +173,28 @@ class Manifests:
         try:
             self._upload(transport, entry, final=day in drained and self._past(day))
         except TransportFailure as failure:
-            log.warning("the manifest of %s did not go up (%s): tried again later", day, failure)
-            with self._lock:
-                entry.retry_at = self._clock() + min(RETRY_SECONDS, self.interval)
+            self._failed(entry, str(failure))
         finally:
             with self._lock:
                 entry.busy = False
+            self._settle()
         return day
+
+    def _failed(self, entry: DayState, reason: str) -> None:
+        """A put (or its read-back) failed: try again later; in the last round, on its schedule while attempts last."""
+        day = entry.journal.day
+        with self._lock:
+            entry.failures += 1
+            entry.last_failure = reason
+            if self._round is None:
+                entry.retry_at = self._clock() + min(RETRY_SECONDS, self.interval)
+            else:
+                entry.retry_at = self._round.failed(day, entry.failures, reason, self._clock())
+        if self._round is None:
+            log.warning("the manifest of %s did not go up (%s): tried again later", day, reason)
+        elif entry.retry_at < math.inf:
+            wait = entry.retry_at - self._clock()
+            log.info("the manifest of %s did not go up (%s): trying again in %.1f s", day, reason, max(0.0, wait))
 
     def _drained(self, held: Callable[[], list[str]]) -> set[str]:
         with self._lock:
@@ -241,7 +213,8 @@ class Manifests:
                 since_last = now - entry.last_upload if entry.last_upload is not None else float("inf")
                 past_and_drained = day in drained and self._past(day)
                 if (
-                    past_and_drained
+                    self._round is not None
+                    or past_and_drained
                     or (day in drained and since_last >= self.interval)
                     or now - entry.first_change >= self.interval
                 ):
@@ -252,11 +225,11 @@ class Manifests:
     def _past(self, day: str) -> bool:
         return posixpath.basename(day) < self._today()
 
-    def _upload(self, transport: Transport, entry: _Day, *, final: bool) -> None:
+    def _upload(self, transport: Transport, entry: DayState, *, final: bool) -> None:
         day = entry.journal.day
         with self._lock:
             changes = entry.changes
-        lines = entry.journal.read()
+        lines, length = entry.journal.snapshot()
         with self._lock:
             new = entry.server is None and day in self._missing
             self._missing.discard(day)
@@ -271,18 +244,21 @@ class Manifests:
         entry.server = merged
         complete = " (day complete)" if final else ""
         log.info("manifest %s: %d file(s)%s", manifest_path(day), len(merged.entries), complete)
+        with contextlib.suppress(OSError):  # without the mark, the next run puts it once more
+            entry.journal.mark_sent(length)
         with self._lock:
-            entry.uploaded = changes
             entry.last_upload = self._clock()
-        if not final:
-            return
-        back = transport.get_small(manifest_path(day))
-        with self._lock:
-            if back != data:
-                log.warning("the manifest %s read back differs from what was put: put again later", manifest_path(day))
-                entry.server, entry.uploaded = None, 0
-                entry.retry_at = self._clock() + min(RETRY_SECONDS, self.interval)
+            if not final:  # (a final one counts once read back: a read that fails puts it again)
+                entry.uploaded, entry.failures = changes, 0
                 return
+        back = transport.get_small(manifest_path(day))
+        if back != data:
+            log.warning("the manifest %s read back differs from what was put: put again", manifest_path(day))
+            entry.server = None
+            self._failed(entry, "the manifest read back differs from what was put")
+            return
+        with self._lock:
+            entry.uploaded, entry.failures = changes, 0
             if entry.changes != changes or entry.appending:
                 return
             entry.journal.remove()
@@ -290,7 +266,7 @@ class Manifests:
         log.debug("journal of %s removed: the server's manifest is verified", day)
 
     def _put(
-        self, transport: Transport, entry: _Day, lines: dict[str, Entry], *, new: bool, then_read: bool
+        self, transport: Transport, entry: DayState, lines: dict[str, Entry], *, new: bool, then_read: bool
     ) -> tuple[ManifestText, bytes]:
         """Merge the journal's `lines` into what the server holds (read first when not known) and put it."""
         path = manifest_path(entry.journal.day)

@@ -181,6 +181,17 @@ class UploadHelper(OriginalApi, SpawnProcess):
         """Queued (primary, secondary), waiting, parked, in flight, sessions, delivered, failed."""
         return self._channels.stats()
 
+    def finish_manifests(self, attempts: int) -> None:
+        """`run --once`: no more jobs come; put every pending day's manifest up now, each tried `attempts` times at
+        most. `manifests_left` answers once the child has (`pipeline.sink.manifest_round`)."""
+        self._channels.send_finish_manifests(attempts)
+
+    def manifests_left(self, timeout: float) -> dict[str, str] | None:
+        """The days (day folder -> last failure) whose manifest the last round left, within `timeout` s; else None."""
+        if not self._channels.manifests_settled.wait(timeout):
+            return None
+        return self._channels.manifests_left
+
     def stop(self, deadline: float | None = None) -> bool:
         """Finish transfers in flight within `deadline` s (default `policy.stop_deadline_seconds`), then exit.
 

@@ -30,11 +30,13 @@ def make_transport(
     use_sendfile: bool = True,
     aborted: threading.Event | None = None,
     checksum: bool = True,
+    atomic_rename: bool = True,
 ) -> Transport:
     """A transport for `params`, not yet connected: FTP(S), SFTP or S3 by the params' type.
 
     `checksum`: FTP and SFTP hash what they send (the SHA-256 for the day's manifest; FTP also checks
-    it by the server's HASH where offered); S3 always sends its SHA-256 checksums, so it takes no switch."""
+    it by the server's HASH where offered); S3 always sends its SHA-256 checksums, so it takes no switch.
+    `atomic_rename` False: FTP stores the day's manifest under its name too (`upload.atomic_rename`)."""
     if isinstance(params, SftpParams):
         from pipeline.sftp.transport import SftpTransport
 
@@ -45,4 +47,11 @@ def make_transport(
         return S3Transport(params, throttle=throttle, aborted=aborted)
     from pipeline.ftp.transport import FtpTransport
 
-    return FtpTransport(params, throttle=throttle, use_sendfile=use_sendfile, aborted=aborted, checksum=checksum)
+    return FtpTransport(
+        params,
+        throttle=throttle,
+        use_sendfile=use_sendfile,
+        aborted=aborted,
+        checksum=checksum,
+        atomic_rename=atomic_rename,
+    )

@@ -68,6 +68,7 @@ class Sink:
                 use_sendfile=policy.use_sendfile,
                 aborted=self.aborting,
                 checksum=policy.checksum == "sha256",
+                atomic_rename=policy.atomic_rename,
             )
             for throttle in throttles
         ]
@@ -183,12 +184,15 @@ class Sink:
                 self._manifests(session, idle=ticket is None)
                 if ticket is None:
                     session.idle()
-                    ticket = self.board.take(timeout=self.life.idle_wait(idle_since))
+                    nudges = self.board.nudges  # before the wait is chosen: a last round asked meanwhile is not missed
+                    ticket = self.board.take(timeout=self._idle_wait(idle_since), nudges=nudges)
                 if ticket is not None:
                     ahead = self.step.run(session, ticket)
                     idle_since = time.monotonic()
                 elif self.stopping.is_set():
                     break
+                elif self.manifests is not None and session.connected and self.manifests.due_in() == 0:
+                    continue  # run --once's last round of manifests (`finish_manifests`): one goes up now
                 elif time.monotonic() - idle_since >= self.policy.idle_close_seconds and self.life.retire():
                     log.debug(
                         "closed a session idle for %.1f s (the stations sharing the server may use it)",
@@ -215,6 +219,20 @@ class Sink:
             session.close(wait_reply=not self.stopping.is_set())  # stopping: the goodbye's reply is not waited for
             if admitted:
                 self.life.closed()
+
+    def finish_manifests(self, attempts: int, on_settled: Callable[[dict[str, str]], None]) -> None:
+        """`run --once` has no more jobs: every pending day's manifest goes up now, each tried `attempts` times at
+        most on the jobs' retry schedule, over the workers' sessions; `on_settled(days left -> why)` once done."""
+        if self.manifests is None:
+            on_settled({})
+            return
+        self.manifests.finish(attempts, self.retry, on_settled)
+        self.board.nudge()  # the idle workers stop waiting for a job
+
+    def _idle_wait(self, idle_since: float) -> float:
+        """How long an idle worker waits for a job: until its NOOP or close, or the next manifest of the last round."""
+        wait = self.life.idle_wait(idle_since)
+        return wait if self.manifests is None else min(wait, self.manifests.due_in())
 
     def _manifests(self, session: Transport, *, idle: bool, drain: bool = False) -> None:
         """Upload the manifests that are due (`Manifests.flush`) over this worker's session; at stop, all."""

@@ -296,3 +296,17 @@ def test_a_backlog_transfer_whose_bytes_are_all_sent_frees_its_place_for_the_nex
     assert board.take(timeout=0) is None
     renaming.progress = UploadProgress(stored=True, complete=True)  # in its rename: take the next ahead
     assert board.take(timeout=0).path.endswith("b2")
+
+
+def test_a_nudge_ends_the_waits_for_a_job_even_one_whose_wait_was_chosen_before_it():
+    """`run --once`'s last round of manifests: an idle worker waiting for a job (30 s until its NOOP) goes to it now."""
+    real = JobBoard(retry_base=1.0, retry_max=60.0)
+    taken: list[object] = []
+    waiter = threading.Thread(target=lambda: taken.append(real.take(timeout=30)))
+    waiter.start()
+    wait_until(lambda: real._warm_waiting == 1, timeout=5)
+    real.nudge()
+    waiter.join(5)
+    assert not waiter.is_alive() and taken == [None]
+    before = real.nudges - 1  # a worker that chose its wait before that nudge
+    assert real.take(timeout=30, nudges=before) is None  # at once, not after 30 s

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.sink.journal import DayJournal, parse_journal
-from pipeline.sink.manifest import day_of
+from pipeline.sink.journal import DayJournal, parse_journal, pending_days, unsent_days
+from pipeline.sink.manifest import Manifests, day_of
 from pipeline.sink.manifest_text import Entry, ManifestText, render
 from tests.servers import unavailable
 
@@ -246,3 +246,34 @@ def test_a_line_cut_short_by_a_full_disk_is_refused_and_the_next_line_is_whole(t
         "audio/b.wav": Entry("b" * 64, 2),
         "audio/d.wav": Entry("d" * 64, 4),
     }
+
+
+def test_a_journal_is_pending_until_the_server_holds_its_lines_and_a_past_days_until_it_is_gone(tmp_path):
+    """What `run --once` asks the sink to put up at its end (`pending_days`): a journal with lines the server's
+    manifest lacks, and every past day's (its manifest is read back before the journal goes)."""
+    folder = str(tmp_path / "manifests")
+    assert pending_days(folder, "2022-07-20") == []  # no folder yet: nothing, and no error
+    today = DayJournal(folder, "/data/rpi4/2022-07-20")
+    past = DayJournal(folder, "/data/rpi4/2022-07-19")
+    today.append("audio/x.wav", A, 3)
+    past.append("audio/y.wav", B, 4)
+    assert pending_days(folder, "2022-07-20") == [past.day, today.day]
+    for journal in (today, past):
+        journal.mark_sent(journal.snapshot()[1])  # both manifests put with every line
+    assert today.sent_all() and pending_days(folder, "2022-07-20") == [past.day]
+    today.append("audio/z.wav", C, 5)  # a line after the put
+    assert not today.sent_all() and pending_days(folder, "2022-07-20") == [past.day, today.day]
+    assert unsent_days(folder) == [today.day]  # what a run cut short names: the past day's lines are all up
+    past.remove()  # the mark goes with its journal
+    assert sorted(os.listdir(folder)) == [os.path.basename(today.path), os.path.basename(today.path) + ".sent"]
+
+
+def test_a_restored_journal_the_server_holds_whole_is_not_put_again_unless_its_day_is_past(tmp_path):
+    folder = str(tmp_path)
+    for day in ("/data/rpi4/2022-07-19", "/data/rpi4/2022-07-20"):
+        journal = DayJournal(folder, day)
+        journal.append("audio/x.wav", A, 3)
+        journal.mark_sent(journal.snapshot()[1])
+    manifests = Manifests(folder, 600, today=lambda: "2022-07-20")
+    manifests.restore()
+    assert manifests.pending() == ["/data/rpi4/2022-07-19"]
