@@ -11,16 +11,13 @@ monotonic clock; a server that cannot be reached or refuses the login ends the r
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
-import signal
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from operators.file_rules import is_daily_csv
@@ -31,6 +28,7 @@ from pipeline.app.running import RunningPipeline
 from pipeline.app.stats import UploadStats, format_bytes
 from pipeline.cli import exit_codes
 from pipeline.cli.once_manifests import finish_manifests, report_manifests
+from pipeline.cli.stop_signals import stop_on_signals
 from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
 from pipeline.outbox.lock import OutboxLock
 from pipeline.sink.journal import unsent_days
@@ -163,25 +161,6 @@ def present_files(options: UploaderOptions) -> tuple[list[str], set[str]]:
             day_files.add(path)
         paths.append(path)
     return paths, day_files
-
-
-@contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set `stop` for the block (in the main thread only), then the old handlers come back."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.warning("received %s: stopping (what is not delivered stays in the outbox)", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def upload_once(
