@@ -92,7 +92,8 @@ def _build_pruning_observer() -> type[BaseObserver] | None:
 
     fields = {field.name for field in dataclasses.fields(InotifyWatchGroup)}
     expected = {"_inotify_fd", "path", "event_mask", "is_recursive", "follow_symlink"}
-    if not expected <= fields or not callable(getattr(InotifyWatchGroup, "_add_callback", None)):
+    methods = ("_add_callback", "_remove_watch_internally")
+    if not expected <= fields or not all(callable(getattr(InotifyWatchGroup, name, None)) for name in methods):
         return None
 
     grouper = _cookie_grouper()
@@ -111,6 +112,14 @@ def _build_pruning_observer() -> type[BaseObserver] | None:
         def _add_callback(self, path: bytes) -> None:
             if not _below(path, self.pruned):
                 super()._add_callback(path)
+
+        def _remove_watch_internally(self, wd: Any) -> None:
+            """watchdog's, but a path whose entry went with another watch of it is no error: under folder
+            churn (a day folder deleted and made again at once) two watches can name one path, and watchdog's
+            raised KeyError at the second, aborting the teardown (stop: exit code 1; the outbox's re-arm)."""
+            path = self._active_callbacks_by_watch.pop(wd, None)
+            if path is not None and self._active_callbacks_by_path.get(path) == wd:
+                del self._active_callbacks_by_path[path]
 
     class PruningEmitter(InotifyEmitter):  # type: ignore[misc]
         def __init__(self, *args: Any, pruned: tuple[bytes, ...] = (), **kwargs: Any) -> None:

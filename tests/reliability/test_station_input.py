@@ -87,7 +87,7 @@ def test_files_vanishing_before_their_upload_are_logged_as_gone_and_the_rest_flo
         logins.set()
     wait_until(lambda: not any(path.exists() for path in keep), timeout=20)
     wait_until(lambda: all(f"{path} is gone from the outbox" in run.output() for path in vanish), timeout=20)
-    assert run.stop() == 0
+    assert run.stop() == 0, run.output()[-6000:]
     assert sorted(server.files()) == sorted(remote_of(f"{DAY}/audio/{path.name}") for path in keep)
     assert server.watch.stored("vanish") == []
 
@@ -114,7 +114,7 @@ def test_a_file_deleted_or_replaced_during_its_upload_never_loses_the_version_th
     os.replace(temporary, replaced)  # an atomic save of a new version over the one being sent
     held.set()
     wait_until(lambda: not replaced.exists(), timeout=30)
-    assert run.stop() == 0
+    assert run.stop() == 0, run.output()[-6000:]
     files = server.files()
     assert files[remote_of(f"{DAY}/video/deleted.h264")] == content
     assert files[remote_of(f"{DAY}/video/replaced.h264")] == newer
@@ -175,7 +175,7 @@ def test_symlinks_in_the_outbox_are_not_followed_and_are_logged(watched_server, 
     after = put(outbox, f"audio/{DAY}/after.wav", b"RIFF after", mtime=time.time())
     wait_until(lambda: not after.exists(), timeout=20)
     wait_until(lambda: f"symlink {live_link}" in run.output(), timeout=5)
-    assert run.stop() == 0
+    assert run.stop() == 0, run.output()[-6000:]
     output = run.output()
     assert sorted(server.files()) == [remote_of(f"{DAY}/audio/after.wav"), remote_of(f"{DAY}/audio/normal.wav")]
     assert file_link.is_symlink() and folder_link.is_symlink() and live_link.is_symlink()
@@ -218,7 +218,7 @@ def test_folders_deleted_while_they_are_scanned_do_not_stop_the_flow(
         stop.set()
         thread.join(10)
     assert run.alive(), run.output()
-    assert run.stop() == 0
+    assert run.stop() == 0, run.output()[-6000:]
     output = run.output()
     files = server.files()
     assert {remote_of(f"{DAY}/audio/{path.name}") for path in kept} <= set(files)
@@ -240,7 +240,7 @@ def test_a_file_growing_while_it_uploads_is_never_shown_short_and_arrives_whole(
     content = growing.read_bytes()
     held.set()
     wait_until(lambda: not growing.exists(), timeout=30)
-    assert run.stop() == 0
+    assert run.stop() == 0, run.output()[-6000:]
     final = remote_of(f"{DAY}/video/growing.h264")
     assert server.files() == {final: content}
     shown = [digest for path, digest in server.watch.renames if path == final]
