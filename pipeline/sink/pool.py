@@ -92,6 +92,7 @@ class SessionPool:
             self.limit = max(1, min(self.limit, self.active - 1))
             self._regrow_at = now + self.regrow_seconds
             self._not_before = max(self._not_before, now + pause)
+            self._cond.notify_all()  # the workers waiting for room close what they opened ahead
             return self.limit
 
     def hold_back(self) -> None:
@@ -100,6 +101,7 @@ class SessionPool:
             self._held = True
             self._first_login = False
             self.limit = 1
+            self._cond.notify_all()  # the workers waiting for room close what they opened ahead
 
     def hold_for_first_login(self) -> None:
         """Held back as after a refusal until the first login succeeds, but the others may open ahead."""
@@ -122,6 +124,14 @@ class SessionPool:
         the server greeted the first session."""
         with self._cond:
             return self._first_login and self._greeted and self._held and not self._closed
+
+    @property
+    def turned_away(self) -> bool:
+        """Whether the server turned this pool away and it holds back for it: a login refused (until one
+        succeeds), or a 421's pause: no connection opened ahead is to be kept idle on the server then."""
+        with self._cond:
+            refused = self._held and not self._first_login
+            return not self._closed and (refused or self._clock() < self._not_before)
 
     @property
     def awaiting_first_login(self) -> bool:

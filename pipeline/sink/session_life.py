@@ -145,14 +145,23 @@ class SessionLife:
 
     def _open_ahead(self, session: Transport) -> None:
         """While the first login is under way, open this worker's connection without logging in (see the module
-        docstring); a failure here is nobody's: the connect after admission tries again and counts."""
-        if not self.pool.opening_ahead or not isinstance(session, OpensAhead) or session.connected:
+        docstring); a failure here is nobody's: the connect after admission tries again and counts. Once the server
+        turned the pool away (a refused login, a 421), one opened ahead is closed: it would stay idle on the
+        server until the server timed it out, taking a slot of its per-address cap."""
+        if not isinstance(session, OpensAhead) or session.connected:
+            return
+        if self.pool.turned_away:
+            session.close()  # (nothing to do when none is open)
+            return
+        if not self.pool.opening_ahead:
             return
         with self._lock:
             self._logging_in.add(threading.get_ident())
         try:
             if not session.open_ahead():
                 log.debug("opening a connection ahead of the first login failed: it opens when admitted")
+            elif self.pool.turned_away:  # the first login was refused (or met 421) while this one opened
+                session.close()
         finally:
             with self._lock:
                 self._logging_in.discard(threading.get_ident())

@@ -107,10 +107,26 @@ def test_run_with_a_wrong_password_and_a_backlog_tries_the_password_once(
     )
     uploader = start_uploader(env)
     wait_until(lambda: "cannot log in" in uploader.output(), timeout=30)
-    time.sleep(0.5)  # 25 round trips: other sessions would have logged in within a few
+    # The connections the others opened ahead are closed (none is left idle on the server, taking a slot of
+    # a per-address cap until the server times it out), and none logs in within 25 round trips.
+    wait_until(lambda: established_to(link_server.server.port) == 0, timeout=10)
+    time.sleep(0.5)
     assert uploader.stop() == 0
     assert len(link_server.watch.logins) == 1, link_server.watch.logins
     assert len(outbox_files(outbox)) == 8
+
+
+def established_to(port: int) -> int:
+    """The TCP connections to `port` on this machine that are established, as the kernel lists them."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    count += 1
+    return count
 
 
 def test_once_against_a_refused_port_exits_1_after_its_retries(outbox, tmp_path, link_server):

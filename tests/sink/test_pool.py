@@ -81,3 +81,22 @@ def test_a_421_to_the_first_login_stops_the_others_opening_ahead():
     pool.too_many(pause=5.0)
     pool.release()
     assert not pool.opening_ahead
+
+
+def test_a_pool_is_turned_away_by_a_refused_login_or_a_421_pause_not_by_its_first_login_succeeding():
+    """Connections opened ahead are closed while the server turns the pool away, and kept for their login
+    once the first one succeeded (closing them then would cost a server capped per address a 421)."""
+    clock = Clock()
+    pool = SessionPool(4, regrow_seconds=1.0, clock=clock)
+    pool.hold_for_first_login()
+    assert not pool.turned_away
+    pool.logged_in()
+    assert not pool.turned_away
+    pool.hold_back()  # a later login refused
+    assert pool.turned_away
+    pool.logged_in()
+    assert pool.admit() and not pool.turned_away
+    pool.too_many(pause=5.0)  # 421
+    assert pool.turned_away
+    clock.now += 5.0
+    assert not pool.turned_away
