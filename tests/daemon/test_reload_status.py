@@ -69,9 +69,11 @@ def test_status_of_a_running_uploader_then_of_the_outbox_alone(make_server, outb
     daemons.append(daemon)
 
     def parked() -> dict | None:
+        """The status once it shows both outcomes (the two files go over two sessions, in either order)."""
         done = run_cli(env, "status", "--json")
         report = json.loads(done.stdout)
-        return report if report["running"] and report["status"]["parked"] and done.returncode == 0 else None
+        status = report["status"] if report["running"] else None
+        return report if status and status["parked"] and status["last_delivery"] and done.returncode == 0 else None
 
     report = wait_until(parked, 30)
     status = report["status"]
