@@ -34,8 +34,23 @@ class Terminated(Exception):
     """SIGTERM arrived while the child waited for its stop message."""
 
 
-def raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated
+class _SigTerm:
+    """The sink's SIGTERM handler: noted while the sink starts, raised as `Terminated` in its wait for the stop."""
+
+    def __init__(self) -> None:
+        self.heard = False
+        self._waiting = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.heard = True
+        if self._waiting:
+            raise Terminated
+
+    def waiting(self) -> None:
+        """From now on SIGTERM raises `Terminated`; raises it now if one came before."""
+        self._waiting = True
+        if self.heard:
+            raise Terminated
 
 
 def feed(connection: Connection, sink: Sink, counters: SinkCounters | None = None) -> None:
@@ -153,6 +168,10 @@ def run_sink(ftp: Any, policy: Any, ends: ChildEnds) -> None:
     message or the parent's exit, stop within the deadline, keep the cut transfers' records, flush."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the parent's: it rebuilds the sink
+    # SIGTERM from here on finishes the transfers in flight: heard while starting (the first upload may be
+    # under way before the wait begins), it is kept for the wait, which it ends at once.
+    sigterm = _SigTerm()
+    signal.signal(signal.SIGTERM, sigterm)
     from pipeline.sink.manifest import Manifests
     from pipeline.sink.part_records import load_journal, save_journal
     from pipeline.sink.workers import Sink
@@ -176,7 +195,7 @@ def run_sink(ftp: Any, policy: Any, ends: ChildEnds) -> None:
         feeder.start()
     log.debug("sink started (pid %d, %d session(s))", os.getpid(), policy.connections)
     try:
-        signal.signal(signal.SIGTERM, raise_terminated)
+        sigterm.waiting()
         deadline = wait_for_stop(
             ends.control,
             policy.stop_deadline_seconds,
