@@ -33,6 +33,16 @@ def recording(outbox: Path, index: int, content: bytes | None = None) -> tuple[P
     return write_file(outbox / "audio" / TODAY / name, data), data
 
 
+def watching_after_one_delivery(watched_server, start_uploader, outbox: Path, tmp_path: Path):  # noqa: F811
+    """A running uploader that watches `outbox` and has delivered (and removed) one recording: (server, uploader)."""
+    server = watched_server()
+    uploader = start_uploader(uploader_env(server, outbox, tmp_path))
+    wait_until(lambda: "watching" in uploader.output(), timeout=30)
+    first, _ = recording(outbox, 1)
+    wait_until(lambda: not first.exists(), timeout=30)
+    return server, uploader
+
+
 def inotify_watched_inodes(pid: int) -> set[int]:
     """The inode of every folder the process has an inotify watch on, as the kernel lists them
     (``/proc/PID/fdinfo``: one ``inotify wd:.. ino:<hex> ..`` line per watch)."""
@@ -96,11 +106,7 @@ def test_a_replaced_outbox_is_watched_again_without_its_state_folder_and_with_fo
     outbox,
     tmp_path,
 ):
-    server = watched_server()
-    uploader = start_uploader(uploader_env(server, outbox, tmp_path))
-    wait_until(lambda: "watching" in uploader.output(), timeout=30)
-    first, _ = recording(outbox, 1)
-    wait_until(lambda: not first.exists(), timeout=30)
+    server, uploader = watching_after_one_delivery(watched_server, start_uploader, outbox, tmp_path)
 
     # Restored from a backup: the outbox made again with its state folder, while running.
     remove_tree(outbox)
@@ -149,11 +155,7 @@ def test_an_outbox_deleted_and_made_again_while_running_is_watched_again_with_on
     outbox,
     tmp_path,
 ):
-    server = watched_server()
-    uploader = start_uploader(uploader_env(server, outbox, tmp_path))
-    wait_until(lambda: "watching" in uploader.output(), timeout=30)
-    first, _ = recording(outbox, 1)
-    wait_until(lambda: not first.exists(), timeout=30)
+    server, uploader = watching_after_one_delivery(watched_server, start_uploader, outbox, tmp_path)
 
     # Replaced between two looks: deleted and made again at once (a clean-up script, a remount).
     remove_tree(outbox)
@@ -229,11 +231,7 @@ def test_a_file_delivered_after_the_outbox_was_moved_aside_is_in_its_days_manife
     """The operator keeps the outbox as a backup (`mv outbox outbox.old; mkdir outbox`) while the uploader runs:
     a file delivered from the new outbox is gone from the station, so its line must reach the day's manifest
     (the journal in the new state folder, put up at the next start), not the moved-aside journal."""
-    server = watched_server()
-    uploader = start_uploader(uploader_env(server, outbox, tmp_path))
-    wait_until(lambda: "watching" in uploader.output(), timeout=30)
-    first, _ = recording(outbox, 1)
-    wait_until(lambda: not first.exists(), timeout=30)
+    server, uploader = watching_after_one_delivery(watched_server, start_uploader, outbox, tmp_path)
 
     os.rename(outbox, tmp_path / "outbox.old")
     outbox.mkdir()
