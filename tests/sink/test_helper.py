@@ -856,21 +856,33 @@ def test_a_log_queue_gets_the_delivered_record_with_its_fields_with_or_without_r
     assert results is None or results.empty()  # one result per attempt: not one for the line and one more
 
 
-def test_a_log_queue_that_takes_nothing_more_loses_no_result(make_server, credentials, outbox, caplog):
-    """A caller's `log_queue` that is full (a bounded queue its reader is behind on) loses log lines, never results.
+def _full_queue() -> queue.Queue:
+    records: queue.Queue = queue.Queue(maxsize=1)
+    records.put_nowait("a line the caller has not read yet")
+    return records
+
+
+def _closed_queue() -> queue.Queue:
+    records = UploadHelper.new_queue()
+    records.close()
+    return records
+
+
+@pytest.mark.parametrize("make_records", [_full_queue, _closed_queue], ids=["full", "closed"])
+def test_a_log_queue_that_takes_nothing_more_loses_no_result(make_server, credentials, outbox, caplog, make_records):
+    """A caller's `log_queue` that is full (a bounded queue its reader is behind on) or closed loses log lines,
+    never results.
 
     The delivered line is made in the parent from the result it rides with (`pipeline.sink.delivered_line`): the
-    record's `put_nowait` raising (`queue.Full`) must not keep that result from the caller's `results` queue, or
+    record's `put_nowait` raising (`queue.Full`, or `ValueError` once closed) must not keep that result from the caller's `results` queue, or
     its caller never hears that the file was delivered (the original API's users release their jobs on results).
     """
     caplog.set_level(logging.INFO, logger="beemon.sink")  # the sink logs the delivered line at INFO
     server = make_server()
     path = outbox / "a.wav"
     write(path, 1500)
-    records: queue.Queue = queue.Queue(maxsize=1)
-    records.put_nowait("a line the caller has not read yet")  # full from the start
     results = UploadHelper.new_queue()
-    helper = UploadHelper(params_for(server, credentials), FAST, results, log_queue=records)
+    helper = UploadHelper(params_for(server, credentials), FAST, results, log_queue=make_records())
     helper.submit(job_for(path, "s/a.wav"))
     helper.start()
     try:
