@@ -894,3 +894,61 @@ def test_a_log_queue_that_takes_nothing_more_loses_no_result(make_server, creden
         assert (result.local_path, result.outcome) == (str(path), Outcome.DELIVERED)
     finally:
         helper.stop(5.0)
+
+
+class _SlowResults(queue.Queue):
+    """A caller's results queue whose first `put` takes `seconds` (a reader busy with the result before)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def put(self, item: object, block: bool = True, timeout: float | None = None) -> None:
+        if self.seconds:
+            seconds, self.seconds = self.seconds, 0.0
+            time.sleep(seconds)
+        super().put(item, block, timeout)
+
+
+def test_the_delivered_line_bears_the_time_of_the_delivery_not_of_its_reading(make_server, credentials, outbox, caplog):
+    """A delivered line says when the file went (its record's time), as every other line of the sink does.
+
+    The parent reads the sink's reports one after the other: while it is busy with one result (here a caller's
+    `results.put` that takes 2 s), a file delivered meanwhile must still be logged with the time it was delivered
+    and removed, not the time its report was read (`pipeline.sink.delivered_line.record` stamps the latter).
+    """
+    caplog.set_level(logging.INFO, logger="beemon.sink")
+    server = make_server()
+    paths = [outbox / "a.wav", outbox / "b.wav"]
+    for path in paths:
+        write(path, 1500)
+    records: queue.Queue = queue.Queue()
+    helper = UploadHelper(params_for(server, credentials), FAST, _SlowResults(2.0), log_queue=records)
+    for path in paths:
+        helper.submit(job_for(path, f"s/{path.name}"))
+    helper.start()
+    gone_at: dict[str, float] = {}
+    try:
+        deadline = time.monotonic() + 20
+        while len(gone_at) < len(paths) and time.monotonic() < deadline:
+            for path in paths:
+                if str(path) not in gone_at and not path.exists():
+                    gone_at[str(path)] = time.time()
+            time.sleep(0.01)
+        assert len(gone_at) == len(paths), gone_at
+        lines: dict[str, logging.LogRecord] = {}
+        wait_until(lambda: _delivered_records(records, lines) >= len(paths), timeout=15)
+    finally:
+        helper.stop(5.0)
+    for path, record in lines.items():
+        assert record.created <= gone_at[path] + 0.5, (path, record.created - gone_at[path])
+
+
+def _delivered_records(records: queue.Queue, into: dict[str, logging.LogRecord]) -> int:
+    while True:
+        try:
+            record = records.get_nowait()
+        except queue.Empty:
+            return len(into)
+        if record.getMessage().startswith("delivered "):
+            into[record.file] = record
