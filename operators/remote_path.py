@@ -52,6 +52,12 @@ def _parse_date(text: str) -> date | None:
         return None
 
 
+@lru_cache(maxsize=1024)
+def _is_date(text: str) -> bool:
+    """Whether `text` (`YYYY-MM-DD` by its pattern) is a real date; a station's files share a few days."""
+    return _parse_date(text) is not None
+
+
 def remote_name(local_name: str, *, day_file: bool = False) -> str | None:
     """The name on the server: `X.csv.final` -> `X.csv`; a bare `.csv` -> None (still growing).
 
@@ -85,10 +91,10 @@ def date_of(parts: Sequence[str], name: str, mtime: float) -> str:
     Pi) gives `undated` rather than an exception that would stop the stream.
     """
     match = STATION_DATE_NAME.match(name)
-    if match and _parse_date(match["date"]):
+    if match and _is_date(match["date"]):
         return match["date"]
     for folder in parts[:-1]:
-        if DATE_FOLDER.match(folder) and _parse_date(folder):
+        if DATE_FOLDER.match(folder) and _is_date(folder):
             return folder
     try:
         return datetime.fromtimestamp(mtime).date().isoformat()
@@ -99,7 +105,7 @@ def date_of(parts: Sequence[str], name: str, mtime: float) -> str:
 def station_in_name(name: str) -> str | None:
     """The `<station>` of a name that follows `<station>@<YYYY-MM-DD>...`, else None."""
     match = STATION_DATE_NAME.match(name)
-    if match and _parse_date(match["date"]):
+    if match and _is_date(match["date"]):
         return match["station"]
     return None
 
