@@ -147,7 +147,8 @@ def _relative_parts(relative: str) -> tuple[str, ...]:
 def remote_path_of_parts(
     parts: Sequence[str], *, remote_root: str, station: str, mtime: float, day_file: bool = False
 ) -> str | None:
-    """`remote_path_for` of a path already split into its segments below the outbox (none empty, `.` or `..`)."""
+    """`remote_path_for` of a path already split into its segments below the outbox, as `PurePosixPath` splits
+    it (no empty or `.` segment): `job_for` has them from `parts_below`, and need not join them to be split again."""
     if not parts:
         return None
     local_name = parts[-1]

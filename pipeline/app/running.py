@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from operators.model import Priority, UploadJob
 from pipeline.app.liveness import Beat
 from pipeline.app.options import UploaderOptions
-from pipeline.app.stats import UploadStats
+from pipeline.app.stats import DELIVERED, FINAL, UploadStats
 from pipeline.app.transport_risks import transport_risks
 from pipeline.sink.model import Outcome, SinkGaveUp
 from pipeline.sink.process import UploadHelper, UploadResult
@@ -234,9 +234,9 @@ class RunningPipeline:
         failed on a read-only card) stays remembered: releasing it would make every rescan upload
         it again. Only a change uploads it anew.
         """
-        if outcome == Outcome.DELIVERED:
+        if outcome == DELIVERED:
             return self.options.policy.delete_after_upload and not _lexists(path)
-        return outcome.final
+        return outcome in FINAL
 
     def _handle_result(self, message: Any) -> None:
         """One result (or `SinkGaveUp`) of the sink, in the thread that reads its reports."""

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
+from operators.model import Priority, UploadJob
 from pipeline.app.activity import Activity, Event
 from pipeline.app.running import _lexists
+from pipeline.app.stats import UploadStats
 from pipeline.sink.model import Outcome, UploadResult
 
 
@@ -55,3 +59,16 @@ def test_whether_a_delivered_file_is_still_there_is_os_path_lexists(tmp_path):
     ]
     assert [_lexists(str(path)) for path in paths] == [os.path.lexists(path) for path in paths]
     assert [_lexists(str(path)) for path in paths[:4]] == [True, False, True, True]
+
+
+@pytest.mark.parametrize("outcome", list(Outcome))
+def test_the_counts_follow_the_outcome_s_own_rules(outcome):
+    """Delivered counts as delivered, every outcome that leaves the file waiting as failed (`Outcome.failed`), and a
+    final one (`Outcome.final`) ends its wait."""
+    stats = UploadStats()
+    stats.submitted(UploadJob("/outbox/a.wav", "/r/a.wav", 10, 1, Priority.BACKFILL))
+    stats.finished("/outbox/a.wav", outcome, 10)
+    snap = stats.snapshot()
+    assert (snap.delivered, snap.bytes_delivered) == ((1, 10) if outcome == Outcome.DELIVERED else (0, 0))
+    assert snap.failed == int(outcome.failed)
+    assert snap.queued_secondary == int(not outcome.final)
