@@ -255,8 +255,8 @@ class DeliveryStep:
                 self.counters.add("delivered")
             elif outcome.failed:
                 self.counters.add("failed")
-        self.emit(result)
-        self.results_log.result(result, delay, removed or [], kept)
+        if not self.results_log.result(result, delay, removed or [], kept):  # True: sent up with its line
+            self.emit(result)
 
 
 class _Once:
