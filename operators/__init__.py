@@ -25,6 +25,7 @@ _HOMES = {
     "watched_files": "operators.ready_files",
     "job_for": "operators.job_mapping",
     "to_upload_jobs": "operators.upload_jobs",
+    "ready_upload_jobs": "operators.upload_jobs",
 }
 
 __all__ = sorted(_HOMES)

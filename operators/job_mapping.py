@@ -19,7 +19,7 @@ from collections.abc import Callable
 from operators.file_rules import bare_csv_of, is_final
 from operators.model import EventKind, FileEvent, UploadJob
 from operators.readiness import parts_below
-from operators.remote_path import remote_path_for
+from operators.remote_path import remote_path_of_parts
 
 #: A file's stat, or None when it is gone or must not be uploaded (a symlink, a file still being written).
 StatFn = Callable[[str], os.stat_result | None]
@@ -37,9 +37,7 @@ def job_for(event: FileEvent, *, outbox: str, remote_root: str, station: str, st
     if parts is None:
         return None
     day_file = event.kind is EventKind.DAY_FILE
-    remote = remote_path_for(
-        "/".join(parts), remote_root=remote_root, station=station, mtime=st.st_mtime, day_file=day_file
-    )
+    remote = remote_path_of_parts(parts, remote_root=remote_root, station=station, mtime=st.st_mtime, day_file=day_file)
     if remote is None:
         return None
     if is_final(event.path):

@@ -40,9 +40,9 @@ def _matcher(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]
 def parts_below(path: str, root: str) -> tuple[str, ...] | None:
     """The segments of `path` below `root`, or None if it does not lie below it."""
     prefix = root if root.endswith(os.sep) else root + os.sep
-    if os.path.isabs(root) and path.startswith(prefix):  # the common case, without relpath's cost
+    if path.startswith(prefix) and os.path.isabs(root):  # the common case, without relpath's cost
         parts = tuple(path[len(prefix) :].split(os.sep))
-        if all(part not in ("", os.curdir, os.pardir) for part in parts):
+        if "" not in parts and os.curdir not in parts and os.pardir not in parts:
             return parts
     try:
         relative = os.path.relpath(path, root)
@@ -65,10 +65,43 @@ def is_wanted(path: str, patterns: Sequence[str], root: str = "", *, day_file: b
     Checking the folders too keeps `.Trash-1000/`, `.git/` and other hidden trees out. `day_file`:
     a bare `.csv` counts (the backfill delivers a past day's one whose `.final` never came).
     """
+    return _wanted(path, _matcher(patterns if isinstance(patterns, tuple) else tuple(patterns)), root, day_file)
+
+
+def wanted_rule(patterns: Sequence[str], root: str = "") -> Callable[[str, bool], bool]:
+    """`is_wanted` for one set of patterns and one root, as `wanted(path, day_file)`, compiled once (the stream
+    asks it for every event)."""
+    ignored = _matcher(tuple(patterns))
+
+    def wanted(path: str, day_file: bool) -> bool:
+        return _wanted(path, ignored, root, day_file)
+
+    return wanted
+
+
+def _wanted(path: str, ignored: Callable[[str], re.Match[str] | None], root: str, day_file: bool) -> bool:
     parts = relative_parts(path, root)
     if not parts or remote_name(parts[-1], day_file=day_file) is None:
         return False
-    return not any(is_ignored_name(part, patterns) for part in parts)
+    for part in parts:  # noqa: SIM110 (a loop: no generator per event)
+        if ignored(part.lower()) is not None:
+            return False
+    return True
+
+
+def ready_rule(patterns: Sequence[str] = (), root: str = "", *, polling: bool = False) -> Callable[[FileEvent], bool]:
+    """`is_ready` for one set of patterns, one root and one observer kind, compiled once (see `wanted_rule`)."""
+    kinds = POLLING_READY_KINDS if polling else READY_KINDS
+    ignored = _matcher(tuple(patterns))
+
+    def ready(event: FileEvent) -> bool:
+        return (
+            event.kind in kinds
+            and not event.is_directory
+            and _wanted(event.path, ignored, root, event.kind is EventKind.DAY_FILE)
+        )
+
+    return ready
 
 
 def is_ready(event: FileEvent, patterns: Sequence[str] = (), root: str = "", *, polling: bool = False) -> bool:

@@ -20,7 +20,7 @@ from reactivex import Observable, abc
 from reactivex import operators as ops
 
 from operators.model import EventKind, FileEvent
-from operators.readiness import is_ready, is_wanted
+from operators.readiness import ready_rule, wanted_rule
 
 
 def _split_move(event: FileEvent) -> tuple[FileEvent, ...]:
@@ -40,10 +40,10 @@ def watched_files(
         a---m(x->y)---d---|      m(x->y) with x and y wanted
         a---(dx,my)---d---|
     """
-    patterns = tuple(ignore_patterns)
+    wanted = wanted_rule(ignore_patterns, root)
 
     def keep(event: FileEvent) -> bool:
-        return not event.is_directory and is_wanted(event.path, patterns, root)
+        return not event.is_directory and wanted(event.path, False)
 
     def operator(source: Observable[FileEvent]) -> Observable[FileEvent]:
         def subscribe(
@@ -73,5 +73,4 @@ def ready_files(
     Put it after `debounce_per_path`: then a path's pending Closed followed by Deleted or Modified
     (rewritten) within the quiet period yields nothing.
     """
-    patterns = tuple(ignore_patterns)
-    return ops.filter(lambda event: is_ready(event, patterns, root, polling=polling))
+    return ops.filter(ready_rule(ignore_patterns, root, polling=polling))

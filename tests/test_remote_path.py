@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.remote_path import remote_name, remote_path_for, safe_segment
+from operators.remote_path import remote_name, remote_path_for, remote_path_of_parts, safe_segment, sensor_of
 
 ROOT = "/usr/local/bee/appmais"
 # Noon UTC on 2022-07-19: the same local date in every time zone from UTC-11 to UTC+11.
@@ -113,6 +113,25 @@ def test_result_always_lies_under_remote_root(parts: list[str], station: str, mt
     for segment in segments:
         assert segment not in ("", ".", "..")
         assert not any(ord(c) < 0x20 or c == "\x7f" or c == "\\" for c in segment)
+
+
+segments = st.text(alphabet="ab./@-\\\n", max_size=12)
+
+
+@given(segments, st.sampled_from(["/srv/bee", "", "/", "srv//bee/"]))
+def test_the_path_is_split_as_pathlib_splits_it(relative: str, root: str) -> None:
+    """The mapping splits the relative path as a string where that gives pathlib's segments, and parses it otherwise:
+    every spelling (empty, `.` and `//` segments, a leading `/`) maps as `PurePosixPath(relative).parts` says."""
+    parts = tuple(p for p in PurePosixPath(relative).parts if p not in ("", "/"))
+    expected = remote_path_of_parts(parts, remote_root=root, station="st", mtime=NOON_0719)
+    assert remote_path_for(relative, remote_root=root, station="st", mtime=NOON_0719) == expected
+
+
+@given(st.lists(st.sampled_from(["a", ".", "wav", "WAV", "h264", "csv"]), max_size=5).map("".join))
+def test_the_sensor_by_extension_is_pathlibs_suffix(name: str) -> None:
+    """A file right in the outbox gets its sensor by `PurePosixPath(name).suffix` (`.wav` alone has none)."""
+    by_suffix = {".wav": "audio", ".h264": "video", ".mp4": "video", ".csv": "temp"}
+    assert sensor_of((name,), name) == by_suffix.get(PurePosixPath(name).suffix.lower(), "misc")
 
 
 @pytest.mark.parametrize("mtime", [1e20, -1e20, float("inf"), float("nan")])

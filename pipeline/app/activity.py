@@ -64,23 +64,42 @@ class Activity:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.started_at = time.time()
-        self.last_delivery: Event | None = None
+        self._delivered: tuple[Any, float] | None = None  # the last delivery's result and time (see `record`)
         self.last_error: Event | None = None
         self._parked: dict[str, str] = {}
         self._failures: Counter[str] = Counter()
         self.sink_restarts = 0
         self.reloads = 0
 
-    def record(self, result: Any) -> None:
-        """One `UploadResult`: a delivery, a failure (counted by reason), a park or its end."""
-        event = Event(result.local_path, result.remote_path, result.reply, time.time(), result.outcome)
+    @property
+    def last_delivery(self) -> Event | None:
+        """The last delivery (file, remote path, reply, when), or None before the first."""
         with self._lock:
-            if result.outcome == Outcome.DELIVERED:
-                self.last_delivery = event
-            elif result.outcome.failed:
+            delivered = self._delivered
+        if delivered is None:
+            return None
+        result, at = delivered
+        return Event(result.local_path, result.remote_path, result.reply, at, result.outcome)
+
+    def record(self, result: Any) -> None:
+        """One `UploadResult`: a delivery, a failure (counted by reason), a park or its end.
+
+        A delivery keeps the result itself (results are immutable) until `last_delivery` is read:
+        every file is delivered, the status file reads one now and then.
+        """
+        at = time.time()
+        outcome = result.outcome
+        if outcome == Outcome.DELIVERED:
+            with self._lock:
+                self._delivered = (result, at)
+                self._parked.pop(result.local_path, None)
+            return
+        event = Event(result.local_path, result.remote_path, result.reply, at, outcome)
+        with self._lock:
+            if outcome.failed:
                 self.last_error = event
-                self._failures[failure_reason(result.outcome, result.reply)] += 1
-            if result.outcome == Outcome.PARKED:
+                self._failures[failure_reason(outcome, result.reply)] += 1
+            if outcome == Outcome.PARKED:
                 self._parked[result.local_path] = result.reply
             else:
                 self._parked.pop(result.local_path, None)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from operators.model import Priority, UploadJob
 from pipeline.app.liveness import Beat
 from pipeline.app.options import UploaderOptions
-from pipeline.app.stats import UploadStats
+from pipeline.app.stats import DELIVERED, FINAL, UploadStats
 from pipeline.app.transport_risks import transport_risks
 from pipeline.sink.model import Outcome, SinkGaveUp
 from pipeline.sink.process import UploadHelper, UploadResult
@@ -234,9 +234,9 @@ class RunningPipeline:
         failed on a read-only card) stays remembered: releasing it would make every rescan upload
         it again. Only a change uploads it anew.
         """
-        if outcome == Outcome.DELIVERED:
-            return self.options.policy.delete_after_upload and not os.path.lexists(path)
-        return outcome.final
+        if outcome == DELIVERED:
+            return self.options.policy.delete_after_upload and not _lexists(path)
+        return outcome in FINAL
 
     def _handle_result(self, message: Any) -> None:
         """One result (or `SinkGaveUp`) of the sink, in the thread that reads its reports."""
@@ -274,6 +274,15 @@ class RunningPipeline:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+
+def _lexists(path: str) -> bool:
+    """`os.path.lexists` (the entry itself: a symlink is not followed), asked once per delivered file: `os.access`
+    answers a file that is gone with False, where `lexists` raises and catches a `FileNotFoundError` (half its cost)."""
+    try:
+        return os.access(path, os.F_OK, follow_symlinks=False)
+    except (ValueError, NotImplementedError):  # a NUL in the path (lexists: False); a platform without the flag
+        return os.path.lexists(path)
 
 
 def _serve_metrics(stats: UploadStats, port: int, collectors: tuple[Any, ...] = ()) -> Any:

@@ -16,6 +16,11 @@ from typing import Any
 from operators.model import Priority, UploadJob
 from pipeline.sink.model import Outcome
 
+#: `Outcome.DELIVERED` and the final outcomes (`Outcome.final`) as plain names: asked for every result, and an
+#: enum member looked up on its class costs more than the comparison.
+DELIVERED = Outcome.DELIVERED
+FINAL = tuple(outcome for outcome in Outcome if outcome.final)
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -70,14 +75,15 @@ class UploadStats:
 
     def finished(self, local_path: str, outcome: Outcome, size: int) -> None:
         """One attempt ended; a delivered or vanished file stops waiting."""
+        final = outcome in FINAL
         with self._lock:
-            if outcome == Outcome.DELIVERED:
+            if outcome == DELIVERED:
                 self.delivered += 1
                 self.bytes_delivered += size
                 self._recent.append((time.monotonic(), size))
-            elif outcome.failed:
+            elif not final:  # `Outcome.failed`
                 self.failed += 1
-            if outcome.final:
+            if final:
                 self._waiting.pop(local_path, None)
 
     def oldest_waiting(self) -> tuple[str, float] | None:

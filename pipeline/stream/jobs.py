@@ -2,11 +2,13 @@
 
 ::
 
-    watch ─► observe_on_in_runs ─► watched_files ─► debounce_per_path ─► ready_files ─► to_upload_jobs ─┐
-                                                                                                        merge ─►
-    backfill (FOUND, priority 1) ──────────────────────────────────────► ready_files ─► to_upload_jobs ─┘
+    watch ─► observe_on_in_runs ─► watched_files ─► debounce_per_path ─► ready_upload_jobs ─┐
+                                                                                            merge ─►
+    backfill (FOUND, priority 1) ──────────────────────────────────────► ready_upload_jobs ─┘
 
     ─► dedupe_jobs ─► the jobs
+
+(`ready_upload_jobs` is `ready_files` then `to_upload_jobs`, in one operator: every file passes it.)
 
 The backfill skips the debounce: its files were quiet for `min_age_seconds` already. Everything
 runs on one scheduler (by default a thread per subscription), so the operators' state is never
@@ -34,8 +36,8 @@ from operators.dedupe import dedupe_jobs
 from operators.hand_over import observe_on_in_runs
 from operators.job_mapping import StatFn
 from operators.model import EventKind, FileEvent, UploadJob
-from operators.ready_files import ready_files, watched_files
-from operators.upload_jobs import to_upload_jobs
+from operators.ready_files import watched_files
+from operators.upload_jobs import ready_upload_jobs
 from pipeline.outbox.file_state import finished_file_stat, regular_file_stat
 from pipeline.outbox.lock import STATE_FOLDER
 from pipeline.stream.backfill import backfill_source
@@ -45,11 +47,11 @@ from pipeline.stream.scan_jobs import StationNameCheck, quiet_period, with_state
 from pipeline.stream.watch import watch_source
 
 log = logging.getLogger("beemon.stream.jobs")
-JobsOperator = Callable[[Observable[FileEvent]], Observable[UploadJob]]
+JobsOperator = Callable[[bool], Callable[[Observable[FileEvent]], Observable[UploadJob]]]
 
 
 def _deleted(event: FileEvent) -> bool:
-    """A deletion ends a path's wait: `ready_files` would drop it after the debounce anyway."""
+    """A deletion ends a path's wait: `ready_upload_jobs` would drop it after the debounce anyway."""
     return event.kind is EventKind.DELETED
 
 
@@ -148,7 +150,18 @@ class _JobStream:
         assert loop is not None
         # Polling serves network mounts, where leases mean nothing (CIFS even refuses them all).
         stat = logging_links(regular_file_stat if self.polling else finished_file_stat)
-        jobs = to_upload_jobs(self.root, remote_root=self.remote_root, station=self.station, stat=stat)
+
+        def jobs(polling: bool) -> Callable[[Observable[FileEvent]], Observable[UploadJob]]:
+            """The ready files as jobs (live readiness follows the observer kind; the backfill's does not)."""
+            return ready_upload_jobs(
+                self.patterns,
+                outbox=self.root,
+                remote_root=self.remote_root,
+                station=self.station,
+                stat=stat,
+                polling=polling,
+            )
+
         forget = self.released  # (taken in the reporting thread: see the module docstring)
         # merge subscribes in order: the observer is running before the backfill's scan is scheduled.
         subscription = (
@@ -164,8 +177,7 @@ class _JobStream:
             observe_on_in_runs(loop),
             watched_files(self.patterns, root=self.root),
             debounce_per_path(self.quiet, loop, ends=_deleted),
-            ready_files(self.patterns, root=self.root, polling=self.polling),
-            jobs,
+            jobs(self.polling),
         )
 
     def backfill(self, loop: abc.SchedulerBase, jobs: JobsOperator) -> Observable[UploadJob]:
@@ -179,4 +191,4 @@ class _JobStream:
             scheduler=loop,
             may_emit=self.backfill_may_emit,
             orphan_csv_after_seconds=self.orphan_csv_after_seconds,
-        ).pipe(ready_files(self.patterns, root=self.root), jobs)
+        ).pipe(jobs(False))

@@ -42,9 +42,14 @@ class StationNameCheck:
     def __init__(self, station: str) -> None:
         self.station = station
         self._warned: set[str] = set()
+        #: A name that starts with `<station>@` is named for this station or for none: no parse (every job is checked).
+        self._own = f"{station}@" if station and "@" not in station else None
 
     def __call__(self, job: UploadJob) -> None:
-        named = station_in_name(os.path.basename(job.local_path))
+        name = os.path.basename(job.local_path)
+        if self._own is not None and name.startswith(self._own):
+            return
+        named = station_in_name(name)
         if named is None or named == self.station or named in self._warned:
             return
         self._warned.add(named)

@@ -1,4 +1,5 @@
-"""to_upload_jobs: ready files become UploadJobs with the remote mapping, a stat injected."""
+"""to_upload_jobs: ready files become UploadJobs with the remote mapping, a stat injected; ready_upload_jobs: the
+stream's one operator for ready_files then to_upload_jobs."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import os
 from datetime import datetime
 from types import SimpleNamespace
 
+import pytest
 from reactivex.testing.marbles import marbles_testing
 
 from operators.model import EventKind, FileEvent, Priority, UploadJob
-from operators.upload_jobs import to_upload_jobs
-from tests.operators.events import OUTBOX, closed, found, moved
+from operators.ready_files import ready_files
+from operators.upload_jobs import ready_upload_jobs, to_upload_jobs
+from tests.operators.events import OUTBOX, closed, created, deleted, found, modified, moved
 
 ROOT = "/usr/local/bee/appmais"
 NOON_0719 = datetime.fromisoformat("2022-07-19T12:00:00+00:00").timestamp()
@@ -97,3 +100,72 @@ def test_the_longer_of_a_final_and_its_csv_is_the_days_file_and_a_csv_found_alon
         assert start(cold("-f-o-|", lookup=events).pipe(jobs(shorter))) == exp("-C-O-|", lookup=results)
     with marbles_testing() as (start, cold, _hot, exp):
         assert start(cold("-f-|", lookup=events).pipe(jobs(whole))) == exp("-F-|", lookup=results)
+
+
+PATTERNS = (".*", "*.part")
+MIX = {
+    "w": closed(WAV),
+    "f": moved("temp/2022-07-19/rpi4-11@2022-07-19.csv", FINAL),
+    "b": found("scale/reading.bin"),
+    "n": created("audio/new.wav"),
+    "m": modified(WAV),
+    "d": deleted(WAV),
+    "p": closed("audio/a.wav.part"),
+    "h": closed(".hidden/a.wav"),
+    "D": created("audio/2022-07-20", is_directory=True),
+    "s": closed("temp/2022-07-19/rpi4-11@2022-07-19.csv"),
+    "o": FileEvent(EventKind.DAY_FILE, f"{OUTBOX}/temp/2022-07-19/rpi4-11@2022-07-19.csv", priority=Priority.BACKFILL),
+    "g": closed("audio/gone.wav"),
+    "x": closed("/elsewhere/y.wav"),
+}
+ON_DISK = fake_stat(
+    {
+        f"{OUTBOX}/{WAV}": 1234,
+        f"{OUTBOX}/{FINAL}": 56,
+        f"{OUTBOX}/scale/reading.bin": 7,
+        f"{OUTBOX}/audio/new.wav": 8,
+        f"{OUTBOX}/audio/a.wav.part": 9,
+        f"{OUTBOX}/.hidden/a.wav": 10,
+        f"{OUTBOX}/audio/2022-07-20": 4096,
+        f"{OUTBOX}/temp/2022-07-19/rpi4-11@2022-07-19.csv": 11,
+        "/elsewhere/y.wav": 12,
+    }
+)
+
+
+@pytest.mark.parametrize("polling", [False, True])
+def test_ready_upload_jobs_gives_what_ready_files_then_to_upload_jobs_give_at_the_same_times(polling):
+    def both(source):
+        return source.pipe(ready_files(PATTERNS, root=OUTBOX, polling=polling), jobs(ON_DISK))
+
+    def one(source):
+        return source.pipe(
+            ready_upload_jobs(
+                PATTERNS, outbox=OUTBOX, remote_root=ROOT, station="fallback", stat=ON_DISK, polling=polling
+            )
+        )
+
+    marbles = "-w-f-b-n-m-d-p-h-D-s-o-g-x-w-m-|"
+    outcomes = []
+    for pipeline in (both, one):
+        with marbles_testing() as (start, cold, _hot, _exp):
+            outcomes.append(start(pipeline(cold(marbles, lookup=MIX))))
+    assert outcomes[0] == outcomes[1]
+    assert len([m for m in outcomes[1] if m.value.kind == "N"]) == (
+        8 if polling else 6
+    )  # w f b n o w, and m twice with polling
+
+
+def test_ready_upload_jobs_turns_a_failing_stat_into_on_error_at_that_event():
+    error = OSError("the card is gone")
+
+    def broken(path: str):
+        raise error
+
+    operator = ready_upload_jobs(PATTERNS, outbox=OUTBOX, remote_root=ROOT, station="fallback", stat=broken)
+    with marbles_testing() as (start, cold, _hot, exp):
+        assert start(cold("-p-w-w-|", lookup=MIX).pipe(operator)) == exp("---#", error=error)
+    with marbles_testing() as (start, cold, _hot, exp):
+        upstream = RuntimeError("upstream")
+        source = cold("-p-#", lookup=MIX, error=upstream)
+        assert start(source.pipe(operator)) == exp("---#", error=upstream)

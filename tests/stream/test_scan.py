@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from operators.choices import DEFAULT_IGNORE_PATTERNS as PATTERNS
+from operators.model import UploadJob
 from pipeline.stream.scan import iter_outbox
+from pipeline.stream.scan_jobs import StationNameCheck
 from tests.helpers import write_file
 
 NOON_0719 = datetime.fromisoformat("2022-07-19T12:00:00+00:00").timestamp()
@@ -89,3 +91,26 @@ def test_a_missing_outbox_is_an_empty_scan(tmp_path):
 def test_an_unknown_order_is_refused_before_anything_is_read(box):
     with pytest.raises(ValueError, match="order must be one of"):
         iter_outbox(str(box), order="random")
+
+
+@pytest.mark.parametrize(
+    ("station", "names", "warned"),
+    [
+        ("rpi4-11", ["rpi4-11@2022-07-19.wav", "rpi4-11@2022-07-19@01-00-00.wav", "rpi4-11@x.wav"], []),
+        (
+            "rpi4-11",
+            ["rpi4-12@2022-07-19.wav", "rpi4-12@2022-07-20.wav", "rpi4-1@2022-07-19.wav"],
+            ["rpi4-12", "rpi4-1"],
+        ),
+        ("rpi4-11", ["rpi4-11x@2022-07-19.wav", "rpi4-11@2022-13-45.wav", "clip.wav"], ["rpi4-11x"]),
+        ("a@b", ["a@2022-07-19.wav", "a@b@2022-07-19.wav"], ["a"]),
+        ("", ["@2022-07-19.wav", "x@2022-07-19.wav"], ["x"]),
+    ],
+)
+def test_a_name_for_another_station_is_said_once_per_station(caplog, station, names, warned):
+    check = StationNameCheck(station)
+    with caplog.at_level(logging.WARNING, logger="beemon.stream.jobs"):
+        for name in names:
+            check(UploadJob(f"/outbox/audio/{name}", f"/r/{name}", 1, 1))
+    said = [record.args[1] for record in caplog.records if "is named for the station" in record.getMessage()]
+    assert said == warned
