@@ -93,34 +93,60 @@ class SinkGaveUp:
 
 _FIELDS = tuple(f.name for f in fields(SinkStats))
 _STATS_FIELDS = attrgetter(*_FIELDS)
-_INDEX = {name: index for index, name in enumerate(_FIELDS)}
 _RESULT_FIELDS = attrgetter(*(f.name for f in fields(UploadResult)))
+#: The board's counts (`JobBoard`), in this order, the first fields of `SinkStats` (`SinkCounters.set_board`).
+BOARD_COUNTS = ("queued_primary", "queued_secondary", "waiting", "parked", "in_flight")
+if _FIELDS[: len(BOARD_COUNTS)] != BOARD_COUNTS:
+    raise ImportError("SinkStats must begin with the board's counts, in the order of BOARD_COUNTS")
+#: the other counts: index in `SinkCounters._totals`
+_TOTAL = {name: index for index, name in enumerate(_FIELDS[len(BOARD_COUNTS) :])}
 
 
 class SinkCounters:
-    """`SinkStats` as the child keeps them (its threads write under one lock); `on_change` hears of every change."""
+    """`SinkStats` as the child keeps them (its threads write under one lock); `on_change` hears of every change.
+
+    A delivered file changes several counts at once (the board's, `delivered`, how it was verified): they
+    change together, in one call (`set_board`), so `on_change` is heard once for them. The board's counts are
+    kept as the tuple the board hands over (no per-name bookkeeping for them).
+    """
 
     def __init__(self, on_change: Callable[[], None] | None = None) -> None:
-        self._values = [0] * len(_FIELDS)
+        self._board: tuple[int, ...] = (0,) * len(BOARD_COUNTS)
+        self._totals = [0] * len(_TOTAL)
         self._lock = threading.Lock()
         self.on_change = on_change
 
     def snapshot(self) -> SinkStats:
         with self._lock:
-            return SinkStats(*self._values)
+            return SinkStats(*self._board, *self._totals)
 
     def set(self, **values: int) -> None:
         with self._lock:
-            changed = False
+            before = (self._board, list(self._totals))
             for name, value in values.items():
-                index = _INDEX[name]
-                changed = changed or self._values[index] != value
-                self._values[index] = value
+                index = _TOTAL.get(name)
+                if index is not None:
+                    self._totals[index] = value
+                else:
+                    board = list(self._board)
+                    board[BOARD_COUNTS.index(name)] = value
+                    self._board = tuple(board)
+            changed = before != (self._board, self._totals)
         if changed and self.on_change is not None:
+            self.on_change()
+
+    def set_board(self, counts: tuple[int, ...], *added: str) -> None:
+        """The board's counts now (`BOARD_COUNTS`, in order; the board tells only changed ones), and 1 more of
+        each count in `added`: one change."""
+        with self._lock:
+            self._board = counts
+            for name in added:
+                self._totals[_TOTAL[name]] += 1
+        if self.on_change is not None:
             self.on_change()
 
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
-            self._values[_INDEX[name]] += amount
+            self._totals[_TOTAL[name]] += amount
         if self.on_change is not None:
             self.on_change()
