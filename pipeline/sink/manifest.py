@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 from pipeline.sink.journal import DayJournal
 from pipeline.sink.manifest_flights import DayState, FlightQuestions
-from pipeline.sink.manifest_paths import MANIFEST_NAME, day_of, manifest_path
+from pipeline.sink.manifest_paths import MANIFEST_NAME, day_of, days_of, manifest_path
 from pipeline.sink.manifest_round import LastRound
 from pipeline.sink.manifest_text import Entry, ManifestText
 from pipeline.sink.retry import RetryPolicy
@@ -201,8 +201,7 @@ class Manifests(FlightQuestions):
             days = set(self._days)
         if not days:
             return set()
-        holding = {found[0] for path in held() if (found := day_of(path)) is not None}
-        return days - holding
+        return days - days_of(held())
 
     def _claim(self, drained: set[str]) -> str | None:
         now = self._clock()
