@@ -159,10 +159,12 @@ class Manifests(FlightQuestions):
         backlog on it, reading every job's path after each delivery would cost more than the upload.
         """
         now = self._clock()
+        if not idle and now < self._next_look:  # (most calls, one per job: nothing else is looked at then)
+            return None
         with self._lock:
-            if not any(e.changes != e.uploaded and not e.busy and now >= e.retry_at for e in self._days.values()):
-                return None
             if not idle and now < self._next_look:
+                return None
+            if not any(e.changes != e.uploaded and not e.busy and now >= e.retry_at for e in self._days.values()):
                 return None
             self._next_look = now + LOOK_SECONDS
         drained = self._drained(held)
