@@ -144,13 +144,16 @@ class JobBoard:
 
     def _take_ready(self) -> Ticket | None:
         for index, queue in enumerate(self._ready):
+            if not queue:
+                continue
             ticket = self._first_free(queue, short_only=index == 1 and self._reserve.full(self._in_flight.values()))
             if ticket is not None:
-                del queue[ticket.path]
+                job = ticket.job
+                del queue[job.local_path]
                 ticket.attempts += 1
-                ticket.reserved = ticket.job.remote_path
-                self._reserved[ticket.reserved] = ticket.path
-                self._in_flight[ticket.path] = ticket
+                ticket.reserved = job.remote_path
+                self._reserved[job.remote_path] = job.local_path
+                self._in_flight[job.local_path] = ticket
                 self._publish()
                 return ticket
         return None
@@ -261,7 +264,7 @@ class JobBoard:
         """Wake `n` takers; all of them while cold ones wait (one woken at random may be the wrong kind)."""
         if self._cold_waiting:
             self._cond.notify_all()
-        else:
+        elif self._warm_waiting:  # (the only waits on the condition are `take`'s: none, nobody to wake)
             self._cond.notify(n)
 
     def _release(self, ticket: Ticket) -> int:
