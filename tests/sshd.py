@@ -3,7 +3,8 @@
 `start_sshd(folder)` runs `sshd -D -e -f <folder>/sshd_config` on 127.0.0.1 with its own host key,
 `Subsystem sftp internal-sftp` and key authentication for the test's user (root in CI) from an
 `authorized_keys` file under `folder`; a second port on the same daemon serves SFTP read-only
-(`internal-sftp -R`), for the tests of a refused write. The machine's own sshd, its config and its
+(`internal-sftp -R`), for the tests of a refused write, and a third one refuses renames
+(`internal-sftp -P rename,posix-rename`), for a server that takes files only under their own names. The machine's own sshd, its config and its
 service are neither read nor touched. `/run/sshd` (the privilege-separation folder) is created
 when missing. When sshd cannot be had, the tests skip naming it (fail under CI=true).
 """
@@ -24,13 +25,15 @@ from tests.servers import ServerFiles, _start, find_server, free_port, unavailab
 
 @dataclass
 class SshdFiles:
-    """A running sshd: the server, its read-only port, the client key, and the known_hosts that trusts it."""
+    """A running sshd: the server, its read-only port, the client key, the known_hosts that trusts it, and a
+    port whose SFTP refuses renames (`rename` and `posix-rename`: a drop box that only takes new files)."""
 
     server: ServerFiles
     readonly_port: int
     key_file: Path
     known_hosts: Path
     host_key_line: str
+    no_rename_port: int = 0
 
     @property
     def port(self) -> int:
@@ -112,7 +115,8 @@ def _keygen(path: Path) -> None:
 
 
 def start_sshd(folder: Path) -> SshdFiles:
-    """sshd in the foreground on two free loopback ports (the second read-only); uploads land under `folder/root`."""
+    """sshd in the foreground on three free loopback ports (the second read-only, the third without renames);
+    uploads land under `folder/root`."""
     binary = _sshd_binary()
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
@@ -127,13 +131,14 @@ def start_sshd(folder: Path) -> SshdFiles:
     (folder / "authorized_keys").chmod(0o600)
     log = folder / "sshd.log"
     for _ in range(3):
-        port, readonly = free_port(), free_port()
+        port, readonly, no_rename = free_port(), free_port(), free_port()
         config = folder / "sshd_config"
         config.write_text(
             "\n".join(
                 [
                     f"ListenAddress 127.0.0.1:{port}",
                     f"ListenAddress 127.0.0.1:{readonly}",
+                    f"ListenAddress 127.0.0.1:{no_rename}",
                     f"HostKey {host_key}",
                     f"PidFile {folder / 'sshd.pid'}",
                     f"AuthorizedKeysFile {folder / 'authorized_keys'}",
@@ -148,6 +153,8 @@ def start_sshd(folder: Path) -> SshdFiles:
                     "Subsystem sftp internal-sftp",
                     f"Match LocalPort {readonly}",
                     "    ForceCommand internal-sftp -R",
+                    f"Match LocalPort {no_rename}",
+                    "    ForceCommand internal-sftp -P rename,posix-rename",
                     "",
                 ]
             )
@@ -158,9 +165,9 @@ def start_sshd(folder: Path) -> SshdFiles:
     else:
         raise AssertionError(f"sshd would not start: {log.read_text()[-2000:]}")
     public = (host_key.with_suffix(".pub")).read_text().split()
-    line = f"[127.0.0.1]:{port},[127.0.0.1]:{readonly} {public[0]} {public[1]}"
+    line = f"[127.0.0.1]:{port},[127.0.0.1]:{readonly},[127.0.0.1]:{no_rename} {public[0]} {public[1]}"
     known_hosts = folder / "known_hosts"
     known_hosts.write_text(line + "\n")
     user = getpass.getuser()
     server = ServerFiles("sshd", port, root, user, "", log, process, remote_root=str(root))
-    return SshdFiles(server, readonly, client_key, known_hosts, line)
+    return SshdFiles(server, readonly, client_key, known_hosts, line, no_rename)

@@ -176,7 +176,31 @@ def _run(args: argparse.Namespace) -> int:
 
 def _watch(args: argparse.Namespace) -> int:
     """`run`, watching for months: a child reads the settings, at start and on SIGHUP, so that this process
-    never holds dynaconf (`pipeline.app.settings_apart`, issue 17)."""
+    never holds dynaconf (`pipeline.app.settings_apart`, issue 17).
+
+    The signals are heard from the first moment: a stop (SIGTERM, SIGINT) while the settings are read
+    ends the start with exit 0, as a stop does later (their default would kill the process: a
+    supervisor's stop right after a start read as a crash), and a SIGHUP then (whose default kills it
+    too) is kept for once it runs.
+    """
+    # A SimpleQueue: the signal handlers below put into it, and its put is reentrant (a `queue.Queue`'s lock,
+    # held by this thread at the moment a signal lands, would deadlock the handler's put).
+    commands: queue.SimpleQueue[str] = queue.SimpleQueue()
+    stops: list[int] = []  # the stops heard before the run began (a list's append is safe in a handler)
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        stops.append(signum)
+        commands.put("stop")
+
+    def request_reload(signum: int, _frame: FrameType | None) -> None:
+        log.info("received SIGHUP: reloading the settings")
+        commands.put("reload")
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGHUP, request_reload)
+
     from pipeline.app.settings_apart import ReaderFailed, SettingsReader
     from settings import SettingsError
 
@@ -196,28 +220,19 @@ def _watch(args: argparse.Namespace) -> int:
     from pipeline.app.uploader import Uploader
 
     try:
-        options = read_apart(reader)
+        options = read_apart(reader, give_up=lambda: bool(stops))
     except ReaderFailed as failure:  # not a bad setting: exit 1, so that the supervisor starts it again
+        if stops:
+            log.info("stopped before it started")
+            return exit_codes.OK
         print(f"beemon-uploader: {failure}", file=sys.stderr)
         return exit_codes.NOT_STARTED
-    # A SimpleQueue: the signal handlers below put into it, and its put is reentrant (a `queue.Queue`'s lock,
-    # held by this thread at the moment a signal lands, would deadlock the handler's put).
-    commands: queue.SimpleQueue[str] = queue.SimpleQueue()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s: stopping", signal.Signals(signum).name)
-        commands.put("stop")
-
-    def request_reload(signum: int, _frame: FrameType | None) -> None:
-        log.info("received SIGHUP: reloading the settings")
-        commands.put("reload")
-
+    if stops:  # told to stop while the settings were read: nothing was started
+        log.info("stopped before it started")
+        return exit_codes.OK
     uploader = Uploader(commands, options)
     uploader.reload_options = reread
     uploader.lock_outbox()  # before anything else: a second instance leaves without touching the outbox
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGHUP, request_reload)
     station = None
     if args.simulate_station:
         from pipeline.dev.station_simulator import StationSimulator

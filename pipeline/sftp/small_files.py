@@ -1,7 +1,8 @@
 """Small files over an SFTP session: a manifest put atomically, read back, a folder listed, a file hashed locally.
 
 Put is a delivery in miniature: folders made on the way, the bytes written to the temporary name
-and synced, posix-rename onto the final name, a size check. Get reads the whole file; list walks
+and synced, posix-rename onto the final name, a size check (with `upload.atomic_rename` off, written
+under the final name itself). Get reads the whole file; list walks
 the folders one request each (so each is bounded by the timeout). OpenSSH offers no hash
 extension, so the server cannot hash: the SHA-256 recorded in a manifest is the sender's
 (`hash_local`), and the check after a delivery is the size.
@@ -34,10 +35,14 @@ def hash_local(local: BinaryIO, length: int, digest: Digest) -> None:
         left -= len(block)
 
 
-def put_small(sftp: SftpTransport, remote_path: str, data: bytes) -> None:
-    """Store `data` at `remote_path` atomically: temporary name, sync, posix-rename, size check."""
+def put_small(sftp: SftpTransport, remote_path: str, data: bytes, *, atomic_rename: bool = True) -> None:
+    """Store `data` at `remote_path` atomically: temporary name, sync, posix-rename, size check.
+
+    `atomic_rename` off (a server that refuses renames): written under its own name, synced, size checked, as
+    the files are then (a cut write is mended by the next put, which writes it whole again).
+    """
     target = sftp.absolute(remote_path)
-    staging = temp_name(target)
+    staging = temp_name(target) if atomic_rename else target
     sftp.store.makedirs(posixpath.dirname(target))
 
     async def write() -> None:
@@ -46,7 +51,8 @@ def put_small(sftp: SftpTransport, remote_path: str, data: bytes) -> None:
             await sftp.store.sync(handle)
 
     sftp.channel.run(write, "WRITE")
-    sftp.store.rename(staging, target, Delivery(staging, remote_path, len(data)))
+    if atomic_rename:
+        sftp.store.rename(staging, target, Delivery(staging, remote_path, len(data)))
     sftp.store.verify(target, len(data))
 
 

@@ -48,10 +48,13 @@ class SftpTransport:
         throttle: TokenBucket | None = None,
         aborted: threading.Event | None = None,
         checksum: bool = True,
+        atomic_rename: bool = True,
     ) -> None:
         self.params = params
         #: hash each file as it is sent (its SHA-256 goes into the day's manifest)
         self.checksum = checksum
+        #: `upload.atomic_rename`: off, the manifests too are stored under their own names (a server without renames)
+        self.atomic_rename = atomic_rename
         self.channel = Channel(params, aborted or threading.Event())
         self.store = SftpStore(self.channel, throttle)
         self._root = posixpath.normpath("/" + params.remote_root.strip("/")) if params.remote_root.strip("/") else "/"
@@ -132,7 +135,7 @@ class SftpTransport:
     def put_small(self, remote_path: str, data: bytes, *, new: bool = False, then_read: bool = False) -> None:
         """`new` is not checked here: this transport answers no `Delivery.probe`, so it is never told so;
         `then_read` changes nothing (the read-back costs its own request)."""
-        small_files.put_small(self, remote_path, data)
+        small_files.put_small(self, remote_path, data, atomic_rename=self.atomic_rename)
 
     def get_small(self, remote_path: str) -> bytes | None:
         return small_files.get_small(self, remote_path)

@@ -9,6 +9,8 @@ the child sends everything else on one reports pipe, in order: that it reached `
 its counts after each change, its log records, the manifests the last round left, and "end" last.
 One thread here reads them: results go on the caller's `results` queue, records through the
 parent's loggers (or onto the caller's `log_queue`), counts into the snapshot `stats()` returns.
+A result sent as "delivered" comes without its record: its line is made here
+(`pipeline.sink.delivered_line`).
 
 Only pipes and an anonymous shared mapping (the heartbeat): no named semaphore, so no resource
 tracker process (see `pipeline.sink.launch`, which spawns the child without one).
@@ -23,6 +25,7 @@ import threading
 from typing import Any
 
 from operators.model import Priority, UploadJob
+from pipeline.sink import delivered_line
 from pipeline.sink.child import FINISH_MANIFESTS, ChildEnds, replay_in_parent
 from pipeline.sink.heartbeat import Heartbeat
 from pipeline.sink.model import SinkCounters, SinkStats
@@ -89,11 +92,12 @@ class Channels:
             elif kind == "result":
                 if self.results is not None:
                     self.results.put(value)
+            elif kind == "delivered":  # a result whose line is written here (`pipeline.sink.delivered_line`)
+                self._log(delivered_line.record(value))
+                if self.results is not None:
+                    self.results.put(value)
             elif kind == "log":
-                if self.log_queue is not None:
-                    self.log_queue.put_nowait(value)
-                else:
-                    replay_in_parent(value)
+                self._log(value)
             elif kind == "running":
                 self._running.set()
             elif kind == "manifests":
@@ -102,6 +106,13 @@ class Channels:
         except Exception as error:  # a caller's queue that was closed must not end the reports of the rest
             log.debug("a report of the sink could not be passed on (%s: %s)", type(error).__name__, error)
         return kind != "end"
+
+    def _log(self, record: logging.LogRecord) -> None:
+        """A record of the child's: onto the caller's `log_queue`, else through the parent's loggers."""
+        if self.log_queue is not None:
+            self.log_queue.put_nowait(record)
+        else:
+            replay_in_parent(record)
 
     def reached_run(self, exited: bool) -> bool:
         """Whether the child said it reached `run`; for a child that `exited`, after its last reports are read."""

@@ -267,8 +267,8 @@ class DeliveryStep:
         result = UploadResult(
             attempted.local_path, attempted.remote_path, sent, seconds, ticket.attempts, outcome, reply
         )
-        self.emit(result)
-        self.results_log.result(result, delay, removed or [], kept)
+        if not self.results_log.result(result, delay, removed or [], kept):  # True: sent up with its line
+            self.emit(result)
 
 
 class _Once:

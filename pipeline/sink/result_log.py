@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from operators.model import UploadJob
 from pipeline.outbox.deletion import final_beside
 from pipeline.outbox.file_state import file_state
+from pipeline.sink import delivered_line
 from pipeline.sink.model import Outcome, UploadResult
 from pipeline.sink.policy import UploadPolicy
 
@@ -51,26 +53,24 @@ def out_of_space(reply: str) -> bool:
 class ResultLog:
     """The log lines of the results, with what it takes to say each episode once (shared by the workers)."""
 
-    def __init__(self) -> None:
+    def __init__(self, line_to_parent: Callable[[UploadResult], None] | None = None) -> None:
+        """`line_to_parent` (the sink process's): sends a result whose line the parent writes
+        (`pipeline.sink.delivered_line`); without it, every line is logged here."""
         self._lock = threading.Lock()
         self._parked_replies: dict[str, str] = {}
         self._out_of_space = False  # in an episode of "disk full" replies: warned once, until a file goes through
+        self.line_to_parent = line_to_parent
 
-    def result(self, result: UploadResult, delay: float, removed: list[str], kept: str = "") -> None:
-        """Log one attempt's result; `delay` is how long the file now waits (see `JobBoard.finish`)."""
-        extra = {
-            "file": result.local_path,
-            "remote": result.remote_path,
-            "size": result.bytes,
-            "seconds": round(result.seconds, 3),
-            "attempt": result.attempt,
-            "outcome": result.outcome.value,
-            "reply": result.reply,
-        }
+    def result(self, result: UploadResult, delay: float, removed: list[str], kept: str = "") -> bool:
+        """Log one attempt's result; `delay` is how long the file now waits (see `JobBoard.finish`).
+
+        Returns True when the result went to `line_to_parent` with its line: it is not to be sent again.
+        """
         path = result.local_path
         if result.outcome == Outcome.DELIVERED:
-            self._delivered(result, removed, kept, extra)
-        elif result.outcome == Outcome.PARKED:
+            return self._delivered(result, removed, kept)
+        extra = delivered_line.extra_of(result)
+        if result.outcome == Outcome.PARKED:
             self._parked(result, delay, extra)
         elif result.outcome == Outcome.RETRY and out_of_space(result.reply) and self._space_episode(True):
             log.warning(
@@ -84,23 +84,22 @@ class ResultLog:
             log.info("%s changed while it was uploaded: kept, uploading it again", path, extra=extra)
         else:
             log.info("%s is gone from the outbox: nothing to upload", path, extra=extra)
+        return False
 
-    def _delivered(self, result: UploadResult, removed: list[str], kept: str, extra: dict[str, object]) -> None:
+    def _delivered(self, result: UploadResult, removed: list[str], kept: str) -> bool:
         path = result.local_path
         with self._lock:
-            self._parked_replies.pop(path, None)
+            if self._parked_replies:
+                self._parked_replies.pop(path, None)
         if self._space_episode(False):
             log.info("the server takes files again (it had no space left)")
-        if removed == [path]:  # the usual case, one line: a record costs both processes more than its text
-            log.info(
-                "delivered %s -> %s (%d B, %.2f s), removed from the outbox (verified on the server)",
-                path,
-                result.remote_path,
-                result.bytes,
-                result.seconds,
-                extra=extra,
-            )
-            return
+        if removed == [path]:  # the usual case, one line
+            if self.line_to_parent is not None and log.isEnabledFor(logging.INFO):
+                self.line_to_parent(result)
+                return True
+            delivered_line.write(result)
+            return False
+        extra = delivered_line.extra_of(result)
         log.info(
             "delivered %s -> %s (%d B, %.2f s)", path, result.remote_path, result.bytes, result.seconds, extra=extra
         )
@@ -108,6 +107,7 @@ class ResultLog:
             log.info("removed %s from the outbox (verified on the server)", ", ".join(removed), extra=extra)
         if kept:
             log.info("kept %s in the outbox: %s", path, kept, extra=extra)
+        return False
 
     def _parked(self, result: UploadResult, delay: float, extra: dict[str, object]) -> None:
         """One warning per file and reply, saying what a person can do; debug lines while it stays the same."""

@@ -36,11 +36,11 @@ def make_transport(
 
     `checksum`: FTP and SFTP hash what they send (the SHA-256 for the day's manifest; FTP also checks
     it by the server's HASH where offered); S3 always sends its SHA-256 checksums, so it takes no switch.
-    `atomic_rename` False: FTP stores the day's manifest under its name too (`upload.atomic_rename`)."""
+    `atomic_rename` False: FTP and SFTP store the day's manifest under its name too (`upload.atomic_rename`)."""
     if isinstance(params, SftpParams):
         from pipeline.sftp.transport import SftpTransport
 
-        return SftpTransport(params, throttle=throttle, aborted=aborted, checksum=checksum)
+        return SftpTransport(params, throttle=throttle, aborted=aborted, checksum=checksum, atomic_rename=atomic_rename)
     if isinstance(params, S3Params):
         from pipeline.s3.transport import S3Transport
 

@@ -166,3 +166,48 @@ def test_a_stop_during_a_reload_whose_reader_hangs_does_not_wait_for_the_bound(
     assert "reload abandoned, the uploader stops: the settings reader was killed" in output, output
     assert "reload failed" not in output and "stopped" in output and "Traceback" not in output, output
     assert arrived.read_bytes() == data
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_while_the_settings_are_read_at_start_exits_0_at_once(
+    watched_server,  # noqa: F811
+    outbox,
+    tmp_path,
+    stop_signal,
+):
+    """Told to stop while it still reads its settings at start (a supervisor's stop right after a start; the
+    reader blocked here on its settings file, as on a slow card or a hung mount): `run` stops its reader and
+    exits 0 at once, as a stop later does, not killed by the signal's default action; nothing was sent, the
+    outbox is as it was."""
+    recording(outbox, 34)
+    server = watched_server()
+    env = uploader_env(server, outbox, tmp_path)  # the default bound: the stop must not wait for it
+    hang_the_reader(tmp_path / "site")
+    process = subprocess.Popen(
+        cli("run", "--stats-interval", "0"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # (the reader is in its group: killed below whatever happens)
+    )
+    reader = None
+    try:
+        reader = int(wait_until(lambda: reader_of(process.pid), timeout=30))
+        stopping = time.monotonic()
+        os.kill(process.pid, stop_signal)
+        _, stderr = process.communicate(timeout=30)
+        took = time.monotonic() - stopping
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, (process.returncode, stderr)
+    assert took < 10, took
+    assert "stopped before it started" in stderr, stderr
+    assert "Traceback" not in stderr, stderr
+    wait_until(lambda: gone(reader), timeout=10)
+    assert len(outbox_files(outbox)) == 1
+    assert not any(server.root.rglob("*.wav"))

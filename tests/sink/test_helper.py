@@ -807,3 +807,50 @@ def test_a_delivered_and_removed_file_is_one_log_line(make_server, start_sink, o
         assert lines[0].startswith(f"delivered {path} -> {path.name} (2000 B, "), lines
         assert lines[0].endswith(" s), removed from the outbox (verified on the server)"), lines
         assert not path.exists()
+
+
+@pytest.mark.parametrize("with_results", [True, False], ids=["results", "no-results"])
+def test_a_log_queue_gets_the_delivered_record_with_its_fields_with_or_without_results(
+    make_server, credentials, outbox, with_results, caplog
+):
+    """The usual delivery's line is made in the parent from the result (`pipeline.sink.delivered_line`): a caller's
+    `log_queue` still gets it as a record with the text and the extra fields the sink gave it, one per file, and
+    gets it when no results queue was asked for too (the sink sends the result up for its line alone)."""
+    caplog.set_level(logging.INFO, logger="beemon.sink")  # the level the sink logs at is the parent's
+    server = make_server()
+    path = outbox / "a.wav"
+    write(path, 1500)
+    records: queue.Queue = UploadHelper.new_queue()
+    results = UploadHelper.new_queue() if with_results else None
+    helper = UploadHelper(params_for(server, credentials), FAST, results, log_queue=records)
+    helper.submit(job_for(path, "s/a.wav"))
+    helper.start()
+    try:
+        wait_until(lambda: not path.exists(), timeout=15)
+        if results is not None:
+            result = results.get(timeout=15)
+            assert (result.local_path, result.outcome, result.bytes) == (str(path), Outcome.DELIVERED, 1500)
+    finally:
+        helper.stop(5.0)
+    delivered = []
+    while True:
+        try:
+            record = records.get(timeout=0.2)
+        except queue.Empty:
+            break
+        if record.getMessage().startswith("delivered "):
+            delivered.append(record)
+    assert len(delivered) == 1, [r.getMessage() for r in delivered]
+    record = delivered[0]
+    assert (record.name, record.levelno) == ("beemon.sink", logging.INFO)
+    assert record.getMessage().startswith(f"delivered {path} -> s/a.wav (1500 B, ")
+    assert record.getMessage().endswith(" s), removed from the outbox (verified on the server)")
+    assert (record.file, record.remote, record.size, record.attempt, record.outcome) == (
+        str(path),
+        "s/a.wav",
+        1500,
+        1,
+        "delivered",
+    )
+    assert record.reply.startswith("250"), record.reply
+    assert results is None or results.empty()  # one result per attempt: not one for the line and one more

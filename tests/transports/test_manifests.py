@@ -14,6 +14,8 @@ import hashlib
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import run_cli
 from tests.transports.conftest import STATION, Target, outbox_files, recording, remote_of
 
@@ -64,3 +66,28 @@ def test_run_once_puts_the_days_sha256sums_and_verify_finds_a_removed_and_a_trun
     ), lines
     assert lines[-1].endswith(": 2 problem(s)") and len(lines) == 3, lines
     assert target.files(manifests=True) == before  # verify changes nothing
+
+
+@pytest.mark.parametrize("target", ["sftp"], indirect=True)  # renames are an SFTP server's to refuse; S3 has none
+def test_sftp_without_renames_run_once_stores_files_and_the_days_manifest_under_their_names(
+    target: Target, outbox: Path
+) -> None:
+    """A server whose SFTP refuses renames (a drop box that takes new files only), with `upload.atomic_rename =
+    false` as the docs say for one: the recordings and the day's SHA256SUMS both go up under their own names,
+    the journal goes, and `run --once` exits 0 (the manifest used to go to a temporary name and be renamed, which
+    failed on every try: exit 1, the journal kept for ever)."""
+    written = [recording(outbox, "audio", DAY, f"10-0{i}-00", 50_000) for i in range(2)]
+    sent = {remote_of(p): p.read_bytes() for p in written}
+    hashes = {f"{p.parent.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest() for p in written}
+    env = target.env(BEEMON_SFTP__PORT=str(target.server.no_rename_port), BEEMON_UPLOAD__ATOMIC_RENAME="false")
+
+    done = run_cli(env, "run", "--once")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert outbox_files(outbox) == []
+    assert target.files() == sent  # nothing under a temporary name either
+    held = target.files(manifests=True)
+    manifest = held[f"{STATION}/{DAY}/SHA256SUMS"].decode()
+    assert manifest == "".join(f"# size 50000 {name}\n{hashes[name]}  {name}\n" for name in sorted(hashes))
+    assert set(held) == {*sent, f"{STATION}/{DAY}/SHA256SUMS"}, held
+    journals = [p for p in (outbox / ".beemon").rglob("*") if p.is_file() and p.name != "lock"]
+    assert journals == [], journals  # the day's journal went with its manifest verified
