@@ -93,9 +93,12 @@ class Channels:
                 if self.results is not None:
                     self.results.put(value)
             elif kind == "delivered":  # a result whose line is written here (`pipeline.sink.delivered_line`)
-                self._log(delivered_line.record(value))
-                if self.results is not None:
-                    self.results.put(value)
+                result, at = value
+                try:
+                    self._log(delivered_line.record(result, at))
+                finally:  # a caller's log queue that takes no more loses the line, never the result
+                    if self.results is not None:
+                        self.results.put(result)
             elif kind == "log":
                 self._log(value)
             elif kind == "running":

@@ -13,6 +13,7 @@ import multiprocessing.connection
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from logging.handlers import QueueHandler
@@ -179,7 +180,7 @@ def run_sink(ftp: Any, policy: Any, ends: ChildEnds) -> None:
     log_to_parent(ends.reports, ends.log_level)
     sink = Sink(ftp, policy, _emitter(ends), ends.counters)
     # The usual delivery's line is written by the parent from the result (`pipeline.sink.delivered_line`).
-    sink.step.results_log.line_to_parent = lambda result: ends.reports.put(("delivered", result))
+    sink.step.results_log.line_to_parent = lambda result: ends.reports.put(("delivered", (result, time.time())))
     if ends.manifests is not None:
         sink.manifests = Manifests(ends.manifests, policy.manifest_interval_seconds)
         sink.manifests.restore()

@@ -32,12 +32,18 @@ def extra_of(result: UploadResult) -> dict[str, object]:
     }
 
 
-def record(result: UploadResult) -> logging.LogRecord:
-    """The line's record, as the sink's logger would have made it (no caller: the sink's records name none)."""
+def record(result: UploadResult, at: float) -> logging.LogRecord:
+    """The line's record, as the sink's logger would have made it at `at` (its `time.time()` when the file was
+    settled: the parent may read the report later) and without a caller (the sink's records name none)."""
     args = (result.local_path, result.remote_path, result.bytes, result.seconds)
-    return log.makeRecord(
+    made = log.makeRecord(
         log.name, logging.INFO, "(unknown file)", 0, TEXT, args, None, "(unknown function)", extra_of(result)
     )
+    # The sink's time, not the reading's. Shifted, not recomputed: how `relativeCreated` is counted differs
+    # between Python versions.
+    made.relativeCreated -= (made.created - at) * 1000
+    made.created, made.msecs = at, int((at - int(at)) * 1000) + 0.0
+    return made
 
 
 def write(result: UploadResult) -> None:

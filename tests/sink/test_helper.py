@@ -854,3 +854,101 @@ def test_a_log_queue_gets_the_delivered_record_with_its_fields_with_or_without_r
     )
     assert record.reply.startswith("250"), record.reply
     assert results is None or results.empty()  # one result per attempt: not one for the line and one more
+
+
+def _full_queue() -> queue.Queue:
+    records: queue.Queue = queue.Queue(maxsize=1)
+    records.put_nowait("a line the caller has not read yet")
+    return records
+
+
+def _closed_queue() -> queue.Queue:
+    records = UploadHelper.new_queue()
+    records.close()
+    return records
+
+
+@pytest.mark.parametrize("make_records", [_full_queue, _closed_queue], ids=["full", "closed"])
+def test_a_log_queue_that_takes_nothing_more_loses_no_result(make_server, credentials, outbox, caplog, make_records):
+    """A caller's `log_queue` that is full (a bounded queue its reader is behind on) or closed loses log lines,
+    never results.
+
+    The delivered line is made in the parent from the result it rides with (`pipeline.sink.delivered_line`): the
+    record's `put_nowait` raising (`queue.Full`, or `ValueError` once closed) must not keep that result from the caller's `results` queue, or
+    its caller never hears that the file was delivered (the original API's users release their jobs on results).
+    """
+    caplog.set_level(logging.INFO, logger="beemon.sink")  # the sink logs the delivered line at INFO
+    server = make_server()
+    path = outbox / "a.wav"
+    write(path, 1500)
+    results = UploadHelper.new_queue()
+    helper = UploadHelper(params_for(server, credentials), FAST, results, log_queue=make_records())
+    helper.submit(job_for(path, "s/a.wav"))
+    helper.start()
+    try:
+        wait_until(lambda: not path.exists(), timeout=15)
+        try:
+            result = results.get(timeout=10)
+        except queue.Empty:
+            raise AssertionError("the file was delivered and removed, but its result never reached `results`") from None
+        assert (result.local_path, result.outcome) == (str(path), Outcome.DELIVERED)
+    finally:
+        helper.stop(5.0)
+
+
+class _SlowResults(queue.Queue):
+    """A caller's results queue whose first `put` takes `seconds` (a reader busy with the result before)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def put(self, item: object, block: bool = True, timeout: float | None = None) -> None:
+        if self.seconds:
+            seconds, self.seconds = self.seconds, 0.0
+            time.sleep(seconds)
+        super().put(item, block, timeout)
+
+
+def test_the_delivered_line_bears_the_time_of_the_delivery_not_of_its_reading(make_server, credentials, outbox, caplog):
+    """A delivered line says when the file went (its record's time), as every other line of the sink does.
+
+    The parent reads the sink's reports one after the other: while it is busy with one result (here a caller's
+    `results.put` that takes 2 s), a file delivered meanwhile must still be logged with the time it was delivered
+    and removed, not the time its report was read (`pipeline.sink.delivered_line.record` stamps the latter).
+    """
+    caplog.set_level(logging.INFO, logger="beemon.sink")
+    server = make_server()
+    paths = [outbox / "a.wav", outbox / "b.wav"]
+    for path in paths:
+        write(path, 1500)
+    records: queue.Queue = queue.Queue()
+    helper = UploadHelper(params_for(server, credentials), FAST, _SlowResults(2.0), log_queue=records)
+    for path in paths:
+        helper.submit(job_for(path, f"s/{path.name}"))
+    helper.start()
+    gone_at: dict[str, float] = {}
+    try:
+        deadline = time.monotonic() + 20
+        while len(gone_at) < len(paths) and time.monotonic() < deadline:
+            for path in paths:
+                if str(path) not in gone_at and not path.exists():
+                    gone_at[str(path)] = time.time()
+            time.sleep(0.01)
+        assert len(gone_at) == len(paths), gone_at
+        lines: dict[str, logging.LogRecord] = {}
+        wait_until(lambda: _delivered_records(records, lines) >= len(paths), timeout=15)
+    finally:
+        helper.stop(5.0)
+    for path, record in lines.items():
+        assert record.created <= gone_at[path] + 0.5, (path, record.created - gone_at[path])
+
+
+def _delivered_records(records: queue.Queue, into: dict[str, logging.LogRecord]) -> int:
+    while True:
+        try:
+            record = records.get_nowait()
+        except queue.Empty:
+            return len(into)
+        if record.getMessage().startswith("delivered "):
+            into[record.file] = record
