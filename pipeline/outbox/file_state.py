@@ -9,13 +9,12 @@ on such a file, and while we hold one, an open for writing waits for us (`held_f
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
 import signal
 import stat as stat_module
-from collections.abc import Iterator
+from types import TracebackType
 from typing import NamedTuple
 
 
@@ -29,7 +28,11 @@ class FileState(NamedTuple):
 
     @classmethod
     def of(cls, st: os.stat_result) -> FileState:
-        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+        # (the tuple made directly: the NamedTuple's own __new__ is one Python call more, twice per delivered file)
+        return _new_tuple(cls, (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
+
+
+_new_tuple = tuple.__new__
 
 
 def file_state(path: str) -> FileState | None:
@@ -56,30 +59,55 @@ class Held(NamedTuple):
     stat: os.stat_result
 
 
-@contextlib.contextmanager
-def held_for_reading(path: str) -> Iterator[Held | None]:
-    """Open `path` and hold a read lease on it for the block; None while a process has it open for writing.
+def held_for_reading(path: str) -> _Lease:
+    """Open `path` and hold a read lease on it for a `with` block; it gives None while a process has it open for
+    writing.
 
     While the lease is held no process can open the file for writing (its open waits until the
     block ends), so what the block checks stays true until it is done. The lease's break signal is
     SIGURG (ignored by default) rather than SIGIO, which would end the process. Where leases are
-    unsupported or not permitted (a file of another owner), the file is yielded without one.
-    Raises FileNotFoundError when the file is gone, OSError when it cannot be opened (a symlink).
+    unsupported or not permitted (a file of another owner), the file is given without one.
+    Entering raises FileNotFoundError when the file is gone, OSError when it cannot be opened (a symlink).
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    try:
-        busy = False
+    return _Lease(path)
+
+
+class _Lease:
+    """`held_for_reading`'s block (a class, not a generator: it runs once per delivered file, and a generator's
+    context manager costs several Python calls more)."""
+
+    __slots__ = ("_fd", "_path")
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._fd = -1
+
+    def __enter__(self) -> Held | None:
+        fd = self._fd = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
         try:
             fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
             fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
         except OSError as error:
-            busy = error.errno == errno.EAGAIN
-        if busy:
-            yield None
-            return
-        yield Held(fd, os.fstat(fd))
-    finally:
-        os.close(fd)  # drops the lease with the last descriptor of its open file (no F_UNLCK call per file)
+            if error.errno == errno.EAGAIN:
+                return None
+        except BaseException:
+            self._close()
+            raise
+        try:
+            return _new_tuple(Held, (fd, os.fstat(fd)))
+        except BaseException:
+            self._close()
+            raise
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._close()  # drops the lease with the last descriptor of its open file (no F_UNLCK call per file)
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 def finished_file_stat(path: str) -> os.stat_result | None:

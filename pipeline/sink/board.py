@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from operators.model import UploadJob
 from pipeline.sink.live_reserve import SHORT_LOOKAHEAD, LiveReserve
-from pipeline.sink.model import Outcome, SinkCounters
+from pipeline.sink.model import BOARD_COUNTS, Outcome, SinkCounters
 from pipeline.sink.part_records import PartRecords
 from pipeline.sink.retry import RetryPolicy
 from pipeline.sink.ticket import Ticket, merge, queue_index, same_version
@@ -49,6 +49,7 @@ class JobBoard:
     ) -> None:
         self.retry = RetryPolicy(retry_base, retry_max, rand) if rand else RetryPolicy(retry_base, retry_max)
         self._counters = counters
+        self._published: tuple[int, ...] | None = None  # the counts last handed to `counters`
         self._clock = clock
         self._cond = threading.Condition()
         self.nudges = 0  # `nudge` calls: a waiting `take` returns when it changes
@@ -143,13 +144,16 @@ class JobBoard:
 
     def _take_ready(self) -> Ticket | None:
         for index, queue in enumerate(self._ready):
+            if not queue:
+                continue
             ticket = self._first_free(queue, short_only=index == 1 and self._reserve.full(self._in_flight.values()))
             if ticket is not None:
-                del queue[ticket.path]
+                job = ticket.job
+                del queue[job.local_path]
                 ticket.attempts += 1
-                ticket.reserved = ticket.job.remote_path
-                self._reserved[ticket.reserved] = ticket.path
-                self._in_flight[ticket.path] = ticket
+                ticket.reserved = job.remote_path
+                self._reserved[job.remote_path] = job.local_path
+                self._in_flight[job.local_path] = ticket
                 self._publish()
                 return ticket
         return None
@@ -186,10 +190,18 @@ class JobBoard:
             self._publish()
             self._wake(1 + waiting)
 
-    def finish(self, ticket: Ticket, outcome: Outcome, job: UploadJob | None = None) -> float:
+    @property
+    def counters(self) -> SinkCounters | None:
+        """Where the board's counts go (None: nowhere)."""
+        return self._counters
+
+    def finish(
+        self, ticket: Ticket, outcome: Outcome, job: UploadJob | None = None, counted: tuple[str, ...] = ()
+    ) -> float:
         """Record how `ticket`'s attempt ended; returns the seconds it now waits (0 when ready or done).
 
-        `job` is the file's new state for `changed` (queued again at once).
+        `job` is the file's new state for `changed` (queued again at once). `counted`: counts of `counters`
+        that this attempt adds one to (`delivered`, how it was verified), changed with the board's in one go.
         """
         with self._cond:
             path = ticket.path
@@ -201,14 +213,14 @@ class JobBoard:
             delay = 0.0
             if outcome in (Outcome.DELIVERED, Outcome.GONE):
                 if follow_up is not None and (outcome == Outcome.GONE or not same_version(follow_up, ticket.job)):
-                    self._make_ready(Ticket(follow_up))
+                    self._make_ready(Ticket(follow_up), publish=False)
             elif outcome == Outcome.CHANGED:
                 newest = job or ticket.job
                 ticket.job = merge(follow_up, newest) if follow_up else newest
-                self._make_ready(ticket)
+                self._make_ready(ticket, publish=False)
             elif follow_up is not None and not same_version(follow_up, ticket.job):
                 ticket.job, ticket.failures, ticket.parked = merge(ticket.job, follow_up), 0, False
-                self._make_ready(ticket)
+                self._make_ready(ticket, publish=False)
             else:
                 if follow_up is not None:
                     ticket.job = merge(ticket.job, follow_up)
@@ -216,7 +228,7 @@ class JobBoard:
                 ticket.parked = outcome == Outcome.PARKED
                 delay = self.retry.job_delay(ticket.failures, outcome)
                 self._waiting.add(ticket, delay)
-            self._publish()
+            self._publish(counted)
             self._wake(1 + waiting)  # and the job that waited for this remote path, if any
             return delay
 
@@ -239,13 +251,12 @@ class JobBoard:
             return self._counts()
 
     def _counts(self) -> dict[str, int]:
-        return {
-            "queued_primary": len(self._ready[0]),
-            "queued_secondary": len(self._ready[1]),
-            "waiting": len(self._waiting.tickets),
-            "parked": self._waiting.parked,
-            "in_flight": len(self._in_flight),
-        }
+        return dict(zip(BOARD_COUNTS, self._count_tuple(), strict=True))
+
+    def _count_tuple(self) -> tuple[int, ...]:
+        """The counts of `BOARD_COUNTS`, in its order."""
+        waiting = self._waiting
+        return (len(self._ready[0]), len(self._ready[1]), len(waiting.tickets), waiting.parked, len(self._in_flight))
 
     # --- internals (called with the condition held)
 
@@ -253,7 +264,7 @@ class JobBoard:
         """Wake `n` takers; all of them while cold ones wait (one woken at random may be the wrong kind)."""
         if self._cold_waiting:
             self._cond.notify_all()
-        else:
+        elif self._warm_waiting:  # (the only waits on the condition are `take`'s: none, nobody to wake)
             self._cond.notify(n)
 
     def _release(self, ticket: Ticket) -> int:
@@ -281,10 +292,17 @@ class JobBoard:
             self._contended.add(remote)
         return None
 
-    def _make_ready(self, ticket: Ticket) -> None:
+    def _make_ready(self, ticket: Ticket, publish: bool = True) -> None:
+        """Queue `ticket`; `publish` False: the caller hands the counts over itself, once its change is done."""
         self._ready[queue_index(ticket.job.priority)][ticket.path] = ticket
-        self._publish()
+        if publish:
+            self._publish()
 
-    def _publish(self) -> None:
-        if self._counters is not None:
-            self._counters.set(**self._counts())
+    def _publish(self, counted: tuple[str, ...] = ()) -> None:
+        """Hand the counts to `counters` when they changed (or with `counted`, see `finish`): one change a turn."""
+        if self._counters is None:
+            return
+        counts = self._count_tuple()
+        if counted or counts != self._published:
+            self._published = counts
+            self._counters.set_board(counts, *counted)

@@ -38,6 +38,8 @@ from pipeline.transport.bandwidth import LiveFirst, SessionThrottle
 from pipeline.transport.errors import HashMismatch
 
 log = logging.getLogger("beemon.sink")
+#: how a delivery was checked (`Delivered.verified_by`) -> the count it adds one to
+_VERIFIED = {"hash": ("verified_hash",), "size": ("verified_size",)}
 
 
 @dataclass
@@ -151,8 +153,7 @@ class DeliveryStep:
     def _delivered(self, ticket: Ticket, version: FileState, report: Delivered, started: float) -> None:
         """The server holds the file: settle the local copy (delete or keep) and report."""
         job = ticket.job
-        if self.counters is not None and report.verified_by in ("hash", "size"):
-            self.counters.add(f"verified_{report.verified_by}")
+        verified = _VERIFIED.get(report.verified_by or "", ())  # counted with the attempt's end (`_finish`)
         if self.manifests is not None and report.sha256 is not None:
             self.manifests.record(job.remote_path, report.sha256, job.size)  # before the local file may go
         if job.day_file:
@@ -160,7 +161,7 @@ class DeliveryStep:
         # Compared again under a read lease right before any removal (see `remove_uploaded`).
         removal = attempt.settle(job, version, delete_after_upload=self.policy.delete_after_upload)
         if removal.changed:
-            self._changed(ticket, started, report.reply, sent=report.bytes_sent)
+            self._changed(ticket, started, report.reply, sent=report.bytes_sent, counted=verified)
             return
         reply = report.reply if report.verified is not None else f"{report.reply} (size not checked)"
         self._finish(
@@ -171,6 +172,7 @@ class DeliveryStep:
             sent=report.bytes_sent,
             removed=removal.removed,
             kept=removal.kept,
+            counted=verified,
         )
 
     def _deliver(
@@ -223,13 +225,15 @@ class DeliveryStep:
             ticket.progress,
         )
 
-    def _changed(self, ticket: Ticket, started: float, reply: str, sent: int = 0) -> None:
+    def _changed(
+        self, ticket: Ticket, started: float, reply: str, sent: int = 0, counted: tuple[str, ...] = ()
+    ) -> None:
         version = file_state(ticket.job.local_path)
         if version is None:
-            self._finish(ticket, Outcome.GONE, started, attempt.GONE_REPLY)
+            self._finish(ticket, Outcome.GONE, started, attempt.GONE_REPLY, counted=counted)
             return
         newer = replace(ticket.job, size=version.size, mtime_ns=version.mtime_ns)
-        self._finish(ticket, Outcome.CHANGED, started, reply, sent=sent, job=newer)
+        self._finish(ticket, Outcome.CHANGED, started, reply, sent=sent, job=newer, counted=counted)
 
     def _finish(
         self,
@@ -242,19 +246,27 @@ class DeliveryStep:
         job: UploadJob | None = None,
         removed: list[str] | None = None,
         kept: str = "",
+        counted: tuple[str, ...] = (),
     ) -> None:
-        """Tell the board, the parent and the log how the attempt ended."""
+        """Tell the board, the parent and the log how the attempt ended (`counted`: counts it adds one to besides
+        `delivered` or `failed`; they change with the board's, in one go, before the result goes up)."""
         attempted = ticket.job
         seconds = time.monotonic() - started
-        delay = self.board.finish(ticket, outcome, job)
+        counters = self.counters
+        if counters is None:
+            counted = ()
+        elif outcome == Outcome.DELIVERED:
+            counted = ("delivered", *counted)
+        elif outcome.failed:
+            counted = ("failed", *counted)
+        together = counters is self.board.counters
+        delay = self.board.finish(ticket, outcome, job, counted if together else ())
+        if counters is not None and not together:
+            for name in counted:
+                counters.add(name)
         result = UploadResult(
             attempted.local_path, attempted.remote_path, sent, seconds, ticket.attempts, outcome, reply
         )
-        if self.counters is not None:
-            if outcome == Outcome.DELIVERED:
-                self.counters.add("delivered")
-            elif outcome.failed:
-                self.counters.add("failed")
         if not self.results_log.result(result, delay, removed or [], kept):  # True: sent up with its line
             self.emit(result)
 

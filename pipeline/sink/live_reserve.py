@@ -11,10 +11,11 @@ throughput is the same with one session less (docs/benchmarks.md has both figure
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from pipeline.sink.ticket import Ticket, queue_index
+from operators.model import Priority
+from pipeline.sink.ticket import Ticket
 
 #: How far into the backlog queue the spare session looks for a short file (a long queue is not scanned whole).
 SHORT_LOOKAHEAD = 64
@@ -43,14 +44,22 @@ class LiveReserve:
     def short(self, ticket: Ticket) -> bool:
         return ticket.job.size <= self.short_bytes
 
-    def long_backlog(self, ticket: Ticket) -> bool:
-        """A backlog transfer that holds its session for long: not short, its bytes not all sent yet."""
-        if queue_index(ticket.job.priority) == 0 or self.short(ticket):
-            return False
-        return ticket.progress is None or not ticket.progress.complete
+    def full(self, in_flight: Collection[Ticket]) -> bool:
+        """Whether the long backlog transfers in flight hold every session but the one kept for live work.
 
-    def full(self, in_flight: Iterable[Ticket]) -> bool:
-        """Whether the long backlog transfers in flight hold every session but the one kept for live work."""
-        if self.backlog_sessions is None:
+        A long backlog transfer holds its session for long: a backlog job, not short, its bytes not all sent
+        yet. (Counted in one loop, no call per ticket: asked at every take of a backlog job.)
+        """
+        needed = self.backlog_sessions
+        if needed is None or len(in_flight) < needed:
             return False
-        return sum(map(self.long_backlog, in_flight)) >= self.backlog_sessions
+        long_ones = 0
+        for ticket in in_flight:
+            job, progress = ticket.job, ticket.progress
+            if (
+                job.priority != Priority.LIVE
+                and job.size > self.short_bytes
+                and (progress is None or not progress.complete)
+            ):
+                long_ones += 1
+        return long_ones >= needed

@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 from pipeline.sink.journal import DayJournal
 from pipeline.sink.manifest_flights import DayState, FlightQuestions
-from pipeline.sink.manifest_paths import MANIFEST_NAME, day_of, manifest_path
+from pipeline.sink.manifest_paths import MANIFEST_NAME, day_of, days_of, manifest_path
 from pipeline.sink.manifest_round import LastRound
 from pipeline.sink.manifest_text import Entry, ManifestText
 from pipeline.sink.retry import RetryPolicy
@@ -159,10 +159,12 @@ class Manifests(FlightQuestions):
         backlog on it, reading every job's path after each delivery would cost more than the upload.
         """
         now = self._clock()
+        if not idle and now < self._next_look:  # (most calls, one per job: nothing else is looked at then)
+            return None
         with self._lock:
-            if not any(e.changes != e.uploaded and not e.busy and now >= e.retry_at for e in self._days.values()):
-                return None
             if not idle and now < self._next_look:
+                return None
+            if not any(e.changes != e.uploaded and not e.busy and now >= e.retry_at for e in self._days.values()):
                 return None
             self._next_look = now + LOOK_SECONDS
         drained = self._drained(held)
@@ -201,8 +203,7 @@ class Manifests(FlightQuestions):
             days = set(self._days)
         if not days:
             return set()
-        holding = {found[0] for path in held() if (found := day_of(path)) is not None}
-        return days - holding
+        return days - days_of(held())
 
     def _claim(self, drained: set[str]) -> str | None:
         now = self._clock()

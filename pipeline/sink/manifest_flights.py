@@ -54,6 +54,8 @@ class FlightQuestions:
         if found is None:
             return None
         day = found[0]
+        if day in self._asked:  # (most deliveries; the set only grows, so no lock is needed to see it)
+            return None
         with self._lock:
             entry = self._days.get(day)
             if day in self._asked or (entry is not None and entry.server is not None):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Outcome(StrEnum):
@@ -57,12 +57,15 @@ class UploadResult:
         return (UploadResult, _RESULT_FIELDS(self))
 
 
-@dataclass(frozen=True, slots=True)
-class SinkStats:
+class SinkStats(NamedTuple):
     """A snapshot of the sink: ready jobs per queue, jobs waiting a retry (of which parked), in flight,
     open sessions, and totals since start: attempts delivered and failed (`Outcome.failed`, as
     `UploadStats` counts them), `received_secondary`, backfill jobs taken off the inter-process
-    queue, which tells the parent how many are still on their way, and how deliveries were checked."""
+    queue, which tells the parent how many are still on their way, and how deliveries were checked.
+
+    A named tuple, not a frozen dataclass: one is made and pickled with every write of the sink's reports, and
+    read in the parent (a frozen dataclass sets each of its twelve fields through `object.__setattr__`, about
+    ten times the cost of making the tuple)."""
 
     queued_primary: int = 0
     queued_secondary: int = 0
@@ -78,10 +81,6 @@ class SinkStats:
     verified_size: int = 0
     hash_mismatches: int = 0
 
-    def __reduce__(self) -> tuple[type[SinkStats], tuple[Any, ...]]:
-        """Pickled as its fields in order (sent after every change of the counts; see `UploadJob.__reduce__`)."""
-        return (SinkStats, _STATS_FIELDS(self))
-
 
 @dataclass(frozen=True, slots=True)
 class SinkGaveUp:
@@ -91,36 +90,62 @@ class SinkGaveUp:
     reason: str
 
 
-_FIELDS = tuple(f.name for f in fields(SinkStats))
-_STATS_FIELDS = attrgetter(*_FIELDS)
-_INDEX = {name: index for index, name in enumerate(_FIELDS)}
+_FIELDS = SinkStats._fields
+_new_stats = tuple.__new__
 _RESULT_FIELDS = attrgetter(*(f.name for f in fields(UploadResult)))
+#: The board's counts (`JobBoard`), in this order, the first fields of `SinkStats` (`SinkCounters.set_board`).
+BOARD_COUNTS = ("queued_primary", "queued_secondary", "waiting", "parked", "in_flight")
+if _FIELDS[: len(BOARD_COUNTS)] != BOARD_COUNTS:
+    raise ImportError("SinkStats must begin with the board's counts, in the order of BOARD_COUNTS")
+#: the other counts: index in `SinkCounters._totals`
+_TOTAL = {name: index for index, name in enumerate(_FIELDS[len(BOARD_COUNTS) :])}
 
 
 class SinkCounters:
-    """`SinkStats` as the child keeps them (its threads write under one lock); `on_change` hears of every change."""
+    """`SinkStats` as the child keeps them (its threads write under one lock); `on_change` hears of every change.
+
+    A delivered file changes several counts at once (the board's, `delivered`, how it was verified): they
+    change together, in one call (`set_board`), so `on_change` is heard once for them. The board's counts are
+    kept as the tuple the board hands over (no per-name bookkeeping for them).
+    """
 
     def __init__(self, on_change: Callable[[], None] | None = None) -> None:
-        self._values = [0] * len(_FIELDS)
+        self._board: tuple[int, ...] = (0,) * len(BOARD_COUNTS)
+        self._totals = [0] * len(_TOTAL)
         self._lock = threading.Lock()
         self.on_change = on_change
 
     def snapshot(self) -> SinkStats:
         with self._lock:
-            return SinkStats(*self._values)
+            return _new_stats(SinkStats, (*self._board, *self._totals))
 
     def set(self, **values: int) -> None:
         with self._lock:
-            changed = False
+            before = (self._board, list(self._totals))
             for name, value in values.items():
-                index = _INDEX[name]
-                changed = changed or self._values[index] != value
-                self._values[index] = value
+                index = _TOTAL.get(name)
+                if index is not None:
+                    self._totals[index] = value
+                else:
+                    board = list(self._board)
+                    board[BOARD_COUNTS.index(name)] = value
+                    self._board = tuple(board)
+            changed = before != (self._board, self._totals)
         if changed and self.on_change is not None:
+            self.on_change()
+
+    def set_board(self, counts: tuple[int, ...], *added: str) -> None:
+        """The board's counts now (`BOARD_COUNTS`, in order; the board tells only changed ones), and 1 more of
+        each count in `added`: one change."""
+        with self._lock:
+            self._board = counts
+            for name in added:
+                self._totals[_TOTAL[name]] += 1
+        if self.on_change is not None:
             self.on_change()
 
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
-            self._values[_INDEX[name]] += amount
+            self._totals[_TOTAL[name]] += amount
         if self.on_change is not None:
             self.on_change()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipeline.sink.journal import DayJournal, parse_journal, pending_days, unsent_days
 from pipeline.sink.manifest import Manifests, day_of
+from pipeline.sink.manifest_paths import days_of
 from pipeline.sink.manifest_text import Entry, ManifestText, render
 from tests.servers import unavailable
 
@@ -95,6 +96,25 @@ def test_a_merge_replaces_only_the_entries_it_redelivers_and_keeps_every_line_of
 def test_only_paths_laid_out_by_day_and_sensor_get_a_manifest_line():
     assert day_of("/data/rpi4/2022-07-19/audio/x.wav") == ("/data/rpi4/2022-07-19", "audio/x.wav")
     assert day_of("/data/rpi4/elsewhere/x.wav") is None
+
+
+def test_the_days_the_board_holds_are_those_of_its_paths_one_by_one():
+    """`days_of` asks each folder once (the board's whole queue, once a second): the same days as `day_of` per path."""
+    paths = [
+        "/data/rpi4/2022-07-19/audio/x.wav",
+        "/data/rpi4/2022-07-19/audio/y.wav",
+        "/data/rpi4/2022-07-19/video/",  # no name: no day
+        "/data/rpi5//2022-07-20//audio//z.wav",
+        "/data/rpi4/elsewhere/x.wav",
+        "2022-07-21/audio/x.wav",
+        "audio/x.wav",
+        "x.wav",
+        "",
+        "/",
+    ]
+    for path in paths:
+        assert days_of([path]) == {found[0] for found in [day_of(path)] if found is not None}, path
+    assert days_of(paths) == {"/data/rpi4/2022-07-19", "/data/rpi5//2022-07-20", "2022-07-21"}
 
 
 #: Four workers verifying small files at once, each recording its line (as the sink's workers do).
