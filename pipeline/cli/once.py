@@ -206,6 +206,7 @@ def _upload_once(options: UploaderOptions, *, max_retries: int, progress: bool, 
     if cause and folder is not None:  # the run broke: journals with lines the server lacks stay, for the next run
         manifests = dict.fromkeys(unsent_days(folder), cause)
     if bar is not None:
+        _show(bar, state, len(paths))  # the last results may have come after its last refresh
         bar.close()
     log.info(
         "delivered %d of %d files (%s) in %.1f s",
@@ -253,8 +254,13 @@ def _deliver(
             wait = min(settling.due(), settle_until - time.monotonic()) if settling.waiting else 0.5
             state.changed.wait(max(0.01, wait))
         if bar is not None:
-            bar.n = state.delivered_bytes
-            bar.set_postfix_str(f"{state.delivered_files}/{files} files", refresh=True)
+            _show(bar, state, files)
+
+
+def _show(bar: Any, state: OnceProgress, files: int) -> None:
+    """The bar at the figures of `state` now."""
+    bar.n = state.delivered_bytes
+    bar.set_postfix_str(f"{state.delivered_files}/{files} files", refresh=True)
 
 
 def _report(undelivered: dict[str, str], cause: str) -> int:
