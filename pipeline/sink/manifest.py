@@ -19,7 +19,8 @@ without being read, with the overwrite guard (its SIZE in the store's flight) in
 meanwhile; then it is read and merged after all. A delivery after which the day will be due asks the
 put's data port in its rename's flight (`due_after`), so the put needs no round trip of its own for it.
 A past day whose manifest went up after its queue drained is read back, and its journal removed
-once the server holds exactly what was put. Uploads come from the workers between deliveries, on
+once the server holds exactly what was put; so is a day that became past while the sink ran, after
+its last put (a station up for months passes midnight with nothing more of that day to send). Uploads come from the workers between deliveries, on
 their own sessions, one day at a time. `run --once` ends with a last round (`finish`,
 `pipeline.sink.manifest_round`): every pending day goes up then, retried like a file.
 """
@@ -161,10 +162,16 @@ class Manifests(FlightQuestions):
         now = self._clock()
         if not idle and now < self._next_look:  # (most calls, one per job: nothing else is looked at then)
             return None
+        today = self._today()  # (after the gate above: not once per job)
         with self._lock:
             if not idle and now < self._next_look:
                 return None
-            if not any(e.changes != e.uploaded and not e.busy and now >= e.retry_at for e in self._days.values()):
+            # A day still kept is not finished: one with changes, or a past one (midnight passed while this
+            # sink ran, after its last put: once its queue drains it is put and read back, and its journal goes).
+            if not any(
+                (e.changes != e.uploaded or posixpath.basename(day) < today) and not e.busy and now >= e.retry_at
+                for day, e in self._days.items()
+            ):
                 return None
             self._next_look = now + LOOK_SECONDS
         drained = self._drained(held)
@@ -209,10 +216,12 @@ class Manifests(FlightQuestions):
         now = self._clock()
         with self._lock:
             for day, entry in sorted(self._days.items()):
-                if entry.busy or entry.changes == entry.uploaded or now < entry.retry_at:
+                if entry.busy or now < entry.retry_at:
+                    continue
+                past_and_drained = day in drained and self._past(day)
+                if entry.changes == entry.uploaded and not past_and_drained:  # (drained and past: finished now)
                     continue
                 since_last = now - entry.last_upload if entry.last_upload is not None else float("inf")
-                past_and_drained = day in drained and self._past(day)
                 if (
                     self._round is not None
                     or past_and_drained
