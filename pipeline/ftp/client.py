@@ -283,7 +283,7 @@ class FtpClient(ftplib.FTP_TLS):
         connection's family: no name lookup per file), else as `socket.create_connection` makes it."""
         if self.source_address is not None or host != self.peer()[0]:
             return socket.create_connection((host, port), self.timeout, source_address=self.source_address)
-        conn = socket.socket(self.sock.family, socket.SOCK_STREAM)
+        conn = socket.socket(self.af, socket.SOCK_STREAM)  # the control socket's family (`sock.family` makes an enum)
         try:
             conn.settimeout(self.timeout)
             conn.connect((host, port))
