@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pipeline.ftp.errors import FtpFailure, TransientFailure
 from pipeline.ftp.features import Feat
 from pipeline.ftp.hashing import RemoteHasher, file_sha256, mismatch_line
 from pipeline.ftp.replies import reply_error
-from pipeline.transport.base import Delivered, Delivery
+from pipeline.transport.base import Delivery
 from pipeline.transport.errors import HashMismatch
 
 if TYPE_CHECKING:
@@ -94,9 +93,10 @@ class DeliveryCheck:
         return self._hasher if delivery.verify_size else None
 
     def after(
-        self, ftp: FtpTransport, delivery: Delivery, report: Delivered, server_hash: tuple[str | None] | None = None
-    ) -> Delivered:
-        """`report` with the file's SHA-256 and how it was checked; raises when the server hashes it differently.
+        self, ftp: FtpTransport, delivery: Delivery, verified: bool | None, server_hash: tuple[str | None] | None = None
+    ) -> tuple[str | None, str | None]:
+        """The file's SHA-256 and how it was checked (`Delivered.sha256`, `verified_by`), the size check's result
+        being `verified`; raises when the server hashes it differently.
 
         `server_hash`: the server's answer already read in the rename's flight (else it is asked now).
         """
@@ -104,7 +104,7 @@ class DeliveryCheck:
         if self.checksum and digest is None:  # renamed a complete `.part` without sending: read the file
             with open(delivery.local_path, "rb") as local:
                 digest = file_sha256(local, delivery.size).hexdigest()
-        verified_by = "size" if report.verified else None
+        verified_by = "size" if verified else None
         if digest is not None and self._hasher is not None and delivery.verify_size:
             target = ftp.connection.absolute(delivery.remote_path)
             remote = server_hash[0] if server_hash is not None else self._hasher.sha256(target)
@@ -115,4 +115,4 @@ class DeliveryCheck:
                 log.warning("%s: the local file stays and is sent again", line)
                 raise HashMismatch("the server's SHA-256 of the copy differs from the bytes sent", command="HASH")
             verified_by = "hash"
-        return replace(report, sha256=digest, verified_by=verified_by)
+        return digest, verified_by

@@ -23,10 +23,16 @@ import posixpath
 import socket
 import ssl
 import threading
-from contextlib import AbstractContextManager
 
 from pipeline.ftp.client import FtpClient, make_context
-from pipeline.ftp.errors import ConnectionLost, FtpFailure, SessionFailure, classify, map_exceptions
+from pipeline.ftp.errors import (
+    ConnectionLost,
+    ExceptionMap,
+    FtpFailure,
+    SessionFailure,
+    classify,
+    map_exceptions,
+)
 from pipeline.ftp.features import ServerFeatures
 from pipeline.ftp.login import LOGIN_STEPS, log_in_one_flight, log_in_step_by_step
 from pipeline.ftp.params import FtpParams
@@ -225,11 +231,9 @@ class Connection(PassiveAhead):
     def _secret(self, command: str) -> str:
         return self.params.password if command.split(" ", 1)[0].upper() in LOGIN_STEPS else ""
 
-    def mapped(
-        self, command: str, *, lost: bool = False, keep: tuple[type[BaseException], ...] = ()
-    ) -> AbstractContextManager[None]:
+    def mapped(self, command: str, *, lost: bool = False, keep: tuple[type[BaseException], ...] = ()) -> ExceptionMap:
         """`map_exceptions` for this connection: failures of `command` classified, an unusable connection dropped."""
-        return map_exceptions(command, secret=self._secret(command), discard=self.discard, lost=lost, keep=keep)
+        return ExceptionMap(command, secret=self._secret(command), discard=self.discard, lost=lost, keep=keep)
 
     def require(self) -> FtpClient:
         """The client, or `ConnectionLost` when there is none."""

@@ -20,7 +20,7 @@ def still_quiet(client: FtpClient) -> bool:
     """Whether a connection opened ahead is still waiting for its login: nothing to read (a server that
     timed it out has sent a 421 or hung up; either makes it readable)."""
     sock = client.sock
-    if sock is None:
+    if sock is None or client.buffered:  # a reply (a 421) read in with the welcome
         return False
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return False

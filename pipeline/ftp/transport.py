@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import posixpath
 import threading
-from dataclasses import replace
 
 from pipeline.ftp import small_files
 from pipeline.ftp.checks import DeliveryCheck
@@ -111,9 +110,7 @@ class FtpTransport:
         """Deliver one file atomically (see `pipeline.ftp.delivery`); `progress` is filled in as it goes."""
         self.parts.sender.sent_sha256 = None
         upload = Upload(self.parts, delivery, progress, self.checks.hasher_for(delivery))
-        report = upload.run()
-        report = self.checks.after(self, delivery, report, upload.server_hash)
-        return report if upload.probed is None else replace(report, probed=upload.probed)
+        return upload.run(lambda verified: self.checks.after(self, delivery, verified, upload.server_hash))
 
     @property
     def check(self) -> str:

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from pipeline.ftp.errors import PermanentFailure
 from pipeline.ftp.params import FtpParams
 from pipeline.ftp.session import UploadSession
 from tests.ftp_faults import Faults
@@ -59,3 +60,25 @@ def test_an_ipv6_server_gets_its_files_over_data_connections_of_its_family(ftp_r
         thread.join(5)
     assert (ftp_root / "upload/a.wav").read_bytes() == data
     assert (ftp_root / "upload/b.wav").read_bytes() == data
+
+
+@pytest.mark.parametrize("name", ["a\r\nDELE a.wav", "a\nb.wav", "a\rb.wav"])
+def test_a_name_with_a_line_break_is_refused_and_sends_nothing_in_the_flights(
+    make_server, ftp_root, outbox, credentials, name
+):
+    """A line break in a remote name would end the command there and send what follows as another
+    command: the file is refused (permanent) and nothing of it reaches the server, in any flight."""
+    faults = Faults()
+    server = make_server(faults=faults)
+    write(outbox / "a.wav", 2000)
+    with UploadSession(params_for(server, credentials)) as session:
+        session.upload(str(outbox / "a.wav"), "a.wav", 2000)
+        before = len(faults.journal)
+        with pytest.raises(PermanentFailure):
+            session.upload(str(outbox / "a.wav"), f"d/{name}", 2000)
+        with pytest.raises(PermanentFailure):
+            session.upload(str(outbox / "a.wav"), name, 2000)
+        session.upload(str(outbox / "a.wav"), "b.wav", 2000)  # the session carries on
+    assert [cmd for cmd, _ in faults.journal[before:] if cmd in ("DELE", "B.WAV", "A.WAV")] == []
+    assert sorted(p.name for p in (ftp_root / "upload").iterdir()) == ["a.wav", "b.wav", "d"]
+    assert list((ftp_root / "upload/d").iterdir()) == []  # the folder is a good name; the file goes nowhere
