@@ -21,8 +21,9 @@ put's data port in its rename's flight (`due_after`), so the put needs no round 
 A past day whose manifest went up after its queue drained is read back, and its journal removed
 once the server holds exactly what was put; so is a day that became past while the sink ran, after
 its last put (a station up for months passes midnight with nothing more of that day to send).
-Uploads come from the workers between deliveries, on their own sessions, one day at a time. `run --once` ends with a last round (`finish`,
-`pipeline.sink.manifest_round`): every pending day goes up then, retried like a file.
+Uploads come from the workers between deliveries, on their own sessions, one day at a time.
+`run --once` ends with a last round (`finish`, `pipeline.sink.manifest_round`): every pending day
+goes up then, retried like a file.
 """
 
 from __future__ import annotations
