@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,28 @@ def gone(pid: int) -> bool:
         return True
 
 
+@contextlib.contextmanager
+def run_in_its_own_group(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """`run` started in a process group of its own (its settings reader is in it), the group killed on the way
+    out whatever happened (on the old code a reader could outlive its parent)."""
+    process = subprocess.Popen(
+        cli("run", "--stats-interval", "0"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
 def test_run_whose_settings_reader_hangs_at_start_exits_1_in_one_line_within_the_bound(
     watched_server,  # noqa: F811
     outbox,
@@ -57,25 +80,10 @@ def test_run_whose_settings_reader_hangs_at_start_exits_1_in_one_line_within_the
     env = uploader_env(server, outbox, tmp_path, **{READER_TIMEOUT_TEST_VARIABLE: str(SHORT_BOUND)})
     hang_the_reader(tmp_path / "site")
     started = time.monotonic()
-    process = subprocess.Popen(
-        cli("run", "--stats-interval", "0"),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # on the old code the reader outlives it: the group is killed below
-    )
-    reader = None
-    try:
+    with run_in_its_own_group(env) as process:
         reader = wait_until(lambda: reader_of(process.pid), timeout=30)
         _, stderr = process.communicate(timeout=SHORT_BOUND + 30)
         took = time.monotonic() - started
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
     lines = stderr.strip().splitlines()
     assert process.returncode == 1 and len(lines) == 1, (process.returncode, stderr)
     assert lines[0].startswith("beemon-uploader: the settings could not be read"), lines
@@ -183,27 +191,12 @@ def test_a_stop_while_the_settings_are_read_at_start_exits_0_at_once(
     server = watched_server()
     env = uploader_env(server, outbox, tmp_path)  # the default bound: the stop must not wait for it
     hang_the_reader(tmp_path / "site")
-    process = subprocess.Popen(
-        cli("run", "--stats-interval", "0"),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # (the reader is in its group: killed below whatever happens)
-    )
-    reader = None
-    try:
+    with run_in_its_own_group(env) as process:
         reader = int(wait_until(lambda: reader_of(process.pid), timeout=30))
         stopping = time.monotonic()
         os.kill(process.pid, stop_signal)
         _, stderr = process.communicate(timeout=30)
         took = time.monotonic() - stopping
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 0, (process.returncode, stderr)
     assert took < 10, took
     assert "stopped before it started" in stderr, stderr
