@@ -98,8 +98,17 @@ LOCAL_FAILURES = (LocalFileGone, LocalFileChanged)
 
 
 class ExceptionMap:
-    """`map_exceptions`' context manager. A class rather than a generator: every FTP command enters one
-    (some seven per small file), and this costs less than half of what a generator's context manager does."""
+    """Raise what the block raises as the `classify`d failure of `command`, `from None` (`map_exceptions`).
+
+    `discard` (the session's "forget this connection") is called when the failure leaves the
+    connection out of step (`session_usable` False). `lost`: any failure means the connection is
+    gone (a data transfer cut midway): raised as `ConnectionLost`, and `discard` is always called.
+    `secret` is masked in the message (the login steps). `LocalFileGone`/`LocalFileChanged`, and
+    the exception types in `keep` (those the caller reads itself), pass through as they are.
+
+    A class rather than a generator's context manager: every FTP command enters one (some seven per
+    small file), and this costs less than half of what a generator's does.
+    """
 
     __slots__ = ("command", "discard", "keep", "lost", "secret")
 
@@ -132,20 +141,5 @@ class ExceptionMap:
         raise failure from None
 
 
-def map_exceptions(
-    command: str,
-    *,
-    secret: str = "",
-    discard: Callable[[], None] | None = None,
-    lost: bool = False,
-    keep: tuple[type[BaseException], ...] = (),
-) -> ExceptionMap:
-    """Raise what the block raises as the `classify`d failure of `command`, `from None`.
-
-    `discard` (the session's "forget this connection") is called when the failure leaves the
-    connection out of step (`session_usable` False). `lost`: any failure means the connection is
-    gone (a data transfer cut midway): raised as `ConnectionLost`, and `discard` is always called.
-    `secret` is masked in the message (the login steps). `LocalFileGone`/`LocalFileChanged`, and
-    the exception types in `keep` (those the caller reads itself), pass through as they are.
-    """
-    return ExceptionMap(command, secret=secret, discard=discard, lost=lost, keep=keep)
+#: The context manager every FTP step runs in (httpcore's `map_exceptions`, here a class: `ExceptionMap`).
+map_exceptions = ExceptionMap
