@@ -1,0 +1,300 @@
+"""The lean loop: one thread driving the runs of small files of every session lent to it (issue 17).
+
+A worker whose next job is a small file that may go the lean way (`DeliveryStep.lean`) lends its
+session here (`lend`) and waits. This thread drives the runs of all lent sessions with a selector
+(`pipeline.ftp.burst.Flow`: two flights per file, nothing blocks but sending them), so four sessions
+need no GIL hand-off between four threads at every system call, which is what held a small file's
+delivery back. Each run takes its next file from the board when the one before is being renamed
+(the same rule as `DeliveryStep.run`'s job taken ahead: priorities hold at every file), and ends
+when no small file follows, when a live file must not wait for a backlog one, at stop, or at any
+answer the lean way does not expect. The session then goes back to its worker, with the job taken
+ahead that goes the full way (`ahead`) and how the run ended (`stopped`), which the worker reports
+through the full path's own rules.
+
+The verified files of one turn of the loop get their bookkeeping together at the end of the turn:
+the manifest journal's lines (one fsync for them all), then, per file, the local delete and the
+result, as `DeliveryStep._delivered` does for any delivery: never before the file is verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import selectors
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from pipeline.ftp.burst import BurstFile, BurstStopped, Flow
+from pipeline.sink.delivery import DeliveryStep
+from pipeline.sink.ticket import Ticket
+from pipeline.transport import Delivered, Transport
+
+log = logging.getLogger("beemon.sink")
+
+
+@dataclass(eq=False)
+class Loan:
+    """One session lent to the loop, and what it brings back."""
+
+    session: Transport
+    first: Ticket
+    #: set once the session is back with its worker
+    back: threading.Event = field(default_factory=threading.Event)
+    #: a job taken for this session that goes the full way (its data port asked in the last rename's flight)
+    ahead: Ticket | None = None
+    #: how the run ended early (at which ticket, why), None when it ended as planned
+    stopped: BurstStopped | None = None
+    #: the ticket the run stopped at, when it stopped
+    stopped_at: Ticket | None = None
+    flow: Flow | None = None
+    #: the data connection registered with the selector, if any
+    data: socket.socket | None = None
+    #: the ticket taken as the next file of the run, not started yet
+    next_ticket: Ticket | None = None
+    #: its files verified and not yet through their bookkeeping (`_Books`)
+    books: int = 0
+
+
+class BurstLoop:
+    """The loop's thread and the sessions lent to it (see the module docstring)."""
+
+    def __init__(self, step: DeliveryStep, stopping: threading.Event) -> None:
+        self.step = step
+        self.stopping = stopping
+        self._lock = threading.Lock()
+        self._incoming: list[Loan] = []
+        self._thread: threading.Thread | None = None
+        #: the files verified in this turn of the loop, handed to the bookkeeping thread at its end
+        self._verified: list[tuple[Loan, BurstFile, Delivered]] = []
+        self._books = _Books(step)
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_read.setblocking(False)
+        self._wake_write.setblocking(False)
+
+    def lend(self, session: Transport, ticket: Ticket) -> Loan:
+        """Run small files over `session`, `ticket` first, from the loop's thread; returns once it is back."""
+        loan = Loan(session, ticket)
+        with self._lock:
+            self._incoming.append(loan)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="ftp-lean", daemon=True)
+                self._thread.start()
+        self._wake()
+        loan.back.wait()
+        self._books.settled(loan)  # its verified files' deletes and results are done
+        return loan
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # full: the loop is woken already
+            self._wake_write.send(b"\0")
+
+    # --- the loop's thread
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_read, selectors.EVENT_READ, None)
+        loans: list[Loan] = []
+        try:
+            while True:
+                with self._lock:
+                    incoming, self._incoming = self._incoming, []
+                    if not incoming and not loans:
+                        self._thread = None  # a lend from now on starts another
+                        return
+                for loan in incoming:
+                    self._open(selector, loan)
+                    if not loan.back.is_set():
+                        loans.append(loan)
+                self._turn(selector, loans)
+                if self._verified:  # the bookkeeping thread journals them together, then deletes and reports each
+                    self._books.add(self._verified)
+                    self._verified = []
+                for loan in loans:
+                    if loan.stopped is not None or (loan.flow is not None and loan.flow.done):
+                        self._give_back(selector, loan)
+                loans = [loan for loan in loans if not loan.back.is_set()]
+        except BaseException as error:  # a bug: every session goes back to its worker, which reports the file
+            log.error("lean upload loop error (%s: %s)", type(error).__name__, error)
+            log.debug("lean upload loop error", exc_info=True)
+            with self._lock:
+                left, self._incoming = loans + self._incoming, []
+                self._thread = None
+            for loan in left:
+                if not loan.back.is_set():
+                    current = loan.flow.file if loan.flow is not None else None
+                    loan.stopped_at = current.token[0] if current is not None else loan.first
+                    loan.stopped = BurstStopped(current, error, untake=current is None or not current.progress.stored)
+                    self._give_back(selector, loan)
+        finally:
+            selector.close()
+
+    def _open(self, selector: selectors.BaseSelector, loan: Loan) -> None:
+        """Start `loan`'s run with its first file."""
+        first = self.step.lean_file(loan.first)
+        if first is None:  # the file is gone: reported; the session goes straight back
+            loan.back.set()
+            return
+
+        def following() -> tuple[bool, BurstFile | None]:
+            return self._following(loan)
+
+        def delivered(file: BurstFile, report: Delivered) -> None:
+            with self._books.lock:
+                loan.books += 1
+            self._verified.append((loan, file, report))
+
+        loan.flow = loan.session.lean_flow(first, following, delivered)
+        selector.register(loan.flow.control, selectors.EVENT_READ, loan)
+        try:
+            loan.flow.start()
+        except BurstStopped as stop:
+            self._stopped(loan, stop)
+            return
+        self._sync_data(selector, loan)
+
+    def _following(self, loan: Loan) -> tuple[bool, BurstFile | None]:
+        """The next file of `loan`'s run, taken from the board now (its rename's flight asks the data port)."""
+        step = self.step
+        while not self.stopping.is_set():
+            ticket = step.board.take(timeout=0)
+            if ticket is None:
+                manifests = step.manifests
+                current = loan.flow.file if loan.flow is not None else None
+                due = (
+                    manifests is not None
+                    and current is not None
+                    and manifests.due_after(current.remote_path, step.board.remote_paths)
+                )
+                return due, None
+            if not step.lean(loan.session, ticket):
+                loan.ahead = ticket
+                return True, None
+            file = step.lean_file(ticket)
+            if file is not None:
+                loan.next_ticket = ticket
+                return True, file
+        return False, None
+
+    def _turn(self, selector: selectors.BaseSelector, loans: list[Loan]) -> None:
+        """Wait for the next events (or the nearest deadline) and hand each to its run."""
+        now = time.monotonic()
+        deadlines = [loan.flow.deadline for loan in loans if loan.flow is not None and loan.stopped is None]
+        timeout = max(0.0, min(deadlines) - now) if deadlines else None
+        for key, _mask in selector.select(timeout):
+            loan = key.data
+            if loan is None:
+                with contextlib.suppress(OSError):
+                    self._wake_read.recv(4096)
+                continue
+            if loan.back.is_set() or loan.stopped is not None or loan.flow is None:
+                continue
+            flow = loan.flow
+            try:
+                if key.fileobj is flow.control:
+                    flow.readable()
+                elif key.fileobj is flow.data:
+                    flow.writable()
+            except BurstStopped as stop:
+                self._stopped(loan, stop)
+                continue
+            if loan.next_ticket is not None and flow.file.token[0] is loan.next_ticket:
+                loan.next_ticket = None  # started
+            self._sync_data(selector, loan)
+        now = time.monotonic()
+        for loan in loans:
+            flow = loan.flow
+            if flow is not None and loan.stopped is None and not flow.done and now >= flow.deadline:
+                try:
+                    flow.expired()
+                except BurstStopped as stop:
+                    self._stopped(loan, stop)
+
+    def _sync_data(self, selector: selectors.BaseSelector, loan: Loan) -> None:
+        """Keep the selector watching the run's data connection while it opens or sends, and no longer."""
+        flow = loan.flow
+        data = flow.data if flow is not None else None
+        if loan.data is not None and loan.data is not data:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                selector.unregister(loan.data)
+            loan.data = None
+        if data is not None and loan.data is None:
+            selector.register(data, selectors.EVENT_WRITE, loan)
+            loan.data = data
+
+    @staticmethod
+    def _stopped(loan: Loan, stop: BurstStopped) -> None:
+        """`loan`'s run ended early: it goes back after this turn's bookkeeping (`_run`)."""
+        loan.stopped = stop
+        loan.stopped_at = stop.file.token[0]
+
+    def _give_back(self, selector: selectors.BaseSelector, loan: Loan) -> None:
+        """End `loan`'s run: its sockets off the selector, a next file taken but not started given back."""
+        flow = loan.flow
+        if flow is not None:
+            flow.close_data()
+            self._sync_data(selector, loan)
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                selector.unregister(flow.control)
+        if loan.next_ticket is not None and loan.next_ticket is not loan.stopped_at:
+            self.step.board.untake(loan.next_ticket)
+        loan.next_ticket = None
+        loan.back.set()
+
+
+class _Books:
+    """The bookkeeping thread: verified files' manifest lines written together under one fsync (the loop must
+    not wait for a disk), then each file's local delete and result (`DeliveryStep.lean_delivered`)."""
+
+    def __init__(self, step: DeliveryStep) -> None:
+        self.step = step
+        self.lock = threading.Lock()
+        self._cond = threading.Condition(self.lock)
+        self._queue: list[tuple[Loan, BurstFile, Delivered]] = []
+        self._thread: threading.Thread | None = None
+
+    def add(self, verified: list[tuple[Loan, BurstFile, Delivered]]) -> None:
+        with self._cond:
+            self._queue.extend(verified)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="ftp-lean-books", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def settled(self, loan: Loan) -> None:
+        """Return once every file `loan` verified has had its bookkeeping."""
+        with self._cond:
+            while loan.books:
+                self._cond.wait()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                batch, self._queue = self._queue, []
+            try:
+                self._settle(batch)
+            except BaseException as error:  # a bug: say it; the files stay local and are sent again
+                log.error("lean upload bookkeeping error (%s: %s)", type(error).__name__, error)
+                log.debug("lean upload bookkeeping error", exc_info=True)
+            finally:
+                with self._cond:
+                    for loan, _, _ in batch:
+                        loan.books -= 1
+                    self._cond.notify_all()
+
+    def _settle(self, batch: list[tuple[Loan, BurstFile, Delivered]]) -> None:
+        manifests = self.step.manifests
+        if manifests is not None:
+            try:
+                manifests.record_many(
+                    [(f.remote_path, report.sha256, f.size) for _, f, report in batch if report.sha256 is not None]
+                )
+            except Exception as error:  # a bug (a disk's errors are `record_many`'s): the files stay, tried again
+                for _, file, _ in batch:
+                    self.step.unexpected(file.token[0], error)
+                return
+        for _, file, report in batch:
+            self.step.lean_delivered(file, report, recorded=manifests is not None)
