@@ -40,6 +40,7 @@ from pipeline.ftp.errors import ConnectionLost, FtpFailure, LocalFileChanged, Tr
 from pipeline.ftp.replies import reply_error
 from pipeline.transport.bandwidth import LiveFirst
 from pipeline.transport.base import Delivered, DeliveryProgress
+from pipeline.transport.naming import temp_name
 
 if TYPE_CHECKING:
     from pipeline.ftp.client import FtpClient
@@ -188,8 +189,7 @@ class Flow:
         self.file, self._started = file, time.monotonic()
         absolute = self.ftp.connection.absolute
         self._target = absolute(file.remote_path)
-        folder, name = self._target.rsplit("/", 1)
-        self._staging = f"{folder}/.{name}.part"
+        self._staging = temp_name(self._target)
         try:
             fd = os.open(file.local_path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -260,6 +260,8 @@ class Flow:
                 self._close_data()
                 self._stop_untaken(classify(reply_error(opening), command="STOR"))
             file.progress.stored = True
+            if self._step == "refused":  # accepted, but the data connection failed: the transfer is lost
+                self._lost(ConnectionLost(f"the data connection failed: {self._refusal}"))
             return
         if self.data is not None or self._step == "refused":  # the 226 before our bytes went: not ours
             self._close_data()
