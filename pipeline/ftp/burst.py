@@ -258,7 +258,10 @@ class Flow:
                 return
             if opening[:1] != "1":  # the STOR refused: nothing was stored, the connection in step
                 self._close_data()
-                self._stop_untaken(classify(reply_error(opening), command="STOR"))
+                refusal = classify(reply_error(opening), command="STOR")
+                if opening[:3] == "550":  # perhaps its folder went: the full path makes it again and stores
+                    self._stop_untaken(refusal)
+                self._stop_reported(refusal)  # reported and retried (or parked) as the full path does
             file.progress.stored = True
             if self._step == "refused":  # accepted, but the data connection failed: the transfer is lost
                 self._lost(ConnectionLost(f"the data connection failed: {self._refusal}"))
