@@ -16,13 +16,15 @@ session's flow from one thread with a selector. Per file:
 3. RNFR, RNTO, SIZE of the final name, and the next file's EPSV when one follows, in one flight;
    each reply checked, the server's size compared with the bytes sent.
 
-Any other answer ends the run at that file (`BurstStopped`), with the connection in step or marked
-lost. A stop before the server took the bytes, a guard that refuses, and a refused rename are handed
-back untried (`untake`): the full delivery path then does the file from the start and meets the case
-with all its rules (a folder made again, the old target deleted before a rename, the `.part` removed
-after a refusing guard). A stop after the server took the bytes is handed back as the failure it is,
-with the file's `DeliveryProgress`, as the full path reports one. Nothing here deletes or records
-anything locally: the caller does that, only for the files reported verified.
+Any other answer ends the run at that file (`BurstStopped`), with the connection in step or dropped.
+What the full delivery path meets with rules of its own is handed back untried (`untake`), and that
+path then does the file from the start: a STOR refused with 550 (its folder may have gone: made
+again), a guard that refuses or cannot tell (the `.part` removed after it), a refused rename (the old
+target deleted, the rename tried again), a refused EPSV (PASV then), a local file gone or changed
+before it was sent. Any other failure is handed back as the failure it is, with the file's
+`DeliveryProgress`, as the full path reports it (a STOR refused for want of space is retried with
+backoff and said once). Nothing here deletes or records anything locally: the caller does that, only
+for the files reported verified.
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ from pipeline.sink.ticket import Ticket
 from pipeline.transport import Delivered, Transport
 
 log = logging.getLogger("beemon.sink")
+#: A run goes back to its worker after this long (seconds), with the next job taken ahead: the worker looks
+#: at the day manifests that are due (as it does between any two jobs), then lends the session again.
+RUN_SECONDS = 2.0
 
 
 @dataclass(eq=False)
@@ -55,6 +58,8 @@ class Loan:
     next_ticket: Ticket | None = None
     #: its files verified and not yet through their bookkeeping (`_Books`)
     books: int = 0
+    #: when the run began (`time.monotonic`): it ends after `RUN_SECONDS`, for its worker's other duties
+    since: float = field(default_factory=time.monotonic)
 
 
 class BurstLoop:
@@ -168,7 +173,7 @@ class BurstLoop:
                     and manifests.due_after(current.remote_path, step.board.remote_paths)
                 )
                 return due, None
-            if not step.lean(loan.session, ticket):
+            if not step.lean(loan.session, ticket) or time.monotonic() - loan.since >= RUN_SECONDS:
                 loan.ahead = ticket
                 return True, None
             file = step.lean_file(ticket)
