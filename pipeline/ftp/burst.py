@@ -153,11 +153,11 @@ class Flow:
         data = self.data
         assert data is not None
         try:
-            if self._step == "connecting":
-                failed = data.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if failed:
-                    raise OSError(failed, os.strerror(failed))
-                self._step = "sending"
+            failed = data.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if failed:  # the connection could not be opened
+                raise OSError(failed, os.strerror(failed))
+            if not self._outgoing and not _connected(data):  # an empty file: closed only once connected
+                return
             while self._outgoing:
                 try:
                     sent = data.send(self._outgoing)
@@ -226,12 +226,16 @@ class Flow:
         data.setblocking(False)
         self.client.data_socket = data  # `abort` cuts it
         self.data = data
-        self._step = "connecting"
         failed = data.connect_ex((host, port))
         if failed not in (0, errno.EINPROGRESS, errno.EAGAIN):
             self._close_data()
             self._step = "refused"
             self._refusal = OSError(failed, os.strerror(failed))
+            return
+        # Sent at once if the connection is up already (a near server): a send on one still opening says
+        # EAGAIN, and the loop waits for it to be writable; one that failed says so at that send.
+        self._step = "sending"
+        self.writable()
 
     def _answered(self) -> None:
         """One more reply to the flight in the air: act once it says enough."""
@@ -241,7 +245,7 @@ class Flow:
             if not self.client.take_passive_reply(replies[0]):
                 self._stop_untaken(classify(reply_error(replies[0]), command="EPSV"))
             self._store()
-        elif step in ("connecting", "sending", "stored", "refused"):
+        elif step in ("sending", "stored", "refused"):
             self._stored(replies)
         elif step == "renaming":
             self._renamed(replies)
@@ -388,6 +392,14 @@ class Flow:
 
 def ftp_protocol_error(text: str) -> ConnectionLost:
     return ConnectionLost(text)
+
+
+def _connected(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
 
 
 def _size(reply: str) -> int:
