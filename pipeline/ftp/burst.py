@@ -35,14 +35,15 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING
 
 from pipeline.ftp.early import EARLY_SEND_MAX
 from pipeline.ftp.errors import ConnectionLost, FtpFailure, LocalFileChanged, TransientFailure, classify
 from pipeline.ftp.replies import reply_error
 from pipeline.transport.bandwidth import LiveFirst
-from pipeline.transport.base import Delivered, DeliveryProgress
+from pipeline.transport.base import Delivered
 from pipeline.transport.naming import temp_name
+from pipeline.transport.runs import BurstFile, BurstStopped
 
 if TYPE_CHECKING:
     from pipeline.ftp.client import FtpClient
@@ -52,35 +53,6 @@ if TYPE_CHECKING:
 BURST_MAX = EARLY_SEND_MAX
 #: the longest reply line read (as ftplib's `maxline`)
 _MAXLINE = 8192
-
-
-class BurstFile(NamedTuple):
-    """One file of a run: where it is, where it goes (relative to the remote root, or absolute), its size now."""
-
-    local_path: str
-    remote_path: str
-    size: int
-    #: the overwrite guard's rule for an existing final name of that size (`Delivery.may_replace`)
-    may_replace: Callable[[int], bool]
-    progress: DeliveryProgress
-    #: what the caller knows it by (handed back in `BurstStopped` and with the report)
-    token: Any = None
-    #: a live file's gate: while it is sent, backlog transfers pause (`pipeline.transport.bandwidth.LiveFirst`)
-    live: LiveFirst | None = None
-
-
-class BurstStopped(Exception):
-    """The run ended at `file` before its delivery was verified.
-
-    `untake`: nothing of it is to be trusted or reported (the full path does it from the start);
-    else `error` is the failure to report for this attempt, as the full path raises it.
-    """
-
-    def __init__(self, file: BurstFile | None, error: BaseException, *, untake: bool) -> None:
-        super().__init__(file.local_path if file is not None else None, error)
-        self.file = file
-        self.error = error
-        self.untake = untake
 
 
 class Flow:

@@ -23,6 +23,7 @@ from pipeline.ftp.sizes import RemoteSizes
 from pipeline.ftp.store import DataSender
 from pipeline.transport.bandwidth import TokenBucket
 from pipeline.transport.base import Delivered, Delivery, DeliveryProgress
+from pipeline.transport.runs import BurstFile
 
 log = logging.getLogger("beemon.sink.session")
 
@@ -113,12 +114,14 @@ class FtpTransport:
         upload = Upload(self.parts, delivery, progress, self.checks.hasher_for(delivery))
         return upload.run(lambda verified: self.checks.after(self, delivery, verified, upload.server_hash))
 
-    def lean_ready(self, folder: str) -> bool:
-        """Whether a small file into `folder` may go the lean way now (`pipeline.ftp.burst`): a plain, pipelined,
-        logged-in session that has made that folder, on a server with SIZE, checked by size, no bandwidth cap."""
+    def lean_ready(self, folder: str, size: int) -> bool:
+        """Whether a file of `size` bytes into `folder` may go the lean way now (`pipeline.ftp.burst`): a small
+        one, on a plain, pipelined, logged-in session that has made that folder, on a server with SIZE,
+        checked by size, with no bandwidth cap."""
         client = self.connection.client
         return (
-            client is not None
+            size <= burst.BURST_MAX
+            and client is not None
             and client.sock is not None
             and self.atomic_rename
             and client.can_send_early()
@@ -131,9 +134,9 @@ class FtpTransport:
 
     def lean_flow(
         self,
-        first: burst.BurstFile,
-        following: Callable[[], tuple[bool, burst.BurstFile | None]],
-        verified: Callable[[burst.BurstFile, Delivered], None],
+        first: BurstFile,
+        following: Callable[[], tuple[bool, BurstFile | None]],
+        verified: Callable[[BurstFile, Delivered], None],
     ) -> burst.Flow:
         """A run of small files over this session, for a loop to drive (`pipeline.ftp.burst.Flow`)."""
         self._just_put = None

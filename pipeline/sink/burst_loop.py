@@ -26,10 +26,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from pipeline.ftp.burst import BurstFile, BurstStopped, Flow
 from pipeline.sink.delivery import DeliveryStep
 from pipeline.sink.ticket import Ticket
-from pipeline.transport import Delivered, Transport
+from pipeline.transport import Delivered
+from pipeline.transport.runs import BurstFile, BurstFlow, BurstStopped, LeanTransport
 
 log = logging.getLogger("beemon.sink")
 #: A run goes back to its worker after this long (seconds), with the next job taken ahead: the worker looks
@@ -41,7 +41,7 @@ RUN_SECONDS = 2.0
 class Loan:
     """One session lent to the loop, and what it brings back."""
 
-    session: Transport
+    session: LeanTransport
     first: Ticket
     #: set once the session is back with its worker
     back: threading.Event = field(default_factory=threading.Event)
@@ -51,7 +51,7 @@ class Loan:
     stopped: BurstStopped | None = None
     #: the ticket the run stopped at, when it stopped
     stopped_at: Ticket | None = None
-    flow: Flow | None = None
+    flow: BurstFlow | None = None
     #: the data connection registered with the selector, if any
     data: socket.socket | None = None
     #: the ticket taken as the next file of the run, not started yet
@@ -78,7 +78,7 @@ class BurstLoop:
         self._wake_read.setblocking(False)
         self._wake_write.setblocking(False)
 
-    def lend(self, session: Transport, ticket: Ticket) -> Loan:
+    def lend(self, session: LeanTransport, ticket: Ticket) -> Loan:
         """Run small files over `session`, `ticket` first, from the loop's thread; returns once it is back."""
         loan = Loan(session, ticket)
         with self._lock:

@@ -23,10 +23,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeGuard, cast
 
 from operators.model import Priority, UploadJob
 from operators.remote_path import remote_name
-from pipeline.ftp.burst import BURST_MAX, BurstFile
 from pipeline.outbox.file_state import FileState, file_state
 from pipeline.sink import attempt
 from pipeline.sink.board import JobBoard
@@ -38,6 +38,7 @@ from pipeline.sink.ticket import Ticket
 from pipeline.transport import Delivered, Delivery, DeliveryProgress, Transport
 from pipeline.transport.bandwidth import LiveFirst, SessionThrottle
 from pipeline.transport.errors import HashMismatch
+from pipeline.transport.runs import BurstFile, LeanTransport
 
 log = logging.getLogger("beemon.sink")
 #: how a delivery was checked (`Delivered.verified_by`) -> the count it adds one to
@@ -154,20 +155,18 @@ class DeliveryStep:
 
     # --- the lean way for small files (`pipeline.sink.burst_loop` drives it)
 
-    def lean(self, session: Transport, ticket: Ticket) -> bool:
+    def lean(self, session: Transport, ticket: Ticket) -> TypeGuard[LeanTransport]:
         """Whether `ticket` may go the lean way over `session` (`pipeline.ftp.burst`): a small, whole file into a
         folder the session has made, its first try that way, the size checked, nothing to resume, no manifest
         question to ask with it, and no live transfer for a backlog file to yield to."""
         job = ticket.job
-        ready = getattr(session, "lean_ready", None)
         return (
             ticket.lean
-            and ready is not None
-            and job.size <= BURST_MAX
+            and hasattr(session, "lean_flow")  # (a `LeanTransport`; asked as cheaply as can be, once per job)
             and not job.into_folder
             and self.policy.verify_size
             and (job.priority == Priority.LIVE or not self.live_first.live_in_flight)
-            and ready(posixpath.dirname(job.remote_path))
+            and cast(LeanTransport, session).lean_ready(posixpath.dirname(job.remote_path), job.size)
             and not self.board.parts.is_ours(job)
             and (self.manifests is None or self.manifests.probe_for(job.remote_path) is None)
         )
