@@ -155,7 +155,7 @@ class BurstLoop:
         try:
             loan.flow.start()
         except BurstStopped as stop:
-            self._stopped(loan, stop)
+            self._stopped(selector, loan, stop)
             return
         self._sync_data(selector, loan)
 
@@ -202,7 +202,7 @@ class BurstLoop:
                 elif key.fileobj is flow.data:
                     flow.writable()
             except BurstStopped as stop:
-                self._stopped(loan, stop)
+                self._stopped(selector, loan, stop)
                 continue
             if loan.next_ticket is not None and flow.file.token[0] is loan.next_ticket:
                 loan.next_ticket = None  # started
@@ -214,7 +214,7 @@ class BurstLoop:
                 try:
                     flow.expired()
                 except BurstStopped as stop:
-                    self._stopped(loan, stop)
+                    self._stopped(selector, loan, stop)
 
     def _sync_data(self, selector: selectors.BaseSelector, loan: Loan) -> None:
         """Keep the selector watching the run's data connection while it opens or sends, and no longer."""
@@ -228,20 +228,26 @@ class BurstLoop:
             selector.register(data, selectors.EVENT_WRITE, loan)
             loan.data = data
 
-    @staticmethod
-    def _stopped(loan: Loan, stop: BurstStopped) -> None:
-        """`loan`'s run ended early: it goes back after this turn's bookkeeping (`_run`)."""
+    def _stopped(self, selector: selectors.BaseSelector, loan: Loan, stop: BurstStopped) -> None:
+        """`loan`'s run ended early: its sockets leave the selector now (a closed one's number may be given to
+        the next socket any flow opens in this turn); it goes back after this turn's bookkeeping (`_run`)."""
         loan.stopped = stop
-        loan.stopped_at = stop.file.token[0]
+        loan.stopped_at = stop.file.token[0] if stop.file is not None else loan.first
+        self._release(selector, loan)
+
+    def _release(self, selector: selectors.BaseSelector, loan: Loan) -> None:
+        """The run's data connection and local file closed, its sockets off the selector (once)."""
+        flow = loan.flow
+        if flow is None:
+            return
+        flow.close_data()
+        self._sync_data(selector, loan)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            selector.unregister(flow.control)
 
     def _give_back(self, selector: selectors.BaseSelector, loan: Loan) -> None:
         """End `loan`'s run: its sockets off the selector, a next file taken but not started given back."""
-        flow = loan.flow
-        if flow is not None:
-            flow.close_data()
-            self._sync_data(selector, loan)
-            with contextlib.suppress(KeyError, ValueError, OSError):
-                selector.unregister(flow.control)
+        self._release(selector, loan)
         if loan.next_ticket is not None and loan.next_ticket is not loan.stopped_at:
             self.step.board.untake(loan.next_ticket)
         loan.next_ticket = None
