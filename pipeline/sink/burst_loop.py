@@ -110,16 +110,18 @@ class BurstLoop:
                         return
                 for loan in incoming:
                     self._open(selector, loan)
-                    if not loan.back.is_set():
+                    if loan.stopped is not None:  # at its start: back at once
+                        self._give_back(selector, loan)
+                    elif not loan.back.is_set():
                         loans.append(loan)
-                self._turn(selector, loans)
+                ending = self._turn(selector, loans)
                 if self._verified:  # the bookkeeping thread journals them together, then deletes and reports each
                     self._books.add(self._verified)
                     self._verified = []
-                for loan in loans:
-                    if loan.stopped is not None or (loan.flow is not None and loan.flow.done):
+                if ending:
+                    for loan in ending:
                         self._give_back(selector, loan)
-                loans = [loan for loan in loans if not loan.back.is_set()]
+                    loans = [loan for loan in loans if not loan.back.is_set()]
         except BaseException as error:  # a bug: every session goes back to its worker, which reports the file
             log.error("lean upload loop error (%s: %s)", type(error).__name__, error)
             log.debug("lean upload loop error", exc_info=True)
@@ -182,20 +184,25 @@ class BurstLoop:
                 return True, file
         return False, None
 
-    def _turn(self, selector: selectors.BaseSelector, loans: list[Loan]) -> None:
-        """Wait for the next events (or the nearest deadline) and hand each to its run."""
-        now = time.monotonic()
-        deadlines = [loan.flow.deadline for loan in loans if loan.flow is not None and loan.stopped is None]
-        timeout = max(0.0, min(deadlines) - now) if deadlines else None
+    def _turn(self, selector: selectors.BaseSelector, loans: list[Loan]) -> list[Loan]:
+        """Wait for the next events (or the nearest deadline) and hand each to its run; returns the loans whose
+        runs ended (as planned or early), to go back once this turn's verified files are with the bookkeeping."""
+        ending: list[Loan] = []
+        nearest = None
+        for loan in loans:
+            flow = loan.flow
+            if flow is not None and loan.stopped is None and (nearest is None or flow.deadline < nearest):
+                nearest = flow.deadline
+        timeout = None if nearest is None else max(0.0, nearest - time.monotonic())
         for key, _mask in selector.select(timeout):
             loan = key.data
             if loan is None:
                 with contextlib.suppress(OSError):
                     self._wake_read.recv(4096)
                 continue
-            if loan.back.is_set() or loan.stopped is not None or loan.flow is None:
-                continue
             flow = loan.flow
+            if loan.stopped is not None or flow is None or flow.done:  # (already ending)
+                continue
             try:
                 if key.fileobj is flow.control:
                     flow.readable()
@@ -203,18 +210,25 @@ class BurstLoop:
                     flow.writable()
             except BurstStopped as stop:
                 self._stopped(selector, loan, stop)
+                ending.append(loan)
                 continue
             if loan.next_ticket is not None and flow.file.token[0] is loan.next_ticket:
                 loan.next_ticket = None  # started
-            self._sync_data(selector, loan)
-        now = time.monotonic()
-        for loan in loans:
-            flow = loan.flow
-            if flow is not None and loan.stopped is None and not flow.done and now >= flow.deadline:
-                try:
-                    flow.expired()
-                except BurstStopped as stop:
-                    self._stopped(selector, loan, stop)
+            if flow.data is not loan.data:
+                self._sync_data(selector, loan)
+            if flow.done:
+                ending.append(loan)
+        if nearest is not None and time.monotonic() >= nearest:
+            now = time.monotonic()
+            for loan in loans:
+                flow = loan.flow
+                if flow is not None and loan.stopped is None and not flow.done and now >= flow.deadline:
+                    try:
+                        flow.expired()
+                    except BurstStopped as stop:
+                        self._stopped(selector, loan, stop)
+                        ending.append(loan)
+        return ending
 
     def _sync_data(self, selector: selectors.BaseSelector, loan: Loan) -> None:
         """Keep the selector watching the run's data connection while it opens or sends, and no longer."""
