@@ -89,8 +89,15 @@ def _wanted(path: str, ignored: Callable[[str], re.Match[str] | None], root: str
     return True
 
 
-def ready_rule(patterns: Sequence[str] = (), root: str = "", *, polling: bool = False) -> Callable[[FileEvent], bool]:
-    """`is_ready` for one set of patterns, one root and one observer kind, compiled once (see `wanted_rule`)."""
+def ready_rule(
+    patterns: Sequence[str] = (), root: str = "", *, polling: bool = False, watched: bool = False
+) -> Callable[[FileEvent], bool]:
+    """`is_ready` for one set of patterns, one root and one observer kind, compiled once (see `wanted_rule`).
+
+    `watched`: every event passed `watched_files` with the same patterns and root (`wanted_rule`'s
+    `wanted(path, False)` said yes, and it is no directory), so that, but for a day file (wanted by
+    another rule), only its kind is left to check: the same answer without a second pass over its path.
+    """
     kinds = POLLING_READY_KINDS if polling else READY_KINDS
     ignored = _matcher(tuple(patterns))
 
@@ -101,7 +108,11 @@ def ready_rule(patterns: Sequence[str] = (), root: str = "", *, polling: bool = 
             and _wanted(event.path, ignored, root, event.kind is EventKind.DAY_FILE)
         )
 
-    return ready
+    def ready_watched(event: FileEvent) -> bool:
+        kind = event.kind
+        return kind in kinds and (kind is not EventKind.DAY_FILE or ready(event))
+
+    return ready_watched if watched else ready
 
 
 def is_ready(event: FileEvent, patterns: Sequence[str] = (), root: str = "", *, polling: bool = False) -> bool:

@@ -94,12 +94,13 @@ _JSON = json.JSONEncoder(default=str, ensure_ascii=False)
 
 
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """`logging.StreamHandler`, flushing the stream itself after each line: `flush` takes the handler's lock
-    again, which `handle` holds already (a busy run writes a line per file)."""
+    """`logging.StreamHandler`, asking its formatter and flushing the stream itself for each line: `flush` takes
+    the handler's lock again, which `handle` holds already (a busy run writes a line per file)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            msg = self.format(record)
+            formatter = self.formatter  # (`Handler.format`'s choice, without its call)
+            msg = formatter.format(record) if formatter else self.format(record)
             stream = self.stream
             stream.write(msg + self.terminator)
             if stream and hasattr(stream, "flush"):

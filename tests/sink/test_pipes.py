@@ -130,3 +130,20 @@ def test_a_spaced_sender_sends_a_lone_message_at_once_and_a_burst_in_few_writes(
     reading.join(5)
     assert [m for _, batch in writes[1:] for m in batch] == [("result", i) for i in range(200)]
     assert len(writes) - 1 <= burst / spacing + 2, (len(writes), burst)
+
+
+def test_an_outcome_is_pickled_by_its_name_and_comes_back_as_itself():
+    """`Outcome.__reduce_ex__`: by name, so unpickling calls no enum class; every protocol gives the member back."""
+    import pickle
+
+    from pipeline.sink.model import Outcome, UploadResult
+
+    for outcome in Outcome:
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+            assert pickle.loads(pickle.dumps(outcome, protocol)) is outcome
+        assert f"Outcome.{outcome.name}".encode() in pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
+    result = UploadResult("/o/a.wav", "/r/a.wav", 3, 0.5, 1, Outcome.PARKED, "550 no")
+    assert pickle.loads(pickle.dumps(Batch([result, ("counts", 1)]), pickle.HIGHEST_PROTOCOL)) == [
+        result,
+        ("counts", 1),
+    ]
