@@ -39,8 +39,8 @@ def _matcher(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]
 
 def parts_below(path: str, root: str) -> tuple[str, ...] | None:
     """The segments of `path` below `root`, or None if it does not lie below it."""
-    prefix = root if root.endswith(os.sep) else root + os.sep
-    if path.startswith(prefix) and os.path.isabs(root):  # the common case, without relpath's cost
+    prefix = _absolute_prefix(root)
+    if prefix is not None and path.startswith(prefix):  # the common case, without relpath's cost
         parts = tuple(path[len(prefix) :].split(os.sep))
         if "" not in parts and os.curdir not in parts and os.pardir not in parts:
             return parts
@@ -51,6 +51,15 @@ def parts_below(path: str, root: str) -> tuple[str, ...] | None:
     if relative in (os.curdir, os.pardir) or relative.startswith(os.pardir + os.sep):
         return None
     return tuple(relative.split(os.sep))
+
+
+@lru_cache(maxsize=16)
+def _absolute_prefix(root: str) -> str | None:
+    """`root` ending in a separator, when it is absolute (else None): asked twice per file of a root that never
+    changes, `os.path.isabs` alone is four Python calls."""
+    if not os.path.isabs(root):
+        return None
+    return root if root.endswith(os.sep) else root + os.sep
 
 
 def relative_parts(path: str, root: str = "") -> tuple[str, ...]:

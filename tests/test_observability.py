@@ -181,8 +181,14 @@ def test_the_handler_writes_what_logging_s_stream_handler_writes(log_format: str
         reference = logging.StreamHandler(stock)  # type: ignore[arg-type]
         reference.setFormatter(type(handler.formatter)())
         for record in _records():
-            handler.handle(logging.makeLogRecord(dict(record.__dict__)))
-            reference.handle(logging.makeLogRecord(dict(record.__dict__)))
+            ours_gave = handler.handle(mine := logging.makeLogRecord(dict(record.__dict__)))
+            stock_gave = reference.handle(theirs := logging.makeLogRecord(dict(record.__dict__)))
+            assert ours_gave == (mine if stock_gave is theirs else stock_gave)
+        records = _records()
+        for each in (handler, reference):  # with a filter of the user's: the records it refuses are not written
+            each.addFilter(lambda record: record.name != "beemon.cli")
+            for record in records:
+                each.handle(logging.makeLogRecord(dict(record.__dict__)))
         written = ours.getvalue() if isinstance(ours, io.StringIO) else ours.text
         assert written == (stock.getvalue() if isinstance(stock, io.StringIO) else stock.text)
         assert written.count("\n") >= len(_records())

@@ -93,9 +93,23 @@ class JsonFormatter(logging.Formatter):
 _JSON = json.JSONEncoder(default=str, ensure_ascii=False)
 
 
+#: What `Filterer.filter` gives for a record no filter looked at: True (Python 3.11), or the record (3.12 on).
+_PROBE = logging.makeLogRecord({})
+_UNFILTERED_IS_RECORD = logging.Filterer().filter(_PROBE) is _PROBE
+
+
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """`logging.StreamHandler`, asking its formatter and flushing the stream itself for each line: `flush` takes
-    the handler's lock again, which `handle` holds already (a busy run writes a line per file)."""
+    """`logging.StreamHandler`, taking its lock, asking its formatter and flushing the stream itself for each line:
+    a busy run writes a line per file, and `Handler.handle` (with no filter to ask), `Handler.format` and `flush`
+    (which takes the lock `handle` holds already) are five Python calls more."""
+
+    def handle(self, record: logging.LogRecord) -> Any:
+        lock = self.lock
+        if self.filters or lock is None:
+            return super().handle(record)
+        with lock:
+            self.emit(record)
+        return record if _UNFILTERED_IS_RECORD else True
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
