@@ -95,7 +95,11 @@ class Channels:
             elif kind == "delivered":  # a result whose line is written here (`pipeline.sink.delivered_line`)
                 result, at = value
                 try:
-                    self._log(delivered_line.record(result, at))
+                    record = delivered_line.record(result, at)
+                    if self.log_queue is not None:  # (`_log`, without its call: this is every delivered file)
+                        self.log_queue.put_nowait(record)
+                    else:
+                        replay_in_parent(record)
                 finally:  # a caller's log queue that takes no more loses the line, never the result
                     if self.results is not None:
                         self.results.put(result)

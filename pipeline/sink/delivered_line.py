@@ -47,9 +47,8 @@ def record(result: UploadResult, at: float) -> logging.LogRecord:
     """The line's record, as the sink's logger would have made it at `at` (its `time.time()` when the file was
     settled: the parent may read the report later) and without a caller (the sink's records name none)."""
     args = (result.local_path, result.remote_path, result.bytes, result.seconds)
-    if _records.direct():
-        return _records.make(args, at, extra_of(result))
-    return made_by_logging(args, at, extra_of(result))
+    made = _records.make(args, at, extra_of(result))
+    return made if made is not None else made_by_logging(args, at, extra_of(result))
 
 
 def made_by_logging(args: tuple[object, ...], at: float, extra: dict[str, object]) -> logging.LogRecord:
@@ -101,14 +100,6 @@ class _Records:
         self._start = 0.0  # logging's start, in seconds since the epoch (for `relativeCreated`)
         self._template: dict[str, object] = {}  # a sample record's attributes
 
-    def direct(self) -> bool:
-        """Whether records are made here: logging makes them its stock way, and this Python's are known."""
-        if logging.getLogRecordFactory() is not _STOCK_FACTORY or type(log).makeRecord is not _STOCK_MAKE_RECORD:
-            return False
-        if not self._checked:
-            self._check()
-        return self._same
-
     def _check(self) -> None:
         sample = made_by_logging((), 0.0, {})
         names = tuple(sample.__dict__)
@@ -118,8 +109,15 @@ class _Records:
         self._template = dict(sample.__dict__)  # `make` replaces every attribute that differs from line to line
         self._checked = True
 
-    def make(self, args: tuple[object, ...], at: float, extra: dict[str, object]) -> logging.LogRecord:
-        """What `made_by_logging` gives, without `LogRecord.__init__` (see the module docstring)."""
+    def make(self, args: tuple[object, ...], at: float, extra: dict[str, object]) -> logging.LogRecord | None:
+        """What `made_by_logging` gives, without `LogRecord.__init__` (see the module docstring); None where
+        logging is told to make records its own way, or where this Python's records are not known here."""
+        if logging.getLogRecordFactory() is not _STOCK_FACTORY or type(log).makeRecord is not _STOCK_MAKE_RECORD:
+            return None
+        if not self._checked:
+            self._check()
+        if not self._same:
+            return None
         made = _new_record(_STOCK_FACTORY)
         if logging.logThreads:
             thread, thread_name = threading.get_ident(), threading.current_thread().name
