@@ -39,8 +39,8 @@ def _matcher(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]
 
 def parts_below(path: str, root: str) -> tuple[str, ...] | None:
     """The segments of `path` below `root`, or None if it does not lie below it."""
-    prefix = root if root.endswith(os.sep) else root + os.sep
-    if path.startswith(prefix) and os.path.isabs(root):  # the common case, without relpath's cost
+    prefix = _absolute_prefix(root)
+    if prefix is not None and path.startswith(prefix):  # the common case, without relpath's cost
         parts = tuple(path[len(prefix) :].split(os.sep))
         if "" not in parts and os.curdir not in parts and os.pardir not in parts:
             return parts
@@ -51,6 +51,15 @@ def parts_below(path: str, root: str) -> tuple[str, ...] | None:
     if relative in (os.curdir, os.pardir) or relative.startswith(os.pardir + os.sep):
         return None
     return tuple(relative.split(os.sep))
+
+
+@lru_cache(maxsize=16)
+def _absolute_prefix(root: str) -> str | None:
+    """`root` ending in a separator, when it is absolute (else None): asked twice per file of a root that never
+    changes, `os.path.isabs` alone is four Python calls."""
+    if not os.path.isabs(root):
+        return None
+    return root if root.endswith(os.sep) else root + os.sep
 
 
 def relative_parts(path: str, root: str = "") -> tuple[str, ...]:
@@ -89,8 +98,15 @@ def _wanted(path: str, ignored: Callable[[str], re.Match[str] | None], root: str
     return True
 
 
-def ready_rule(patterns: Sequence[str] = (), root: str = "", *, polling: bool = False) -> Callable[[FileEvent], bool]:
-    """`is_ready` for one set of patterns, one root and one observer kind, compiled once (see `wanted_rule`)."""
+def ready_rule(
+    patterns: Sequence[str] = (), root: str = "", *, polling: bool = False, watched: bool = False
+) -> Callable[[FileEvent], bool]:
+    """`is_ready` for one set of patterns, one root and one observer kind, compiled once (see `wanted_rule`).
+
+    `watched`: every event passed `watched_files` with the same patterns and root (`wanted_rule`'s
+    `wanted(path, False)` said yes, and it is no directory), so that, but for a day file (wanted by
+    another rule), only its kind is left to check: the same answer without a second pass over its path.
+    """
     kinds = POLLING_READY_KINDS if polling else READY_KINDS
     ignored = _matcher(tuple(patterns))
 
@@ -101,7 +117,11 @@ def ready_rule(patterns: Sequence[str] = (), root: str = "", *, polling: bool = 
             and _wanted(event.path, ignored, root, event.kind is EventKind.DAY_FILE)
         )
 
-    return ready
+    def ready_watched(event: FileEvent) -> bool:
+        kind = event.kind
+        return kind in kinds and (kind is not EventKind.DAY_FILE or ready(event))
+
+    return ready_watched if watched else ready
 
 
 def is_ready(event: FileEvent, patterns: Sequence[str] = (), root: str = "", *, polling: bool = False) -> bool:

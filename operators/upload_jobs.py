@@ -41,19 +41,22 @@ def ready_upload_jobs(
     station: str,
     stat: StatFn,
     polling: bool = False,
+    watched: bool = False,
 ) -> Callable[[Observable[FileEvent]], Observable[UploadJob]]:
     """`ready_files(ignore_patterns, root=outbox, polling=polling)` then `to_upload_jobs(outbox, ...)`, as one operator.
 
     The same jobs, errors and completion, at the same times; one observer per event instead of
     three (a filter, a map and a filter): the stream maps every finished file through it. An
     exception in the rule, the stat or the mapping goes to `on_error`, as in those operators.
+    `watched`: the events come from `watched_files(ignore_patterns, root=outbox)` (the live chain),
+    whose check of each path is not made again (`ready_rule`'s `watched`).
 
     ::
 
         -c-m-d-g-|      c closed, m modified, d deleted, g closed but gone
         -C-------|      C = c's job
     """
-    ready = ready_rule(ignore_patterns, outbox, polling=polling)
+    ready = ready_rule(ignore_patterns, outbox, polling=polling, watched=watched)
 
     def operator(source: Observable[FileEvent]) -> Observable[UploadJob]:
         def subscribe(

@@ -96,3 +96,99 @@ def test_stats_snapshot_counts_queues_flight_and_deliveries() -> None:
 
 def test_format_bytes() -> None:
     assert [format_bytes(n) for n in (0, 999, 1_000, 2_500_000, 3e9)] == ["0 B", "999 B", "1.0 KB", "2.5 MB", "3.0 GB"]
+
+
+def _records() -> list[logging.LogRecord]:
+    """Records of every shape the formats meet: arguments, none, a message that is no string, extra fields, a level
+    name of the user's, an error with its traceback, a stack, a time before 1970 and one in a second of its own."""
+    try:
+        raise ValueError("the disk is gone")
+    except ValueError:
+        import sys
+
+        error = sys.exc_info()
+    made = [
+        logging.makeLogRecord({"name": "beemon.sink", "msg": "delivered %s (%d B)", "args": ("a.wav", 12)}),
+        logging.makeLogRecord({"name": "beemon.cli", "msg": "plain", "levelno": 30, "levelname": "WARNING"}),
+        logging.makeLogRecord({"name": "beemon", "msg": 42, "created": 1_764_633_601.999}),
+        logging.makeLogRecord({"msg": "x", "file": "a.wav", "size": 12, "reply": "226 ok", "_private": 1}),
+        logging.makeLogRecord({"msg": "note", "levelname": ("NOTE", 1)}),
+        logging.makeLogRecord({"msg": "failed %s", "args": ("a",), "exc_info": error}),
+        logging.makeLogRecord({"msg": "here", "stack_info": "Stack (most recent call last):\n  here"}),
+        logging.makeLogRecord({"msg": "old", "created": -1.25, "msecs": 750.0}),
+        logging.makeLogRecord({"msg": "old", "created": -1.0, "msecs": 0.0}),  # (`int` gives both -1)
+        logging.makeLogRecord({"msg": "ünïcode ✓", "created": 1_764_633_600.2}),
+    ]
+    made.append(logging.makeLogRecord({**made[0].__dict__, "created": made[0].created + 1}))
+    return made
+
+
+def _json_line(record: logging.LogRecord) -> str:
+    """`JsonFormatter`'s line as it was first written: both times converted and a `json.dumps` for every line."""
+    from pipeline.app.logs import _STANDARD
+
+    entry = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created))
+        + f".{int(record.msecs):03d}"
+        + time.strftime("%z", time.localtime(record.created)),
+        "level": record.levelname,
+        "logger": record.name,
+        "message": record.getMessage(),
+    }
+    for key, value in record.__dict__.items():
+        if key not in _STANDARD and not key.startswith("_"):
+            entry[key] = value
+    if record.exc_info:
+        entry["error"] = logging.Formatter().formatException(record.exc_info).splitlines()[-1]
+    return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def test_the_text_form_is_logging_s_formatter_with_its_format() -> None:
+    """`TextFormatter` puts a plain line together itself: the same line, and the same `message` and `asctime` left
+    on the record, as `logging.Formatter` with the same format and time (every record twice: its second is kept)."""
+    from pipeline.app.logs import TEXT_FORMAT, TEXT_TIME, TextFormatter
+
+    ours, stock = TextFormatter(), logging.Formatter(TEXT_FORMAT, TEXT_TIME)
+    for record in _records() * 2:
+        expected = logging.makeLogRecord(dict(record.__dict__))
+        assert ours.format(record) == stock.format(expected)
+        assert (record.message, record.asctime) == (expected.message, expected.asctime)
+
+
+def test_the_json_form_is_the_one_first_written() -> None:
+    from pipeline.app.logs import JsonFormatter
+
+    ours = JsonFormatter()
+    for record in _records() * 2:
+        assert ours.format(record) == _json_line(record)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_handler_writes_what_logging_s_stream_handler_writes(log_format: str) -> None:
+    from pipeline.app.logs import LineHandler
+
+    class NoFlush:  # a stream without `flush` (logging's handler does not call one)
+        def __init__(self) -> None:
+            self.text = ""
+
+        def write(self, text: str) -> None:
+            self.text += text
+
+    for ours, stock in ((io.StringIO(), io.StringIO()), (NoFlush(), NoFlush())):
+        configure_logging(log_format, stream=ours)  # type: ignore[arg-type]
+        handler = logging.getLogger().handlers[0]
+        assert type(handler) is LineHandler
+        reference = logging.StreamHandler(stock)  # type: ignore[arg-type]
+        reference.setFormatter(type(handler.formatter)())
+        for record in _records():
+            ours_gave = handler.handle(mine := logging.makeLogRecord(dict(record.__dict__)))
+            stock_gave = reference.handle(theirs := logging.makeLogRecord(dict(record.__dict__)))
+            assert ours_gave == (mine if stock_gave is theirs else stock_gave)
+        records = _records()
+        for each in (handler, reference):  # with a filter of the user's: the records it refuses are not written
+            each.addFilter(lambda record: record.name != "beemon.cli")
+            for record in records:
+                each.handle(logging.makeLogRecord(dict(record.__dict__)))
+        written = ours.getvalue() if isinstance(ours, io.StringIO) else ours.text
+        assert written == (stock.getvalue() if isinstance(stock, io.StringIO) else stock.text)
+        assert written.count("\n") >= len(_records())

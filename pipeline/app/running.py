@@ -26,11 +26,11 @@ from pipeline.sink.process import UploadHelper, UploadResult
 
 if TYPE_CHECKING:  # pyftpdlib is imported only where the embedded server runs, the stream's libraries where it watches
     from reactivex import abc
-    from reactivex.subject import Subject
 
     from pipeline.dev.embedded_server import EmbeddedFtpServer
     from pipeline.sink.prestart import EarlySink
     from pipeline.stream.monotonic import MonotonicEventLoopScheduler
+    from pipeline.stream.released import Released
 
 log = logging.getLogger("beemon.uploader")
 #: Backfill jobs the sink may hold ready before the scan waits for it to take some. The outbox is
@@ -92,7 +92,7 @@ class RunningPipeline:
         self.early = early  # the sink's process, started before the settings were read (`pipeline.sink.prestart`)
         self.server: EmbeddedFtpServer | None = None
         self.helper: UploadHelper | None = None
-        self._released: Subject[str] | None = None  # paths the stream may forget (when it watches)
+        self._released: Released | None = None  # paths the stream may forget (when it watches)
         self._subscription: abc.DisposableBase | None = None
         self._closing = threading.Event()
         self._stats_thread: threading.Thread | None = None
@@ -146,12 +146,11 @@ class RunningPipeline:
 
     def _watch(self, options: UploaderOptions) -> None:
         """Subscribe the job stream: the watcher, then the backfill scan, each job handed to `submit`."""
-        from reactivex.subject import Subject
-
         from pipeline.stream.jobs import build_job_stream
         from pipeline.stream.monotonic import MonotonicEventLoopScheduler
+        from pipeline.stream.released import Released
 
-        self._released = Subject()
+        self._released = Released()
         self._loop = MonotonicEventLoopScheduler()
         self._loop.schedule_periodic(1.0, self.stream_beat.beat)
         stream = build_job_stream(

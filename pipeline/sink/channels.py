@@ -29,7 +29,7 @@ from pipeline.sink import delivered_line
 from pipeline.sink.child import FINISH_MANIFESTS, ChildEnds, replay_in_parent
 from pipeline.sink.heartbeat import Heartbeat
 from pipeline.sink.model import SinkCounters, SinkStats
-from pipeline.sink.pipes import SPACING_SECONDS, PipeSender, read_into
+from pipeline.sink.pipes import SPACING_SECONDS, PipeSender, read_all_into
 
 #: The start method of the processes: the parent runs watchdog threads, and fork with threads is unsafe.
 SPAWN = multiprocessing.get_context("spawn")
@@ -74,7 +74,7 @@ class Channels:
         """Before the child starts: pass it the parent's log level, and read its reports here."""
         self.log_level = log.getEffectiveLevel()
         self._reader = threading.Thread(
-            target=read_into, args=(self.reports_reader, self._report), name="sink-reports", daemon=True
+            target=read_all_into, args=(self.reports_reader, self._report), name="sink-reports", daemon=True
         )
         self._reader.start()
 
@@ -95,7 +95,11 @@ class Channels:
             elif kind == "delivered":  # a result whose line is written here (`pipeline.sink.delivered_line`)
                 result, at = value
                 try:
-                    self._log(delivered_line.record(result, at))
+                    record = delivered_line.record(result, at)
+                    if self.log_queue is not None:  # (`_log`, without its call: this is every delivered file)
+                        self.log_queue.put_nowait(record)
+                    else:
+                        replay_in_parent(record)
                 finally:  # a caller's log queue that takes no more loses the line, never the result
                     if self.results is not None:
                         self.results.put(result)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, SupportsIndex
 
 
 class Outcome(StrEnum):
@@ -27,6 +27,11 @@ class Outcome(StrEnum):
     GONE = "gone"  # the local file vanished before it could be sent: nothing to do
     CHANGED = "changed"  # the local file changed while it was sent: kept, queued again at once
 
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str:
+        """Pickled by its name (`Outcome.DELIVERED`), found by pickle itself on the way back: by its value (the enum's
+        default) unpickling calls the class, two Python calls in the parent for every result of the sink."""
+        return _PICKLED_NAMES[self._name_]
+
     @property
     def final(self) -> bool:
         """The file no longer waits: it was delivered, or it is gone from the outbox."""
@@ -37,6 +42,10 @@ class Outcome(StrEnum):
         """What every "failed" count counts: an attempt that ended with its file still waiting
         (retry, parked, changed). A file that vanished did not fail; there is nothing left to send."""
         return not self.final
+
+
+#: What `Outcome.__reduce_ex__` gives: a member's qualified name in its module.
+_PICKLED_NAMES = {outcome.name: f"{Outcome.__qualname__}.{outcome.name}" for outcome in Outcome}
 
 
 @dataclass(frozen=True, slots=True)

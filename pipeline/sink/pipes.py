@@ -5,8 +5,10 @@ under `spawn` starts multiprocessing's resource tracker, a third Python process 
 Here each pipe has one writing thread and one reading thread, so nothing needs a lock between
 processes: `PipeSender` buffers what its callers put (they never block on a full pipe, as with a
 queue's feeder thread) and writes it in order from its own thread; `read_into` reads messages until
-the other end is gone. A closed or broken pipe ends either thread quietly: what it carried is
-either still a file in the outbox (jobs) or a report about one (results, logs, counts).
+the other end is gone (`read_all_into`, for the parent's reports, reads whatever the pipe holds at
+once, several writes in one read when the writer is ahead). A closed or broken pipe ends either
+thread quietly: what it carried is either still a file in the outbox (jobs) or a report about one
+(results, logs, counts).
 
 What the writer finds buffered at once goes as one `Batch` (one pickling, one write, one read on the
 other side): a busy sink reports several messages per file (its result, log records, counts), and per-
@@ -24,7 +26,9 @@ pipes).
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+import struct
 import threading
 import time
 from collections import deque
@@ -201,7 +205,12 @@ class PipeSender:
 
 def receive(connection: Connection) -> list[Any]:
     """The next messages from `connection` (one write of a `PipeSender`); raises as `Connection.recv` does."""
-    message = pickle.loads(connection.recv_bytes())
+    return _unpacked(connection.recv_bytes())
+
+
+def _unpacked(payload: bytes) -> list[Any]:
+    """The messages of one write."""
+    message = pickle.loads(payload)
     return message if type(message) is Batch else [message]
 
 
@@ -215,3 +224,66 @@ def read_into(connection: Connection, handle: Callable[[Any], bool]) -> None:
         for message in messages:
             if not handle(message):
                 return
+
+
+#: How much `read_all_into` asks the pipe for at once (what a Linux pipe holds by default).
+READ_SIZE = 65536
+#: `Connection.send_bytes`' length before each write: 4 bytes, big-endian; -1, then 8 bytes, past 2 GiB.
+_LENGTH, _LONG_LENGTH = struct.Struct("!i"), struct.Struct("!Q")
+
+
+def read_all_into(connection: Connection, handle: Callable[[Any], bool]) -> None:
+    """`read_into` for a reader that reads its pipe to the end (the parent's reports: nothing comes after "end").
+
+    The writes are taken apart as `Connection.recv_bytes` frames them (`_LENGTH`, then the bytes), but
+    what the pipe holds is taken with one `os.read`: several writes at once when the writer was ahead,
+    where `recv_bytes` makes two reads and a `BytesIO` for every write. So it may read past the write
+    whose message `handle` refuses: those messages are not passed on, nor left for anyone else.
+    """
+    try:
+        fd = connection.fileno()
+    except OSError:
+        return
+    pending = b""
+    while True:
+        try:
+            chunk = os.read(fd, READ_SIZE)
+        except OSError:
+            return
+        if not chunk:  # the writer is gone (in the middle of a write too: as `recv_bytes`' EOFError or OSError)
+            return
+        data = pending + chunk if pending else chunk
+        at, end = 0, len(data)
+        while end - at >= _LENGTH.size:
+            size, start = _LENGTH.unpack_from(data, at)[0], at + _LENGTH.size
+            if size == -1:
+                if end - start < _LONG_LENGTH.size:
+                    break
+                size, start = _LONG_LENGTH.unpack_from(data, start)[0], start + _LONG_LENGTH.size
+            if end - start >= size:
+                payload, at = data[start : start + size], start + size
+            else:  # a write longer than what came: the rest, read as it comes
+                try:
+                    payload, at = data[start:] + _read_exactly(fd, size - (end - start)), end
+                except (EOFError, OSError):
+                    return
+            try:
+                messages = _unpacked(payload)
+            except ValueError:  # as `read_into`
+                return
+            for message in messages:
+                if not handle(message):
+                    return
+        pending = data[at:]
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    """The next `size` bytes of `fd`; EOFError when it ends first."""
+    parts = []
+    while size > 0:
+        chunk = os.read(fd, size)
+        if not chunk:
+            raise EOFError
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)

@@ -47,7 +47,7 @@ from pipeline.stream.scan_jobs import StationNameCheck, quiet_period, with_state
 from pipeline.stream.watch import watch_source
 
 log = logging.getLogger("beemon.stream.jobs")
-JobsOperator = Callable[[bool], Callable[[Observable[FileEvent]], Observable[UploadJob]]]
+JobsOperator = Callable[..., Callable[[Observable[FileEvent]], Observable[UploadJob]]]
 
 
 def _deleted(event: FileEvent) -> bool:
@@ -151,8 +151,9 @@ class _JobStream:
         # Polling serves network mounts, where leases mean nothing (CIFS even refuses them all).
         stat = logging_links(regular_file_stat if self.polling else finished_file_stat)
 
-        def jobs(polling: bool) -> Callable[[Observable[FileEvent]], Observable[UploadJob]]:
-            """The ready files as jobs (live readiness follows the observer kind; the backfill's does not)."""
+        def jobs(polling: bool, watched: bool = False) -> Callable[[Observable[FileEvent]], Observable[UploadJob]]:
+            """The ready files as jobs (live readiness follows the observer kind; the backfill's does not; the
+            live events passed `watched_files` with the same patterns and root: `watched`)."""
             return ready_upload_jobs(
                 self.patterns,
                 outbox=self.root,
@@ -160,6 +161,7 @@ class _JobStream:
                 station=self.station,
                 stat=stat,
                 polling=polling,
+                watched=watched,
             )
 
         forget = self.released  # (taken in the reporting thread: see the module docstring)
@@ -177,7 +179,7 @@ class _JobStream:
             observe_on_in_runs(loop),
             watched_files(self.patterns, root=self.root),
             debounce_per_path(self.quiet, loop, ends=_deleted),
-            jobs(self.polling),
+            jobs(self.polling, watched=True),
         )
 
     def backfill(self, loop: abc.SchedulerBase, jobs: JobsOperator) -> Observable[UploadJob]:

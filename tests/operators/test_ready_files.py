@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from reactivex.testing.marbles import marbles_testing
 
@@ -205,3 +205,30 @@ def test_a_bare_csv_found_as_its_days_file_passes_in_any_case():
         events = cold("-o-O-|", lookup=UPPER)
         expected = exp("-o-O-|", lookup=UPPER)
         assert start(events.pipe(ready())) == expected
+
+
+def _parts_below_as_first_written(path: str, root: str) -> tuple[str, ...] | None:
+    """`parts_below` before its root's prefix was kept (`_absolute_prefix`): the reference."""
+    prefix = root if root.endswith(os.sep) else root + os.sep
+    if path.startswith(prefix) and os.path.isabs(root):
+        parts = tuple(path[len(prefix) :].split(os.sep))
+        if "" not in parts and os.curdir not in parts and os.pardir not in parts:
+            return parts
+    try:
+        relative = os.path.relpath(path, root)
+    except ValueError:
+        return None
+    if relative in (os.curdir, os.pardir) or relative.startswith(os.pardir + os.sep):
+        return None
+    return tuple(relative.split(os.sep))
+
+
+_SEGMENTS = st.sampled_from(["", ".", "..", "o", "ox", "x", "a.wav"])
+
+
+@example(path="/ox/a.wav", root="/o")
+@example(path="/o/a.wav", root="/o/")
+@example(path="/a.wav", root="/")
+@given(path=st.lists(_SEGMENTS, max_size=4).map("/".join), root=st.lists(_SEGMENTS, max_size=3).map("/".join))
+def test_parts_below_answers_as_first_written(path, root):
+    assert parts_below(path, root) == _parts_below_as_first_written(path, root)

@@ -8,10 +8,13 @@ from datetime import datetime
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from reactivex.testing.marbles import marbles_testing
 
 from operators.model import EventKind, FileEvent, Priority, UploadJob
-from operators.ready_files import ready_files
+from operators.readiness import ready_rule, wanted_rule
+from operators.ready_files import ready_files, watched_files
 from operators.upload_jobs import ready_upload_jobs, to_upload_jobs
 from tests.operators.events import OUTBOX, closed, created, deleted, found, modified, moved
 
@@ -169,3 +172,56 @@ def test_ready_upload_jobs_turns_a_failing_stat_into_on_error_at_that_event():
         upstream = RuntimeError("upstream")
         source = cold("-p-#", lookup=MIX, error=upstream)
         assert start(source.pipe(operator)) == exp("---#", error=upstream)
+
+
+@pytest.mark.parametrize("polling", [False, True])
+def test_after_watched_files_the_watched_rule_gives_the_same_jobs_at_the_same_times(polling):
+    """`watched=True` (the live chain: its events passed `watched_files` with the same patterns and root) checks
+    only their kinds: the same jobs as the whole rule, for every event of the mix."""
+
+    def through(watched):
+        def pipeline(source):
+            return source.pipe(
+                watched_files(PATTERNS, root=OUTBOX),
+                ready_upload_jobs(
+                    PATTERNS,
+                    outbox=OUTBOX,
+                    remote_root=ROOT,
+                    station="fallback",
+                    stat=ON_DISK,
+                    polling=polling,
+                    watched=watched,
+                ),
+            )
+
+        return pipeline
+
+    marbles = "-w-f-b-n-m-d-p-h-D-s-o-g-x-w-m-|"
+    outcomes = []
+    for pipeline in (through(False), through(True)):
+        with marbles_testing() as (start, cold, _hot, _exp):
+            outcomes.append(start(pipeline(cold(marbles, lookup=MIX))))
+    assert outcomes[0] == outcomes[1]
+    assert len([m for m in outcomes[1] if m.value.kind == "N"]) == (7 if polling else 5)
+
+
+SEGMENTS = ("audio", "2022-07-19", ".hidden", "a.wav", "a.wav.part", "x.csv", "x.csv.final", "X.CSV.FINAL", "..", ".")
+
+
+@given(
+    kind=st.sampled_from(list(EventKind)),
+    parts=st.lists(st.sampled_from(SEGMENTS), min_size=1, max_size=4),
+    inside=st.booleans(),
+    is_directory=st.booleans(),
+    polling=st.booleans(),
+)
+def test_the_watched_rule_answers_as_the_whole_rule_for_every_event_watched_files_keeps(
+    kind, parts, inside, is_directory, polling
+):
+    path = ("/".join((OUTBOX, *parts))) if inside else "/".join(("/elsewhere", *parts))
+    event = FileEvent(kind, path, is_directory)
+    whole = ready_rule(PATTERNS, OUTBOX, polling=polling)
+    watched = ready_rule(PATTERNS, OUTBOX, polling=polling, watched=True)
+    kept = not is_directory and wanted_rule(PATTERNS, OUTBOX)(path, False)
+    if kept or kind is EventKind.DAY_FILE:
+        assert watched(event) == whole(event)

@@ -130,3 +130,82 @@ def test_a_spaced_sender_sends_a_lone_message_at_once_and_a_burst_in_few_writes(
     reading.join(5)
     assert [m for _, batch in writes[1:] for m in batch] == [("result", i) for i in range(200)]
     assert len(writes) - 1 <= burst / spacing + 2, (len(writes), burst)
+
+
+def test_an_outcome_is_pickled_by_its_name_and_comes_back_as_itself():
+    """`Outcome.__reduce_ex__`: by name, so unpickling calls no enum class; every protocol gives the member back."""
+    import pickle
+
+    from pipeline.sink.model import Outcome, UploadResult
+
+    for outcome in Outcome:
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+            assert pickle.loads(pickle.dumps(outcome, protocol)) is outcome
+        assert f"Outcome.{outcome.name}".encode() in pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
+    result = UploadResult("/o/a.wav", "/r/a.wav", 3, 0.5, 1, Outcome.PARKED, "550 no")
+    assert pickle.loads(pickle.dumps(Batch([result, ("counts", 1)]), pickle.HIGHEST_PROTOCOL)) == [
+        result,
+        ("counts", 1),
+    ]
+
+
+def _reading_all(reader, stop_at: object = None) -> tuple[threading.Thread, list[object]]:
+    """`read_all_into` started on `reader` in a thread, and the list it fills (until `stop_at`)."""
+    received: list[object] = []
+    reading = threading.Thread(
+        target=pipes.read_all_into, args=(reader, lambda m: received.append(m) or m != stop_at), daemon=True
+    )
+    reading.start()
+    return reading, received
+
+
+def _read_all(reader, stop_at: object = None) -> list[object]:
+    reading, received = _reading_all(reader, stop_at)
+    reading.join(10)
+    assert not reading.is_alive()
+    return received
+
+
+def test_read_all_into_takes_apart_what_one_read_holds_and_what_takes_many():
+    """`read_all_into` reads whatever the pipe holds at once: many writes in one read, a write longer than the pipe
+    (and than one read) over several, and ends at the end of the pipe; in order, every message once."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    sender = PipeSender(writer, "test")
+    expected: list[object] = []
+    for i in range(2_000):  # written ahead of the reader: one read takes many writes
+        sender.put(("result", i))
+        expected.append(("result", i))
+        if i % 500 == 0:
+            sender.put(("blob", BIG))  # more than the pipe, more than READ_SIZE
+            expected.append(("blob", BIG))
+    reading, received = _reading_all(reader)
+    sender.close(10.0)
+    reading.join(10)
+    assert not reading.is_alive()
+    assert received == expected
+
+
+def test_read_all_into_reads_the_long_length_and_stops_where_told_or_where_a_write_is_cut():
+    """The long form of the length (-1, then 8 bytes) is read too; a message `handle` refuses ends the reading; a
+    write cut by the writer's end ends it, with what came whole before passed on."""
+    import os
+    import pickle
+    import struct
+
+    def frame(message: object, long: bool = False) -> bytes:
+        payload = pickle.dumps(message)
+        head = struct.pack("!i", -1) + struct.pack("!Q", len(payload)) if long else struct.pack("!i", len(payload))
+        return head + payload
+
+    for data, stop_at, expected in (
+        (frame("a") + frame("b", long=True) + frame("c"), None, ["a", "b", "c"]),
+        (frame("a") + frame("end") + frame("after"), "end", ["a", "end"]),
+        (frame("a") + frame("cut")[:-3], None, ["a"]),
+        (frame("a") + frame("cut", long=True)[:6], None, ["a"]),
+    ):
+        read_end, write_end = os.pipe()
+        os.write(write_end, data)
+        os.close(write_end)
+        reader = multiprocessing.connection.Connection(read_end, writable=False)
+        assert _read_all(reader, stop_at) == expected
+        reader.close()
