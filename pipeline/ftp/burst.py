@@ -74,6 +74,7 @@ class Flow:
         self.ftp = ftp
         self.client: FtpClient = ftp.connection.require()
         self.control: socket.socket = self.client.sock
+        self._fd = self.control.fileno()
         self.following = following
         self.verified = verified
         self.checksum = ftp.parts.sender.checksum
@@ -107,8 +108,8 @@ class Flow:
 
     def readable(self) -> None:
         """The control connection has bytes: read them, and act on each complete reply."""
-        try:
-            chunk = self.control.recv(_MAXLINE)
+        try:  # (`os.read`: the socket's own recv polls first, under its timeout; the loop has polled already)
+            chunk = os.read(self._fd, _MAXLINE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as error:
@@ -120,12 +121,13 @@ class Flow:
             self._replies.append(reply)
             self._answered()
 
-    def writable(self) -> None:
-        """The data connection is up (or failed), or takes more bytes."""
+    def writable(self, *, opening: bool = False) -> None:
+        """The data connection is up (or failed), or takes more bytes; `opening`: tried right after the connect
+        (a failed connection then says so at the send)."""
         data = self.data
         assert data is not None
         try:
-            failed = data.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            failed = 0 if opening else data.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if failed:  # the connection could not be opened
                 raise OSError(failed, os.strerror(failed))
             if not self._outgoing and not _connected(data):  # an empty file: closed only once connected
@@ -194,8 +196,7 @@ class Flow:
         """SIZE + STOR in one flight, then the data connection opened without waiting for it."""
         host, port = self.client.makepasv()  # the address asked ahead (no round trip)
         self._send([f"SIZE {self._target}", f"STOR {self._staging}"], "storing")
-        data = socket.socket(self.control.family, socket.SOCK_STREAM)
-        data.setblocking(False)
+        data = socket.socket(self.control.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
         self.client.data_socket = data  # `abort` cuts it
         self.data = data
         failed = data.connect_ex((host, port))
@@ -207,7 +208,7 @@ class Flow:
         # Sent at once if the connection is up already (a near server): a send on one still opening says
         # EAGAIN, and the loop waits for it to be writable; one that failed says so at that send.
         self._step = "sending"
-        self.writable()
+        self.writable(opening=True)
 
     def _answered(self) -> None:
         """One more reply to the flight in the air: act once it says enough."""
@@ -305,9 +306,16 @@ class Flow:
     def _send(self, lines: list[str], step: str) -> None:
         self._step = step
         self.deadline = time.monotonic() + self.timeout
+        data = ("\r\n".join(lines) + "\r\n").encode(self.client.encoding)
         try:
-            self.client.send_lines(lines)
-        except OSError as error:
+            if any("\n" in line or "\r" in line for line in lines):
+                raise ValueError("an illegal newline character should not be contained")
+            sent = os.write(self._fd, data)  # a flight fits the socket's buffer: written at once, no poll first
+            if sent < len(data):
+                self.control.sendall(data[sent:])  # (a full buffer: the rest under the socket's timeout)
+        except BlockingIOError:
+            self.control.sendall(data)  # none of it was taken: all of it, under the socket's timeout
+        except (OSError, ValueError) as error:
             self._lost(error)
 
     def _complete_replies(self) -> list[str]:
