@@ -150,7 +150,9 @@ def by_manifest_name(files: dict[Path, bytes]) -> dict[str, bytes]:
 
 def assert_all_delivered(server: WatchedServer, outbox: Path, files: dict[Path, bytes]) -> None:
     """Every file whole on the server, gone locally, no `.part` left, and nothing else of the station's there."""
-    wrong = [p.name for p, data in files.items() if not remote(server, p).exists() or remote(server, p).read_bytes() != data]
+    wrong = [
+        p.name for p, data in files.items() if not remote(server, p).exists() or remote(server, p).read_bytes() != data
+    ]
     assert wrong == [], f"{len(wrong)} file(s) missing or not whole on the server: {wrong[:5]}"
     assert outbox_files(outbox) == []
     assert parts_left(server) == []
@@ -512,7 +514,7 @@ def test_a_live_small_file_arriving_during_a_backlog_run_is_delivered_promptly(
     run = start_uploader(field_env(link_server, outbox, tmp_path))
     wait_until(lambda: len(link_server.watch.renames) >= 20, timeout=30)
     live = small_files(tmp_path / "recorder", 1, day=TODAY_LIKE, old=False)
-    (made, data), = live.items()
+    ((made, data),) = live.items()
     target = outbox / made.relative_to(tmp_path / "recorder")
     target.parent.mkdir(parents=True)
     written = time.monotonic()
