@@ -206,7 +206,9 @@ def middle(files: dict[Path, bytes], index: int) -> Path:
 # --- 1. many small files moved into a running `run`
 
 
+@pytest.mark.parametrize("count", [120, pytest.param(300, marks=pytest.mark.slow)])
 def test_many_small_files_moved_into_a_running_run_all_arrive_whole_with_their_days_sums(
+    count,
     watched_server,  # noqa: F811
     start_uploader,  # noqa: F811
     outbox,
@@ -215,15 +217,15 @@ def test_many_small_files_moved_into_a_running_run_all_arrive_whole_with_their_d
     server = watched_server()
     run = start_uploader(field_env(server, outbox, tmp_path, BEEMON_FTP__CONNECTIONS="4"))
     wait_until(lambda: "watching" in run.output(), timeout=30)
-    made = small_files(tmp_path / "recorder", 300, zero_every=25, long_every=30)
+    made = small_files(tmp_path / "recorder", count, zero_every=25, long_every=30)
     files = {}
     for path, data in made.items():  # moved in as a recorder finishing elsewhere does
         target = outbox / path.relative_to(tmp_path / "recorder")
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
         files[target] = data
-    assert sum(1 for data in files.values() if not data) == 12
-    assert sum(1 for p in files if len(p.name) == LONG_NAME_BYTES) == 10
+    longs = sum(1 for p in files if len(p.name) == LONG_NAME_BYTES)
+    assert sum(1 for data in files.values() if not data) >= 4 and longs >= 4
 
     wait_until(lambda: not outbox_files(outbox), timeout=60)
     wait_until(lambda: sums_on(server, DAY) == manifest_text(by_manifest_name(files)), timeout=30)
@@ -232,7 +234,7 @@ def test_many_small_files_moved_into_a_running_run_all_arrive_whole_with_their_d
     assert all(len(renamed_digests(server, p)) == 1 for p in files), "a file made visible more than once"
     assert not [s for s in server.faults.commands("STOR") if STATION in s and not os.path.basename(s).startswith(".")]
     hashed = [s for s in server.faults.commands("STOR") if len(os.path.basename(s)) == 1 + 32 + 5]
-    assert len(hashed) == 10  # the long names' temporary names, hashed
+    assert len(hashed) == longs  # the long names' temporary names, hashed
     lean = [p for p in files if two_flights(server, p)]
     assert len(lean) >= len(files) - 8, f"only {len(lean)} of {len(files)} files went in two flights"
 
@@ -255,7 +257,11 @@ def test_once_on_200_small_files_delivers_all_and_exits_0(watched_server, outbox
 
 @pytest.mark.parametrize(
     "reply",
-    ["451 Local error in processing.", "553 Could not create file.", "550 Permission denied."],
+    [
+        "451 Local error in processing.",
+        "553 Could not create file.",
+        pytest.param("550 Permission denied.", marks=pytest.mark.slow),
+    ],
 )
 def test_a_stor_refused_once_mid_run_is_done_again_and_every_file_arrives(reply, watched_server, outbox, tmp_path):  # noqa: F811
     server = watched_server()
@@ -451,7 +457,7 @@ def test_a_server_that_stops_answering_mid_run_loses_nothing_and_gets_everything
     tmp_path,
 ):
     server = watched_server(handler=LinkRunFaultsHandler, reply_delay=0.02, run_faults=RunFaults())
-    files = small_files(outbox, 120)
+    files = small_files(outbox, 80)
     run = start_uploader(field_env(server, outbox, tmp_path, BEEMON_FTP__TIMEOUT_SECONDS="1"))
     wait_until(lambda: len(server.watch.renames) >= 15, timeout=30)
     gate = threading.Event()
@@ -480,7 +486,7 @@ def test_sigterm_mid_run_exits_0_in_time_and_deletes_nothing_without_its_copy(
     outbox,
     tmp_path,
 ):
-    files = small_files(outbox, 200)
+    files = small_files(outbox, 120)
     env = field_env(link_server, outbox, tmp_path, BEEMON_FTP__CONNECTIONS="4")
     run = start_uploader(env)
     wait_until(lambda: len(link_server.watch.renames) >= 30, timeout=30)
@@ -510,7 +516,7 @@ def test_a_live_small_file_arriving_during_a_backlog_run_is_delivered_promptly(
     outbox,
     tmp_path,
 ):
-    files = small_files(outbox, 250)
+    files = small_files(outbox, 160)
     run = start_uploader(field_env(link_server, outbox, tmp_path))
     wait_until(lambda: len(link_server.watch.renames) >= 20, timeout=30)
     live = small_files(tmp_path / "recorder", 1, day=TODAY_LIKE, old=False)
@@ -524,8 +530,7 @@ def test_a_live_small_file_arriving_during_a_backlog_run_is_delivered_promptly(
     took = time.monotonic() - written
     backlog_left = len([p for p in files if p.exists()])
     assert took < 0.2 + 2.0, f"the live file took {took:.2f} s"
-    assert backlog_left >= 50, f"the backlog was nearly done ({backlog_left} left): the test proves nothing"
-    wait_until(lambda: not outbox_files(outbox), timeout=60)
+    assert backlog_left >= 40, f"the backlog was nearly done ({backlog_left} left): the test proves nothing"
     assert run.stop() == 0
     files[target] = data
-    assert_all_delivered(link_server, outbox, files)
+    assert never_lost(link_server, files) == []
