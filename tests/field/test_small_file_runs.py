@@ -23,10 +23,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from tests.e2e.conftest import STATION, run_cli
+from tests.e2e.conftest import STATION, run_cli, uploader_env
 from tests.field.conftest import LONG_AGO, LinkHandler, field_env
 from tests.field.test_once_manifests import manifest_text
 from tests.helpers import wait_until
@@ -534,3 +535,26 @@ def test_a_live_small_file_arriving_during_a_backlog_run_is_delivered_promptly(
     assert run.stop() == 0
     files[target] = data
     assert never_lost(link_server, files) == []
+
+
+# --- vsftpd: a run of small files, and the overwrite guard, on a server the station may really meet
+
+
+def test_once_on_small_files_to_vsftpd_delivers_all_and_never_overwrites_a_different_file(vsftpd, outbox, tmp_path):
+    server = vsftpd()
+    files = small_files(outbox, 80, zero_every=20, long_every=25)
+    taken = middle(files, 40)
+    final = server.root / STATION / DAY / "audio"
+    final.mkdir(parents=True)
+    theirs = b"another station's bytes " * 7
+    (final / taken.name).write_bytes(theirs)
+    target = SimpleNamespace(server=SimpleNamespace(port=server.port), username=server.username, password="anonymous")
+    env = uploader_env(target, outbox, tmp_path, BEEMON_FTP__REMOTE_ROOT=server.remote_root)
+    done = run_cli(env, "run", "--once", "--max-retries", "1", timeout=90)
+    assert done.returncode == 1, done.stderr  # the one file the guard kept back
+    assert (final / taken.name).read_bytes() == theirs
+    assert station_files(outbox) == [str(taken.relative_to(outbox))] and taken.read_bytes() == files[taken]
+    rest = {p: d for p, d in files.items() if p != taken}
+    landed = {p.name: p.read_bytes() for p in final.iterdir() if p.name != taken.name}
+    assert landed == {p.name: d for p, d in rest.items()}  # whole, and no `.part` left
+    assert (server.root / STATION / DAY / "SHA256SUMS").read_text() == manifest_text(by_manifest_name(rest))
