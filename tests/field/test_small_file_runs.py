@@ -478,10 +478,12 @@ def test_a_server_that_stops_answering_mid_run_loses_nothing_and_gets_everything
     assert_all_delivered(server, outbox, files)
 
 
-# --- 9. SIGTERM in the middle of a long run
+# --- 9. SIGTERM (or a power cut) in the middle of a long run
 
 
-def test_sigterm_mid_run_exits_0_in_time_and_deletes_nothing_without_its_copy(
+@pytest.mark.parametrize("stop", ["sigterm", "power-cut"])
+def test_a_stop_mid_run_deletes_nothing_without_its_copy_and_its_journal_line(
+    stop,
     link_server,
     start_uploader,  # noqa: F811
     outbox,
@@ -492,15 +494,19 @@ def test_sigterm_mid_run_exits_0_in_time_and_deletes_nothing_without_its_copy(
     run = start_uploader(env)
     wait_until(lambda: len(link_server.watch.renames) >= 30, timeout=30)
     began = time.monotonic()
-    assert run.stop(timeout=20) == 0
-    assert time.monotonic() - began < 10
+    if stop == "sigterm":
+        assert run.stop(timeout=20) == 0
+        assert time.monotonic() - began < 10
+    else:
+        run.kill()  # the whole group at once: the sink and its loop threads with it
     assert never_lost(link_server, files) == []
     gone = [p for p in files if not p.exists()]
-    assert 30 <= len(gone) < len(files), len(gone)
+    assert 20 <= len(gone) < len(files), len(gone)  # (a power cut may come between a rename and its delete)
     journaled = "".join(p.read_text() for p in (outbox / ".beemon" / "manifests").glob("*.journal"))
-    for path in gone:  # every file deleted has its line in the day's journal (or the day's SHA256SUMS)
-        name = f"audio/{path.name}"
-        assert name in journaled or name in (sums_on(link_server, DAY) or ""), name
+    for path in gone:  # every file deleted has its line (sha256, size, name) in the day's journal, written before
+        data = files[path]
+        line = f"{hashlib.sha256(data).hexdigest()} {len(data)} audio/{path.name}\n"
+        assert line in journaled or path.name in (sums_on(link_server, DAY) or ""), line
 
     again = run_cli(env, "run", "--once", timeout=120)  # the next start finishes the day
     assert again.returncode == 0, again.stderr
@@ -558,3 +564,33 @@ def test_once_on_small_files_to_vsftpd_delivers_all_and_never_overwrites_a_diffe
     landed = {p.name: p.read_bytes() for p in final.iterdir() if p.name != taken.name}
     assert landed == {p.name: d for p, d in rest.items()}  # whole, and no `.part` left
     assert (server.root / STATION / DAY / "SHA256SUMS").read_text() == manifest_text(by_manifest_name(rest))
+
+
+def test_sigterm_while_the_server_stalls_a_run_cuts_it_at_the_stop_deadline_and_loses_nothing(
+    watched_server,  # noqa: F811
+    start_uploader,  # noqa: F811
+    outbox,
+    tmp_path,
+):
+    """The lean loop's sessions are cut at the stop deadline like any transfer, not held for the FTP timeout."""
+    server = watched_server()
+    files = small_files(outbox, 80)
+    env = field_env(
+        server, outbox, tmp_path, BEEMON_FTP__TIMEOUT_SECONDS="30", BEEMON_UPLOAD__STOP_DEADLINE_SECONDS="1"
+    )
+    run = start_uploader(env)
+    wait_until(lambda: len(server.watch.renames) >= 10, timeout=30)
+    gate = threading.Event()
+    server.faults.hold["RNFR"] = gate  # the server takes the renames' flight and says nothing more
+    try:
+        renames = len(server.faults.commands("RNFR"))
+        wait_until(lambda: len(server.faults.commands("RNFR")) >= renames + 2, timeout=10)
+        began = time.monotonic()
+        code = run.stop(timeout=30)
+        took = time.monotonic() - began
+    finally:
+        gate.set()
+    assert code == 0
+    assert took < 1 + 5, f"stopped in {took:.1f} s"  # the deadline, and the cut's grace at most
+    assert never_lost(server, files) == []
+    assert 10 <= len([p for p in files if not p.exists()]) < len(files)
