@@ -260,7 +260,8 @@ def test_once_on_200_small_files_delivers_all_and_exits_0(watched_server, outbox
     "reply",
     [
         "451 Local error in processing.",
-        "553 Could not create file.",
+        "421 Service not available, closing control connection.",
+        pytest.param("553 Could not create file.", marks=pytest.mark.slow),
         pytest.param("550 Permission denied.", marks=pytest.mark.slow),
     ],
 )
@@ -336,6 +337,32 @@ def test_a_control_connection_dropped_mid_run_loses_nothing_and_all_arrive_after
     assert len(server.watch.logins) >= 3  # two sessions, and the one that came back
     assert_all_delivered(server, outbox, files)
     assert renamed_digests(server, cut) == [hashlib.sha256(files[cut]).hexdigest()]
+    assert sums_on(server, DAY) == manifest_text(by_manifest_name(files))
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["426 Data connection cut by the test server.", "421 Service going down."],
+    ids=["426", "421-and-close"],
+)
+def test_a_data_connection_cut_mid_run_leaves_the_file_local_until_it_is_sent_again_whole(
+    reply,
+    watched_server,  # noqa: F811
+    start_uploader,  # noqa: F811
+    outbox,
+    tmp_path,
+):
+    server = watched_server()
+    files = small_files(outbox, 60)
+    run = start_uploader(field_env(server, outbox, tmp_path), "run", "--once")
+    wait_until(lambda: len(server.watch.renames) >= 10, timeout=30)
+    server.faults.cut_reply = reply
+    server.faults.cut_after_bytes, server.faults.cuts = 500, 1  # the next transfer is cut after 500 bytes
+    assert run.wait(60) == 0, run.output()
+    assert server.faults.cuts == 0, "no transfer was cut: the run was over"
+    assert never_lost(server, files) == []
+    assert_all_delivered(server, outbox, files)
+    assert all(len(renamed_digests(server, p)) == 1 for p in files), "a copy made visible twice (or a short one)"
     assert sums_on(server, DAY) == manifest_text(by_manifest_name(files))
 
 
