@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ import pytest
 from tests.e2e.conftest import STATION, run_cli, uploader_env
 from tests.field.conftest import LONG_AGO, LinkHandler, field_env
 from tests.field.test_once_manifests import manifest_text
-from tests.helpers import wait_until
+from tests.helpers import lines_with, wait_until
 from tests.reliability.conftest import (  # noqa: F401
     WatchedServer,
     outbox_files,
@@ -621,3 +622,46 @@ def test_sigterm_while_the_server_stalls_a_run_cuts_it_at_the_stop_deadline_and_
     assert took < 1 + 5, f"stopped in {took:.1f} s"  # the deadline, and the cut's grace at most
     assert never_lost(server, files) == []
     assert 10 <= len([p for p in files if not p.exists()]) < len(files)
+
+
+# --- a next file that cannot even be looked at when its run takes it
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BurstLoop._following: an OSError from DeliveryStep.lean_file (not PermissionError) kills the lean loop"
+    " and loses the taken ticket: run --once never ends",
+)
+def test_a_next_file_that_cannot_be_looked_at_is_reported_and_the_run_goes_on(
+    watched_server,  # noqa: F811
+    start_uploader,  # noqa: F811
+    outbox,
+    tmp_path,
+):
+    """The lean run takes its next file during the current one's transfer; a file that cannot be stat'ed then
+    (replaced by a symlink loop: ELOOP) must be reported as the full path reports it, not lost with the loop."""
+    faults = RunFaults()
+    server = watched_server(handler=RunFaultsHandler, run_faults=faults)
+    files = small_files(outbox, 30)
+    ordered = sorted(files)
+    looped = ordered[10:20]
+
+    def loop_them() -> None:  # while the server takes file 20, files 10-19 become symlink loops
+        for path in looped:
+            path.unlink()
+            os.symlink(path.name, path)
+
+    faults.on_stor[f".{ordered[20].name}.part"] = loop_them
+    env = field_env(server, outbox, tmp_path, BEEMON_FTP__CONNECTIONS="1", BEEMON_UPLOAD__RETRY_MAX_SECONDS="0.1")
+    run = start_uploader(env, "run", "--once", "--log-level", "DEBUG")
+    try:
+        code = run.wait(20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"run --once still running after 20 s: {lines_with(run.output(), 'ERROR')}")
+    done = SimpleNamespace(returncode=code, stderr=run.output())
+    assert [kind for kind, _ in faults.fired] == ["STOR"]
+    assert done.returncode == 1, done.stderr
+    assert sorted(station_files(outbox)) == sorted(str(p.relative_to(outbox)) for p in looped)  # the loops stay
+    rest = {p: d for p, d in files.items() if p not in looped}
+    assert all(remote(server, p).read_bytes() == d for p, d in rest.items())
+    assert parts_left(server) == []
