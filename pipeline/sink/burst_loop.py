@@ -132,8 +132,12 @@ class BurstLoop:
 
     def _open(self, selector: selectors.BaseSelector, loan: Loan) -> None:
         """Start `loan`'s run with its first file."""
-        first = self.step.lean_file(loan.first)
-        if first is None:  # the file is gone: reported; the session goes straight back
+        try:
+            first = self.step.lean_file(loan.first)
+        except Exception as error:  # a file that cannot be looked at (ELOOP, ...): reported as the full way does
+            self.step.unexpected(loan.first, error)
+            first = None
+        if first is None:  # the file is gone (or could not be looked at): reported; the session goes straight back
             loan.back.set()
             return
 
@@ -171,7 +175,11 @@ class BurstLoop:
             if not step.lean(loan.session, ticket):
                 loan.ahead = ticket
                 return True, None
-            file = step.lean_file(ticket)
+            try:
+                file = step.lean_file(ticket)
+            except Exception as error:  # a file that cannot be looked at (ELOOP, ...): reported as the full way does
+                step.unexpected(ticket, error)
+                continue
             if file is not None:
                 loan.next_ticket = ticket
                 return True, file

@@ -627,11 +627,6 @@ def test_sigterm_while_the_server_stalls_a_run_cuts_it_at_the_stop_deadline_and_
 # --- a next file that cannot even be looked at when its run takes it
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BurstLoop._following: an OSError from DeliveryStep.lean_file (not PermissionError) kills the lean loop"
-    " and loses the taken ticket: run --once never ends",
-)
 def test_a_next_file_that_cannot_be_looked_at_is_reported_and_the_run_goes_on(
     watched_server,  # noqa: F811
     start_uploader,  # noqa: F811
