@@ -370,16 +370,27 @@ def test_a_data_connection_cut_mid_run_leaves_the_file_local_until_it_is_sent_ag
 # --- 4. a rename refused once
 
 
-def test_a_rename_refused_once_mid_run_is_done_again_and_the_file_goes_only_then(watched_server, outbox, tmp_path):  # noqa: F811
+@pytest.mark.parametrize(
+    ("command", "reply"),
+    [("RNTO", "553 Renaming not allowed."), ("RNFR", "421 Service not available, closing control connection.")],
+    ids=["rnto-553", "rnfr-421"],
+)
+def test_a_rename_refused_once_mid_run_is_done_again_and_the_file_goes_only_then(
+    command,
+    reply,
+    watched_server,  # noqa: F811
+    outbox,
+    tmp_path,
+):
     server = watched_server()
     files = small_files(outbox, 40)
     refused = middle(files, 20)
-    server.faults.refuse_once_for.append(("RNTO", refused.name, "553 Renaming not allowed."))
+    server.faults.refuse_once_for.append((command, refused.name, reply))
     done = once(server, outbox, tmp_path)
     assert done.returncode == 0, done.stderr
     assert server.faults.refuse_once_for == []
-    rntos = [a for a in server.faults.commands("RNTO") if a.endswith(refused.name)]
-    assert len(rntos) == 2  # refused, then done again
+    rnfrs = [a for a in server.faults.commands("RNFR") if a.endswith(f".{refused.name}.part")]
+    assert len(rnfrs) == 2  # refused, then done again
     assert renamed_digests(server, refused) == [hashlib.sha256(files[refused]).hexdigest()]
     assert_all_delivered(server, outbox, files)
     assert sums_on(server, DAY) == manifest_text(by_manifest_name(files))
