@@ -118,6 +118,9 @@ class BurstLoop:
         except BaseException as error:  # a bug: every session goes back to its worker, which reports the file
             log.error("lean upload loop error (%s: %s)", type(error).__name__, error)
             log.debug("lean upload loop error", exc_info=True)
+            if self._verified:  # verified before the bug: their bookkeeping still comes (their workers wait for it)
+                self._books.add(self._verified)
+                self._verified = []
             with self._lock:
                 left, self._incoming = loans + self._incoming, []
                 self._thread = None
@@ -172,13 +175,13 @@ class BurstLoop:
                     and manifests.due_after(current.remote_path, step.board.remote_paths)
                 )
                 return due, None
-            if not step.lean(loan.session, ticket):
-                loan.ahead = ticket
-                return True, None
             try:
+                if not step.lean(loan.session, ticket):
+                    loan.ahead = ticket
+                    return True, None
                 file = step.lean_file(ticket)
-            except Exception as error:  # a file that cannot be looked at (ELOOP, ...): reported as the full way does
-                step.unexpected(ticket, error)
+            except Exception as error:  # a file that cannot be looked at (ELOOP, ...), or a bug: reported as the
+                step.unexpected(ticket, error)  # full way does (`DeliveryStep.run`), not lost with the loop
                 continue
             if file is not None:
                 loan.next_ticket = ticket

@@ -13,8 +13,6 @@ import os
 import threading
 import time
 
-import pytest
-
 from operators.model import UploadJob
 from pipeline.sink.model import Outcome, UploadResult
 from pipeline.sink.policy import UploadPolicy
@@ -74,11 +72,6 @@ def test_a_run_of_small_files_goes_the_lean_way_after_each_sessions_first_file(
     assert not [p.name for p in (ftp_root / "upload").iterdir() if p.name.endswith(".part")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BurstLoop._run's last resort drops the files verified in the crashing turn (self._verified): their"
-    " worker waits in _Books.settled for ever when no other lend follows",
-)
 def test_a_bug_in_the_lean_loop_hands_every_session_back_and_its_verified_files_still_get_their_bookkeeping(
     make_server, ftp_root, outbox, credentials
 ):
