@@ -50,11 +50,6 @@ def _run_a_then_b(make_server, outbox: Path, credentials, b_local: Path, b_remot
     return results, faults, sink, a_data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="burst review: an OSError from the next file's stat in `_following` crashes the loop; the ticket "
-    "it took is neither finished nor untaken (stuck until restart), and A is reported with B's error",
-)
 def test_a_next_file_that_cannot_be_looked_at_gets_a_result_and_a_is_delivered(
     make_server, ftp_root, outbox, credentials
 ):
@@ -93,12 +88,6 @@ def printable_logs() -> Iterator[None]:
         handler.removeFilter(printable)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="burst review: an error raised while the loop starts the next file (here the encoding of a "
-    "non-UTF-8 name, outside `_send`'s try) crashes the loop after A was verified in the same turn: A never "
-    "reaches the bookkeeping thread, `settled` waits for ever, the worker hangs and A stays local",
-)
 def test_a_verified_file_is_settled_even_when_the_loop_fails_on_the_next(
     make_server, ftp_root, outbox, credentials, caplog, printable_logs
 ):
