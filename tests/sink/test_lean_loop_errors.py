@@ -109,3 +109,30 @@ def test_a_verified_file_is_settled_even_when_the_loop_fails_on_the_next(
     assert (ftp_root / "upload" / "a.wav").read_bytes() == a_data
     assert not (outbox / "a.wav").exists()
     assert b.exists()  # B cannot go: it stays
+
+
+def test_a_stop_during_lean_runs_loses_nothing_and_ends_within_its_deadline(make_server, ftp_root, outbox, credentials):
+    """Four sessions' lean runs of small files, stopped halfway: the transfers in flight finish within the
+    deadline, and every file is either local still or byte-identical at its final name (never neither)."""
+    faults = Faults(stall={"RNTO": 0.3})  # one rename held: a stop finds a run mid-file
+    server = make_server(faults=faults)
+    names = [f"s{i:03}.wav" for i in range(200)]
+    contents = {name: write(outbox / name, 900 + i) for i, name in enumerate(names)}
+    results: list[UploadResult] = []
+    sink = Sink(params_for(server, credentials), UploadPolicy(connections=4), results.append)
+    for name in names:
+        sink.put(_job(outbox / name, name, len(contents[name]), (outbox / name).stat().st_mtime_ns))
+    sink.start()
+    try:
+        wait_until(lambda: len(results) >= 20, timeout=30)
+    finally:
+        stopped = sink.stop(5)
+    assert stopped
+    for name in names:
+        remote, local = ftp_root / "upload" / name, outbox / name
+        assert local.exists() or remote.read_bytes() == contents[name], name
+        if remote.exists():
+            assert remote.read_bytes() == contents[name], name
+    delivered = {r.local_path for r in results if r.outcome == Outcome.DELIVERED}
+    assert delivered == {str(outbox / n) for n in names if not (outbox / n).exists()}
+    assert len(delivered) < len(names)  # the stop came halfway
