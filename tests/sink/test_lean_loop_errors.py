@@ -109,6 +109,8 @@ def test_a_verified_file_is_settled_even_when_the_loop_fails_on_the_next(
     assert (ftp_root / "upload" / "a.wav").read_bytes() == a_data
     assert not (outbox / "a.wav").exists()
     assert b.exists()  # B cannot go: it stays
+    # the flow itself hands B to the full path (`Flow._send`), not the loop's last resort
+    assert not [r for r in caplog.records if "lean upload loop error" in r.getMessage()]
 
 
 def test_a_stop_during_lean_runs_loses_nothing_and_ends_within_its_deadline(make_server, ftp_root, outbox, credentials):
