@@ -306,15 +306,16 @@ class Flow:
     def _send(self, lines: list[str], step: str) -> None:
         self._step = step
         self.deadline = time.monotonic() + self.timeout
-        data = ("\r\n".join(lines) + "\r\n").encode(self.client.encoding)
-        try:
+        try:  # (a name the encoding cannot carry is a `UnicodeEncodeError`, a `ValueError`)
+            data = ("\r\n".join(lines) + "\r\n").encode(self.client.encoding)
             if any("\n" in line or "\r" in line for line in lines):
                 raise ValueError("an illegal newline character should not be contained")
-            sent = os.write(self._fd, data)  # a flight fits the socket's buffer: written at once, no poll first
+            try:
+                sent = os.write(self._fd, data)  # a flight fits the socket's buffer: written at once, no poll first
+            except BlockingIOError:
+                sent = 0
             if sent < len(data):
                 self.control.sendall(data[sent:])  # (a full buffer: the rest under the socket's timeout)
-        except BlockingIOError:
-            self.control.sendall(data)  # none of it was taken: all of it, under the socket's timeout
         except (OSError, ValueError) as error:
             self._lost(error)
 

@@ -101,6 +101,7 @@ class BurstLoop:
         selector = selectors.DefaultSelector()
         selector.register(self._wake_read, selectors.EVENT_READ, None)
         loans: list[Loan] = []
+        incoming: list[Loan] = []
         try:
             while True:
                 with self._lock:
@@ -125,21 +126,37 @@ class BurstLoop:
         except BaseException as error:  # a bug: every session goes back to its worker, which reports the file
             log.error("lean upload loop error (%s: %s)", type(error).__name__, error)
             log.debug("lean upload loop error", exc_info=True)
+            if self._verified:  # verified already: their bookkeeping still comes (their workers wait for it)
+                self._books.add(self._verified)
+                self._verified = []
             with self._lock:
-                left, self._incoming = loans + self._incoming, []
+                # the loans being opened when it failed are in `incoming` only
+                left = loans + [loan for loan in incoming if loan not in loans] + self._incoming
+                self._incoming = []
                 self._thread = None
             for loan in left:
-                if not loan.back.is_set():
-                    current = loan.flow.file if loan.flow is not None else None
+                if loan.back.is_set():
+                    continue
+                flow = loan.flow
+                if loan.stopped is None and not (flow is not None and flow.done):
+                    current = flow.file if flow is not None else None
                     loan.stopped_at = current.token[0] if current is not None else loan.first
                     loan.stopped = BurstStopped(current, error, untake=current is None or not current.progress.stored)
-                    self._give_back(selector, loan)
+                    if flow is not None:  # replies may be on their way: the connection is out of step, dropped
+                        with contextlib.suppress(Exception):
+                            flow.close_data()
+                            loan.session.close(wait_reply=False)
+                self._give_back(selector, loan)
         finally:
             selector.close()
 
     def _open(self, selector: selectors.BaseSelector, loan: Loan) -> None:
         """Start `loan`'s run with its first file."""
-        first = self.step.lean_file(loan.first)
+        try:
+            first = self.step.lean_file(loan.first)
+        except Exception as error:  # its file cannot be looked at (EIO, ENOTDIR...): the full path reports it
+            loan.stopped, loan.stopped_at = BurstStopped(None, error, untake=True), loan.first
+            return  # back at once (`_run`)
         if first is None:  # the file is gone: reported; the session goes straight back
             loan.back.set()
             return
@@ -175,10 +192,14 @@ class BurstLoop:
                     and manifests.due_after(current.remote_path, step.board.remote_paths)
                 )
                 return due, None
-            if not step.lean(loan.session, ticket) or time.monotonic() - loan.since >= RUN_SECONDS:
+            try:
+                if not step.lean(loan.session, ticket) or time.monotonic() - loan.since >= RUN_SECONDS:
+                    loan.ahead = ticket
+                    return True, None
+                file = step.lean_file(ticket)
+            except Exception:  # its file cannot be looked at (EIO, ENOTDIR...): the full path reports it, as for any
                 loan.ahead = ticket
                 return True, None
-            file = step.lean_file(ticket)
             if file is not None:
                 loan.next_ticket = ticket
                 return True, file
