@@ -58,6 +58,8 @@ class Loan:
     next_ticket: Ticket | None = None
     #: its files verified and not yet through their bookkeeping (`_Books`)
     books: int = 0
+    #: its files verified in all
+    verified: int = 0
     #: when the run began (`time.monotonic`): it ends after `RUN_SECONDS`, for its worker's other duties
     since: float = field(default_factory=time.monotonic)
 
@@ -167,6 +169,7 @@ class BurstLoop:
         def delivered(file: BurstFile, report: Delivered) -> None:
             with self._books.lock:
                 loan.books += 1
+            loan.verified += 1
             self._verified.append((loan, file, report))
 
         loan.flow = loan.session.lean_flow(first, following, delivered)

@@ -232,6 +232,9 @@ class Sink:
         self.step.settle_pending(session)  # the last file's bookkeeping, before its session is lent
         loan = self.lean.lend(session, ticket)
         stop, at = loan.stopped, loan.stopped_at
+        if log.isEnabledFor(logging.DEBUG):
+            end = "as planned" if stop is None else f"at {at.path if at is not None else '?'}: {stop.error}"
+            log.debug("lean run: %d file(s) verified, ended %s", loan.verified, end)
         if stop is not None and at is not None:
             at.lean = False  # the full way from now on: it meets the case with all its rules
             if stop.untake:
