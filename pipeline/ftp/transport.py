@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import posixpath
 import threading
+from collections.abc import Callable
 
-from pipeline.ftp import small_files
+from pipeline.ftp import burst, small_files
 from pipeline.ftp.checks import DeliveryCheck
 from pipeline.ftp.connection import Connection
 from pipeline.ftp.delivery import Parts, Upload, temp_name
@@ -22,6 +23,7 @@ from pipeline.ftp.sizes import RemoteSizes
 from pipeline.ftp.store import DataSender
 from pipeline.transport.bandwidth import TokenBucket
 from pipeline.transport.base import Delivered, Delivery, DeliveryProgress
+from pipeline.transport.runs import BurstFile
 
 log = logging.getLogger("beemon.sink.session")
 
@@ -111,6 +113,34 @@ class FtpTransport:
         self.parts.sender.sent_sha256 = None
         upload = Upload(self.parts, delivery, progress, self.checks.hasher_for(delivery))
         return upload.run(lambda verified: self.checks.after(self, delivery, verified, upload.server_hash))
+
+    def lean_ready(self, folder: str, size: int) -> bool:
+        """Whether a file of `size` bytes into `folder` may go the lean way now (`pipeline.ftp.burst`): a small
+        one, on a plain, pipelined, logged-in session that has made that folder, on a server with SIZE,
+        checked by size, with no bandwidth cap."""
+        client = self.connection.client
+        return (
+            size <= burst.BURST_MAX
+            and client is not None
+            and client.sock is not None
+            and self.atomic_rename
+            and client.can_send_early()
+            and self.features.size
+            and self.checks.check == "size"
+            and getattr(self.parts.sender.throttle, "capped", True) is False
+            and client.deferred_replies == 0
+            and self.connection.absolute(folder) in self.directories.known
+        )
+
+    def lean_flow(
+        self,
+        first: BurstFile,
+        following: Callable[[], tuple[bool, BurstFile | None]],
+        verified: Callable[[BurstFile, Delivered], None],
+    ) -> burst.Flow:
+        """A run of small files over this session, for a loop to drive (`pipeline.ftp.burst.Flow`)."""
+        self._just_put = None
+        return burst.Flow(self, first, following, verified)
 
     @property
     def check(self) -> str:

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeGuard, cast
 
 from operators.model import Priority, UploadJob
 from operators.remote_path import remote_name
@@ -36,6 +38,7 @@ from pipeline.sink.ticket import Ticket
 from pipeline.transport import Delivered, Delivery, DeliveryProgress, Transport
 from pipeline.transport.bandwidth import LiveFirst, SessionThrottle
 from pipeline.transport.errors import HashMismatch
+from pipeline.transport.runs import BurstFile, LeanTransport
 
 log = logging.getLogger("beemon.sink")
 #: how a delivery was checked (`Delivered.verified_by`) -> the count it adds one to
@@ -81,7 +84,7 @@ class DeliveryStep:
         try:
             self._upload(session, ticket, take_ahead, meanwhile, defer=lambda: bool(ahead))
         except Exception as error:  # a bug: the file stays, is tried again, and the worker goes on
-            self._unexpected(ticket, error)
+            self.unexpected(ticket, error)
             session.close()
         finally:
             meanwhile()  # the transport did not wait for the server (or failed before): now
@@ -94,7 +97,7 @@ class DeliveryStep:
         if previous is not None:
             previous()
 
-    def _unexpected(self, ticket: Ticket, error: Exception) -> None:
+    def unexpected(self, ticket: Ticket, error: Exception) -> None:
         """A bug while handling `ticket`: say so in one line; the file stays and is tried again."""
         log.error("unexpected error while uploading %s (%s: %s)", ticket.path, type(error).__name__, error)
         log.debug("unexpected error while uploading %s", ticket.path, exc_info=True)
@@ -126,35 +129,99 @@ class DeliveryStep:
             if report.probed is not None and self.manifests is not None:
                 self.manifests.probed(ticket.job.remote_path, report.probed)
         except Exception as error:
-            failure = attempt.failure_of(error, ticket.path)
-            if failure is None:
+            if not self.failed(session, ticket, started, error):
                 raise  # a bug: `run` reports it
-            if isinstance(error, HashMismatch) and self.counters is not None:
-                self.counters.add("hash_mismatches")
-            if failure.drop_session:
-                session.close()
-            if failure.outcome == Outcome.CHANGED:
-                self._changed(ticket, started, failure.reply)
-            else:
-                self._finish(ticket, failure.outcome, started, failure.reply)
             return
         if defer():  # the next job is taken: this bookkeeping rides in its first round trip
             self._pending[id(session)] = lambda: self._delivered_safely(ticket, version, report, started)
         else:
             self._delivered(ticket, version, report, started)
 
+    def failed(self, session: Transport, ticket: Ticket, started: float, error: BaseException) -> bool:
+        """Report an attempt that ended in `error` (the session closed when it is out of step); False when
+        `error` is not a delivery's failure but a bug."""
+        failure = attempt.failure_of(error, ticket.path)
+        if failure is None:
+            return False
+        if isinstance(error, HashMismatch) and self.counters is not None:
+            self.counters.add("hash_mismatches")
+        if failure.drop_session:
+            session.close()
+        if failure.outcome == Outcome.CHANGED:
+            self._changed(ticket, started, failure.reply)
+        else:
+            self._finish(ticket, failure.outcome, started, failure.reply)
+        return True
+
+    # --- the lean way for small files (`pipeline.sink.burst_loop` drives it)
+
+    def lean(self, session: Transport, ticket: Ticket) -> TypeGuard[LeanTransport]:
+        """Whether `ticket` may go the lean way over `session` (`pipeline.ftp.burst`): a small, whole file into a
+        folder the session has made, its first try that way, the size checked, nothing to resume, no manifest
+        question to ask with it, and no live transfer for a backlog file to yield to."""
+        job = ticket.job
+        return (
+            ticket.lean
+            and hasattr(session, "lean_flow")  # (a `LeanTransport`; asked as cheaply as can be, once per job)
+            and not job.into_folder
+            and self.policy.verify_size
+            and (job.priority == Priority.LIVE or not self.live_first.live_in_flight)
+            and cast(LeanTransport, session).lean_ready(posixpath.dirname(job.remote_path), job.size)
+            and not self.board.parts.is_ours(job)
+            and (self.manifests is None or self.manifests.probe_for(job.remote_path) is None)
+        )
+
+    def lean_file(self, ticket: Ticket) -> BurstFile | None:
+        """The lean run's view of `ticket` (its local file looked at now, as `_upload` does), or None when that
+        attempt is over already (the file is gone or unreadable: reported)."""
+        started = time.monotonic()
+        try:
+            version = file_state(ticket.job.local_path)
+        except PermissionError as error:
+            self._finish(ticket, Outcome.PARKED, started, attempt.unreadable(ticket.path, error))
+            return None
+        if version is None:
+            self._finish(ticket, Outcome.GONE, started, attempt.GONE_REPLY)
+            return None
+        job = ticket.job
+        if (version.size, version.mtime_ns) != (job.size, job.mtime_ns):
+            job = ticket.job = replace(job, size=version.size, mtime_ns=version.mtime_ns)
+        ticket.progress = DeliveryProgress()
+        parts = self.board.parts
+        return BurstFile(
+            job.local_path,
+            job.remote_path,
+            job.size,
+            lambda existing: parts.may_replace(job, existing),
+            ticket.progress,
+            (ticket, version, started),
+            self.live_first if job.priority == Priority.LIVE else None,
+        )
+
+    def lean_delivered(self, file: BurstFile, report: Delivered, *, recorded: bool) -> None:
+        """A lean run's file is verified on the server: its bookkeeping, as for any delivery (`recorded`: its
+        manifest line is in the journal already, `Manifests.record_many`)."""
+        ticket, version, started = file.token
+        try:
+            self._delivered(ticket, version, report, started, recorded=recorded)
+        except Exception as error:
+            self.unexpected(ticket, error)
+
     def _delivered_safely(self, ticket: Ticket, version: FileState, report: Delivered, started: float) -> None:
         """`_delivered`, left for later: it must not raise into the delivery it runs beside."""
         try:
             self._delivered(ticket, version, report, started)
         except Exception as error:
-            self._unexpected(ticket, error)
+            self.unexpected(ticket, error)
 
-    def _delivered(self, ticket: Ticket, version: FileState, report: Delivered, started: float) -> None:
-        """The server holds the file: settle the local copy (delete or keep) and report."""
+    def _delivered(
+        self, ticket: Ticket, version: FileState, report: Delivered, started: float, *, recorded: bool = False
+    ) -> None:
+        """The server holds the file: settle the local copy (delete or keep) and report (`recorded`: its manifest
+        line is written already)."""
         job = ticket.job
         verified = _VERIFIED.get(report.verified_by or "", ())  # counted with the attempt's end (`_finish`)
-        if self.manifests is not None and report.sha256 is not None:
+        if self.manifests is not None and report.sha256 is not None and not recorded:
             self.manifests.record(job.remote_path, report.sha256, job.size)  # before the local file may go
         if job.day_file:
             day_file_delivered(job)

@@ -101,9 +101,16 @@ class DayJournal:
         Safe from several threads: four workers verifying small files at once would otherwise queue
         behind each other's fsync (one per file, most of a small file's delivery on a slow card).
         """
-        if "\n" in name or "\r" in name:
-            raise ValueError(f"a manifest cannot name {name!r}")
-        line = f"{sha256} {size} {name}\n".encode("utf-8", "surrogateescape")
+        self.append_many([(name, sha256, size)])
+
+    def append_many(self, entries: list[tuple[str, str, int]]) -> None:
+        """Add lines (name, sha256, size) in one write and have them fsync'ed together before returning."""
+        for name, _, _ in entries:
+            if "\n" in name or "\r" in name:
+                raise ValueError(f"a manifest cannot name {name!r}")
+        line = b"".join(
+            f"{sha256} {size} {name}\n".encode("utf-8", "surrogateescape") for name, sha256, size in entries
+        )
         with self._write:
             fd, created = self._descriptor()
             try:

@@ -117,18 +117,29 @@ class Manifests(FlightQuestions):
         the day layout, or when the journal cannot be written (a full or read-only disk: one WARNING per
         episode). The delivery stands then: holding a verified file back for its manifest line would keep
         a full disk full; the line is missing from the day's manifest, which `verify` reports."""
-        found = day_of(remote_path)
-        if found is None:
-            log.debug("no manifest for %s: not under <station>/<date>/<sensor>/", remote_path)
-            return False
-        day, name = found
+        return self.record_many([(remote_path, sha256, size)]) == 1
+
+    def record_many(self, deliveries: list[tuple[str, str, int]]) -> int:
+        """`record` for several deliveries (remote path, sha256, size): each day's lines in one write and one
+        fsync (a loop verifying many small files at once). Returns how many lines were journaled."""
+        by_day: dict[str, list[tuple[str, str, int]]] = {}
+        for remote_path, sha256, size in deliveries:
+            found = day_of(remote_path)
+            if found is None:
+                log.debug("no manifest for %s: not under <station>/<date>/<sensor>/", remote_path)
+                continue
+            day, name = found
+            by_day.setdefault(day, []).append((name, sha256, size))
+        return sum(self._append(day, lines) for day, lines in by_day.items())
+
+    def _append(self, day: str, lines: list[tuple[str, str, int]]) -> int:
         with self._lock:
             entry = self._days.get(day)
             if entry is None:
                 entry = self._days[day] = DayState(DayJournal(self.folder, day))
-            entry.appending += 1  # its journal stays until this line is counted (see `_upload`)
+            entry.appending += 1  # its journal stays until these lines are counted (see `_upload`)
         try:  # outside the lock: the other workers append meanwhile and share the fsync (`DayJournal.append`)
-            entry.journal.append(name, sha256, size)
+            entry.journal.append_many(lines)
         except OSError as error:
             with self._lock:
                 entry.appending -= 1
@@ -140,14 +151,14 @@ class Manifests(FlightQuestions):
                     entry.journal.path,
                     error.strerror or error,
                 )
-            return False
+            return 0
         with self._lock:
             entry.appending -= 1
             self._journal_failing = False
             if entry.changes == entry.uploaded:
                 entry.first_change = self._clock()
-            entry.changes += 1
-        return True
+            entry.changes += len(lines)
+        return len(lines)
 
     def pending(self) -> list[str]:
         """The days whose manifest has changes the server does not hold yet."""

@@ -28,6 +28,8 @@ class Ticket:
     progress: DeliveryProgress | None = None
     #: the remote path this ticket holds reserved while in flight
     reserved: str = ""
+    #: False once a lean run (`pipeline.sink.burst_loop`) handed it back: the full delivery path takes it from then on
+    lean: bool = True
 
     @property
     def path(self) -> str:

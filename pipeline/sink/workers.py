@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from operators.model import UploadJob
 from pipeline.sink.board import JobBoard
+from pipeline.sink.burst_loop import BurstLoop
 from pipeline.sink.delivery import DeliveryStep
 from pipeline.sink.live_reserve import LiveReserve
 from pipeline.sink.manifest import Manifests
@@ -81,6 +82,8 @@ class Sink:
             counters,
             throttle_of={id(session): throttle for session, throttle in zip(self.sessions, throttles, strict=True)},
         )
+        #: the one thread that drives the sessions' runs of small files (`pipeline.sink.burst_loop`)
+        self.lean = BurstLoop(self.step, self.stopping)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.gave_up = threading.Event()
@@ -187,7 +190,7 @@ class Sink:
                     nudges = self.board.nudges  # before the wait is chosen: a last round asked meanwhile is not missed
                     ticket = self.board.take(timeout=self._idle_wait(idle_since), nudges=nudges)
                 if ticket is not None:
-                    ahead = self.step.run(session, ticket)
+                    ahead = self._attempt(session, ticket)
                     idle_since = time.monotonic()
                 elif self.stopping.is_set():
                     break
@@ -219,6 +222,30 @@ class Sink:
             session.close(wait_reply=not self.stopping.is_set())  # stopping: the goodbye's reply is not waited for
             if admitted:
                 self.life.closed()
+
+    def _attempt(self, session: Transport, ticket: Ticket) -> Ticket | None:
+        """Upload `ticket`: the lean way with the small files that follow it (lent to the loop), or the full way.
+
+        Returns the next job taken ahead (its data port asked in the last rename's flight), if any."""
+        if not self.step.lean(session, ticket):
+            return self.step.run(session, ticket)
+        self.step.settle_pending(session)  # the last file's bookkeeping, before its session is lent
+        loan = self.lean.lend(session, ticket)
+        stop, at = loan.stopped, loan.stopped_at
+        if log.isEnabledFor(logging.DEBUG):
+            end = "as planned" if stop is None else f"at {at.path if at is not None else '?'}: {stop.error}"
+            log.debug("lean run: %d file(s) verified, ended %s", loan.verified, end)
+        if stop is not None and at is not None:
+            at.lean = False  # the full way from now on: it meets the case with all its rules
+            if stop.untake:
+                log.debug("%s goes the full way (%s)", at.path, stop.error)
+                self.board.untake(at)
+            else:
+                started = stop.file.token[2] if stop.file is not None else time.monotonic()
+                if not self.step.failed(session, at, started, stop.error):
+                    self.step.unexpected(at, stop.error)
+                    session.close()
+        return loan.ahead
 
     def finish_manifests(self, attempts: int, on_settled: Callable[[dict[str, str]], None]) -> None:
         """`run --once` has no more jobs: every pending day's manifest goes up now, each tried `attempts` times at

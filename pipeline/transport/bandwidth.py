@@ -116,6 +116,11 @@ class SessionThrottle:
         self.backlog = False
 
     @property
+    def capped(self) -> bool:
+        """Whether a bandwidth cap is in force (a shared `TokenBucket`); without one only live-first pauses."""
+        return self.gate.bucket is not None
+
+    @property
     def chunk_size(self) -> int:
         bucket = self.gate.bucket
         return LIVE_FIRST_BLOCK if bucket is None else min(LIVE_FIRST_BLOCK, bucket.chunk_size)

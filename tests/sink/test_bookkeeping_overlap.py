@@ -2,7 +2,10 @@
 
 On a link every flight waits a round trip; what the worker does between the rename's replies and
 the next file's STOR adds to each file. With the next job taken during the rename, that work is
-done once the next STOR and its bytes are on their way, and never skipped.
+done once the next STOR and its bytes are on their way, and never skipped. Files larger than the
+lean path's `BURST_MAX` go the full path, whose overlap the first test pins; small files go the
+lean way, where a thread of its own does the bookkeeping while the loop sends the next file (the
+last test: a bookkeeping held up holds no STOR back).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 import pytest
 
 from operators.model import UploadJob
+from pipeline.ftp.burst import BURST_MAX
 from pipeline.sink.model import Outcome, UploadResult
 from pipeline.sink.policy import UploadPolicy
 from pipeline.sink.workers import Sink
@@ -27,7 +31,7 @@ def test_each_result_but_the_last_comes_once_the_next_stor_is_on_its_way(make_se
     faults = Faults()
     server = make_server(faults=faults)
     names = [f"f{i}.wav" for i in range(4)]
-    contents = {name: write(outbox / name, 2000 + i) for i, name in enumerate(names)}
+    contents = {name: write(outbox / name, BURST_MAX + 2000 + i) for i, name in enumerate(names)}  # the full path
     seen: dict[str, tuple[bool, bool]] = {}  # name -> (the next STOR reached the server, the local copy is gone)
     results: list[UploadResult] = []
 
@@ -90,3 +94,44 @@ def test_a_delivered_files_bookkeeping_does_not_wait_for_the_whole_of_a_long_nex
     ]
     assert at_first and at_first[0] < len(large) // 2, (at_first, len(large))
     assert (ftp_root / "upload" / "b.wav").read_bytes() == large and not (outbox / "a.wav").exists()
+
+
+def test_small_files_stors_do_not_wait_for_a_held_up_bookkeeping(make_server, ftp_root, outbox, credentials):
+    """Small files go the lean way: while the first file's result is held up (a slow disk, a busy parent),
+    the next files' STORs still reach the server, and every result comes in the end, each file removed."""
+    faults = Faults()
+    server = make_server(faults=faults)
+    names = [f"f{i}.wav" for i in range(6)]
+    contents = {name: write(outbox / name, 2000 + i) for i, name in enumerate(names)}
+    held: list[int] = []  # the STORs the server had seen when the first small file's result was let go
+    results: list[UploadResult] = []
+
+    def emit(result: UploadResult) -> None:
+        if len(results) == 1:  # the first small file's result: held until every STOR arrived (3 s at most)
+            deadline = time.monotonic() + 3.0
+            while len(faults.commands("STOR")) < len(names) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            held.append(len(faults.commands("STOR")))
+        results.append(result)
+
+    sink = Sink(params_for(server, credentials), UploadPolicy(connections=1, retry_base=0.05, retry_max=0.5), emit)
+    first = names[0]  # the full path makes the folder with it; the others may go the lean way
+    sink.put(
+        UploadJob(str(outbox / first), f"/upload/{first}", len(contents[first]), (outbox / first).stat().st_mtime_ns)
+    )
+    sink.start()
+    try:
+        wait_until(lambda: len(results) == 1, timeout=30)
+        for name in names[1:]:
+            sink.put(
+                UploadJob(
+                    str(outbox / name), f"/upload/{name}", len(contents[name]), (outbox / name).stat().st_mtime_ns
+                )
+            )
+        wait_until(lambda: len(results) == len(names), timeout=30)
+    finally:
+        sink.stop(5)
+    assert held == [len(names)], held  # the loop sent them all while the bookkeeping was held up
+    assert {r.outcome for r in results} == {Outcome.DELIVERED}
+    assert all((ftp_root / "upload" / name).read_bytes() == data for name, data in contents.items())
+    assert not any((outbox / name).exists() for name in names)
