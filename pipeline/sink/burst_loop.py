@@ -11,9 +11,11 @@ answer the lean way does not expect. The session then goes back to its worker, w
 ahead that goes the full way (`ahead`) and how the run ended (`stopped`), which the worker reports
 through the full path's own rules.
 
-The verified files of one turn of the loop get their bookkeeping together at the end of the turn:
-the manifest journal's lines (one fsync for them all), then, per file, the local delete and the
-result, as `DeliveryStep._delivered` does for any delivery: never before the file is verified.
+The files verified in one turn of the loop go to a bookkeeping thread (`_Books`) at the end of the
+turn, so that the loop never waits for a disk: it writes the manifest journal's lines of all the
+files it holds under one fsync, then, per file, the local delete and the result, as
+`DeliveryStep._delivered` does for any delivery: never before the file is verified. A session goes
+back to its worker only once its own verified files are through (`lend`).
 """
 
 from __future__ import annotations
