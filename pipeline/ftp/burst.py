@@ -223,7 +223,7 @@ class Flow:
         elif step == "renaming":
             self._renamed(replies)
         else:
-            self._lost(ftp_protocol_error(f"an unexpected reply: {replies[-1]}"))
+            self._lost(ConnectionLost(f"an unexpected reply: {replies[-1]}"))
 
     def _stored(self, replies: list[str]) -> None:
         """The guard's answer, then the 150 and the 226 (a refusal may come instead of either)."""
@@ -335,7 +335,7 @@ class Flow:
             else:
                 out.append(line)
         if len(received) > _MAXLINE:
-            self._lost(ftp_protocol_error(f"a reply line of more than {_MAXLINE} bytes"))
+            self._lost(ConnectionLost(f"a reply line of more than {_MAXLINE} bytes"))
         return out
 
     def _close_data(self) -> None:
@@ -369,10 +369,6 @@ class Flow:
         self.ftp.connection.discard()
         failure = error if isinstance(error, FtpFailure) else ConnectionLost(f"{type(error).__name__}: {error}")
         raise BurstStopped(self.file, failure, untake=not self.file.progress.stored)
-
-
-def ftp_protocol_error(text: str) -> ConnectionLost:
-    return ConnectionLost(text)
 
 
 def _connected(sock: socket.socket) -> bool:
