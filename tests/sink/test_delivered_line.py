@@ -1,4 +1,4 @@
-"""The delivered line's record, made directly (`pipeline.sink.delivered_line`): the one logging makes, field for field."""
+"""The delivered line's record (`pipeline.sink.delivered_line`): the one logging makes, field for field, at the sink's time."""
 
 from __future__ import annotations
 
