@@ -75,6 +75,7 @@ class Flow:
         self.client: FtpClient = ftp.connection.require()
         self.control: socket.socket = self.client.sock
         self._fd = self.control.fileno()
+        self._family = self.control.family  # (a property that makes an enum: asked once, not per file)
         self.following = following
         self.verified = verified
         self.checksum = ftp.parts.sender.checksum
@@ -173,15 +174,15 @@ class Flow:
         except OSError as error:
             raise BurstStopped(file, error, untake=True) from None
         self._local = fd
-        try:
-            self._opened = os.fstat(fd).st_size
+        try:  # (one byte more than its size: a file that grew says so here, with no `fstat` of its own)
             data = os.read(fd, file.size + 1)
         except OSError as error:
             self._close_local()
             raise BurstStopped(file, error, untake=True) from None
-        if self._opened != file.size or len(data) != file.size:
+        if len(data) != file.size:
             self._close_local()
             raise BurstStopped(file, LocalFileChanged(f"{file.local_path} changed before it was sent"), untake=True)
+        self._opened = file.size  # what was read: all of it, up to its end
         self._digest = hashlib.sha256(data).hexdigest() if self.checksum else None
         self._outgoing = memoryview(data)
         if file.live is not None:  # backlog transfers pause until its bytes are in (as `Sink` does for any live file)
@@ -196,7 +197,7 @@ class Flow:
         """SIZE + STOR in one flight, then the data connection opened without waiting for it."""
         host, port = self.client.makepasv()  # the address asked ahead (no round trip)
         self._send([f"SIZE {self._target}", f"STOR {self._staging}"], "storing")
-        data = socket.socket(self.control.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        data = socket.socket(self._family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
         self.client.data_socket = data  # `abort` cuts it
         self.data = data
         failed = data.connect_ex((host, port))
@@ -307,8 +308,9 @@ class Flow:
         self._step = step
         self.deadline = time.monotonic() + self.timeout
         try:  # (a name the encoding cannot carry is a `UnicodeEncodeError`, a `ValueError`)
-            data = ("\r\n".join(lines) + "\r\n").encode(self.client.encoding)
-            if any("\n" in line or "\r" in line for line in lines):
+            text = "\r\n".join(lines) + "\r\n"
+            data = text.encode(self.client.encoding)
+            if text.count("\n") != len(lines) or text.count("\r") != len(lines):  # one in a line (a name)
                 raise ValueError("an illegal newline character should not be contained")
             try:
                 sent = os.write(self._fd, data)  # a flight fits the socket's buffer: written at once, no poll first

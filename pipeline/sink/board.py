@@ -204,33 +204,50 @@ class JobBoard:
         that this attempt adds one to (`delivered`, how it was verified), changed with the board's in one go.
         """
         with self._cond:
-            path = ticket.path
-            self._in_flight.pop(path, None)
-            waiting = self._release(ticket)
-            progress, ticket.progress = ticket.progress, None
-            self.parts.record(ticket.job, progress, outcome)
-            follow_up = self._follow_ups.pop(path, None)
-            delay = 0.0
-            if outcome in (Outcome.DELIVERED, Outcome.GONE):
-                if follow_up is not None and (outcome == Outcome.GONE or not same_version(follow_up, ticket.job)):
-                    self._make_ready(Ticket(follow_up), publish=False)
-            elif outcome == Outcome.CHANGED:
-                newest = job or ticket.job
-                ticket.job = merge(follow_up, newest) if follow_up else newest
-                self._make_ready(ticket, publish=False)
-            elif follow_up is not None and not same_version(follow_up, ticket.job):
-                ticket.job, ticket.failures, ticket.parked = merge(ticket.job, follow_up), 0, False
-                self._make_ready(ticket, publish=False)
-            else:
-                if follow_up is not None:
-                    ticket.job = merge(ticket.job, follow_up)
-                ticket.failures += 1
-                ticket.parked = outcome == Outcome.PARKED
-                delay = self.retry.job_delay(ticket.failures, outcome)
-                self._waiting.add(ticket, delay)
+            delay, waiting = self._finish(ticket, outcome, job)
             self._publish(counted)
             self._wake(1 + waiting)  # and the job that waited for this remote path, if any
             return delay
+
+    def finish_many(self, delivered: list[Ticket], counted: tuple[str, ...] = ()) -> None:
+        """`finish` for several attempts that all ended `delivered` (a lean run's files settled together): one
+        hold of the board, and one change of the counts for all of them (`counted`: every count they add one
+        to, once per attempt: a name twice adds two)."""
+        with self._cond:
+            woken = 0
+            for ticket in delivered:
+                woken += 1 + self._finish(ticket, Outcome.DELIVERED, None)[1]
+            self._publish(counted)
+            self._wake(woken)
+
+    def _finish(self, ticket: Ticket, outcome: Outcome, job: UploadJob | None) -> tuple[float, int]:
+        """`finish`'s change of the board, without the counts handed over nor the wake-up: (the delay, 1 when a
+        ready job waited for its remote path, else 0)."""
+        path = ticket.path
+        self._in_flight.pop(path, None)
+        waiting = self._release(ticket)
+        progress, ticket.progress = ticket.progress, None
+        self.parts.record(ticket.job, progress, outcome)
+        follow_up = self._follow_ups.pop(path, None)
+        delay = 0.0
+        if outcome in (Outcome.DELIVERED, Outcome.GONE):
+            if follow_up is not None and (outcome == Outcome.GONE or not same_version(follow_up, ticket.job)):
+                self._make_ready(Ticket(follow_up), publish=False)
+        elif outcome == Outcome.CHANGED:
+            newest = job or ticket.job
+            ticket.job = merge(follow_up, newest) if follow_up else newest
+            self._make_ready(ticket, publish=False)
+        elif follow_up is not None and not same_version(follow_up, ticket.job):
+            ticket.job, ticket.failures, ticket.parked = merge(ticket.job, follow_up), 0, False
+            self._make_ready(ticket, publish=False)
+        else:
+            if follow_up is not None:
+                ticket.job = merge(ticket.job, follow_up)
+            ticket.failures += 1
+            ticket.parked = outcome == Outcome.PARKED
+            delay = self.retry.job_delay(ticket.failures, outcome)
+            self._waiting.add(ticket, delay)
+        return delay, waiting
 
     def in_flight(self, ticket: Ticket) -> bool:
         """Whether `ticket`'s attempt is still open (taken and not finished)."""

@@ -296,7 +296,7 @@ class BurstLoop:
 
 class _Books:
     """The bookkeeping thread: verified files' manifest lines written together under one fsync (the loop must
-    not wait for a disk), then each file's local delete and result (`DeliveryStep.lean_delivered`)."""
+    not wait for a disk), then each file's local delete, and their results (`DeliveryStep.lean_delivered_many`)."""
 
     def __init__(self, step: DeliveryStep) -> None:
         self.step = step
@@ -347,5 +347,4 @@ class _Books:
                 for _, file, _ in batch:
                     self.step.unexpected(file.token[0], error)
                 return
-        for _, file, report in batch:
-            self.step.lean_delivered(file, report, recorded=manifests is not None)
+        self.step.lean_delivered_many([(file, report) for _, file, report in batch], recorded=manifests is not None)

@@ -27,6 +27,7 @@ from typing import TypeGuard, cast
 
 from operators.model import Priority, UploadJob
 from operators.remote_path import remote_name
+from pipeline.outbox.deletion import Removal
 from pipeline.outbox.file_state import FileState, file_state
 from pipeline.sink import attempt
 from pipeline.sink.board import JobBoard
@@ -198,14 +199,32 @@ class DeliveryStep:
             self.live_first if job.priority == Priority.LIVE else None,
         )
 
-    def lean_delivered(self, file: BurstFile, report: Delivered, *, recorded: bool) -> None:
-        """A lean run's file is verified on the server: its bookkeeping, as for any delivery (`recorded`: its
-        manifest line is in the journal already, `Manifests.record_many`)."""
-        ticket, version, started = file.token
-        try:
-            self._delivered(ticket, version, report, started, recorded=recorded)
-        except Exception as error:
-            self.unexpected(ticket, error)
+    def lean_delivered_many(self, files: list[tuple[BurstFile, Delivered]], *, recorded: bool) -> None:
+        """The files a lean loop verified (`recorded`: their manifest lines are in the journal already,
+        `Manifests.record_many`), in their order: each local file settled (deleted or kept) as `_delivered` does,
+        one by one; then the delivered ones finished on the board together (one hold of it, one change of the
+        counts) before their results go, in the same order. A file whose attempt ends otherwise (it changed; a
+        bug) is reported in its place, after the ones before it."""
+        settled: list[tuple[Ticket, Delivered, float, Removal]] = []
+        for file, report in files:
+            ticket, version, started = file.token
+            try:
+                removal = self._settle_local(ticket, version, report, recorded=recorded)
+            except Exception as error:
+                self._finish_delivered(settled)
+                settled = []
+                self.unexpected(ticket, error)
+                continue
+            if removal.changed:
+                self._finish_delivered(settled)
+                settled = []
+                try:
+                    self._report_delivered(ticket, report, started, removal)
+                except Exception as error:
+                    self.unexpected(ticket, error)
+                continue
+            settled.append((ticket, report, started, removal))
+        self._finish_delivered(settled)
 
     def _delivered_safely(self, ticket: Ticket, version: FileState, report: Delivered, started: float) -> None:
         """`_delivered`, left for later: it must not raise into the delivery it runs beside."""
@@ -219,28 +238,74 @@ class DeliveryStep:
     ) -> None:
         """The server holds the file: settle the local copy (delete or keep) and report (`recorded`: its manifest
         line is written already)."""
+        removal = self._settle_local(ticket, version, report, recorded=recorded)
+        self._report_delivered(ticket, report, started, removal)
+
+    def _settle_local(self, ticket: Ticket, version: FileState, report: Delivered, *, recorded: bool) -> Removal:
+        """The delivered file's manifest line (unless `recorded`), then its local copy deleted or kept."""
         job = ticket.job
-        verified = _VERIFIED.get(report.verified_by or "", ())  # counted with the attempt's end (`_finish`)
         if self.manifests is not None and report.sha256 is not None and not recorded:
             self.manifests.record(job.remote_path, report.sha256, job.size)  # before the local file may go
         if job.day_file:
             day_file_delivered(job)
         # Compared again under a read lease right before any removal (see `remove_uploaded`).
-        removal = attempt.settle(job, version, delete_after_upload=self.policy.delete_after_upload)
+        return attempt.settle(job, version, delete_after_upload=self.policy.delete_after_upload)
+
+    def _report_delivered(self, ticket: Ticket, report: Delivered, started: float, removal: Removal) -> None:
+        """How a delivery ended once its local copy is settled: delivered, or changed (uploaded again)."""
+        verified = _VERIFIED.get(report.verified_by or "", ())  # counted with the attempt's end (`_finish`)
         if removal.changed:
             self._changed(ticket, started, report.reply, sent=report.bytes_sent, counted=verified)
             return
-        reply = report.reply if report.verified is not None else f"{report.reply} (size not checked)"
         self._finish(
             ticket,
             Outcome.DELIVERED,
             started,
-            reply,
+            _reply_of(report),
             sent=report.bytes_sent,
             removed=removal.removed,
             kept=removal.kept,
             counted=verified,
         )
+
+    def _finish_delivered(self, settled: list[tuple[Ticket, Delivered, float, Removal]]) -> None:
+        """`_finish` of several delivered attempts (`lean_delivered_many`): the board and the counts told of all
+        of them in one go, then each result, in order (a count is never behind the result that changed it)."""
+        if not settled:
+            return
+        counters = self.counters
+        counted: tuple[str, ...] = ()
+        if counters is not None:
+            for _, report, _, _ in settled:
+                counted += ("delivered", *_VERIFIED.get(report.verified_by or "", ()))
+        together = counters is self.board.counters
+        now = time.monotonic()
+        attempted = [ticket.job for ticket, _, _, _ in settled]
+        try:
+            self.board.finish_many([ticket for ticket, _, _, _ in settled], counted if together else ())
+        except Exception as error:  # a bug: each still in flight is reported so (its file is tried again)
+            for ticket, _, _, _ in settled:
+                self.unexpected(ticket, error)
+            return
+        if counters is not None and not together:
+            for name in counted:
+                counters.add(name)
+        results_log, emit = self.results_log, self.emit
+        for (ticket, report, started, removal), job in zip(settled, attempted, strict=True):
+            result = UploadResult(
+                job.local_path,
+                job.remote_path,
+                report.bytes_sent,
+                now - started,
+                ticket.attempts,
+                Outcome.DELIVERED,
+                _reply_of(report),
+            )
+            try:
+                if not results_log.result(result, 0.0, removal.removed, removal.kept):  # True: sent with its line
+                    emit(result)
+            except Exception as error:
+                self.unexpected(ticket, error)
 
     def _deliver(
         self, session: Transport, ticket: Ticket, take_ahead: Callable[[], bool], meanwhile: Callable[[], None]
@@ -336,6 +401,11 @@ class DeliveryStep:
         )
         if not self.results_log.result(result, delay, removed or [], kept):  # True: sent up with its line
             self.emit(result)
+
+
+def _reply_of(report: Delivered) -> str:
+    """A delivered attempt's reply: the server's, and whether the size went unchecked."""
+    return report.reply if report.verified is not None else f"{report.reply} (size not checked)"
 
 
 class _Once:

@@ -3,7 +3,7 @@
 From outside the process the lean path cannot be told from the full one (the same commands in the
 same flights: tests/field/test_small_file_runs.py checks its promises there). Here the real `Sink`
 delivers a run of small files and the test sees which way each went (the lean loop's thread, and its
-verified files' bookkeeping through `DeliveryStep.lean_delivered`), and that the lean way keeps the
+verified files' bookkeeping through `DeliveryStep.lean_delivered_many`), and that the lean way keeps the
 full way's outcomes: every file whole, deleted only once verified, one result each.
 """
 
@@ -33,15 +33,16 @@ def test_a_run_of_small_files_goes_the_lean_way_after_each_sessions_first_file(
         params_for(server, credentials), UploadPolicy(connections=2, retry_base=0.05, retry_max=0.5), results.append
     )
     lean: list[tuple[str, bool, bool]] = []  # (name, on the server whole, still local) when its bookkeeping began
-    original = sink.step.lean_delivered
+    original = sink.step.lean_delivered_many
 
-    def lean_delivered(file, report, *, recorded):  # a spy: the real bookkeeping runs right after
-        name = os.path.basename(file.local_path)
-        on_server = (ftp_root / "upload" / name).read_bytes() == contents[name]
-        lean.append((name, on_server, (outbox / name).exists()))
-        original(file, report, recorded=recorded)
+    def lean_delivered_many(files, *, recorded):  # a spy: the real bookkeeping runs right after
+        for file, _ in files:
+            name = os.path.basename(file.local_path)
+            on_server = (ftp_root / "upload" / name).read_bytes() == contents[name]
+            lean.append((name, on_server, (outbox / name).exists()))
+        original(files, recorded=recorded)
 
-    sink.step.lean_delivered = lean_delivered  # type: ignore[method-assign]
+    sink.step.lean_delivered_many = lean_delivered_many  # type: ignore[method-assign]
     threads: set[str] = set()
     watching = threading.Event()
 
