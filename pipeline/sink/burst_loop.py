@@ -169,9 +169,7 @@ class BurstLoop:
             return self._following(loan)
 
         def delivered(file: BurstFile, report: Delivered) -> None:
-            with self._books.lock:
-                loan.books += 1
-            loan.verified += 1
+            loan.verified += 1  # (its `books` counted when the turn's files go to the bookkeeping, before it goes back)
             self._verified.append((loan, file, report))
 
         loan.flow = loan.session.lean_flow(first, following, delivered)
@@ -306,7 +304,10 @@ class _Books:
         self._thread: threading.Thread | None = None
 
     def add(self, verified: list[tuple[Loan, BurstFile, Delivered]]) -> None:
+        """Settle `verified` (in this thread's next batch); their loans count them until then (`settled`)."""
         with self._cond:
+            for loan, _, _ in verified:
+                loan.books += 1
             self._queue.extend(verified)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ftp-lean-books", daemon=True)

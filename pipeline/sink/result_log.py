@@ -88,10 +88,11 @@ class ResultLog:
 
     def _delivered(self, result: UploadResult, removed: list[str], kept: str) -> bool:
         path = result.local_path
-        with self._lock:
-            if self._parked_replies:
+        # (each asked before the lock: most deliveries have neither to do, and a result's path is no other's now)
+        if self._parked_replies:
+            with self._lock:
                 self._parked_replies.pop(path, None)
-        if self._space_episode(False):
+        if self._out_of_space and self._space_episode(False):
             log.info("the server takes files again (it had no space left)")
         if removed == [path]:  # the usual case, one line
             if self.line_to_parent is not None and log.isEnabledFor(logging.INFO):
