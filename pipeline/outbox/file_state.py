@@ -59,13 +59,27 @@ class Held(NamedTuple):
     stat: os.stat_result
 
 
+#: Whether this process ignores SIGIO (`ignore_lease_breaks`): then a lease needs no signal of its own.
+_sigio_ignored = False
+
+
+def ignore_lease_breaks() -> None:
+    """Ignore SIGIO in this process (call from its main thread): the signal a broken lease sends by default, which
+    would end it. A lease taken afterwards spares the `F_SETSIG` call that sends SIGURG instead (one system call
+    per delivered file in the sink process, whose threads wait on neither signal)."""
+    global _sigio_ignored
+    signal.signal(signal.SIGIO, signal.SIG_IGN)
+    _sigio_ignored = True
+
+
 def held_for_reading(path: str) -> _Lease:
     """Open `path` and hold a read lease on it for a `with` block; it gives None while a process has it open for
     writing.
 
     While the lease is held no process can open the file for writing (its open waits until the
     block ends), so what the block checks stays true until it is done. The lease's break signal is
-    SIGURG (ignored by default) rather than SIGIO, which would end the process. Where leases are
+    SIGURG (ignored by default) rather than SIGIO, which would end the process, unless the process ignores
+    SIGIO (`ignore_lease_breaks`). Where leases are
     unsupported or not permitted (a file of another owner), the file is given without one.
     Entering raises FileNotFoundError when the file is gone, OSError when it cannot be opened (a symlink).
     """
@@ -85,7 +99,8 @@ class _Lease:
     def __enter__(self) -> Held | None:
         fd = self._fd = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
         try:
-            fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+            if not _sigio_ignored:
+                fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
             fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
         except OSError as error:
             if error.errno == errno.EAGAIN:

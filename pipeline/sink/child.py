@@ -167,8 +167,11 @@ class ChildEnds:
 def run_sink(ftp: Any, policy: Any, ends: ChildEnds) -> None:
     """The sink process's main, for `UploadHelper.run`: workers and feeders, then wait for the stop
     message or the parent's exit, stop within the deadline, keep the cut transfers' records, flush."""
+    from pipeline.outbox.file_state import ignore_lease_breaks
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the parent's: it rebuilds the sink
+    ignore_lease_breaks()  # a writer opening a file while its delete holds the lease: no signal to the sink
     # SIGTERM from here on finishes the transfers in flight: heard while starting (the first upload may be
     # under way before the wait begins), it is kept for the wait, which it ends at once.
     sigterm = _SigTerm()

@@ -69,6 +69,7 @@ def test_an_idle_run_has_no_resource_tracker_and_still_delivers_rebuilds_and_sto
     assert len(tree) == 2, tree  # the parent and the sink, nothing else
 
     (sink,) = sinks(tree)
+    assert ignores(sink, signal.SIGIO)  # its deletes' leases set no signal of their own (`ignore_lease_breaks`)
     os.kill(sink, signal.SIGKILL)  # as the OOM killer would: the parent builds the pipeline again
     wait_until(lambda: [pid for pid in sinks(commands(run.group())) if pid != sink], timeout=40)
     second, second_data = recording(outbox, 2)
@@ -81,6 +82,14 @@ def test_an_idle_run_has_no_resource_tracker_and_still_delivers_rebuilds_and_sto
     assert (arrived.read_bytes(), again.read_bytes()) == (first_data, second_data)
     assert outbox_files(outbox) == []
     assert "Traceback" not in run.output(), run.output()
+
+
+def ignores(pid: int, number: int) -> bool:
+    """Whether the process ignores the signal `number` (its SigIgn mask in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) >> (number - 1) & 1)
+    return False
 
 
 #: Records, when the parent of `run` exits, every module it loaded. The settings reader and the sink are

@@ -44,3 +44,40 @@ def test_a_writer_is_held_off_during_the_lease_and_free_to_open_once_it_is_over(
             os.open(path, os.O_WRONLY | os.O_NONBLOCK)
         assert during.value.errno == errno.EWOULDBLOCK
     os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+#: In a fresh process: a writer opens the file while the lease is held (the break signal goes to this process),
+#: then the process says which signal the lease was given (0: none, SIGIO's default target) and that it lived on.
+LEASE_BROKEN = """
+import fcntl, os, sys, time
+from pipeline.outbox import file_state
+if sys.argv[2] == "quiet":
+    file_state.ignore_lease_breaks()
+with file_state.held_for_reading(sys.argv[1]) as held:
+    signal_set = fcntl.fcntl(held.fd, fcntl.F_GETSIG)
+    try:
+        os.open(sys.argv[1], os.O_WRONLY | os.O_NONBLOCK)
+    except BlockingIOError:
+        pass
+    time.sleep(0.2)  # the break's signal is delivered meanwhile
+print(signal_set, "alive")
+"""
+
+
+@pytest.mark.parametrize("mode", ["quiet", "default"])
+def test_a_writer_breaking_the_lease_never_ends_the_process_with_or_without_a_signal_set_per_lease(tmp_path, mode):
+    """The sink ignores SIGIO (`ignore_lease_breaks`), so its leases skip the `F_SETSIG` to SIGURG (a system call
+    per delivered file); any other process keeps it. Either way a writer opening the file during the check
+    (the lease broken) must not end the process: SIGIO's default action would."""
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "a.wav"
+    path.write_bytes(b"abc")
+    done = subprocess.run(
+        [sys.executable, "-c", LEASE_BROKEN, str(path), mode], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    expected = 0 if mode == "quiet" else int(signal.SIGURG)
+    assert done.stdout.split() == [str(expected), "alive"]
