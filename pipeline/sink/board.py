@@ -74,32 +74,49 @@ class JobBoard:
     def put(self, job: UploadJob) -> None:
         """Queue `job`, replacing any job for the same path (see the module docstring)."""
         with self._cond:
-            path = job.local_path
-            if path in self._in_flight:
-                earlier = self._follow_ups.get(path)
-                self._follow_ups[path] = merge(earlier, job) if earlier else job
-                return
-            for index, queue in enumerate(self._ready):
-                ticket = queue.get(path)
-                if ticket is None:
-                    continue
+            ready = self._put(job)
+            self._publish()
+            if ready:
+                self._wake()
+
+    def put_many(self, jobs: list[UploadJob]) -> None:
+        """`put` each of `jobs`, in order, in one hold of the board and one change of its counts (the jobs that
+        came up the parent's pipe in one write)."""
+        with self._cond:
+            ready = 0
+            for job in jobs:
+                ready += self._put(job)
+            self._publish()
+            if ready:
+                self._wake(ready)
+
+    def _put(self, job: UploadJob) -> bool:
+        """`put`'s change of the board, the counts not handed over; True when a job became ready (a taker to wake)."""
+        path = job.local_path
+        if path in self._in_flight:
+            earlier = self._follow_ups.get(path)
+            self._follow_ups[path] = merge(earlier, job) if earlier else job
+            return False
+        for index, queue in enumerate(self._ready):
+            ticket = queue.get(path)
+            if ticket is None:
+                continue
+            ticket.job = merge(ticket.job, job)
+            if queue_index(ticket.job.priority) != index:
+                del queue[path]
+                self._ready[0][path] = ticket
+            return False
+        ticket = self._waiting.tickets.get(path)
+        if ticket is not None:
+            if same_version(ticket.job, job):  # a rescan found it again: keep its backoff
                 ticket.job = merge(ticket.job, job)
-                if queue_index(ticket.job.priority) != index:
-                    del queue[path]
-                    self._ready[0][path] = ticket
-                self._publish()
-                return
-            ticket = self._waiting.tickets.get(path)
-            if ticket is not None:
-                if same_version(ticket.job, job):  # a rescan found it again: keep its backoff
-                    ticket.job = merge(ticket.job, job)
-                    return
-                self._waiting.remove(path)  # the file changed: try the new version now
-                ticket.job, ticket.failures, ticket.parked = merge(ticket.job, job), 0, False
-                self._make_ready(ticket)
-            else:
-                self._make_ready(Ticket(job))
-            self._wake()
+                return False
+            self._waiting.remove(path)  # the file changed: try the new version now
+            ticket.job, ticket.failures, ticket.parked = merge(ticket.job, job), 0, False
+            self._make_ready(ticket, publish=False)
+        else:
+            self._make_ready(Ticket(job), publish=False)
+        return True
 
     def nudge(self) -> None:
         """Have every `take` waiting now return None: its worker has other work (`run --once`'s manifests)."""

@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from pipeline.sink.model import SinkCounters
-from pipeline.sink.pipes import PipeSender, read_into
+from pipeline.sink.pipes import PipeSender, receive
 
 if TYPE_CHECKING:  # the parent imports this module for `ChildEnds`: the sink's own modules load in `run_sink`
     from pipeline.sink.workers import Sink
@@ -57,19 +57,28 @@ class _SigTerm:
 def feed(connection: Connection, sink: Sink, counters: SinkCounters | None = None) -> None:
     """Move jobs from one of the parent's job pipes onto the board until the pipe closes.
 
-    With `counters` (the secondary pipe's feeder), each job taken off the pipe is counted in
-    `received_secondary`, after it is on the board: the parent never counts a job as neither.
+    The jobs of one write of the parent go on the board together (`Sink.put_many`: one hold of it, one
+    change of its counts). With `counters` (the secondary pipe's feeder), the jobs taken off the pipe are
+    counted in `received_secondary`, after they are on the board: the parent never counts a job as neither.
     """
-
-    def take(job: Any) -> bool:
-        if job is None:  # the parent's end of the pipe: no more jobs
-            return False
-        sink.put(job)
-        if counters is not None:
-            counters.add("received_secondary")
-        return True
-
-    read_into(connection, take)
+    while True:
+        try:
+            messages = receive(connection)
+        except (EOFError, OSError, ValueError):  # the parent is gone (as `read_into`)
+            return
+        jobs: list[Any] = []
+        ended = False
+        for job in messages:
+            if job is None:  # the parent's end of the pipe: no more jobs
+                ended = True
+                break
+            jobs.append(job)
+        if jobs:
+            sink.put_many(jobs)
+            if counters is not None:
+                counters.add("received_secondary", len(jobs))
+        if ended:
+            return
 
 
 class LogsToParent(QueueHandler):

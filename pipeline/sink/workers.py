@@ -116,6 +116,9 @@ class Sink:
     def put(self, job: UploadJob) -> None:
         self.board.put(job)
 
+    def put_many(self, jobs: list[UploadJob]) -> None:
+        self.board.put_many(jobs)
+
     def stop(self, deadline: float) -> bool:
         """Take no new jobs, let transfers in flight finish within `deadline` s, then cut them.
 

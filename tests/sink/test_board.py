@@ -310,3 +310,52 @@ def test_a_nudge_ends_the_waits_for_a_job_even_one_whose_wait_was_chosen_before_
     assert not waiter.is_alive() and taken == [None]
     before = real.nudges - 1  # a worker that chose its wait before that nudge
     assert real.take(timeout=30, nudges=before) is None  # at once, not after 30 s
+
+
+def test_jobs_put_together_are_queued_as_if_put_one_by_one_with_one_change_of_the_counts(clock):
+    """`put_many` (the jobs of one write of the parent's pipe): the same queues, merges and follow-ups as `put`
+    one by one, the counts handed over once, and as many idle takers woken as jobs became ready."""
+    changes: list[tuple[int, ...]] = []
+
+    class Counters:
+        def set_board(self, counts, *added):
+            changes.append(counts)
+
+    one_by_one = JobBoard(1.0, 8.0, clock=clock, rand=lambda: 1.0)
+    together = JobBoard(1.0, 8.0, counters=Counters(), clock=clock, rand=lambda: 1.0)  # type: ignore[arg-type]
+    for board in (one_by_one, together):
+        board.put(job("busy"))
+        board.take(timeout=0)  # in flight: a newer job for it waits as its follow-up
+    jobs = [
+        job("b1", Priority.BACKFILL),
+        job("l1"),
+        job("b1", Priority.LIVE, size=30),  # found live: moves to the primary, merged
+        job("busy", size=40),
+        job("b2", Priority.BACKFILL),
+    ]
+    for each in jobs:
+        one_by_one.put(each)
+    changes.clear()
+    taken: list[str] = []
+
+    def taker() -> None:
+        entry = together.take(timeout=30)
+        taken.append(entry.job.local_path if entry is not None else "")
+
+    takers = [threading.Thread(target=taker) for _ in range(3)]
+    for thread in takers:
+        thread.start()
+    wait_until(lambda: together._warm_waiting == 3, timeout=10)
+    together.put_many(jobs)
+    for thread in takers:
+        thread.join(10)
+    # one change of the counts for the five jobs, with all of them in (the takes' changes come after it)
+    assert changes[0] == (2, 1, 0, 0, 1) and len(changes) == 4, changes
+    assert sorted(taken) == ["/outbox/b1", "/outbox/b2", "/outbox/l1"]  # three woken for three ready jobs
+    assert take_all(one_by_one) == ["l1", "b1", "b2"]
+    assert one_by_one.counts() == together.counts()
+    for board in (one_by_one, together):
+        board.finish(board._in_flight["/outbox/busy"], Outcome.DELIVERED)
+    assert [(e.job.local_path, e.job.size) for e in [one_by_one.take(timeout=0), together.take(timeout=0)]] == [
+        ("/outbox/busy", 40)
+    ] * 2
