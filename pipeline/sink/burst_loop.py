@@ -37,6 +37,10 @@ log = logging.getLogger("beemon.sink")
 #: A run goes back to its worker after this long (seconds), with the next job taken ahead: the worker looks
 #: at the day manifests that are due (as it does between any two jobs), then lends the session again.
 RUN_SECONDS = 2.0
+#: The bookkeeping thread begins a batch (one fsync of the manifest journal) at most this often (seconds) while no
+#: worker waits for it: a file verified after a quiet spell is settled at once; under load, the files of several
+#: turns share one fsync (their deletes and results come up to this much later).
+BOOKS_SPACING_SECONDS = 0.02
 
 
 @dataclass(eq=False)
@@ -294,37 +298,60 @@ class BurstLoop:
 
 class _Books:
     """The bookkeeping thread: verified files' manifest lines written together under one fsync (the loop must
-    not wait for a disk), then each file's local delete, and their results (`DeliveryStep.lean_delivered_many`)."""
+    not wait for a disk), then each file's local delete, and their results (`DeliveryStep.lean_delivered_many`).
+
+    A batch begins at most every `BOOKS_SPACING_SECONDS` while no worker waits for it: a quick bookkeeping
+    would otherwise take the loop's files one or two at a time, and an fsync each cost more than all the rest
+    of their bookkeeping. A worker waiting for its loan's files (`settled`) has the next batch begin at once.
+    """
 
     def __init__(self, step: DeliveryStep) -> None:
         self.step = step
         self.lock = threading.Lock()
-        self._cond = threading.Condition(self.lock)
+        self._work = threading.Condition(self.lock)  # this thread waits on it: for files, or out its spacing
+        self._done = threading.Condition(self.lock)  # workers wait on it for their loans' files (`settled`)
         self._queue: list[tuple[Loan, BurstFile, Delivered]] = []
         self._thread: threading.Thread | None = None
+        self._idle = False  # this thread waits for files
+        self._hurry = 0  # workers waiting in `settled`: no spacing
 
     def add(self, verified: list[tuple[Loan, BurstFile, Delivered]]) -> None:
         """Settle `verified` (in this thread's next batch); their loans count them until then (`settled`)."""
-        with self._cond:
+        with self.lock:
             for loan, _, _ in verified:
                 loan.books += 1
             self._queue.extend(verified)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ftp-lean-books", daemon=True)
                 self._thread.start()
-            self._cond.notify_all()
+            elif self._idle:  # (spacing out its wait, it takes these with the others when it ends)
+                self._work.notify()
 
     def settled(self, loan: Loan) -> None:
-        """Return once every file `loan` verified has had its bookkeeping."""
-        with self._cond:
-            while loan.books:
-                self._cond.wait()
+        """Return once every file `loan` verified has had its bookkeeping (the next batch begins now)."""
+        with self.lock:
+            if not loan.books:
+                return
+            self._hurry += 1
+            try:
+                self._work.notify()
+                while loan.books:
+                    self._done.wait()
+            finally:
+                self._hurry -= 1
 
     def _run(self) -> None:
+        began = -BOOKS_SPACING_SECONDS
         while True:
-            with self._cond:
+            with self.lock:
                 while not self._queue:
-                    self._cond.wait()
+                    self._idle = True
+                    self._work.wait()
+                    self._idle = False
+                # Files verified meanwhile join this batch and its fsync.
+                while not self._hurry and (left := began + BOOKS_SPACING_SECONDS - time.monotonic()) > 0:
+                    self._work.wait(left)
+                began = time.monotonic()
                 batch, self._queue = self._queue, []
             try:
                 self._settle(batch)
@@ -332,10 +359,11 @@ class _Books:
                 log.error("lean upload bookkeeping error (%s: %s)", type(error).__name__, error)
                 log.debug("lean upload bookkeeping error", exc_info=True)
             finally:
-                with self._cond:
+                with self.lock:
                     for loan, _, _ in batch:
                         loan.books -= 1
-                    self._cond.notify_all()
+                    if self._hurry:
+                        self._done.notify_all()
 
     def _settle(self, batch: list[tuple[Loan, BurstFile, Delivered]]) -> None:
         manifests = self.step.manifests
