@@ -3,6 +3,7 @@
 The bookkeeping thread settles the files a loop's turn verified together (`DeliveryStep.lean_delivered_many`):
 each local file is still compared and deleted on its own, under its lease; the board and the counts hear
 of the delivered ones in one go; their results go in the files' order, each after the counts it changed.
+Batches begin at most every `BOOKS_SPACING_SECONDS` while no worker waits for them (one fsync for many files).
 The lean flow reads a small file without an `fstat` of its own: a file written to between its look and
 its read still never goes up cut or with bytes the look did not see.
 """
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 from operators.model import UploadJob
+from pipeline.sink import burst_loop
 from pipeline.sink.board import JobBoard
 from pipeline.sink.delivery import DeliveryStep
 from pipeline.sink.model import Outcome, SinkCounters, SinkStats, UploadResult
@@ -119,3 +122,40 @@ def test_a_small_file_cut_short_after_the_lean_look_goes_up_as_it_is_now(make_se
     assert (ftp_root / "upload" / "f3.wav").read_bytes() == b"short now"
     assert [r.outcome for r in results if r.local_path.endswith("f3.wav")] == [Outcome.DELIVERED]
     assert not (outbox / "f3.wav").exists()
+
+
+class _Step:
+    """What the bookkeeping thread needs of a `DeliveryStep`: here it notes each batch and when it began."""
+
+    manifests = None
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[float, list[str]]] = []
+
+    def lean_delivered_many(self, files, *, recorded):
+        self.batches.append((time.monotonic(), [file for file, _ in files]))
+
+    def unexpected(self, ticket, error):  # pragma: no cover - a bug in the test
+        raise AssertionError(error)
+
+
+def test_the_bookkeeping_batches_files_under_load_but_never_keeps_a_waiting_worker(monkeypatch):
+    """Files verified within `BOOKS_SPACING_SECONDS` of the last batch wait for the next one (one fsync for all
+    of them), unless a worker waits for its loan's files: then the batch begins at once."""
+    monkeypatch.setattr(burst_loop, "BOOKS_SPACING_SECONDS", 0.5)
+    step = _Step()
+    books = burst_loop._Books(step)  # type: ignore[arg-type]
+    first, second = burst_loop.Loan(None, None), burst_loop.Loan(None, None)  # type: ignore[arg-type]
+    books.add([(first, "a", None)])  # type: ignore[list-item]
+    books.settled(first)  # after a quiet spell: at once
+    books.add([(second, "b", None)])  # type: ignore[list-item]
+    books.add([(second, "c", None)])  # type: ignore[list-item]
+    wait_until(lambda: len(step.batches) == 2, timeout=10)
+    (began_a, a), (began_bc, bc) = step.batches
+    assert (a, bc) == (["a"], ["b", "c"])  # under load: together
+    assert began_bc - began_a >= 0.5
+    books.add([(first, "d", None)])  # type: ignore[list-item]
+    asked = time.monotonic()
+    books.settled(first)  # a worker waits: no spacing
+    assert time.monotonic() - asked < 0.4
+    assert step.batches[-1][1] == ["d"] and first.books == second.books == 0
