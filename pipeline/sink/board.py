@@ -51,7 +51,8 @@ class JobBoard:
         self._counters = counters
         self._published: tuple[int, ...] | None = None  # the counts last handed to `counters`
         self._clock = clock
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()  # (held directly: a `with` on the condition is two Python calls more)
+        self._cond = threading.Condition(self._lock)
         self.nudges = 0  # `nudge` calls: a waiting `take` returns when it changes
         self._ready: tuple[OrderedDict[str, Ticket], OrderedDict[str, Ticket]] = (OrderedDict(), OrderedDict())
         self._waiting = WaitingJobs(clock, self._make_ready)
@@ -73,7 +74,7 @@ class JobBoard:
 
     def put(self, job: UploadJob) -> None:
         """Queue `job`, replacing any job for the same path (see the module docstring)."""
-        with self._cond:
+        with self._lock:
             ready = self._put(job)
             self._publish()
             if ready:
@@ -82,7 +83,7 @@ class JobBoard:
     def put_many(self, jobs: list[UploadJob]) -> None:
         """`put` each of `jobs`, in order, in one hold of the board and one change of its counts (the jobs that
         came up the parent's pipe in one write)."""
-        with self._cond:
+        with self._lock:
             ready = 0
             for job in jobs:
                 ready += self._put(job)
@@ -120,13 +121,13 @@ class JobBoard:
 
     def nudge(self) -> None:
         """Have every `take` waiting now return None: its worker has other work (`run --once`'s manifests)."""
-        with self._cond:
+        with self._lock:
             self.nudges += 1
             self._cond.notify_all()
 
     def close(self) -> None:
         """Stop handing out jobs: every `take` returns None from now on (what is queued stays on disk)."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             self._cond.notify_all()
 
@@ -138,7 +139,7 @@ class JobBoard:
         `cold`: the taker has no session yet; it gets a job only while no warm taker is waiting
         (an open session that is idle takes it sooner than a new one could log in).
         """
-        with self._cond:
+        with self._lock:
             deadline = None if timeout is None else self._clock() + timeout
             nudges = self.nudges if nudges is None else nudges  # (the caller's count: a nudge since returns at once)
             while not self._closed and self.nudges == nudges:
@@ -192,7 +193,7 @@ class JobBoard:
 
     def untake(self, ticket: Ticket) -> None:
         """Give back a job taken but never attempted (its worker lost its session first): first in its queue again."""
-        with self._cond:
+        with self._lock:
             path = ticket.path
             if self._in_flight.pop(path, None) is None:
                 return
@@ -220,7 +221,7 @@ class JobBoard:
         `job` is the file's new state for `changed` (queued again at once). `counted`: counts of `counters`
         that this attempt adds one to (`delivered`, how it was verified), changed with the board's in one go.
         """
-        with self._cond:
+        with self._lock:
             delay, waiting = self._finish(ticket, outcome, job)
             self._publish(counted)
             self._wake(1 + waiting)  # and the job that waited for this remote path, if any
@@ -230,7 +231,7 @@ class JobBoard:
         """`finish` for several attempts that all ended `delivered` (a lean run's files settled together): one
         hold of the board, and one change of the counts for all of them (`counted`: every count they add one
         to, once per attempt: a name twice adds two)."""
-        with self._cond:
+        with self._lock:
             woken = 0
             for ticket in delivered:
                 woken += 1 + self._finish(ticket, Outcome.DELIVERED, None)[1]
@@ -268,20 +269,20 @@ class JobBoard:
 
     def in_flight(self, ticket: Ticket) -> bool:
         """Whether `ticket`'s attempt is still open (taken and not finished)."""
-        with self._cond:
+        with self._lock:
             return self._in_flight.get(ticket.path) is ticket
 
     # --- inspection
 
     def remote_paths(self) -> list[str]:
         """The remote path of every job on the board (ready, waiting, in flight, following): what is not drained."""
-        with self._cond:
+        with self._lock:
             tickets = [*self._ready[0].values(), *self._ready[1].values(), *self._waiting.tickets.values()]
             tickets += self._in_flight.values()
             return [ticket.job.remote_path for ticket in tickets] + [j.remote_path for j in self._follow_ups.values()]
 
     def counts(self) -> dict[str, int]:
-        with self._cond:
+        with self._lock:
             return self._counts()
 
     def _counts(self) -> dict[str, int]:
