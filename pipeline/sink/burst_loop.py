@@ -37,6 +37,10 @@ log = logging.getLogger("beemon.sink")
 #: A run goes back to its worker after this long (seconds), with the next job taken ahead: the worker looks
 #: at the day manifests that are due (as it does between any two jobs), then lends the session again.
 RUN_SECONDS = 2.0
+#: The bookkeeping thread starts a batch at most this often (seconds): a file verified after a quiet spell
+#: is journaled at once, but in a burst of small files the files verified meanwhile share one fsync (each
+#: costs the sink some 0.15 ms of CPU on this VM's disk, where a file's other work is under 1 ms).
+BOOKS_SPACING = 0.01
 
 
 @dataclass(eq=False)
@@ -296,7 +300,8 @@ class BurstLoop:
 
 class _Books:
     """The bookkeeping thread: verified files' manifest lines written together under one fsync (the loop must
-    not wait for a disk), then each file's local delete and result (`DeliveryStep.lean_delivered`)."""
+    not wait for a disk), then each file's local delete and result (`DeliveryStep.lean_delivered`); a batch
+    at most every `BOOKS_SPACING`, so that a burst's files share their fsync."""
 
     def __init__(self, step: DeliveryStep) -> None:
         self.step = step
@@ -320,11 +325,16 @@ class _Books:
                 self._cond.wait()
 
     def _run(self) -> None:
+        began = -BOOKS_SPACING
         while True:
+            left = began + BOOKS_SPACING - time.monotonic()
+            if left > 0:  # (not waiting on the queue: files verified meanwhile wake nobody, they join the batch)
+                time.sleep(left)
             with self._cond:
                 while not self._queue:
                     self._cond.wait()
                 batch, self._queue = self._queue, []
+            began = time.monotonic()
             try:
                 self._settle(batch)
             except BaseException as error:  # a bug: say it; the files stay local and are sent again
