@@ -38,9 +38,11 @@ log = logging.getLogger("beemon.sink")
 #: at the day manifests that are due (as it does between any two jobs), then lends the session again.
 RUN_SECONDS = 2.0
 #: The bookkeeping thread begins a batch (one fsync of the manifest journal) at most this often (seconds) while no
-#: worker waits for it: a file verified after a quiet spell is settled at once; under load, the files of several
-#: turns share one fsync (their deletes and results come up to this much later).
-BOOKS_SPACING_SECONDS = 0.02
+#: worker waits for it: a file verified after a quiet spell is settled at once; in a burst of small files the files
+#: of several turns share one fsync (each costs the sink some 0.15 ms of CPU on this VM's disk, where a file's other
+#: work is under 1 ms); their deletes and results come up to this much later. 20 ms: about 0.07 fsyncs per file at
+#: 400-800 files/s, against 0.15 at 10 ms.
+BOOKS_SPACING = 0.02
 
 
 @dataclass(eq=False)
@@ -300,7 +302,7 @@ class _Books:
     """The bookkeeping thread: verified files' manifest lines written together under one fsync (the loop must
     not wait for a disk), then each file's local delete, and their results (`DeliveryStep.lean_delivered_many`).
 
-    A batch begins at most every `BOOKS_SPACING_SECONDS` while no worker waits for it: a quick bookkeeping
+    A batch begins at most every `BOOKS_SPACING` while no worker waits for it: a quick bookkeeping
     would otherwise take the loop's files one or two at a time, and an fsync each cost more than all the rest
     of their bookkeeping. A worker waiting for its loan's files (`settled`) has the next batch begin at once.
     """
@@ -314,6 +316,8 @@ class _Books:
         self._thread: threading.Thread | None = None
         self._idle = False  # this thread waits for files
         self._hurry = 0  # workers waiting in `settled`: no spacing
+        #: batches begun before their spacing was out, for a worker waiting in `settled`
+        self.hurried = 0
 
     def add(self, verified: list[tuple[Loan, BurstFile, Delivered]]) -> None:
         """Settle `verified` (in this thread's next batch); their loans count them until then (`settled`)."""
@@ -341,7 +345,7 @@ class _Books:
                 self._hurry -= 1
 
     def _run(self) -> None:
-        began = -BOOKS_SPACING_SECONDS
+        began = -BOOKS_SPACING
         while True:
             with self.lock:
                 while not self._queue:
@@ -349,7 +353,10 @@ class _Books:
                     self._work.wait()
                     self._idle = False
                 # Files verified meanwhile join this batch and its fsync.
-                while not self._hurry and (left := began + BOOKS_SPACING_SECONDS - time.monotonic()) > 0:
+                while (left := began + BOOKS_SPACING - time.monotonic()) > 0:
+                    if self._hurry:
+                        self.hurried += 1
+                        break
                     self._work.wait(left)
                 began = time.monotonic()
                 batch, self._queue = self._queue, []

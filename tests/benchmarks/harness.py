@@ -86,6 +86,12 @@ def _listing(folder: Path) -> set[str]:
         return set()
 
 
+def delivered(names: Iterable[str], remote: Path, local: Path | None) -> bool:
+    """Every name is on the server (final name) and, when `local` is given, gone from it."""
+    wanted = set(names)
+    return wanted <= _listing(remote) and (local is None or not (wanted & _listing(local)))
+
+
 def wait_delivered(
     names: Iterable[str], remote: Path, local: Path | None, *, timeout: float, interval: float = 0.01
 ) -> float:
@@ -94,7 +100,7 @@ def wait_delivered(
     deadline = time.monotonic() + timeout
     while True:
         now = time.monotonic()
-        if wanted <= _listing(remote) and (local is None or not (wanted & _listing(local))):
+        if delivered(wanted, remote, local):
             return now
         if now > deadline:
             missing = len(wanted - _listing(remote))

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from tests.benchmarks import baselines, memory, procs
+from tests.benchmarks.departures import Departures
 from tests.benchmarks.harness import (
     file_name,
     fresh_dir,
@@ -73,10 +74,11 @@ def ours_drop_in(
         time.sleep(IDLE_SETTLE)  # the sink's logins done: what an idle station holds
         idle_pss = memory.pss_mib(running.pid)
         cpu_before, server_before = procs.cpu_seconds(running.pid), procs.cpu_seconds(server.pid)
-        started = time.monotonic()
-        for name in names:
-            os.rename(staging / name, folder / name)
-        finished = baselines_wait(names, server, folder)
+        with Departures(folder) as departures:
+            started = time.monotonic()
+            for name in names:
+                os.rename(staging / name, folder / name)
+            finished = baselines_wait(names, server, folder, departures)
         cpu = procs.cpu_seconds(running.pid) - cpu_before
         server_cpu = procs.cpu_seconds(server.pid) - server_before
         peak = procs.peak_rss_mib(running.pid)
@@ -101,10 +103,17 @@ def _settle_disk() -> None:
     os.sync()
 
 
-def baselines_wait(names: list[str], server: Server, folder: Path) -> float:
-    from tests.benchmarks.harness import wait_delivered
+def baselines_wait(names: list[str], server: Server, folder: Path, departures: Departures | None = None) -> float:
+    """When the last of `names` was delivered: heard from the kernel (`departures`, the last local delete),
+    then checked on both sides; polled (every 10 ms) without `departures` or when the check does not hold."""
+    from tests.benchmarks.harness import delivered, wait_delivered
 
-    return wait_delivered(names, remote_dir(server.root), folder, timeout=TIMEOUT)
+    remote = remote_dir(server.root)
+    if departures is not None and departures.wait(len(names), TIMEOUT):
+        finished = time.monotonic()
+        if delivered(names, remote, folder):
+            return finished
+    return wait_delivered(names, remote, folder, timeout=TIMEOUT)
 
 
 def _staged(work: Path, label: str, names: list[str], size: int) -> tuple[Path, list[Path]]:

@@ -3,7 +3,7 @@
 The bookkeeping thread settles the files a loop's turn verified together (`DeliveryStep.lean_delivered_many`):
 each local file is still compared and deleted on its own, under its lease; the board and the counts hear
 of the delivered ones in one go; their results go in the files' order, each after the counts it changed.
-Batches begin at most every `BOOKS_SPACING_SECONDS` while no worker waits for them (one fsync for many files).
+Batches begin at most every `BOOKS_SPACING` while no worker waits for them (one fsync for many files).
 The lean flow reads a small file without an `fstat` of its own: a file written to between its look and
 its read still never goes up cut or with bytes the look did not see.
 """
@@ -140,9 +140,9 @@ class _Step:
 
 
 def test_the_bookkeeping_batches_files_under_load_but_never_keeps_a_waiting_worker(monkeypatch):
-    """Files verified within `BOOKS_SPACING_SECONDS` of the last batch wait for the next one (one fsync for all
+    """Files verified within `BOOKS_SPACING` of the last batch wait for the next one (one fsync for all
     of them), unless a worker waits for its loan's files: then the batch begins at once."""
-    monkeypatch.setattr(burst_loop, "BOOKS_SPACING_SECONDS", 0.5)
+    monkeypatch.setattr(burst_loop, "BOOKS_SPACING", 0.5)
     step = _Step()
     books = burst_loop._Books(step)  # type: ignore[arg-type]
     first, second = burst_loop.Loan(None, None), burst_loop.Loan(None, None)  # type: ignore[arg-type]
@@ -159,3 +159,4 @@ def test_the_bookkeeping_batches_files_under_load_but_never_keeps_a_waiting_work
     books.settled(first)  # a worker waits: no spacing
     assert time.monotonic() - asked < 0.4
     assert step.batches[-1][1] == ["d"] and first.books == second.books == 0
+    assert books.hurried == 1  # that batch, and no other, began before its spacing was out
