@@ -179,7 +179,10 @@ def test_a_burst_of_small_files_shares_its_journal_fsyncs(
     listed = [line.split()[-1] for line in sums.splitlines() if not line.startswith("#")]
     assert sorted(listed) == [f"audio/{name}" for name in names]
     assert books_fsyncs, "the lean way's bookkeeping journaled nothing"
-    gaps = [later - earlier for earlier, later in itertools.pairwise(books_fsyncs)]
-    # A batch begins early only for a worker waiting for its run's files (the run ended: the board drained).
-    early = [gap for gap in gaps if gap < BOOKS_SPACING * 0.9]
-    assert len(early) <= sink.lean._books.hurried, (sorted(gaps)[:5], sink.lean._books.hurried)
+    # Batches begin `BOOKS_SPACING` apart at least, but for those a worker waiting for its run's files began
+    # early (`hurried`); an fsync comes some time after its batch began (a loaded machine: several ms), so the
+    # fsyncs are counted over their span, with one spacing of slack, rather than each gap checked.
+    hurried = sink.lean._books.hurried
+    span = books_fsyncs[-1] - books_fsyncs[0]
+    gaps = sorted(later - earlier for earlier, later in itertools.pairwise(books_fsyncs))
+    assert (len(books_fsyncs) - 1 - hurried) * BOOKS_SPACING <= span + BOOKS_SPACING, (gaps[:5], hurried, span)
