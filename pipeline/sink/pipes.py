@@ -17,7 +17,12 @@ waits to fill a batch: the writer sends whatever is there when it wakes (the rep
 every `SPACING_SECONDS`), except that a `put_latest` snapshot alone (the sink's counts, which change a
 few times per file) waits up to `LATER_SECONDS` for a message to ride with: counts are for display and
 the backfill's pace, and they are still never behind a result (their producer runs when the batch is
-written). Messages are pickled with `pickle` itself, not `Connection.send`'s `ForkingPickler`: that one
+written). A `direct` sender (the parent's jobs: one put per file) has the putting thread write a message itself
+when nothing is buffered or being written and the pipe takes the whole write at once (its end is non-blocking):
+a hand-off to the writing thread per job (a notify, a wake, a turn at the GIL for each side) cost the parent
+more than the write. What the pipe does not take at once goes to the thread, and so does all that is put
+after it until the thread has written it: the caller still never blocks on a full pipe, and the order stays.
+Messages are pickled with `pickle` itself, not `Connection.send`'s `ForkingPickler`: that one
 copies the whole copyreg dispatch table for every message (about 5 us each, more than pickling a log
 record), and nothing sent here needs its reducers (no sockets, pipes or file descriptors travel these
 pipes).
@@ -28,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import select
 import struct
 import threading
 import time
@@ -55,6 +61,10 @@ class Batch(list[Any]):
     """Several messages sent as one; `receive` hands them back one by one, in order."""
 
 
+class _Rest(bytes):
+    """What the pipe did not take of a `direct` write: the thread writes it first, as it is."""
+
+
 class _Later:
     """A place in the buffer where `PipeSender.put_latest`'s producer runs."""
 
@@ -70,8 +80,12 @@ class PipeSender:
     while a write is under way could let that write reach whatever file reused the number).
     """
 
-    def __init__(self, connection: Connection, name: str, *, spacing: float = 0.0) -> None:
-        """`spacing`: at least this long between two writes (see `SPACING_SECONDS`); 0: each as soon as it can."""
+    def __init__(self, connection: Connection, name: str, *, spacing: float = 0.0, direct: bool = False) -> None:
+        """`spacing`: at least this long between two writes (see `SPACING_SECONDS`); 0: each as soon as it can.
+        `direct` (no spacing): a put writes itself when it can do so at once (see the module docstring); the
+        connection's end becomes non-blocking, and this sender must be its only writer."""
+        if direct and spacing:
+            raise ValueError("a direct sender writes each message at once: it cannot space its writes")
         self.connection = connection
         self._name = name
         self._spacing = spacing
@@ -83,16 +97,42 @@ class PipeSender:
         self._closed = False
         self._urgent = 0  # buffered messages that are not `put_latest` places (the end included)
         self._later_since = 0.0  # when the oldest buffered `put_latest` place was put
+        self._direct = direct
+        self._writing = False  # the thread holds messages it took and has not finished writing (direct: order)
+        self._fd = -1
+        if direct:
+            self._fd = connection.fileno()
+            os.set_blocking(self._fd, False)
+            self._writable = select.poll()  # (the thread waits on it when the pipe is full)
+            self._writable.register(self._fd, select.POLLOUT)
 
     def put(self, message: Any) -> None:
-        """Buffer `message` for the writing thread (started on the first put); never blocks on the pipe."""
+        """Buffer `message` for the writing thread (started when first needed); never blocks on the pipe.
+
+        A `direct` sender writes it here instead when nothing is ahead of it and the pipe takes it at once."""
         with self._ready:
             if self._closed:
                 return
+            if self._direct and not self._buffer and not self._writing:
+                message = self._put_directly(message)
+                if message is None:
+                    return
             self._buffer.append(message)
             self._urgent += 1
             self._ready.notify()
             self._start()
+
+    def _put_directly(self, message: Any) -> Any:
+        """Write `message` now, under the lock (nothing else is writing); what is left for the thread, or None.
+
+        Whatever fails here (the pickling, a reader gone) leaves the message to the thread, which says or
+        finds the same (and ends with the pipe, closing this sender)."""
+        try:
+            data = _framed(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+            written = os.write(self._fd, data)
+        except Exception:  # BlockingIOError (a full pipe) among them
+            return message
+        return None if written == len(data) else _Rest(data[written:])
 
     def put_latest(self, key: str, produce: Callable[[], Any]) -> None:
         """Send what `produce()` returns when the writer reaches this point: puts of the same `key` that come
@@ -142,6 +182,7 @@ class PipeSender:
         """Everything buffered now (at most `BATCH_MAX`), in order, and whether the end was reached."""
         taken: list[Any] = []
         with self._ready:
+            self._writing = False  # (whatever it took before is written: a direct put may write again)
             while not self._urgent:
                 if not self._buffer:
                     self._ready.wait()
@@ -159,6 +200,7 @@ class PipeSender:
                 if message is _END:
                     return self._produced(taken), True
                 taken.append(message)
+            self._writing = bool(taken)
         return self._produced(taken), False
 
     def _produced(self, taken: list[Any]) -> list[Any]:
@@ -178,6 +220,8 @@ class PipeSender:
                 if end:
                     return
         finally:
+            with self._ready:  # no put writes directly any more (the number may soon be another file's)
+                self._closed = True
             self.connection.close()
 
     def _space(self) -> None:
@@ -189,9 +233,20 @@ class PipeSender:
 
     def _send(self, messages: list[Any]) -> bool:
         """Write `messages` (a `Batch` when several); False when the reader is gone."""
+        if type(messages[0]) is _Rest:  # the rest of a direct write goes first, as it is
+            try:
+                self._write_all(messages[0])
+            except OSError:
+                return False
+            messages = messages[1:]
+            if not messages:
+                return True
         try:
             payload = pickle.dumps(messages[0] if len(messages) == 1 else Batch(messages), pickle.HIGHEST_PROTOCOL)
-            self.connection.send_bytes(payload)
+            if self._direct:
+                self._write_all(_framed(payload))
+            else:
+                self.connection.send_bytes(payload)
         except OSError:  # the reader is gone: nothing to deliver to
             return False
         except Exception as error:  # one message that cannot be pickled must not silence the rest
@@ -201,6 +256,23 @@ class PipeSender:
             if not (isinstance(message, tuple) and message[:1] == ("log",)):  # (a log record: no loop)
                 log.error("could not send a %s through the pipe: %s", type(message).__name__, error)
         return True
+
+    def _write_all(self, data: bytes) -> None:
+        """Write `data` to the non-blocking end of a direct sender, waiting while the pipe is full."""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                self._writable.poll()
+
+
+def _framed(payload: bytes) -> bytes:
+    """`payload` as `Connection.send_bytes` writes it: its length first (see `_LENGTH`)."""
+    size = len(payload)
+    if size > 0x7FFFFFFF:
+        return _LENGTH.pack(-1) + _LONG_LENGTH.pack(size) + payload
+    return _LENGTH.pack(size) + payload
 
 
 def receive(connection: Connection) -> list[Any]:

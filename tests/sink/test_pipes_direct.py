@@ -1,0 +1,131 @@
+"""A direct `PipeSender` (the parent's job pipes) on real OS pipes: the putting thread writes what the pipe takes at
+once, the thread the rest; never a blocked caller, never a message out of order, the framing of `send_bytes`."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+
+import pytest
+
+from pipeline.sink import pipes
+from pipeline.sink.pipes import PipeSender, read_into
+from tests.helpers import wait_until
+
+BIG = b"x" * 300_000  # more than a pipe holds: the pipe takes part of it, the thread writes the rest
+
+
+def test_a_put_that_the_pipe_takes_is_written_by_the_putting_thread_framed_as_send_bytes():
+    """No hand-off to a writing thread per job: the put returns with its message in the pipe, and no thread ever
+    started; the reader's plain `Connection.recv_bytes` (and `recv`) take each write apart."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    sender = PipeSender(writer, "test", direct=True)
+    for i in range(50):
+        sender.put(("job", i))
+        assert reader.poll(0), i  # in the pipe when the put returns, not on its way from another thread
+        assert reader.recv() == ("job", i)
+    sender.put(("job", "last"))
+    assert pipes._unpacked(reader.recv_bytes()) == [("job", "last")]
+    assert sender._thread is None
+    sender.close(5.0)
+    assert writer.closed
+    with pytest.raises(EOFError):
+        reader.recv()
+
+
+def test_a_full_pipe_never_blocks_the_caller_and_the_order_stays_until_the_thread_caught_up():
+    """What the pipe does not take (the rest of a long write, then everything put while that is unwritten) goes to
+    the thread; the puts return at once although nobody reads; once the thread has written it all, a put writes
+    itself again."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    sender = PipeSender(writer, "test", direct=True)
+    started = time.monotonic()
+    sender.put(("blob", BIG))  # the pipe takes part of it
+    for i in range(2_000):
+        sender.put(("job", i))
+    assert time.monotonic() - started < 5  # (a blocking write would hang here: nobody reads yet)
+    assert sender._thread is not None
+    received: list[object] = []
+    reading = threading.Thread(target=read_into, args=(reader, lambda m: received.append(m) or m != ("job", 1_999)))
+    reading.start()
+    reading.join(10)
+    assert received == [("blob", BIG)] + [("job", i) for i in range(2_000)]
+    wait_until(lambda: not sender._writing, timeout=10)  # the thread is back to waiting
+    sender.put(("job", "again"))
+    assert reader.poll(0) and reader.recv() == ("job", "again")
+    sender.close(5.0)
+    assert not sender._thread.is_alive() and writer.closed
+
+
+def test_puts_from_many_threads_each_arrive_once_whole_in_each_threads_order():
+    """The parent's stream and the original API's callers may put at once: each write whole, none lost."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    sender = PipeSender(writer, "test", direct=True)
+    received: list[tuple[int, int, bytes]] = []
+    reading = threading.Thread(target=pipes.read_all_into, args=(reader, lambda m: received.append(m) or True))
+    reading.start()
+
+    def put_many(who: int) -> None:
+        for i in range(500):
+            sender.put((who, i, b"y" * (i * 37 % 9_000)))  # some longer than an atomic pipe write
+
+    putters = [threading.Thread(target=put_many, args=(who,)) for who in range(4)]
+    for putter in putters:
+        putter.start()
+    for putter in putters:
+        putter.join(30)
+    sender.close(10.0)
+    reading.join(10)
+    assert not reading.is_alive()
+    for who in range(4):
+        assert [(i, len(blob)) for w, i, blob in received if w == who] == [(i, i * 37 % 9_000) for i in range(500)]
+
+
+def test_a_reader_gone_ends_the_sender_quietly_and_later_puts_are_dropped():
+    """The sink died: the put that finds the pipe broken leaves it to the thread, which ends and closes its end;
+    later puts write nothing (the closed number may be another file's by then) and never raise."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    sender = PipeSender(writer, "test", direct=True)
+    number = writer.fileno()
+    sender.put("before")
+    reader.close()
+    sender.put("after the reader")  # EPIPE here: the thread finds the same and ends
+    thread = sender._thread
+    assert thread is not None
+    thread.join(5)
+    assert not thread.is_alive() and writer.closed
+    spares = [os.pipe() for _ in range(3)]  # one of them takes the number back (the lowest free ones are reused)
+    try:
+        reused = [(read_end, write_end) for read_end, write_end in spares if write_end == number]
+        sender.put("after the end")
+        for read_end, _ in reused:
+            os.set_blocking(read_end, False)
+            with pytest.raises(BlockingIOError):
+                os.read(read_end, 100)  # nothing reached the file that has the number now
+    finally:
+        for ends in spares:
+            for end in ends:
+                os.close(end)
+    started = time.monotonic()
+    sender.close(5.0)
+    assert time.monotonic() - started < 2
+
+
+def test_a_message_that_cannot_be_pickled_is_logged_and_the_rest_still_go(caplog):
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    sender = PipeSender(writer, "test", direct=True)
+    sender.put(("job", lambda: None))  # a lambda cannot be pickled: left to the thread, which says so
+    sender.put(("job", "b.wav"))
+    sender.close(5.0)
+    assert reader.recv() == ("job", "b.wav")
+    assert "could not send a tuple through the pipe" in caplog.text
+
+
+def test_a_direct_sender_cannot_space_its_writes():
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    with pytest.raises(ValueError, match="cannot space"):
+        PipeSender(writer, "test", direct=True, spacing=0.004)
+    reader.close()
+    writer.close()
