@@ -8,7 +8,8 @@ the sender's thread, so a caller never blocks on a full pipe), and the stop dead
 pipe (before it, `run --once` may ask there for its last round of manifests). Up:
 the child sends everything else on one reports pipe, in order: that it reached `run`, each result,
 its counts after each change, its log records, the manifests the last round left, and "end" last.
-One thread here reads them: results go on the caller's `results` queue, records through the
+One thread here reads them: results go on the caller's `results` queue (one with a `put_removed` method
+gets through it those whose file the sink removed from the outbox), records through the
 parent's loggers (or onto the caller's `log_queue`), counts into the snapshot `stats()` returns.
 A result sent as "delivered" comes without its record: its line is made here
 (`pipeline.sink.delivered_line`).
@@ -102,8 +103,9 @@ class Channels:
                     else:
                         replay_in_parent(record)
                 finally:  # a caller's log queue that takes no more loses the line, never the result
-                    if self.results is not None:
-                        self.results.put(result)
+                    results = self.results
+                    if results is not None:  # (the sink removed the file: a `put_removed` need not look)
+                        getattr(results, "put_removed", results.put)(result)
             elif kind == "log":
                 self._log(value)
             elif kind == "running":
