@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from pipeline.sink.model import SinkCounters
-from pipeline.sink.pipes import PipeSender, read_into
+from pipeline.sink.pipes import PipeSender, read_all_into
 
 if TYPE_CHECKING:  # the parent imports this module for `ChildEnds`: the sink's own modules load in `run_sink`
     from pipeline.sink.workers import Sink
@@ -59,6 +59,8 @@ def feed(connection: Connection, sink: Sink, counters: SinkCounters | None = Non
 
     With `counters` (the secondary pipe's feeder), each job taken off the pipe is counted in
     `received_secondary`, after it is on the board: the parent never counts a job as neither.
+    Read with `read_all_into` (nothing comes after the end): the parent writes most jobs one by one
+    (`PipeSender`'s direct puts), and one read takes whatever came meanwhile.
     """
 
     def take(job: Any) -> bool:
@@ -69,7 +71,7 @@ def feed(connection: Connection, sink: Sink, counters: SinkCounters | None = Non
             counters.add("received_secondary")
         return True
 
-    read_into(connection, take)
+    read_all_into(connection, take)
 
 
 class LogsToParent(QueueHandler):

@@ -5,8 +5,8 @@ under `spawn` starts multiprocessing's resource tracker, a third Python process 
 Here each pipe has one writing thread and one reading thread, so nothing needs a lock between
 processes: `PipeSender` buffers what its callers put (they never block on a full pipe, as with a
 queue's feeder thread) and writes it in order from its own thread; `read_into` reads messages until
-the other end is gone (`read_all_into`, for the parent's reports, reads whatever the pipe holds at
-once, several writes in one read when the writer is ahead). A closed or broken pipe ends either
+the other end is gone (`read_all_into`, for the parent's reports and the sink's jobs, reads whatever the
+pipe holds at once, several writes in one read when the writer is ahead). A closed or broken pipe ends either
 thread quietly: what it carried is either still a file in the outbox (jobs) or a report about one
 (results, logs, counts).
 
@@ -305,7 +305,8 @@ _LENGTH, _LONG_LENGTH = struct.Struct("!i"), struct.Struct("!Q")
 
 
 def read_all_into(connection: Connection, handle: Callable[[Any], bool]) -> None:
-    """`read_into` for a reader that reads its pipe to the end (the parent's reports: nothing comes after "end").
+    """`read_into` for a reader that reads its pipe to the end (the parent's reports: nothing comes after "end";
+    the sink's jobs: nothing comes after the parent's end of the pipe).
 
     The writes are taken apart as `Connection.recv_bytes` frames them (`_LENGTH`, then the bytes), but
     what the pipe holds is taken with one `os.read`: several writes at once when the writer was ahead,

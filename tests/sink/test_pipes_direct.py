@@ -129,3 +129,36 @@ def test_a_direct_sender_cannot_space_its_writes():
         PipeSender(writer, "test", direct=True, spacing=0.004)
     reader.close()
     writer.close()
+
+
+def test_the_sink_s_feed_takes_every_job_once_in_order_until_the_parent_s_end_of_the_pipe():
+    """The sink's feeder reads whatever the pipe holds at once (`read_all_into`): jobs written one by one and jobs
+    the thread wrote together (put while the feeder was not reading yet) reach the board once each, in order,
+    counted; the parent's end of the pipe ends the feeder."""
+    from operators.model import Priority, UploadJob
+    from pipeline.sink.child import feed
+    from pipeline.sink.model import SinkCounters
+
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    sender = PipeSender(writer, "jobs-secondary", direct=True)
+    jobs = [UploadJob(f"/o/{i}.wav", f"/r/{i}.wav", i, i, Priority.BACKFILL) for i in range(3_000)]
+    for job in jobs[:1_500]:  # more than the pipe holds: the rest waits in the sender's thread
+        sender.put(job)
+
+    class Board:
+        def __init__(self) -> None:
+            self.jobs: list[UploadJob] = []
+
+        def put(self, job: UploadJob) -> None:
+            self.jobs.append(job)
+
+    board, counters = Board(), SinkCounters()
+    feeder = threading.Thread(target=feed, args=(reader, board, counters))
+    feeder.start()
+    for job in jobs[1_500:]:
+        sender.put(job)
+    sender.close(10.0)
+    feeder.join(10)
+    assert not feeder.is_alive()
+    assert board.jobs == jobs
+    assert counters.snapshot().received_secondary == 3_000
