@@ -162,3 +162,19 @@ def test_the_sink_s_feed_takes_every_job_once_in_order_until_the_parent_s_end_of
     assert not feeder.is_alive()
     assert board.jobs == jobs
     assert counters.snapshot().received_secondary == 3_000
+
+
+def test_a_job_s_priority_is_pickled_by_its_name_and_comes_back_as_itself():
+    """`Priority.__reduce_ex__`: by name, so the sink's unpickling of each job calls no enum class; every protocol
+    gives the member back, and a job crosses whole."""
+    import pickle
+
+    from operators.model import Priority, UploadJob
+
+    for priority in Priority:
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+            assert pickle.loads(pickle.dumps(priority, protocol)) is priority
+        assert f"Priority.{priority.name}".encode() in pickle.dumps(priority, pickle.HIGHEST_PROTOCOL)
+    job = UploadJob("/o/a.csv", "/r/a.csv", 3, 5, Priority.BACKFILL, day_file=True, into_folder=True)
+    back = pickle.loads(pickle.dumps(job, pickle.HIGHEST_PROTOCOL))
+    assert back == job and back.priority is Priority.BACKFILL and int(back.priority) == 1
