@@ -3,8 +3,9 @@
 `UploadHelper` (pipeline.sink.process) holds one `Channels`. It travels to the child when the
 process starts (spawn pickles it) with the child's ends only; the child reads them as its
 `ChildEnds`. Down: the parent writes live jobs to the primary pipe and backfill to the secondary
-(each through a direct `PipeSender`: written by the caller when the pipe takes it at once, else by
-the sender's thread, so a caller never blocks on a full pipe), and the stop deadline to the control
+(each through a direct, spaced `PipeSender`: written by the caller after a quiet spell when the pipe
+takes it at once, else by the sender's thread with the rest of its burst, so a caller never blocks on a
+full pipe), and the stop deadline to the control
 pipe (before it, `run --once` may ask there for its last round of manifests). Up:
 the child sends everything else on one reports pipe, in order: that it reached `run`, each result,
 its counts after each change, its log records, the manifests the last round left, and "end" last.
@@ -48,8 +49,8 @@ class Channels:
     def __init__(self, results: Any = None, log_queue: Any = None) -> None:
         self.primary_reader, primary_writer = SPAWN.Pipe(duplex=False)
         self.secondary_reader, secondary_writer = SPAWN.Pipe(duplex=False)
-        self.primary = PipeSender(primary_writer, "jobs-primary", direct=True)
-        self.secondary = PipeSender(secondary_writer, "jobs-secondary", direct=True)
+        self.primary = PipeSender(primary_writer, "jobs-primary", direct=True, spacing=SPACING_SECONDS)
+        self.secondary = PipeSender(secondary_writer, "jobs-secondary", direct=True, spacing=SPACING_SECONDS)
         self.sent_secondary = 0  # parent side: jobs put on the secondary pipe
         #: bumped by the child while its board answers (the systemd watchdog reads it)
         self.heartbeat = Heartbeat(SPAWN)

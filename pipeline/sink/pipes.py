@@ -22,6 +22,8 @@ when nothing is buffered or being written and the pipe takes the whole write at 
 a hand-off to the writing thread per job (a notify, a wake, a turn at the GIL for each side) cost the parent
 more than the write. What the pipe does not take at once goes to the thread, and so does all that is put
 after it until the thread has written it: the caller still never blocks on a full pipe, and the order stays.
+Spaced too (the jobs), it writes directly only after a quiet spell: the rest of a burst goes through the
+thread a few at a time, so that the reader (the sink's feeder) wakes once per spacing, not once per job.
 Messages are pickled with `pickle` itself, not `Connection.send`'s `ForkingPickler`: that one
 copies the whole copyreg dispatch table for every message (about 5 us each, more than pickling a log
 record), and nothing sent here needs its reducers (no sockets, pipes or file descriptors travel these
@@ -82,10 +84,10 @@ class PipeSender:
 
     def __init__(self, connection: Connection, name: str, *, spacing: float = 0.0, direct: bool = False) -> None:
         """`spacing`: at least this long between two writes (see `SPACING_SECONDS`); 0: each as soon as it can.
-        `direct` (no spacing): a put writes itself when it can do so at once (see the module docstring); the
-        connection's end becomes non-blocking, and this sender must be its only writer."""
-        if direct and spacing:
-            raise ValueError("a direct sender writes each message at once: it cannot space its writes")
+        `direct`: a put writes itself when it can do so at once (see the module docstring); the connection's
+        end becomes non-blocking, and this sender must be its only writer. With `spacing` too, only a put that
+        comes `spacing` after the last write does: what follows within that time goes in the thread's next write,
+        all together (a burst of jobs wakes the reader once, not once per job)."""
         self.connection = connection
         self._name = name
         self._spacing = spacing
@@ -114,9 +116,12 @@ class PipeSender:
             if self._closed:
                 return
             if self._direct and not self._buffer and not self._writing:
-                message = self._put_directly(message)
-                if message is None:
-                    return
+                now = time.monotonic() if self._spacing else 0.0
+                if now - self._sent_at >= self._spacing:
+                    message = self._put_directly(message)
+                    if message is None:
+                        self._sent_at = now
+                        return
             self._buffer.append(message)
             self._urgent += 1
             self._ready.notify()
@@ -191,6 +196,8 @@ class PipeSender:
                 if left <= 0:
                     break
                 self._ready.wait(left)
+            if self._direct and self._spacing:
+                self._sit_out_direct_write()
             while self._buffer and len(taken) < BATCH_MAX:
                 message = self._buffer.popleft()
                 if isinstance(message, _Later):
@@ -202,6 +209,17 @@ class PipeSender:
                 taken.append(message)
             self._writing = bool(taken)
         return self._produced(taken), False
+
+    def _sit_out_direct_write(self) -> None:
+        """(Holding the lock.) Within `spacing` of a direct put's write, wait out the rest, the lock released:
+        what is put meanwhile (buffered behind this, waking nobody) goes in the same write."""
+        left = self._sent_at + self._spacing - time.monotonic()
+        if left > 0:
+            self._ready.release()
+            try:
+                time.sleep(left)
+            finally:
+                self._ready.acquire()
 
     def _produced(self, taken: list[Any]) -> list[Any]:
         """The messages, each `put_latest` producer run now: after its key left `_later` (a change from now on

@@ -123,12 +123,42 @@ def test_a_message_that_cannot_be_pickled_is_logged_and_the_rest_still_go(caplog
     assert "could not send a tuple through the pipe" in caplog.text
 
 
-def test_a_direct_sender_cannot_space_its_writes():
+def test_a_spaced_direct_sender_writes_a_lone_job_itself_and_a_burst_in_few_writes():
+    """The parent's job pipes: a job after a quiet spell is in the pipe when its put returns; the jobs of a burst
+    that follow within the spacing go together in the thread's next write (the sink's feeder wakes once, not once
+    per job), in order; after another quiet spell a put writes itself again."""
     reader, writer = multiprocessing.Pipe(duplex=False)
-    with pytest.raises(ValueError, match="cannot space"):
-        PipeSender(writer, "test", direct=True, spacing=0.004)
-    reader.close()
-    writer.close()
+    spacing = 0.05
+    sender = PipeSender(writer, "test", direct=True, spacing=spacing)
+    sender.put(("job", "lone"))
+    assert reader.poll(0) and pipes.receive(reader) == [("job", "lone")]
+    writes: list[list[object]] = []
+
+    def read() -> None:
+        while True:
+            try:
+                writes.append(pipes.receive(reader))
+            except (EOFError, OSError):
+                return
+
+    reading = threading.Thread(target=read, daemon=True)
+    reading.start()
+    started = time.monotonic()
+    for i in range(200):
+        sender.put(("job", i))
+        time.sleep(0.0005)
+    burst = time.monotonic() - started
+    wait_until(lambda: sum(len(batch) for batch in writes) == 200, timeout=10)
+    assert [m for batch in writes for m in batch] == [("job", i) for i in range(200)]
+    assert len(writes) <= burst / spacing + 3, (len(writes), burst)
+    time.sleep(spacing * 2)  # quiet again
+    wait_until(lambda: not sender._writing, timeout=5)
+    written = len(writes)
+    sender.put(("job", "after"))
+    wait_until(lambda: len(writes) > written, timeout=5)
+    assert writes[-1] == [("job", "after")]
+    sender.close(5.0)
+    reading.join(5)
 
 
 def test_the_sink_s_feed_takes_every_job_once_in_order_until_the_parent_s_end_of_the_pipe():
