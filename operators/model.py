@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from enum import IntEnum, StrEnum
 from operator import attrgetter
-from typing import Any
+from typing import Any, SupportsIndex
 
 
 class EventKind(StrEnum):
@@ -32,6 +32,15 @@ class Priority(IntEnum):
 
     LIVE = 0
     BACKFILL = 1
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str:
+        """Pickled by its name (`Priority.LIVE`), found by pickle itself on the way back: by its value (the enum's
+        default) unpickling calls the class, two Python calls in the sink for every job (as `Outcome` in the parent)."""
+        return _PICKLED_PRIORITIES[self._name_]
+
+
+#: What `Priority.__reduce_ex__` gives: a member's qualified name in its module.
+_PICKLED_PRIORITIES = {priority.name: f"{Priority.__qualname__}.{priority.name}" for priority in Priority}
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import time
 
 import pytest
@@ -192,3 +193,52 @@ def test_the_handler_writes_what_logging_s_stream_handler_writes(log_format: str
         written = ours.getvalue() if isinstance(ours, io.StringIO) else ours.text
         assert written == (stock.getvalue() if isinstance(stock, io.StringIO) else stock.text)
         assert written.count("\n") >= len(_records())
+
+
+@pytest.mark.parametrize("journal", [False, True])
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_command_line_s_records_skip_the_fields_no_line_shows_and_every_line_stays_the_same(
+    monkeypatch, tmp_path, log_format: str, journal: bool
+) -> None:
+    """`console` turns logging's switches off (`spare_unshown_fields`): records made with them off (a delivered
+    line as the parent makes it, a warning, an error with its traceback) give the very lines they gave with them on,
+    in either format, in the journal or not."""
+    from pipeline.app import logs
+    from pipeline.sink import delivered_line
+    from pipeline.sink.model import UploadResult
+
+    for switch in logs.RECORD_SWITCHES:  # put back as they were, whatever the test does
+        if hasattr(logging, switch):
+            monkeypatch.setattr(logging, switch, getattr(logging, switch))
+    log_file = tmp_path / "log"
+
+    def lines() -> list[str]:
+        with open(log_file, "w+", encoding="utf-8") as stream:
+            if journal:
+                st = os.fstat(stream.fileno())
+                monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+            configure_logging(log_format, stream=stream)
+            result = UploadResult("/o/a.wav", "/r/a.wav", 4096, 0.01, 1, Outcome.DELIVERED, "226 ok")
+            logging.getLogger("beemon.sink").handle(delivered_line.record(result, 1e9))
+            logging.getLogger("beemon.cli").warning("plain FTP to %s", "ftp.example.org", extra={"file": "b.wav"})
+            try:
+                raise OSError("refused")
+            except OSError:
+                logging.getLogger("beemon.sink").exception("could not send %s", "c.wav")
+        text = log_file.read_text(encoding="utf-8")
+        return [line.split(" ", 2)[-1] if log_format == "text" and not journal else line for line in text.splitlines()]
+
+    before = lines()
+    logs.spare_unshown_fields()
+    assert all(getattr(logging, switch) is False for switch in logs.RECORD_SWITCHES if hasattr(logging, switch))
+    after = lines()
+    if log_format == "json":  # the same objects but for the time of the lines made now
+        before, after = ([_untimed(line) for line in x] for x in (before, after))
+    assert after == before and len(before) >= 3
+
+
+def _untimed(line: str) -> dict[str, object]:
+    """A JSON line's object (after the journal's priority, if any) without its time."""
+    entry = json.loads(line[line.index("{") :])
+    entry.pop("time", None)
+    return {"priority": line[: line.index("{")], **entry}

@@ -125,6 +125,20 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.handleError(record)
 
 
+#: logging's documented switches for what a record names of where it was made; no line of ours shows any of them.
+RECORD_SWITCHES = ("logThreads", "logProcesses", "logMultiprocessing", "logAsyncioTasks")
+
+
+def spare_unshown_fields() -> None:
+    """Turn `RECORD_SWITCHES` off: records no longer look up their thread, process and task names (the parent makes
+    one per delivered file). Neither format shows them (the JSON form leaves logging's own fields out), so no line
+    changes. Only in a process whose every line is formatted here (the command line's, `pipeline.cli.main.console`):
+    an orchestrator's own formats may show them."""
+    for switch in RECORD_SWITCHES:
+        if hasattr(logging, switch):
+            setattr(logging, switch, False)
+
+
 def configure_logging(log_format: str = "text", level: int | str = logging.INFO, stream: TextIO | None = None) -> None:
     """Replace the root logger's handlers with one stream handler in the chosen format.
 

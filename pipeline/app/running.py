@@ -58,12 +58,19 @@ class _HandledAtOnce:
     reports, when it is put. (A queue and a pump thread cost a hand-off per file, a notify, a wake and a turn at
     the GIL, for handling that only takes locks: the statistics, the stream's "released" subject, `on_result`.)"""
 
-    def __init__(self, handle: Callable[[Any], None]) -> None:
+    def __init__(self, handle: Callable[[Any, bool], None]) -> None:
         self._handle = handle
 
     def put(self, message: Any) -> None:
+        self._pass(message, False)
+
+    def put_removed(self, result: UploadResult) -> None:
+        """A delivered result whose file the sink removed from the outbox (`pipeline.sink.channels`)."""
+        self._pass(result, True)
+
+    def _pass(self, message: Any, removed: bool) -> None:
         try:
-            self._handle(message)
+            self._handle(message, removed)
         except Exception:  # the reports thread must go on passing the rest on
             log.exception("handling a result of the sink failed")
 
@@ -226,26 +233,28 @@ class RunningPipeline:
             "live" if job.priority == Priority.LIVE else "backfill",
         )
 
-    def _releases(self, path: str, outcome: Outcome) -> bool:
+    def _releases(self, path: str, outcome: Outcome, removed: bool) -> bool:
         """Whether the stream may forget the path: it is gone, or delivered and deleted.
 
         A delivered file still in the outbox (`delete_after_upload = false`, or a deletion that
         failed on a read-only card) stays remembered: releasing it would make every rescan upload
-        it again. Only a change uploads it anew.
+        it again. Only a change uploads it anew. The usual delivery comes `removed` (the sink
+        deleted the file itself): that needs no look at the disk, once per delivered file.
         """
         if outcome == DELIVERED:
-            return self.options.policy.delete_after_upload and not _lexists(path)
+            return removed or (self.options.policy.delete_after_upload and not _lexists(path))
         return outcome in FINAL
 
-    def _handle_result(self, message: Any) -> None:
-        """One result (or `SinkGaveUp`) of the sink, in the thread that reads its reports."""
+    def _handle_result(self, message: Any, removed: bool = False) -> None:
+        """One result (or `SinkGaveUp`) of the sink, in the thread that reads its reports; `removed`: see
+        `_HandledAtOnce.put_removed`."""
         if isinstance(message, SinkGaveUp):
             self._sink_gave_up = message.reason
             return
         if not isinstance(message, UploadResult):
             return
         self.stats.finished(message.local_path, message.outcome, message.bytes)
-        if self._released is not None and self._releases(message.local_path, message.outcome):
+        if self._released is not None and self._releases(message.local_path, message.outcome, removed):
             self._released.on_next(message.local_path)
         if self.on_result is not None:
             self.on_result(message)

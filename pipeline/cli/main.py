@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from pipeline.app.logs import configure_logging
+from pipeline.app.logs import configure_logging, spare_unshown_fields
 from pipeline.cli import exit_codes
 from pipeline.outbox.lock import OutboxLockError
 from pipeline.sink.main_guard import children_need_no_main_module
@@ -330,8 +330,10 @@ def console() -> int:
     the outbox lock freed; logs are flushed at exit). The interpreter's teardown would still
     collect every object the imported libraries built: 50-200 ms on a busy two-core machine, a quarter of a
     `run --once` on an empty outbox, for memory the process gives back anyway. Frozen objects are
-    left to the exit. Not in `main`: tests and orchestrators call that in a process that goes on.
+    left to the exit. Not in `main`: tests and orchestrators call that in a process that goes on
+    (nor, for the same reason, are the log records' unshown fields spared there: `spare_unshown_fields`).
     """
+    spare_unshown_fields()
     code = main()
     gc.freeze()
     return code

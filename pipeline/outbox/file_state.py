@@ -86,6 +86,25 @@ def held_for_reading(path: str) -> _Lease:
     return _Lease(path)
 
 
+def _open_for_lease(path: str) -> int:
+    """A descriptor to take a read lease through (never through a symlink, never waiting on a FIFO)."""
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+
+
+def _leased(fd: int) -> bool:
+    """Take a read lease on `fd`'s file, broken by SIGURG (by SIGIO where this process ignores it:
+    `ignore_lease_breaks`); False while some process has it open for writing.
+
+    Where leases are unsupported or not permitted, True: the file goes on without one."""
+    try:
+        if not _sigio_ignored:
+            fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as error:
+        return error.errno != errno.EAGAIN
+    return True
+
+
 class _Lease:
     """`held_for_reading`'s block (a class, not a generator: it runs once per delivered file, and a generator's
     context manager costs several Python calls more)."""
@@ -97,18 +116,10 @@ class _Lease:
         self._fd = -1
 
     def __enter__(self) -> Held | None:
-        fd = self._fd = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        fd = self._fd = _open_for_lease(self._path)
         try:
-            if not _sigio_ignored:
-                fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
-            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-        except OSError as error:
-            if error.errno == errno.EAGAIN:
+            if not _leased(fd):
                 return None
-        except BaseException:
-            self._close()
-            raise
-        try:
             return _new_tuple(Held, (fd, os.fstat(fd)))
         except BaseException:
             self._close()
@@ -136,10 +147,14 @@ def finished_file_stat(path: str) -> os.stat_result | None:
     st = regular_file_stat(path)
     if st is None:
         return None
+    # (`held_for_reading` without its `fstat`: the answer is the `lstat`, and this runs for every file)
     try:
-        with held_for_reading(path) as held:
-            return st if held is not None else None
+        fd = _open_for_lease(path)
     except FileNotFoundError:
         return None
     except OSError:
         return st  # unreadable: let the sink say so
+    try:
+        return st if _leased(fd) else None
+    finally:
+        os.close(fd)  # drops the lease with it

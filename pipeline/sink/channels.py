@@ -3,11 +3,14 @@
 `UploadHelper` (pipeline.sink.process) holds one `Channels`. It travels to the child when the
 process starts (spawn pickles it) with the child's ends only; the child reads them as its
 `ChildEnds`. Down: the parent writes live jobs to the primary pipe and backfill to the secondary
-(each from a `PipeSender` thread, so a caller never blocks on a full pipe), and the stop deadline
-to the control pipe (before it, `run --once` may ask there for its last round of manifests). Up:
+(each through a direct, spaced `PipeSender`: written by the caller after a quiet spell when the pipe
+takes it at once, else by the sender's thread with the rest of its burst, so a caller never blocks on a
+full pipe), and the stop deadline to the control
+pipe (before it, `run --once` may ask there for its last round of manifests). Up:
 the child sends everything else on one reports pipe, in order: that it reached `run`, each result,
 its counts after each change, its log records, the manifests the last round left, and "end" last.
-One thread here reads them: results go on the caller's `results` queue, records through the
+One thread here reads them: results go on the caller's `results` queue (one with a `put_removed` method
+gets through it those whose file the sink removed from the outbox), records through the
 parent's loggers (or onto the caller's `log_queue`), counts into the snapshot `stats()` returns.
 A result sent as "delivered" comes without its record: its line is made here
 (`pipeline.sink.delivered_line`).
@@ -46,8 +49,8 @@ class Channels:
     def __init__(self, results: Any = None, log_queue: Any = None) -> None:
         self.primary_reader, primary_writer = SPAWN.Pipe(duplex=False)
         self.secondary_reader, secondary_writer = SPAWN.Pipe(duplex=False)
-        self.primary = PipeSender(primary_writer, "jobs-primary")
-        self.secondary = PipeSender(secondary_writer, "jobs-secondary")
+        self.primary = PipeSender(primary_writer, "jobs-primary", direct=True, spacing=SPACING_SECONDS)
+        self.secondary = PipeSender(secondary_writer, "jobs-secondary", direct=True, spacing=SPACING_SECONDS)
         self.sent_secondary = 0  # parent side: jobs put on the secondary pipe
         #: bumped by the child while its board answers (the systemd watchdog reads it)
         self.heartbeat = Heartbeat(SPAWN)
@@ -101,8 +104,9 @@ class Channels:
                     else:
                         replay_in_parent(record)
                 finally:  # a caller's log queue that takes no more loses the line, never the result
-                    if self.results is not None:
-                        self.results.put(result)
+                    results = self.results
+                    if results is not None:  # (the sink removed the file: a `put_removed` need not look)
+                        getattr(results, "put_removed", results.put)(result)
             elif kind == "log":
                 self._log(value)
             elif kind == "running":

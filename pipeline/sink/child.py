@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from pipeline.sink.model import SinkCounters
-from pipeline.sink.pipes import PipeSender, receive
+from pipeline.sink.pipes import PipeSender, read_all_batches_into
 
 if TYPE_CHECKING:  # the parent imports this module for `ChildEnds`: the sink's own modules load in `run_sink`
     from pipeline.sink.workers import Sink
@@ -57,28 +57,25 @@ class _SigTerm:
 def feed(connection: Connection, sink: Sink, counters: SinkCounters | None = None) -> None:
     """Move jobs from one of the parent's job pipes onto the board until the pipe closes.
 
-    The jobs of one write of the parent go on the board together (`Sink.put_many`: one hold of it, one
-    change of its counts). With `counters` (the secondary pipe's feeder), the jobs taken off the pipe are
-    counted in `received_secondary`, after they are on the board: the parent never counts a job as neither.
+    The jobs of one read of the pipe (whatever the parent wrote meanwhile, `read_all_batches_into`) go on the
+    board together (`Sink.put_many`: one hold of it, one change of its counts). With `counters` (the
+    secondary pipe's feeder), the jobs taken off the pipe are counted in `received_secondary`, after they
+    are on the board: the parent never counts a job as neither.
     """
-    while True:
-        try:
-            messages = receive(connection)
-        except (EOFError, OSError, ValueError):  # the parent is gone (as `read_into`)
-            return
-        jobs: list[Any] = []
-        ended = False
-        for job in messages:
-            if job is None:  # the parent's end of the pipe: no more jobs
-                ended = True
+
+    def take(messages: list[Any]) -> bool:
+        jobs, ended = messages, False
+        for at, message in enumerate(messages):  # (by identity: `None in` would call each job's `__eq__`)
+            if message is None:  # the parent's end of the pipe: no more jobs
+                jobs, ended = messages[:at], True
                 break
-            jobs.append(job)
         if jobs:
             sink.put_many(jobs)
             if counters is not None:
                 counters.add("received_secondary", len(jobs))
-        if ended:
-            return
+        return not ended
+
+    read_all_batches_into(connection, take)
 
 
 class LogsToParent(QueueHandler):

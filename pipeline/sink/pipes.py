@@ -5,8 +5,8 @@ under `spawn` starts multiprocessing's resource tracker, a third Python process 
 Here each pipe has one writing thread and one reading thread, so nothing needs a lock between
 processes: `PipeSender` buffers what its callers put (they never block on a full pipe, as with a
 queue's feeder thread) and writes it in order from its own thread; `read_into` reads messages until
-the other end is gone (`read_all_into`, for the parent's reports, reads whatever the pipe holds at
-once, several writes in one read when the writer is ahead). A closed or broken pipe ends either
+the other end is gone (`read_all_into`, for the parent's reports, and `read_all_batches_into`, for the sink's
+jobs, read whatever the pipe holds at once, several writes in one read when the writer is ahead). A closed or broken pipe ends either
 thread quietly: what it carried is either still a file in the outbox (jobs) or a report about one
 (results, logs, counts).
 
@@ -17,7 +17,14 @@ waits to fill a batch: the writer sends whatever is there when it wakes (the rep
 every `SPACING_SECONDS`), except that a `put_latest` snapshot alone (the sink's counts, which change a
 few times per file) waits up to `LATER_SECONDS` for a message to ride with: counts are for display and
 the backfill's pace, and they are still never behind a result (their producer runs when the batch is
-written). Messages are pickled with `pickle` itself, not `Connection.send`'s `ForkingPickler`: that one
+written). A `direct` sender (the parent's jobs: one put per file) has the putting thread write a message itself
+when nothing is buffered or being written and the pipe takes the whole write at once (its end is non-blocking):
+a hand-off to the writing thread per job (a notify, a wake, a turn at the GIL for each side) cost the parent
+more than the write. What the pipe does not take at once goes to the thread, and so does all that is put
+after it until the thread has written it: the caller still never blocks on a full pipe, and the order stays.
+Spaced too (the jobs), it writes directly only after a quiet spell: the rest of a burst goes through the
+thread a few at a time, so that the reader (the sink's feeder) wakes once per spacing, not once per job.
+Messages are pickled with `pickle` itself, not `Connection.send`'s `ForkingPickler`: that one
 copies the whole copyreg dispatch table for every message (about 5 us each, more than pickling a log
 record), and nothing sent here needs its reducers (no sockets, pipes or file descriptors travel these
 pipes).
@@ -28,6 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import select
 import struct
 import threading
 import time
@@ -55,6 +63,10 @@ class Batch(list[Any]):
     """Several messages sent as one; `receive` hands them back one by one, in order."""
 
 
+class _Rest(bytes):
+    """What the pipe did not take of a `direct` write: the thread writes it first, as it is."""
+
+
 class _Later:
     """A place in the buffer where `PipeSender.put_latest`'s producer runs."""
 
@@ -70,8 +82,12 @@ class PipeSender:
     while a write is under way could let that write reach whatever file reused the number).
     """
 
-    def __init__(self, connection: Connection, name: str, *, spacing: float = 0.0) -> None:
-        """`spacing`: at least this long between two writes (see `SPACING_SECONDS`); 0: each as soon as it can."""
+    def __init__(self, connection: Connection, name: str, *, spacing: float = 0.0, direct: bool = False) -> None:
+        """`spacing`: at least this long between two writes (see `SPACING_SECONDS`); 0: each as soon as it can.
+        `direct`: a put writes itself when it can do so at once (see the module docstring); the connection's
+        end becomes non-blocking, and this sender must be its only writer. With `spacing` too, only a put that
+        comes `spacing` after the last write does: what follows within that time goes in the thread's next write,
+        all together (a burst of jobs wakes the reader once, not once per job)."""
         self.connection = connection
         self._name = name
         self._spacing = spacing
@@ -83,16 +99,45 @@ class PipeSender:
         self._closed = False
         self._urgent = 0  # buffered messages that are not `put_latest` places (the end included)
         self._later_since = 0.0  # when the oldest buffered `put_latest` place was put
+        self._direct = direct
+        self._writing = False  # the thread holds messages it took and has not finished writing (direct: order)
+        self._fd = -1
+        if direct:
+            self._fd = connection.fileno()
+            os.set_blocking(self._fd, False)
+            self._writable = select.poll()  # (the thread waits on it when the pipe is full)
+            self._writable.register(self._fd, select.POLLOUT)
 
     def put(self, message: Any) -> None:
-        """Buffer `message` for the writing thread (started on the first put); never blocks on the pipe."""
+        """Buffer `message` for the writing thread (started when first needed); never blocks on the pipe.
+
+        A `direct` sender writes it here instead when nothing is ahead of it and the pipe takes it at once."""
         with self._ready:
             if self._closed:
                 return
+            if self._direct and not self._buffer and not self._writing:
+                now = time.monotonic() if self._spacing else 0.0
+                if now - self._sent_at >= self._spacing:
+                    message = self._put_directly(message)
+                    if message is None:
+                        self._sent_at = now
+                        return
             self._buffer.append(message)
             self._urgent += 1
             self._ready.notify()
             self._start()
+
+    def _put_directly(self, message: Any) -> Any:
+        """Write `message` now, under the lock (nothing else is writing); what is left for the thread, or None.
+
+        Whatever fails here (the pickling, a reader gone) leaves the message to the thread, which says or
+        finds the same (and ends with the pipe, closing this sender)."""
+        try:
+            data = _framed(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+            written = os.write(self._fd, data)
+        except Exception:  # BlockingIOError (a full pipe) among them
+            return message
+        return None if written == len(data) else _Rest(data[written:])
 
     def put_latest(self, key: str, produce: Callable[[], Any]) -> None:
         """Send what `produce()` returns when the writer reaches this point: puts of the same `key` that come
@@ -142,6 +187,7 @@ class PipeSender:
         """Everything buffered now (at most `BATCH_MAX`), in order, and whether the end was reached."""
         taken: list[Any] = []
         with self._ready:
+            self._writing = False  # (whatever it took before is written: a direct put may write again)
             while not self._urgent:
                 if not self._buffer:
                     self._ready.wait()
@@ -150,6 +196,8 @@ class PipeSender:
                 if left <= 0:
                     break
                 self._ready.wait(left)
+            if self._direct and self._spacing:
+                self._sit_out_direct_write()
             while self._buffer and len(taken) < BATCH_MAX:
                 message = self._buffer.popleft()
                 if isinstance(message, _Later):
@@ -159,7 +207,19 @@ class PipeSender:
                 if message is _END:
                     return self._produced(taken), True
                 taken.append(message)
+            self._writing = bool(taken)
         return self._produced(taken), False
+
+    def _sit_out_direct_write(self) -> None:
+        """(Holding the lock.) Within `spacing` of a direct put's write, wait out the rest, the lock released:
+        what is put meanwhile (buffered behind this, waking nobody) goes in the same write."""
+        left = self._sent_at + self._spacing - time.monotonic()
+        if left > 0:
+            self._ready.release()
+            try:
+                time.sleep(left)
+            finally:
+                self._ready.acquire()
 
     def _produced(self, taken: list[Any]) -> list[Any]:
         """The messages, each `put_latest` producer run now: after its key left `_later` (a change from now on
@@ -178,6 +238,8 @@ class PipeSender:
                 if end:
                     return
         finally:
+            with self._ready:  # no put writes directly any more (the number may soon be another file's)
+                self._closed = True
             self.connection.close()
 
     def _space(self) -> None:
@@ -189,9 +251,20 @@ class PipeSender:
 
     def _send(self, messages: list[Any]) -> bool:
         """Write `messages` (a `Batch` when several); False when the reader is gone."""
+        if type(messages[0]) is _Rest:  # the rest of a direct write goes first, as it is
+            try:
+                self._write_all(messages[0])
+            except OSError:
+                return False
+            messages = messages[1:]
+            if not messages:
+                return True
         try:
             payload = pickle.dumps(messages[0] if len(messages) == 1 else Batch(messages), pickle.HIGHEST_PROTOCOL)
-            self.connection.send_bytes(payload)
+            if self._direct:
+                self._write_all(_framed(payload))
+            else:
+                self.connection.send_bytes(payload)
         except OSError:  # the reader is gone: nothing to deliver to
             return False
         except Exception as error:  # one message that cannot be pickled must not silence the rest
@@ -201,6 +274,23 @@ class PipeSender:
             if not (isinstance(message, tuple) and message[:1] == ("log",)):  # (a log record: no loop)
                 log.error("could not send a %s through the pipe: %s", type(message).__name__, error)
         return True
+
+    def _write_all(self, data: bytes) -> None:
+        """Write `data` to the non-blocking end of a direct sender, waiting while the pipe is full."""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                self._writable.poll()
+
+
+def _framed(payload: bytes) -> bytes:
+    """`payload` as `Connection.send_bytes` writes it: its length first (see `_LENGTH`)."""
+    size = len(payload)
+    if size > 0x7FFFFFFF:
+        return _LENGTH.pack(-1) + _LONG_LENGTH.pack(size) + payload
+    return _LENGTH.pack(size) + payload
 
 
 def receive(connection: Connection) -> list[Any]:
@@ -233,13 +323,24 @@ _LENGTH, _LONG_LENGTH = struct.Struct("!i"), struct.Struct("!Q")
 
 
 def read_all_into(connection: Connection, handle: Callable[[Any], bool]) -> None:
-    """`read_into` for a reader that reads its pipe to the end (the parent's reports: nothing comes after "end").
+    """`read_into` for a reader that reads its pipe to the end (the parent's reports: nothing comes after "end";
+    the sink's jobs: nothing comes after the parent's end of the pipe).
 
     The writes are taken apart as `Connection.recv_bytes` frames them (`_LENGTH`, then the bytes), but
     what the pipe holds is taken with one `os.read`: several writes at once when the writer was ahead,
     where `recv_bytes` makes two reads and a `BytesIO` for every write. So it may read past the write
     whose message `handle` refuses: those messages are not passed on, nor left for anyone else.
     """
+
+    def each(messages: list[Any]) -> bool:
+        return all(handle(message) for message in messages)  # (stops at the first refused)
+
+    read_all_batches_into(connection, each)
+
+
+def read_all_batches_into(connection: Connection, handle: Callable[[list[Any]], bool]) -> None:
+    """`read_all_into`, handing `handle` the messages of all the writes one `os.read` took at once (the sink's
+    job feeders put them on the board together); it returns False to stop reading."""
     try:
         fd = connection.fileno()
     except OSError:
@@ -254,11 +355,13 @@ def read_all_into(connection: Connection, handle: Callable[[Any], bool]) -> None
             return
         data = pending + chunk if pending else chunk
         at, end = 0, len(data)
+        taken: list[Any] = []
+        broken = False
         while end - at >= _LENGTH.size:
             size, start = _LENGTH.unpack_from(data, at)[0], at + _LENGTH.size
             if size == -1:
                 if end - start < _LONG_LENGTH.size:
-                    break
+                    break  # (its long length comes with the next read)
                 size, start = _LONG_LENGTH.unpack_from(data, start)[0], start + _LONG_LENGTH.size
             if end - start >= size:
                 payload, at = data[start : start + size], start + size
@@ -266,14 +369,15 @@ def read_all_into(connection: Connection, handle: Callable[[Any], bool]) -> None
                 try:
                     payload, at = data[start:] + _read_exactly(fd, size - (end - start)), end
                 except (EOFError, OSError):
-                    return
+                    broken = True
+                    break
             try:
-                messages = _unpacked(payload)
+                taken += _unpacked(payload)
             except ValueError:  # as `read_into`
-                return
-            for message in messages:
-                if not handle(message):
-                    return
+                broken = True
+                break
+        if (taken and not handle(taken)) or broken:  # (a broken write: what came whole before it, then the end)
+            return
         pending = data[at:]
 
 

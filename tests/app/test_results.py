@@ -72,3 +72,41 @@ def test_the_counts_follow_the_outcome_s_own_rules(outcome):
     assert (snap.delivered, snap.bytes_delivered) == ((1, 10) if outcome == Outcome.DELIVERED else (0, 0))
     assert snap.failed == int(outcome.failed)
     assert snap.queued_secondary == int(not outcome.final)
+
+
+@pytest.mark.parametrize("delete_after_upload", [True, False])
+def test_the_stream_forgets_a_delivered_file_the_sink_removed_on_its_word_and_the_rest_by_a_look(
+    tmp_path, delete_after_upload
+):
+    """The usual delivery reaches the parent as "delivered" (the sink removed the file): its path is released
+    without a look at the disk, once per file. Any other delivered result (kept by `delete_after_upload = false`,
+    or a deletion that failed) is released only when the file is gone and the policy deletes, as before."""
+    from pipeline.app.options import UploaderOptions
+    from pipeline.app.running import RunningPipeline, _HandledAtOnce
+    from pipeline.ftp.params import FtpParams
+    from pipeline.sink.channels import Channels
+    from pipeline.sink.policy import UploadPolicy
+
+    options = UploaderOptions(
+        str(tmp_path), "st", FtpParams("127.0.0.1"), UploadPolicy(delete_after_upload=delete_after_upload)
+    )
+    pipeline = RunningPipeline(options, UploadStats(), watch=False)
+    released: list[str] = []
+    pipeline._released = type("Recorder", (), {"on_next": staticmethod(released.append)})()  # type: ignore[assignment]
+    channels = Channels(results=_HandledAtOnce(pipeline._handle_result))
+    kept = tmp_path / "kept.wav"
+    kept.write_bytes(b"x")
+    here = tmp_path / "here.wav"  # the sink said it removed it, but a file of that name is back: its word counts
+    here.write_bytes(b"x")
+
+    def delivered(path) -> UploadResult:
+        return UploadResult(str(path), "/r/x.wav", 1, 0.01, 1, Outcome.DELIVERED, "226 ok")
+
+    try:
+        channels._report(("delivered", (delivered(here), 0.0)))
+        channels._report(("result", delivered(kept)))
+        channels._report(("result", delivered(tmp_path / "gone.wav")))
+    finally:
+        channels.release()
+    assert released == [str(here)] + ([str(tmp_path / "gone.wav")] if delete_after_upload else [])
+    assert pipeline.stats.snapshot().delivered == 3
