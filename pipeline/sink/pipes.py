@@ -7,8 +7,8 @@ processes: `PipeSender` buffers what its callers put (they never block on a full
 queue's feeder thread) and writes it in order from its own thread; `read_into` reads messages until
 the other end is gone (`read_all_into`, for the parent's reports, and `read_all_batches_into`, for the sink's
 jobs, read whatever the pipe holds at once, several writes in one read when the writer is ahead).
-A closed or broken pipe ends either thread quietly: what it carried is either still a file in the outbox (jobs) or a report about one
-(results, logs, counts).
+A closed or broken pipe ends either thread quietly: what it carried is either still a file in the
+outbox (jobs) or a report about one (results, logs, counts).
 
 What the writer finds buffered at once goes as one `Batch` (one pickling, one write, one read on the
 other side): a busy sink reports several messages per file (its result, log records, counts), and per-
