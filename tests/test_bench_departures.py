@@ -39,3 +39,17 @@ def test_it_returns_at_the_last_departure(tmp_path: Path) -> None:
         assert departures.wait(1, timeout=30.0)
         assert 0.25 <= time.monotonic() - started < 10.0
         timer.join()
+
+
+def test_with_names_only_those_count(tmp_path: Path) -> None:
+    folder = tmp_path / "outbox"
+    folder.mkdir()
+    for name in ("a.wav", "b.wav", "other"):
+        (folder / name).write_bytes(b"x")
+    with Departures(folder, ["a.wav", "b.wav"]) as departures:
+        os.unlink(folder / "other")
+        os.unlink(folder / "a.wav")
+        assert not departures.wait(2, timeout=0.3)
+        os.unlink(folder / "b.wav")
+        assert departures.wait(2, timeout=5.0)
+        assert departures.gone == 2

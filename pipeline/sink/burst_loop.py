@@ -136,9 +136,10 @@ class BurstLoop:
         except BaseException as error:  # a bug: every session goes back to its worker, which reports the file
             log.error("lean upload loop error (%s: %s)", type(error).__name__, error)
             log.debug("lean upload loop error", exc_info=True)
-            if self._verified:  # verified already: their bookkeeping still comes (their workers wait for it)
-                self._books.add(self._verified)
-                self._verified = []
+            verified, self._verified = self._verified, []
+            if verified:  # verified already: their bookkeeping still comes (their workers wait for it)
+                with contextlib.suppress(Exception):  # (no thread for it: the files stay, their copies checked)
+                    self._books.add(verified)
             with self._lock:
                 # the loans being opened when it failed are in `incoming` only
                 left = loans + [loan for loan in incoming if loan not in loans] + self._incoming
@@ -322,14 +323,15 @@ class _Books:
     def add(self, verified: list[tuple[Loan, BurstFile, Delivered]]) -> None:
         """Settle `verified` (in this thread's next batch); their loans count them until then (`settled`)."""
         with self.lock:
+            if self._thread is None:  # started before anything is counted: a thread that cannot start (no memory
+                thread = threading.Thread(target=self._run, name="ftp-lean-books", daemon=True)
+                thread.start()  # for one) raises here, and no worker then waits for files nobody will settle
+                self._thread = thread
+            elif self._idle:  # (spacing out its wait, it takes these with the others when it ends)
+                self._work.notify()
             for loan, _, _ in verified:
                 loan.books += 1
             self._queue.extend(verified)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="ftp-lean-books", daemon=True)
-                self._thread.start()
-            elif self._idle:  # (spacing out its wait, it takes these with the others when it ends)
-                self._work.notify()
 
     def settled(self, loan: Loan) -> None:
         """Return once every file `loan` verified has had its bookkeeping (the next batch begins now)."""

@@ -18,6 +18,7 @@ import os
 import select
 import struct
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 IN_MOVED_FROM = 0x00000040
@@ -29,10 +30,12 @@ _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then `len` bytes of nam
 
 
 class Departures:
-    """Counts the entries that leave `folder` from `__enter__` on (a context manager: the watch is closed)."""
+    """Counts the entries that leave `folder` from `__enter__` on (a context manager: the watch is closed); with
+    `names`, only those (anything else the folder loses does not stop the clock early)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, names: Iterable[str] | None = None) -> None:
         self.folder = folder
+        self._names = None if names is None else {os.fsencode(name) for name in names}
         self.gone = 0
         self.overflowed = False
         self._fd = -1
@@ -73,8 +76,10 @@ class Departures:
         offset = 0
         while offset < len(buffer):
             _, mask, _, length = _EVENT.unpack_from(buffer, offset)
-            offset += _EVENT.size + length
+            start, offset = offset + _EVENT.size, offset + _EVENT.size + length
             if mask & IN_Q_OVERFLOW:
                 self.overflowed = True
-            elif mask & (IN_DELETE | IN_MOVED_FROM):
+            elif mask & (IN_DELETE | IN_MOVED_FROM) and (
+                self._names is None or buffer[start:offset].rstrip(b"\0") in self._names
+            ):
                 self.gone += 1

@@ -74,7 +74,7 @@ def ours_drop_in(
         time.sleep(IDLE_SETTLE)  # the sink's logins done: what an idle station holds
         idle_pss = memory.pss_mib(running.pid)
         cpu_before, server_before = procs.cpu_seconds(running.pid), procs.cpu_seconds(server.pid)
-        with Departures(folder) as departures:
+        with Departures(folder, names) as departures:
             started = time.monotonic()
             for name in names:
                 os.rename(staging / name, folder / name)

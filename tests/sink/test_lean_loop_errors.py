@@ -138,3 +138,35 @@ def test_a_stop_during_lean_runs_loses_nothing_and_ends_within_its_deadline(make
     delivered = {r.local_path for r in results if r.outcome == Outcome.DELIVERED}
     assert delivered == {str(outbox / n) for n in names if not (outbox / n).exists()}
     assert len(delivered) < len(names)  # the stop came halfway
+
+
+def test_a_bookkeeping_thread_that_cannot_start_holds_no_worker(
+    make_server, ftp_root, outbox, credentials, monkeypatch
+):
+    """A Pi short of memory cannot start the lean bookkeeping's thread once: the verified file is not left
+    counted for a thread that never runs (its worker waiting for ever); it stays local and is delivered again,
+    and the next files go on (review of the eighth session)."""
+    import threading
+
+    real_start = threading.Thread.start
+    refused: list[str] = []
+
+    def start(self: threading.Thread) -> None:
+        if self.name == "ftp-lean-books" and not refused:
+            refused.append(self.name)
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    b = outbox / "b.wav"
+    b_data = write(b, 2500)
+    results, _faults, sink, a_data = _run_a_then_b(make_server, outbox, credentials, b, "b.wav", len(b_data))
+    try:
+        delivered = {str(outbox / "a.wav"), str(b)}
+        wait_until(lambda: delivered <= {r.local_path for r in results if r.outcome == Outcome.DELIVERED}, timeout=30)
+    finally:
+        sink.stop(5)
+    assert refused
+    assert (ftp_root / "upload" / "a.wav").read_bytes() == a_data
+    assert (ftp_root / "upload" / "b.wav").read_bytes() == b_data
+    assert not (outbox / "a.wav").exists() and not b.exists()
