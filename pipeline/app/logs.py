@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -20,8 +21,29 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 #: The text form's line and its time.
 TEXT_FORMAT, TEXT_TIME = "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
 
+#: What ends a line for some reader (`str.splitlines`, journald, a terminal): C0 controls, DEL, NEL and the
+#: Unicode line and paragraph separators.
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 
-class TextFormatter(logging.Formatter):
+
+def one_line(text: str) -> str:
+    """`text` with what would break its line shown escaped (`\\n`, `\\r`, `\\x1b`...): a file's name, or a
+    server's reply, carries what the station or the server put in it, and a name holding a newline and a
+    forged log line must not print as two lines. (The JSON form's encoder escapes them already.)"""
+    if text.isprintable():  # (the common case, one C loop; a name with bytes that are not UTF-8 is not, either)
+        return text
+    return _LINE_BREAKING.sub(lambda found: repr(found.group())[1:-1], text)
+
+
+class OneLineFormatter(logging.Formatter):
+    """A `logging.Formatter` whose message is always one line (`one_line`); a traceback still follows it."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
+
+
+class TextFormatter(OneLineFormatter):
     """`2026-11-29 05:22:43 INFO beemon.sink: delivered audio/x.wav (32044 B, 0.02 s) 226 ...`.
 
     The time has whole seconds: it is converted once per second (a busy run logs a line per file,
@@ -37,7 +59,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info or record.exc_text or record.stack_info:
             return super().format(record)
-        message = record.message = record.getMessage()
+        message = record.message = one_line(record.getMessage())
         created = record.created
         if self._last_time[0] == int(created) and created >= 0:  # (`formatTime`'s own test, without its call)
             asctime = record.asctime = self._last_time[1]
@@ -151,7 +173,7 @@ def configure_logging(log_format: str = "text", level: int | str = logging.INFO,
     handler = LineHandler(stream)
     formatter: logging.Formatter = JsonFormatter() if log_format == "json" else TextFormatter()
     if is_journal(stream):
-        formatter = JournalFormatter(formatter if log_format == "json" else None)
+        formatter = JournalFormatter(formatter if log_format == "json" else OneLineFormatter("%(name)s: %(message)s"))
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
