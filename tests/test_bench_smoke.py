@@ -52,7 +52,9 @@ def test_live_files(tmp_path):
 
 def test_idle_outbox_keeps_every_file(tmp_path):
     slices = scale.idle_cpu(tmp_path, files=30, window=0.4, slices=2, settle=0.5)
-    assert [set(figures) for figures in slices] == [{"inotify_cpu_pct", "polling_cpu_pct", "observer_cpu_pct"}] * 2
+    assert [set(figures) for figures in slices] == [
+        {"inotify_cpu_pct", "polling_cpu_pct", "observer_cpu_pct", "inotify_busiest_second_ms"}
+    ] * 2
 
 
 def test_backfill(tmp_path):

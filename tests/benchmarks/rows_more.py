@@ -65,6 +65,11 @@ def idle(bench: Bench) -> None:
             met(None if inotify is None else inotify <= 0.5),
         ]
     )
+    bench.notes.append(
+        f"Idle: the inotify uploader's busiest second of each {sizes.idle_window / bench.runs:.0f}-second window"
+        f" (median) {fmt(series.median('inotify_busiest_second_ms'), 0, ' ms')} of CPU, most"
+        f" {fmt(series.maximum('inotify_busiest_second_ms'), 0, ' ms')}; /proc counts in 10 ms ticks."
+    )
 
 
 def memory(bench: Bench) -> None:

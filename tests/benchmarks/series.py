@@ -49,6 +49,10 @@ class Series:
         values = [run[key] for run in self.runs if run.get(key) is not None]
         return statistics.median(values) if values else None  # type: ignore[type-var]
 
+    def maximum(self, key: str) -> float | None:
+        values = [run[key] for run in self.runs if run.get(key) is not None]
+        return max(values) if values else None  # type: ignore[type-var]
+
     def ratio(self, top: str, bottom: str) -> float | None:
         values = [run[top] / run[bottom] for run in self.runs if run.get(top) and run.get(bottom)]  # type: ignore[operator]
         return statistics.median(values) if values else None
