@@ -69,6 +69,14 @@ def table(rows: list[list[str]], header: list[str] = HEADER) -> str:
     return "\n".join(lines)
 
 
+def _storage() -> str:
+    from tests.benchmarks.servers import MEMORY, memory_storage
+
+    if memory_storage():
+        return f"The servers keep what they receive in memory ({MEMORY}, a tmpfs)."
+    return "The servers keep what they receive on the work folder's disk."
+
+
 def generated(
     rows: list[list[str]], *, runs: int, seconds: float, notes: list[str], started: str = "", load: str = ""
 ) -> str:
@@ -79,7 +87,7 @@ def generated(
         "",
         f"Run on {started or stamp()}: {machine()}.",
         f"Each figure is the median of {runs} runs; each ratio is taken within a run, then the median. "
-        f"The whole bench took {seconds / 60:.1f} minutes.{loaded}",
+        f"The whole bench took {seconds / 60:.1f} minutes.{loaded} {_storage()}",
         "",
         table(rows),
         "",

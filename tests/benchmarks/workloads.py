@@ -256,7 +256,6 @@ def large_files(
         ours = ours_drop_in(
             work, server, names, size, debounce=THROUGHPUT_DEBOUNCE, connections=connections, exact=False
         )
-    shutil.rmtree(server.root)
     figures["ours_mb_per_s"] = total / MB / ours["seconds"]
     figures["ours_cpu_s_per_gb"] = ours["cpu_seconds"] / (total / 1e9)
 
@@ -266,7 +265,6 @@ def large_files(
         baselines.make_remote_dir(server, "/session")
         session = baselines.single_session(server, paths, "/session")
         assert not verify(server.root / "session", names, size, exact=False)
-    shutil.rmtree(server.root)
     figures["session_mb_per_s"] = total / MB / session.seconds
 
     _settle_disk()
@@ -280,7 +278,6 @@ def large_files(
         with ftp_server(work, 0, kind) as server:
             lftp = baselines.lftp_mirror(server, folder, "/lftp", parallel=connections)
             assert not verify(server.root / "lftp", names, size, exact=False)
-        shutil.rmtree(server.root)
         figures["lftp_mb_per_s"] = total / MB / lftp.seconds
         figures["lftp_cpu_s_per_gb"] = lftp.cpu_seconds / (total / 1e9)
     return figures
