@@ -12,6 +12,8 @@ import logging
 import os
 from typing import TextIO
 
+from pipeline.app.logs import OneLineFormatter
+
 #: syslog priorities (RFC 5424) by logging level: 7 debug, 6 info, 4 warning, 3 err, 2 crit.
 PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
 DEBUG_PRIORITY = 7
@@ -44,7 +46,7 @@ class JournalFormatter(logging.Formatter):
 
     def __init__(self, inner: logging.Formatter | None = None) -> None:
         super().__init__()
-        self._inner = inner or logging.Formatter("%(name)s: %(message)s")
+        self._inner = inner or OneLineFormatter("%(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         text = self._inner.format(record)

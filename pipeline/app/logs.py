@@ -173,7 +173,7 @@ def configure_logging(log_format: str = "text", level: int | str = logging.INFO,
     handler = LineHandler(stream)
     formatter: logging.Formatter = JsonFormatter() if log_format == "json" else TextFormatter()
     if is_journal(stream):
-        formatter = JournalFormatter(formatter if log_format == "json" else OneLineFormatter("%(name)s: %(message)s"))
+        formatter = JournalFormatter(formatter if log_format == "json" else None)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
