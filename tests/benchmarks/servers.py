@@ -40,7 +40,7 @@ MEMORY_ROOM = 2 << 30
 def memory_storage() -> bool:
     """Whether the servers' files go to memory (`MEMORY`), the bench's default, or to the work folder's disk.
 
-    A row measures the client. vsftpd writing 2,000 small files to this VM's ext4 disk cost from 0.06 to
+    A row measures the client. vsftpd writing 2,000 small files to this VM's ext4 disk cost from 0.12 to
     0.35 ms of CPU per file from one run to the next (2026-12-02, the same client: the file system's
     allocation state, not the client), which moved the small-files row between 0.6x and 0.9x of lftp; the
     large files' writes swing with the page cache (see docs/benchmarks.md). In memory a small file cost the
