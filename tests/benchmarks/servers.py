@@ -42,9 +42,10 @@ def memory_storage() -> bool:
 
     A row measures the client. vsftpd writing 2,000 small files to this VM's ext4 disk cost from 0.12 to
     0.35 ms of CPU per file from one run to the next (2026-12-02, the same client: the file system's
-    allocation state, not the client), which moved the small-files row between 0.6x and 0.9x of lftp; the
-    large files' writes swing with the page cache (see docs/benchmarks.md). In memory a small file cost the
-    server 0.06-0.08 ms in every run.
+    allocation state, not the client), and the small-files row read 0.75x of lftp with the disk cheap, 0.83-0.88x
+    with it costly (a slow server hides the client); the large files' writes swing with the page cache (see
+    docs/benchmarks.md). In memory a small file cost the server 0.06-0.08 ms in every run, and the row read
+    0.60-0.70x.
     """
     if os.environ.get("BEEMON_BENCH_SERVER_STORAGE", "memory") == "disk":
         return False
