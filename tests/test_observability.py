@@ -146,13 +146,15 @@ def _json_line(record: logging.LogRecord) -> str:
 
 def test_the_text_form_is_logging_s_formatter_with_its_format() -> None:
     """`TextFormatter` puts a plain line together itself: the same line, and the same `message` and `asctime` left
-    on the record, as `logging.Formatter` with the same format and time (every record twice: its second is kept)."""
+    on the record, as `logging.Formatter` with the same format and time (every record twice: its second is kept);
+    a traceback or a stack below it, each of its lines indented (none can pass for a line of the log)."""
     from pipeline.app.logs import TEXT_FORMAT, TEXT_TIME, TextFormatter
 
     ours, stock = TextFormatter(), logging.Formatter(TEXT_FORMAT, TEXT_TIME)
     for record in _records() * 2:
         expected = logging.makeLogRecord(dict(record.__dict__))
-        assert ours.format(record) == stock.format(expected)
+        line, below, rest = stock.format(expected).partition("\n")
+        assert ours.format(record) == line + below + "\n".join("    " + more for more in rest.split("\n") if below)
         assert (record.message, record.asctime) == (expected.message, expected.asctime)
 
 
@@ -242,3 +244,32 @@ def _untimed(line: str) -> dict[str, object]:
     entry = json.loads(line[line.index("{") :])
     entry.pop("time", None)
     return {"priority": line[: line.index("{")], **entry}
+
+
+def test_a_traceback_from_the_sink_shows_below_its_message_indented_and_forges_no_line() -> None:
+    """The sink's records cross a pipe (pickled): its traceback goes as text beside the message, and the parent
+    shows it below the message, each line indented, as it does its own; an exception's text that carries a
+    server's reply (a newline, a line of the log's shape, a line separator) forges no line."""
+    import pickle
+    import queue
+    import sys
+
+    from pipeline.app.logs import JsonFormatter, TextFormatter
+    from pipeline.sink.child import LogsToParent
+
+    forged = "2024-05-03 10:00:00 ERROR beemon.sink: forged"
+    try:
+        raise ValueError(f"550-refused\n{forged}\u2028after")
+    except ValueError:
+        record = logging.LogRecord(
+            "beemon.sink", logging.DEBUG, __file__, 1, "loop error in %s", ("lean",), sys.exc_info()
+        )
+    sent = pickle.loads(pickle.dumps(LogsToParent(queue.Queue()).prepare(record)))
+    lines = TextFormatter().format(sent).split("\n")
+    assert lines[0].endswith(" DEBUG beemon.sink: loop error in lean"), lines
+    assert lines[1] == "    Traceback (most recent call last):", lines
+    assert all(line.startswith("    ") for line in lines[1:]), lines
+    assert lines[-2:] == ["    ValueError: 550-refused", f"    {forged}\\u2028after"], lines
+    entry = json.loads(JsonFormatter().format(sent))
+    assert entry["message"] == "loop error in lean"
+    assert entry["error"] == f"ValueError: 550-refused\n{forged}\u2028after"

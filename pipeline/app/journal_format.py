@@ -51,5 +51,6 @@ class JournalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = self._inner.format(record)
         prefix = f"<{priority(record.levelno)}>"
-        # A traceback spans lines; journald reads each line on its own, so each carries the priority.
-        return "\n".join(prefix + line for line in text.splitlines() or [""])
+        # A traceback spans lines; journald reads each line on its own, so each carries the priority. (Split at
+        # newlines only: journald's line end; `splitlines` would also cut a JSON line at a U+2028 in a name.)
+        return "\n".join(prefix + line for line in text.split("\n"))

@@ -26,21 +26,47 @@ TEXT_FORMAT, TEXT_TIME = "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-
 _LINE_BREAKING = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
+#: The same but the newline: a traceback's own line ends.
+_LINE_BREAKING_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f\x85\u2028\u2029]")
+#: What JSON leaves raw in a string and a line reader still breaks on (the encoder escapes the C0 controls).
+_JSON_LINE_BREAKING = re.compile("[\x7f\x85\u2028\u2029]")
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return repr(found.group())[1:-1]
+
+
+def _json_escaped(found: re.Match[str]) -> str:
+    return f"\\u{ord(found.group()):04x}"
+
+
 def one_line(text: str) -> str:
     """`text` with what would break its line shown escaped (`\\n`, `\\r`, `\\x1b`...): a file's name, or a
     server's reply, carries what the station or the server put in it, and a name holding a newline and a
-    forged log line must not print as two lines. (The JSON form's encoder escapes them already.)"""
+    forged log line must not print as two lines."""
     if text.isprintable():  # (the common case, one C loop; a name with bytes that are not UTF-8 is not, either)
         return text
-    return _LINE_BREAKING.sub(lambda found: repr(found.group())[1:-1], text)
+    return _LINE_BREAKING.sub(_escaped, text)
+
+
+def indented(text: str) -> str:
+    """A traceback or a stack, to follow a message: each of its lines indented, so that none can pass for a line of
+    the log (an exception's text may hold a server's reply), and no other line end left in it."""
+    return "\n".join("    " + line for line in _LINE_BREAKING_BUT_NEWLINE.sub(_escaped, text).split("\n"))
 
 
 class OneLineFormatter(logging.Formatter):
-    """A `logging.Formatter` whose message is always one line (`one_line`); a traceback still follows it."""
+    """A `logging.Formatter` whose message is always one line (`one_line`); a traceback or a stack follows it
+    `indented`."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = one_line(record.message)
         return super().formatMessage(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        end = text.find("\n")  # (the message has none: what follows it is the traceback or the stack)
+        return text if end < 0 else text[: end + 1] + indented(text[end + 1 :])
 
 
 class TextFormatter(OneLineFormatter):
@@ -106,9 +132,20 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info).splitlines()[-1]
-        return _JSON.encode(entry)
+        # (`exc_text` alone: a traceback formatted in the sink's process, `LogsToParent`)
+        failure = record.exc_text or (self.formatException(record.exc_info) if record.exc_info else "")
+        if failure:
+            entry["error"] = _exception_of(failure)
+        text = _JSON.encode(entry)
+        return text if text.isprintable() else _JSON_LINE_BREAKING.sub(_json_escaped, text)
+
+
+def _exception_of(traceback_text: str) -> str:
+    """The exception's own lines at the end of a formatted traceback (after its last frame's indented lines): its
+    type and its whole text, which may span lines (JSON escapes them), not only the last of them."""
+    lines = traceback_text.rstrip("\n").split("\n")
+    last_frame = max((index for index, line in enumerate(lines) if line.startswith(" ")), default=-1)
+    return "\n".join(lines[last_frame + 1 :])
 
 
 #: `json.dumps(entry, default=str, ensure_ascii=False)`'s encoder (it keeps no state between lines).

@@ -78,14 +78,21 @@ def feed(connection: Connection, sink: Sink, counters: SinkCounters | None = Non
     read_all_batches_into(connection, take)
 
 
+#: formats a traceback as logging does, for `LogsToParent`
+_TRACEBACKS = logging.Formatter()
+
+
 class LogsToParent(QueueHandler):
     """Each record, prepared as for a queue (message formatted, no traceback object), goes up the reports pipe."""
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """The message formatted in place: the record is this handler's alone (the logger does not propagate),
-        so `QueueHandler`'s copy of it, and its formatter's pass, would be one more of each per line."""
-        if record.exc_info or record.exc_text or record.stack_info:
-            return super().prepare(record)
+        so `QueueHandler`'s copy of it, and its formatter's pass, would be one more of each per line. A traceback
+        goes up as text of its own (`exc_text`), not in the message: the parent's formatter shows it below the
+        message, as it does its own (`QueueHandler.prepare` would make it part of the message's one line)."""
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        record.exc_info = None  # (a traceback object cannot be pickled)
         record.msg = record.message = record.getMessage()
         record.args = None
         return record
