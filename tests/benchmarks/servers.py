@@ -14,6 +14,7 @@ path of `root` (`prefix`): vsftpd's anonymous sessions see the real file system,
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -32,11 +33,14 @@ from tests.benchmarks.harness import REMOTE_ROOT, USER, Uploader
 _SRC = Path(__file__).resolve().parents[2]
 KINDS = ("vsftpd", "pyftpdlib")
 #: Where the servers keep what they receive, unless `BEEMON_BENCH_SERVER_STORAGE=disk`: a tmpfs, when one is
-#: mounted there with room for the largest row (10 x 50 MB, three times).
+#: mounted there with room for the largest row, the hash row's: its server holds two files of 1 GiB and the
+#: temporary copy of a third while it is sent again (`hash_cost --gib N` run alone needs 3 x N GiB: above 1, run
+#: it with the disk storage).
 MEMORY = Path("/dev/shm")
-MEMORY_ROOM = 2 << 30
+MEMORY_ROOM = 4 << 30
 
 
+@functools.cache
 def memory_storage() -> bool:
     """Whether the servers' files go to memory (`MEMORY`), the bench's default, or to the work folder's disk.
 
@@ -45,7 +49,7 @@ def memory_storage() -> bool:
     allocation state, not the client), and the small-files row read 0.75x of lftp with the disk cheap, 0.83-0.88x
     with it costly (a slow server hides the client); the large files' writes swing with the page cache (see
     docs/benchmarks.md). In memory a small file cost the server 0.06-0.08 ms in every run, and the row read
-    0.60-0.70x.
+    0.60-0.70x. Decided once per process: every row, and the report's line saying where, see the same choice.
     """
     if os.environ.get("BEEMON_BENCH_SERVER_STORAGE", "memory") == "disk":
         return False
