@@ -273,3 +273,29 @@ def test_a_traceback_from_the_sink_shows_below_its_message_indented_and_forges_n
     entry = json.loads(JsonFormatter().format(sent))
     assert entry["message"] == "loop error in lean"
     assert entry["error"] == f"ValueError: 550-refused\n{forged}\u2028after"
+
+
+def test_the_json_error_is_the_exception_s_whole_text_however_its_lines_begin() -> None:
+    """A multi-line FTP reply's lines after the first often begin with a space: the exception's text is taken as
+    Python gives it (`traceback.format_exception_only`), not parsed back out of the traceback."""
+    import pickle
+    import queue
+    import sys
+
+    from pipeline.app.logs import JsonFormatter, one_line
+    from pipeline.sink.child import LogsToParent
+
+    try:
+        raise ValueError("530-Login incorrect.\n 530 Try again")
+    except ValueError:
+        record = logging.LogRecord("beemon.sink", logging.ERROR, __file__, 1, "login", None, sys.exc_info())
+    here = json.loads(JsonFormatter().format(record))
+    sent = pickle.loads(pickle.dumps(LogsToParent(queue.Queue()).prepare(record)))
+    there = json.loads(JsonFormatter().format(sent))
+    assert here["error"] == there["error"] == "ValueError: 530-Login incorrect.\n 530 Try again"
+    assert "_error" not in there
+    # C1 controls (a terminal's 8-bit CSI among them) are escaped as C0 ones are, in both forms.
+    assert one_line("a\x9b2Jb\x85c") == "a\\x9b2Jb\\x85c"
+    odd = logging.makeLogRecord({"name": "beemon.sink", "msg": "delivered a\x9b2J\u2028b"})
+    line = JsonFormatter().format(odd)
+    assert line.isascii() and json.loads(line)["message"] == "delivered a\x9b2J\u2028b"

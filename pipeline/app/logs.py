@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from pipeline.sink.log_errors import ERROR_TEXT, exception_text
+
 #: Extra attributes that belong in a line when present.
 FIELDS = ("file", "remote", "size", "seconds", "attempt", "outcome", "reply")
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -21,15 +23,15 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 #: The text form's line and its time.
 TEXT_FORMAT, TEXT_TIME = "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
 
-#: What ends a line for some reader (`str.splitlines`, journald, a terminal): C0 controls, DEL, NEL and the
-#: Unicode line and paragraph separators.
-_LINE_BREAKING = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+#: What ends a line for some reader (`str.splitlines`, journald, a terminal) or moves a terminal's cursor: the C0
+#: controls, DEL, the C1 controls (NEL among them) and the Unicode line and paragraph separators.
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 #: The same but the newline: a traceback's own line ends.
-_LINE_BREAKING_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f\x85\u2028\u2029]")
-#: What JSON leaves raw in a string and a line reader still breaks on (the encoder escapes the C0 controls).
-_JSON_LINE_BREAKING = re.compile("[\x7f\x85\u2028\u2029]")
+_LINE_BREAKING_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+#: What JSON leaves raw in a string and a line reader or a terminal still acts on (the encoder escapes C0).
+_JSON_LINE_BREAKING = re.compile("[\x7f-\x9f\u2028\u2029]")
 
 
 def _escaped(found: re.Match[str]) -> str:
@@ -65,6 +67,8 @@ class OneLineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
+        if not (record.exc_info or record.exc_text or record.stack_info):  # (a line per file: one test, no search)
+            return text
         end = text.find("\n")  # (the message has none: what follows it is the traceback or the stack)
         return text if end < 0 else text[: end + 1] + indented(text[end + 1 :])
 
@@ -132,20 +136,13 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
-        # (`exc_text` alone: a traceback formatted in the sink's process, `LogsToParent`)
-        failure = record.exc_text or (self.formatException(record.exc_info) if record.exc_info else "")
-        if failure:
-            entry["error"] = _exception_of(failure)
+        failure = getattr(record, ERROR_TEXT, None) or (exception_text(record.exc_info) if record.exc_info else None)
+        if failure:  # (`ERROR_TEXT`: from the sink's process, whose record crossed the pipe without its exception)
+            entry["error"] = failure
         text = _JSON.encode(entry)
-        return text if text.isprintable() else _JSON_LINE_BREAKING.sub(_json_escaped, text)
-
-
-def _exception_of(traceback_text: str) -> str:
-    """The exception's own lines at the end of a formatted traceback (after its last frame's indented lines): its
-    type and its whole text, which may span lines (JSON escapes them), not only the last of them."""
-    lines = traceback_text.rstrip("\n").split("\n")
-    last_frame = max((index for index, line in enumerate(lines) if line.startswith(" ")), default=-1)
-    return "\n".join(lines[last_frame + 1 :])
+        if text.isascii() and "\x7f" not in text:  # (the common line: two C scans, no regex)
+            return text
+        return _JSON_LINE_BREAKING.sub(_json_escaped, text)
 
 
 #: `json.dumps(entry, default=str, ensure_ascii=False)`'s encoder (it keeps no state between lines).

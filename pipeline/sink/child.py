@@ -20,6 +20,7 @@ from logging.handlers import QueueHandler
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from pipeline.sink.log_errors import ERROR_TEXT, exception_text
 from pipeline.sink.model import SinkCounters
 from pipeline.sink.pipes import PipeSender, read_all_batches_into
 
@@ -90,8 +91,10 @@ class LogsToParent(QueueHandler):
         so `QueueHandler`'s copy of it, and its formatter's pass, would be one more of each per line. A traceback
         goes up as text of its own (`exc_text`), not in the message: the parent's formatter shows it below the
         message, as it does its own (`QueueHandler.prepare` would make it part of the message's one line)."""
-        if record.exc_info and not record.exc_text:
-            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_info:
+            if not record.exc_text:
+                record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+            setattr(record, ERROR_TEXT, exception_text(record.exc_info))  # (the JSON form's `error`)
         record.exc_info = None  # (a traceback object cannot be pickled)
         record.msg = record.message = record.getMessage()
         record.args = None
